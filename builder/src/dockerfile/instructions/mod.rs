@@ -1,0 +1,1 @@
+//! Syntax tree → typed instructions with their flags.

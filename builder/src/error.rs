@@ -1,0 +1,40 @@
+//! The crate's error type: one variant per module's error.
+
+use std::path::PathBuf;
+
+/// A Dockerfile problem located in its file: displays as `Dockerfile:7: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct DockerfileError {
+    /// The Dockerfile as the user named it.
+    pub file: PathBuf,
+    /// Line (1-based).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every error kiln's library returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Dockerfile is wrong.
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    /// The build plan cannot be made (unknown target, cycle, ...).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// Reading the build context failed.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with kiln's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! kiln: builds container images from Dockerfiles without a Docker daemon.
+//!
+//! The modules follow the data of one build: Dockerfile text ([`dockerfile::parser`]) →
+//! instructions ([`dockerfile::instructions`], with words expanded by [`dockerfile::expand`]) →
+//! stages and steps ([`plan`]), with the build context filtered by [`context`].
+
+pub mod cli;
+pub mod context;
+pub mod dockerfile;
+pub mod error;
+pub mod plan;
+
+pub use error::{Error, Result};

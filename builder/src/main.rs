@@ -1,0 +1,5 @@
+//! `kiln`: the builder's command line.
+
+fn main() {
+    std::process::exit(kiln::cli::run());
+}

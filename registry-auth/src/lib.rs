@@ -1,0 +1,1 @@
+//! Stored credentials for container registries and the registry token handshake.

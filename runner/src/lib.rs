@@ -1,0 +1,1 @@
+//! kiln-runner: a GitLab runner specialised in image-build jobs.
