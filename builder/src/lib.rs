@@ -4,7 +4,6 @@
 //! instructions ([`dockerfile::instructions`], with words expanded by [`dockerfile::expand`]) →
 //! stages and steps ([`plan`]), with the build context filtered by [`context`].
 
-pub mod cli;
 pub mod context;
 pub mod dockerfile;
 pub mod error;

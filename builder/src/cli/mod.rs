@@ -1,6 +1,73 @@
-//! The `kiln` command line.
+//! The `kiln` command line: argument parsing, error printing and exit codes.
 
-/// Runs the command line; returns the process exit code.
-pub fn run() -> i32 {
-    0
+mod build;
+mod demo;
+mod kaniko;
+
+use clap::{Parser, Subcommand};
+
+/// kiln builds container images from Dockerfiles without a Docker daemon.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build an image from a Dockerfile (kaniko's flag names).
+    Build(Box<build::BuildArgs>),
+    /// Build kiln's embedded demo image (a multi-stage Dockerfile with RUN steps).
+    Demo(demo::DemoArgs),
+}
+
+/// Runs kiln with the process's arguments and returns the exit code.
+pub fn main() -> i32 {
+    let argv: Vec<String> = std::env::args().collect();
+    let argv = match kaniko::screen(argv) {
+        Ok(a) => a,
+        Err(e) => return report(&e),
+    };
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Build(args) => build::run(&args),
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints `kiln: error: cause: cause` and picks the exit code: 1 when the input or the build
+/// is at fault, 2 for usage and kiln's own failures.
+fn report(e: &anyhow::Error) -> i32 {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    eprintln!("kiln: {}", chain.join(": "));
+    if e.downcast_ref::<Usage>().is_some() {
+        return 2;
+    }
+    let input_fault = e.chain().any(|c| {
+        c.downcast_ref::<kiln::Error>().is_some()
+            || c.downcast_ref::<kiln::error::DockerfileError>().is_some()
+            || c.downcast_ref::<kiln::plan::PlanError>().is_some()
+            || c.downcast_ref::<kiln::context::ContextError>().is_some()
+    });
+    if input_fault {
+        1
+    } else {
+        2
+    }
+}
+
+/// A command line kiln cannot act on (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "@GREETING@ from an image kiln built"

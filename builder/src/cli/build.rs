@@ -1,0 +1,168 @@
+//! `kiln build`: kaniko's flags; `--dry-run` prints what the front end understood.
+
+use super::Usage;
+use anyhow::Context as _;
+use clap::Args;
+use kiln::dockerfile;
+use kiln::plan::{self, NoBaseImages, Options, Platform};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+/// `kiln build` flags; names follow kaniko's so a kaniko job switches by changing its command.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context directory.
+    #[arg(short = 'c', long, default_value = ".")]
+    pub context: PathBuf,
+    /// Dockerfile path (relative to the current directory, else to the context); `-` reads stdin.
+    #[arg(short = 'f', long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    /// Image to push to (repeat for several tags).
+    #[arg(short = 'd', long)]
+    pub destination: Vec<String>,
+    /// Build argument NAME=value (NAME alone takes the value from the environment).
+    #[arg(long = "build-arg", value_name = "NAME=value")]
+    pub build_arg: Vec<String>,
+    /// Stage to build (the last one by default).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Label KEY=value added to the image.
+    #[arg(long, value_name = "KEY=value")]
+    pub label: Vec<String>,
+    /// Print the stages and steps the build would run, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Use the layer cache.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub cache: Option<bool>,
+    /// Registry repository holding cached layers.
+    #[arg(long)]
+    pub cache_repo: Option<String>,
+    /// Local directory for cached layers and base images.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// How long cached layers stay valid (e.g. 336h).
+    #[arg(long)]
+    pub cache_ttl: Option<String>,
+    /// Build without pushing.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub no_push: Option<bool>,
+    /// Write the image as a `docker load` tarball.
+    #[arg(long)]
+    pub tar_path: Option<PathBuf>,
+    /// Write the image as an OCI layout directory.
+    #[arg(long)]
+    pub oci_layout_path: Option<PathBuf>,
+    /// Write the image's digest to this file.
+    #[arg(long)]
+    pub digest_file: Option<PathBuf>,
+    /// Write `image@digest` lines to this file.
+    #[arg(long)]
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Make the image reproducible (timestamps from SOURCE_DATE_EPOCH or 0).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub reproducible: Option<bool>,
+    /// Talk plain HTTP to every registry.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure: Option<bool>,
+    /// Talk plain HTTP to this registry (repeatable).
+    #[arg(long)]
+    pub insecure_registry: Vec<String>,
+    /// Do not verify registries' TLS certificates.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub skip_tls_verify: Option<bool>,
+    /// Mirror for Docker Hub (repeatable).
+    #[arg(long)]
+    pub registry_mirror: Vec<String>,
+    /// How many times to retry a failed push.
+    #[arg(long)]
+    pub push_retry: Option<u32>,
+    /// Platform to build for (os/arch[/variant]).
+    #[arg(long, alias = "platform")]
+    pub custom_platform: Option<String>,
+    /// Layer compression: gzip or zstd.
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Take one snapshot at the end of each stage instead of one per step.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub single_snapshot: Option<bool>,
+    /// Paths left out of snapshots (repeatable).
+    #[arg(long)]
+    pub ignore_path: Vec<PathBuf>,
+    /// Log level: panic, fatal, error, warn, info, debug, trace.
+    #[arg(short = 'v', long, default_value = "info")]
+    pub verbosity: String,
+}
+
+/// A Dockerfile's text and the name to show in messages.
+pub struct Source {
+    pub name: PathBuf,
+    pub text: String,
+}
+
+/// Finds and reads the Dockerfile the way kaniko does.
+pub fn read_dockerfile(args: &BuildArgs) -> anyhow::Result<Source> {
+    if args.dockerfile == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading the Dockerfile from stdin")?;
+        return Ok(Source { name: PathBuf::from("<stdin>"), text });
+    }
+    let given = PathBuf::from(&args.dockerfile);
+    let path = if given.is_absolute() || given.exists() { given } else { args.context.join(&given) };
+    let text = std::fs::read_to_string(&path).map_err(|source| kiln::Error::Io { path: path.clone(), source })?;
+    Ok(Source { name: path, text })
+}
+
+/// `NAME=value` pairs; `NAME` alone takes the value from the environment (as docker does).
+pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => return Err(plan::PlanError::BadBuildArg(a.clone()).into()),
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads, parses and plans the build.
+pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan> {
+    let df = dockerfile::parse(&source.text, &source.name)?;
+    let mut opts = Options { build_args: build_args(&args.build_arg)?, target: args.target.clone(), ..Options::default() };
+    if let Some(p) = &args.custom_platform {
+        opts.target_platform = Platform::parse(p).map_err(|e| Usage(format!("--custom-platform: {e}")))?;
+    }
+    for w in &df.warnings {
+        eprintln!("kiln: warning: {}:{}: {}", source.name.display(), w.line, w.message);
+    }
+    Ok(plan::plan(&df, &source.name, &opts, &NoBaseImages)?)
+}
+
+/// `kiln build`.
+pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    if !args.context.is_dir() {
+        return Err(Usage(format!("--context {}: not a directory", args.context.display())).into());
+    }
+    let source = read_dockerfile(args)?;
+    let plan = make_plan(args, &source)?;
+    print!("{}", plan::display::render(&plan, &display_name(&source.name)));
+    if args.dry_run {
+        return Ok(());
+    }
+    Err(Usage(
+        "building images is not implemented yet: this kiln reads and plans Dockerfiles; use --dry-run".into(),
+    )
+    .into())
+}
+
+fn display_name(p: &Path) -> String {
+    p.display().to_string()
+}
