@@ -101,3 +101,18 @@ fn demo_plans_the_embedded_build() {
     assert!(out.contains("from image kiln.local/busybox:latest"), "{out}");
     assert!(out.contains("RUN <<EOF"), "{out}");
 }
+
+#[test]
+fn the_dockerfile_kiln_ships_plans_both_targets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = kiln(&root, &["build", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("target \"kiln\""), "{out}");
+    assert!(out.contains("not needed for the target: \"runner\""), "{out}");
+    assert!(out.contains("from image rust:1.85-bookworm"), "{out}");
+    let o = kiln(&root, &["build", "--dry-run", "--target", "runner", "--build-arg", "DEBIAN=trixie"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("from image debian:trixie-slim"), "{out}");
+}
