@@ -1,6 +1,15 @@
 //! Word expansion exactly as BuildKit's shell lexer: quotes, escapes and `$var` forms.
 
+//!
+//! The behaviour follows BuildKit's `frontend/dockerfile/shell` lexer, quirks included, so
+//! that a Dockerfile expands to the same words under kiln as under `docker build`.
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+mod lex;
+mod pattern;
+#[cfg(test)]
+mod tests;
 
 /// Variables visible to an expansion.
 pub trait Env {
@@ -27,6 +36,21 @@ impl Env for [(String, String)] {
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The slice impl above cannot be a `&dyn Env` itself (a slice is unsized), so the owning
+/// vector delegates to it.
+impl Env for Vec<(String, String)> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.as_slice().lookup(name)
+    }
+}
+
+/// A reference to any environment, notably `&[(String, String)]`, is one too.
+impl<T: Env + ?Sized> Env for &T {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        (**self).lookup(name)
     }
 }
 
@@ -79,17 +103,22 @@ impl Lexer {
         word: &str,
         env: &dyn Env,
     ) -> Result<(String, Matches), ExpandError> {
-        let _ = (word, env);
-        Err(ExpandError {
-            message: "expansion not written yet".into(),
-        })
+        let out = self.run(word, env)?;
+        Ok((out.word, out.matches))
     }
 
     /// Expands `word` and splits it into words on unquoted white space.
+    ///
+    /// White space inside variable values splits too; quoted or escaped white space does not.
+    /// Empty words (such as a lone `""`) are dropped, as BuildKit does.
     pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, ExpandError> {
-        let _ = (word, env);
-        Err(ExpandError {
-            message: "expansion not written yet".into(),
+        Ok(self.run(word, env)?.words)
+    }
+
+    fn run(&self, word: &str, env: &dyn Env) -> Result<lex::Outcome, ExpandError> {
+        // BuildKit names the whole word in every error, Go-quoted.
+        lex::run(self, word, env).map_err(|e| ExpandError {
+            message: format!("failed to process {word:?}: {e}"),
         })
     }
 }
