@@ -4,6 +4,9 @@
 use super::pattern;
 use super::{Env, Lexer, Matches};
 
+/// The byte-order mark that Go's text/scanner drops when it starts a text.
+pub(crate) const BOM: char = '\u{FEFF}';
+
 /// Nesting of `${…}` inside `${…}` beyond which a word is refused, so that hostile input
 /// cannot exhaust the stack (Go's growable stacks have no such limit).
 const MAX_DEPTH: usize = 200;
@@ -17,11 +20,13 @@ pub(crate) struct Outcome {
 
 /// Expands `source` with `lexer`'s options.
 pub(crate) fn run(lexer: &Lexer, source: &str, env: &dyn Env) -> Result<Outcome, String> {
+    let chars: Vec<char> = source.chars().collect();
     let mut walk = Walk {
         lexer,
         env,
-        chars: source.chars().collect(),
-        pos: 0,
+        // Go's text/scanner, which BuildKit reads words with, skips a leading byte-order mark.
+        pos: usize::from(chars.first() == Some(&BOM)),
+        chars,
         raw_escapes: lexer.raw_escapes,
         depth: 0,
         matches: Matches::default(),

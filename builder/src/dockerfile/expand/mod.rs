@@ -118,7 +118,40 @@ impl Lexer {
     fn run(&self, word: &str, env: &dyn Env) -> Result<lex::Outcome, ExpandError> {
         // BuildKit names the whole word in every error, Go-quoted.
         lex::run(self, word, env).map_err(|e| ExpandError {
-            message: format!("failed to process {word:?}: {e}"),
+            message: format!("failed to process {}: {e}", go_quote(word)),
         })
     }
+}
+
+/// Quotes `s` roughly as Go's `%q` does, so messages read like BuildKit's.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            ' ' => out.push(' '),
+            c if c.is_control() || c.is_whitespace() || c == lex::BOM => {
+                let n = u32::from(c);
+                if n < 0x80 {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n <= 0xFFFF {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -32,7 +32,8 @@ impl Pattern {
     /// in BuildKit.
     pub(crate) fn parse(pattern: &[char], greedy: bool) -> Result<Self, String> {
         let mut tokens = Vec::with_capacity(pattern.len());
-        let mut i = 0;
+        // BuildKit scans the pattern with a fresh text/scanner, which drops a leading BOM.
+        let mut i = usize::from(pattern.first() == Some(&super::lex::BOM));
         while i < pattern.len() {
             let c = pattern[i];
             i += 1;

@@ -274,3 +274,25 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn leading_byte_order_mark_is_dropped() {
+    let e = env(&[("A", "\u{FEFF}x")]);
+    assert_eq!(word("\u{FEFF}$A", &e), "\u{FEFF}x");
+    assert_eq!(word("a\u{FEFF}", &e), "a\u{FEFF}");
+    assert_eq!(word("${A#\u{FEFF}\u{FEFF}}", &e), "x");
+}
+
+#[test]
+fn errors_quote_the_word_like_go() {
+    assert_eq!(
+        go_quote("a\"b\\c\n\t\u{1}한\u{2028}"),
+        "\"a\\\"b\\\\c\\n\\t\\x01한\\u2028\""
+    );
+    let e = env(&[]);
+    assert_eq!(
+        error("'x\n", &e),
+        "failed to process \"'x\\n\": unexpected end of statement while looking for matching \
+         single-quote"
+    );
+}
