@@ -1,8 +1,17 @@
 //! Word expansion exactly as BuildKit's shell lexer: quotes, escapes and `$var` forms.
-
 //!
 //! The behaviour follows BuildKit's `frontend/dockerfile/shell` lexer, quirks included, so
-//! that a Dockerfile expands to the same words under kiln as under `docker build`.
+//! that a Dockerfile expands to the same words under kiln as under `docker build`:
+//!
+//! - `$name`, `${name}`; positional (`$1`, `${001}`) and special (`$@`, `$#`, …) parameters
+//!   are never set; a `$` before anything else stays literal (`$.`).
+//! - `${v:-w}`, `${v-w}`, `${v:+w}`, `${v+w}`, `${v:?w}`, `${v?w}`, where `w` is expanded too.
+//! - `${v#p}`, `${v##p}`, `${v%p}`, `${v%%p}`, `${v/p/r}`, `${v//p/r}` with `*`, `?` and `\`
+//!   escapes in `p`; as in BuildKit there are no bracket expressions, `[` is literal.
+//! - Single quotes keep everything; in double quotes the escape character only escapes `"`,
+//!   `$` and itself; outside quotes it escapes any character and is dropped at the end.
+//!
+//! Errors read like BuildKit's, e.g. `failed to process "${X:?}": X: is not allowed to be unset`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -38,6 +38,9 @@ impl Pattern {
             let c = pattern[i];
             i += 1;
             match c {
+                // `**` matches what `*` matches and picks the same end under either
+                // preference, and merging them keeps the search space small.
+                '*' if tokens.last() == Some(&Token::Star) => {}
                 '*' => tokens.push(Token::Star),
                 '?' => tokens.push(Token::Any),
                 '\\' => match pattern.get(i) {
@@ -59,10 +62,42 @@ impl Pattern {
 
     /// A matcher of this pattern against `value`.
     pub(crate) fn matcher<'a>(&'a self, value: &'a [char]) -> Matcher<'a> {
+        let states = (self.tokens.len() + 1).saturating_mul(value.len() + 1);
+        let dead = if states <= DENSE_LIMIT {
+            Visited::Dense(vec![0; states.div_ceil(64)])
+        } else {
+            Visited::Sparse(HashSet::new())
+        };
         Matcher {
             pattern: self,
             value,
-            dead: HashSet::new(),
+            dead,
+        }
+    }
+}
+
+/// Up to this many search states a bit set records them (8 MiB); past it only the states
+/// actually reached are stored.
+const DENSE_LIMIT: usize = 1 << 26;
+
+/// The states already explored, `(token index, value index)`.
+enum Visited {
+    Dense(Vec<u64>),
+    Sparse(HashSet<(usize, usize)>),
+}
+
+impl Visited {
+    /// Records a state; false when it was already there.
+    fn insert(&mut self, pi: usize, si: usize, width: usize) -> bool {
+        match self {
+            Visited::Dense(bits) => {
+                let i = pi * width + si;
+                let (word, bit) = (i / 64, 1u64 << (i % 64));
+                let fresh = bits[word] & bit == 0;
+                bits[word] |= bit;
+                fresh
+            }
+            Visited::Sparse(set) => set.insert((pi, si)),
         }
     }
 }
@@ -72,7 +107,7 @@ impl Pattern {
 pub(crate) struct Matcher<'a> {
     pattern: &'a Pattern,
     value: &'a [char],
-    dead: HashSet<(usize, usize)>,
+    dead: Visited,
 }
 
 impl Matcher<'_> {
@@ -87,7 +122,7 @@ impl Matcher<'_> {
             }
             // States are only reached again after their whole subtree failed: transitions
             // always move forward, so a state is never its own ancestor.
-            if !self.dead.insert((pi, si)) {
+            if !self.dead.insert(pi, si, value.len() + 1) {
                 continue;
             }
             let here = value.get(si).copied();
@@ -317,6 +352,14 @@ mod tests {
         assert_eq!(replace(&chars("b"), &v, "$$x$", true).unwrap(), "a$x$c");
         assert_eq!(replace(&chars("b"), &v, "$1x", true).unwrap(), "ac");
         assert_eq!(replace(&chars("b"), &v, "[$0]", false).unwrap(), "a[$0]c");
+    }
+
+    #[test]
+    fn large_search_uses_sparse_states() {
+        let v: Vec<char> = "ab".repeat(40_000).chars().collect();
+        let p: Vec<char> = "*b".repeat(500).chars().collect();
+        assert_eq!(trim_prefix(&p, &v, false).unwrap().len(), 79_000);
+        assert_eq!(trim_suffix(&p, &v, true).unwrap().len(), 0);
     }
 
     #[test]
