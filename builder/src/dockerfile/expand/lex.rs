@@ -352,6 +352,11 @@ impl Walk<'_> {
                     };
                     op = after;
                     modifier.push(op);
+                    // `${v:#p}` and `${v:%p}` mean nothing in POSIX; BuildKit rejects them
+                    // since moby/buildkit#5146 rather than ignoring the colon.
+                    if op == '#' || op == '%' {
+                        return Err(unsupported(&modifier));
+                    }
                 }
                 let raw = op == '#' || op == '%';
                 let word = match self.until(Some('}'), raw) {

@@ -131,6 +131,48 @@ fn nested_defaults() {
 }
 
 #[test]
+fn replacement_through_variables() {
+    let e = env(&[
+        ("FOO", "/a/foo/b/c.txt"),
+        ("NEEDLE", "/?/"),
+        ("REPLACEMENT", "/"),
+    ]);
+    assert_eq!(
+        word(
+            "${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
+            &e
+        ),
+        "/foo/b/c.txt - /foo/c.txt"
+    );
+    let (_, m) = Lexer::new('\\')
+        .process_word_with_matches("${FOO//$NEEDLE/$REPLACEMENT}", &e)
+        .unwrap();
+    assert_eq!(m.matched, set(&["FOO", "NEEDLE", "REPLACEMENT"]));
+    assert!(m.unmatched.is_empty());
+}
+
+#[test]
+fn release_file_name() {
+    let word_for = |variant: Option<&str>| {
+        let mut e = env(&[
+            ("VERSION", "v1.2.3"),
+            ("TARGETOS", "linux"),
+            ("TARGETARCH", "arm"),
+        ]);
+        if let Some(v) = variant {
+            e.insert("TARGETVARIANT".into(), v.into());
+        }
+        word(
+            "something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz",
+            &e,
+        )
+    };
+    assert_eq!(word_for(Some("v7")), "something-v1.2.3.linux-arm-v7.tar.gz");
+    assert_eq!(word_for(Some("")), "something-v1.2.3.linux-arm.tar.gz");
+    assert_eq!(word_for(None), "something-v1.2.3.linux-arm.tar.gz");
+}
+
+#[test]
 fn pattern_removal() {
     let e = env(&[
         ("FOO", "xxyy"),
@@ -164,7 +206,18 @@ fn pattern_removal() {
     // Brackets are literal: BuildKit's pattern has no bracket expressions.
     assert_eq!(word("${FOO#[x]}", &e), "xxyy");
     assert_eq!(word("${UNSET#x}", &e), "");
-    assert_eq!(word("${FOO:#x}", &e), "xyy");
+    for bad in [
+        "${FOO:#x}",
+        "${FOO:##}",
+        "${FOO:%x}",
+        "${FOO:%%}",
+        "${FOO:#",
+    ] {
+        assert!(
+            error(bad, &e).contains("unsupported modifier (:"),
+            "{bad:?}"
+        );
+    }
     assert!(error("${FOO#\\x}", &e).contains("invalid pattern"));
 }
 
