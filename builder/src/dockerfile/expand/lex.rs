@@ -39,16 +39,17 @@ pub(crate) fn run(lexer: &Lexer, source: &str, env: &dyn Env) -> Result<Outcome,
     })
 }
 
-/// Go's `unicode.IsLetter`, as near as the standard library gets (`Alphabetic` also holds a
-/// few marks and letter-like numbers that Go does not count).
+/// Go's `unicode.IsLetter`, as near as the standard library gets: letter-like numbers (`Nl`)
+/// are left out, but the combining vowel signs that `Alphabetic` holds still count.
 pub(crate) fn is_letter(c: char) -> bool {
-    c.is_alphabetic()
+    c.is_ascii_alphabetic() || (!c.is_ascii() && c.is_alphabetic() && !c.is_numeric())
 }
 
-/// Go's `unicode.IsDigit`, as near as the standard library gets (`Numeric` also holds
-/// superscripts, fractions and other non-decimal numbers).
+/// Go's `unicode.IsDigit` (decimal digits), as near as the standard library gets: letter-like
+/// numbers such as `Ⅻ` are left out, but superscripts, fractions and other `No` characters
+/// still count.
 pub(crate) fn is_digit(c: char) -> bool {
-    c.is_numeric()
+    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric() && !c.is_alphabetic())
 }
 
 /// Parameters that POSIX reserves; a Dockerfile never sets them, but they still parse as names.

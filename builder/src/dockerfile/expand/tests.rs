@@ -291,6 +291,16 @@ fn words_split_on_unquoted_space() {
 }
 
 #[test]
+fn unicode_names_and_digits() {
+    let e = env(&[("이름", "값"), ("A١", "arabic-indic")]);
+    assert_eq!(word("$이름!", &e), "값!");
+    assert_eq!(word("${A١}", &e), "arabic-indic");
+    assert_eq!(word("$١٢x", &e), "x");
+    // A letter-like number is neither a digit nor a letter to Go, so `$` stays literal.
+    assert_eq!(word("$Ⅻ", &e), "$Ⅻ");
+}
+
+#[test]
 fn environments_agree() {
     let pairs: Vec<(String, String)> = vec![
         ("A".into(), "1".into()),
