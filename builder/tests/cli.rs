@@ -4,7 +4,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).current_dir(dir).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -23,35 +27,73 @@ fn dry_run_prints_needed_stages_and_expanded_steps() {
         "Dockerfile",
         "ARG BASE=busybox\nFROM $BASE AS build\nARG V=1\nRUN make V=$V\nFROM scratch AS unused\nFROM scratch\nCOPY --from=build /out /out-$TARGETOS\n",
     );
-    let o = kiln(dir.path(), &["build", "--dry-run", "--build-arg", "V=2", "--custom-platform", "linux/arm64"]);
+    let o = kiln(
+        dir.path(),
+        &[
+            "build",
+            "--dry-run",
+            "--build-arg",
+            "V=2",
+            "--custom-platform",
+            "linux/arm64",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
-    assert!(out.starts_with("Dockerfile: 3 stages, target #2 (stage 2)\n"), "{out}");
-    assert!(out.contains("not needed for the target: \"unused\"\n"), "{out}");
-    assert!(out.contains("stage \"build\" (#0, line 2) from image busybox, wave 0\n"), "{out}");
+    assert!(
+        out.starts_with("./Dockerfile: 3 stages, target #2 (stage 2)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not needed for the target: \"unused\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("stage \"build\" (#0, line 2) from image busybox, wave 0\n"),
+        "{out}"
+    );
     assert!(out.contains("        3  ARG V=2\n"), "{out}");
     assert!(out.contains("        4  RUN make V=$V\n"), "{out}");
-    assert!(out.contains("stage #2 (#2, line 6) from scratch, wave 1, after \"build\"\n"), "{out}");
-    assert!(out.contains("        7  COPY --from=build /out /out-\n"), "TARGETOS needs an ARG in the stage: {out}");
+    assert!(
+        out.contains("stage #2 (#2, line 6) from scratch, wave 1, after \"build\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("        7  COPY --from=build /out /out-\n"),
+        "TARGETOS needs an ARG in the stage: {out}"
+    );
 }
 
 #[test]
 fn a_wrong_dockerfile_gives_one_line_with_file_and_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "Dockerfile", "FROM scratch\n\n# build\nRUNN make\n");
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch\n\n# build\nRUNN make\n",
+    );
     let o = kiln(dir.path(), &["build", "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "kiln: Dockerfile:4: unknown instruction \"RUNN\" (did you mean \"RUN\"?)\n");
+    assert_eq!(
+        stderr(&o),
+        "kiln: ./Dockerfile:4: unknown instruction \"RUNN\" (did you mean \"RUN\"?)\n"
+    );
     assert!(o.stdout.is_empty());
 }
 
 #[test]
 fn missing_dockerfile_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
-    let o = kiln(dir.path(), &["build", "--dry-run", "-f", "nope/Dockerfile.dev"]);
+    let o = kiln(
+        dir.path(),
+        &["build", "--dry-run", "-f", "nope/Dockerfile.dev"],
+    );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.starts_with("kiln: ./nope/Dockerfile.dev: No such file or directory"), "{e}");
+    assert!(
+        e.starts_with("kiln: ./nope/Dockerfile.dev: No such file or directory"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -60,13 +102,28 @@ fn unknown_target_and_kaniko_flags() {
     write(dir.path(), "Dockerfile", "FROM scratch AS app\n");
     let o = kiln(dir.path(), &["build", "--dry-run", "--target", "ap"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "kiln: target stage \"ap\" could not be found in Dockerfile (stages: app)\n");
+    assert_eq!(
+        stderr(&o),
+        "kiln: target stage \"ap\" could not be found in ./Dockerfile (stages: app)\n"
+    );
 
-    let o = kiln(dir.path(), &["build", "--dry-run", "--context-sub-path", "x"]);
+    let o = kiln(
+        dir.path(),
+        &["build", "--dry-run", "--context-sub-path", "x"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("the kaniko flag --context-sub-path is not supported by kiln"));
 
-    let o = kiln(dir.path(), &["build", "--dry-run", "--snapshot-mode=redo", "--cache=true", "--no-push"]);
+    let o = kiln(
+        dir.path(),
+        &[
+            "build",
+            "--dry-run",
+            "--snapshot-mode=redo",
+            "--cache=true",
+            "--no-push",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("ignoring the kaniko flag --snapshot-mode"));
 }
@@ -83,10 +140,18 @@ fn reads_the_dockerfile_from_stdin() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"FROM scratch\nWROKDIR /x\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM scratch\nWROKDIR /x\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "kiln: <stdin>:2: unknown instruction \"WROKDIR\" (did you mean \"WORKDIR\"?)\n");
+    assert_eq!(
+        stderr(&o),
+        "kiln: <stdin>:2: unknown instruction \"WROKDIR\" (did you mean \"WORKDIR\"?)\n"
+    );
 }
 
 #[test]
@@ -98,7 +163,10 @@ fn demo_plans_the_embedded_build() {
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(ctx.join("Dockerfile").is_file() && ctx.join("greet.sh").is_file());
     assert!(out.contains("not needed for the target: \"test\""), "{out}");
-    assert!(out.contains("from image kiln.local/busybox:latest"), "{out}");
+    assert!(
+        out.contains("from image kiln.local/busybox:latest"),
+        "{out}"
+    );
     assert!(out.contains("RUN <<EOF"), "{out}");
 }
 
@@ -109,9 +177,22 @@ fn the_dockerfile_kiln_ships_plans_both_targets() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("target \"kiln\""), "{out}");
-    assert!(out.contains("not needed for the target: \"runner\""), "{out}");
+    assert!(
+        out.contains("not needed for the target: \"runner\""),
+        "{out}"
+    );
     assert!(out.contains("from image rust:1.85-bookworm"), "{out}");
-    let o = kiln(&root, &["build", "--dry-run", "--target", "runner", "--build-arg", "DEBIAN=trixie"]);
+    let o = kiln(
+        &root,
+        &[
+            "build",
+            "--dry-run",
+            "--target",
+            "runner",
+            "--build-arg",
+            "DEBIAN=trixie",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("from image debian:trixie-slim"), "{out}");

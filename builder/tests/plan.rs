@@ -2,13 +2,18 @@
 //! the errors a user sees.
 
 use kiln::dockerfile::{self, instructions::Instruction};
-use kiln::plan::{self, Base, BaseConfig, BaseImages, NoBaseImages, Options, Plan, PlanError, Platform};
+use kiln::plan::{
+    self, Base, BaseConfig, BaseImages, NoBaseImages, Options, Plan, PlanError, Platform,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 fn opts(args: &[(&str, &str)], target: Option<&str>) -> Options {
     Options {
-        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         target: target.map(str::to_string),
         target_platform: Platform::parse("linux/arm64/v8").unwrap(),
         build_platform: Platform::parse("linux/amd64").unwrap(),
@@ -34,7 +39,11 @@ fn plan_err(text: &str, o: &Options) -> String {
 
 /// Every step of a stage rendered as Dockerfile text.
 fn steps(p: &Plan, stage: usize) -> Vec<String> {
-    p.stages[stage].steps.iter().map(|s| s.instruction.to_string()).collect()
+    p.stages[stage]
+        .steps
+        .iter()
+        .map(|s| s.instruction.to_string())
+        .collect()
 }
 
 #[test]
@@ -77,7 +86,10 @@ LABEL y=$Y
     let p = plan_ok(text, &opts(&[("A", "cli")], None));
     let s = steps(&p, 0);
     assert_eq!(s[2], "WORKDIR /from-env");
-    assert_eq!(s[5], "LABEL y=1", "Y must see X's value from before the ENV line");
+    assert_eq!(
+        s[5], "LABEL y=1",
+        "Y must see X's value from before the ENV line"
+    );
     let env: BTreeMap<_, _> = p.stages[0].env.iter().cloned().collect();
     assert_eq!(env["X"], "2");
     assert_eq!(env["Y"], "1");
@@ -95,7 +107,10 @@ FROM scratch
 WORKDIR /x$TARGETARCH
 ";
     let p = plan_ok(text, &opts(&[], None));
-    assert_eq!(p.stages[0].platform, Some(Platform::parse("linux/amd64").unwrap()));
+    assert_eq!(
+        p.stages[0].platform,
+        Some(Platform::parse("linux/amd64").unwrap())
+    );
     assert_eq!(steps(&p, 0)[2], "WORKDIR /out/arm64/v8");
     // Without `ARG TARGETARCH` in the stage, the predefined value is not in scope.
     assert_eq!(steps(&p, 1)[0], "WORKDIR /x");
@@ -123,7 +138,14 @@ STOPSIGNAL SIG$U
     assert_eq!(s[5], "VOLUME /data");
     assert_eq!(s[6], "COPY --chown=app:app a-8080 /dst-8080/");
     assert_eq!(s[7], "STOPSIGNAL SIGapp");
-    assert_eq!(p.stages[0].steps[1].args, [("D".into(), "/data".into()), ("P".into(), "8080".into()), ("U".into(), "app".into())]);
+    assert_eq!(
+        p.stages[0].steps[1].args,
+        [
+            ("D".into(), "/data".into()),
+            ("P".into(), "8080".into()),
+            ("U".into(), "app".into())
+        ]
+    );
 }
 
 #[test]
@@ -199,17 +221,32 @@ RUN true
             })
         }
     }
-    let p = plan_with("FROM node:onbuild\nLABEL v=$NODE_VERSION\n", &opts(&[], None), &Node).unwrap();
+    let p = plan_with(
+        "FROM node:onbuild\nLABEL v=$NODE_VERSION\n",
+        &opts(&[], None),
+        &Node,
+    )
+    .unwrap();
     let s = steps(&p, 0);
-    assert_eq!(s, ["COPY package.json /app/", "RUN npm install", "LABEL v=20"]);
+    assert_eq!(
+        s,
+        ["COPY package.json /app/", "RUN npm install", "LABEL v=20"]
+    );
 }
 
 #[test]
 fn unconsumed_build_args_and_undefined_variables_warn() {
-    let p = plan_ok("FROM scratch\nARG USED\nWORKDIR /$NOPE\n", &opts(&[("USED", "1"), ("EXTRA", "2"), ("HTTP_PROXY", "p")], None));
+    let p = plan_ok(
+        "FROM scratch\nARG USED\nWORKDIR /$NOPE\n",
+        &opts(&[("USED", "1"), ("EXTRA", "2"), ("HTTP_PROXY", "p")], None),
+    );
     let w: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
     assert!(w.iter().any(|m| m.contains("\"EXTRA\"")), "{w:?}");
-    assert!(!w.iter().any(|m| m.contains("USED") || m.contains("HTTP_PROXY")), "{w:?}");
+    assert!(
+        !w.iter()
+            .any(|m| m.contains("USED") || m.contains("HTTP_PROXY")),
+        "{w:?}"
+    );
     assert!(w.iter().any(|m| m.contains("$NOPE")), "{w:?}");
     assert_eq!(p.proxies, [("HTTP_PROXY".to_string(), "p".to_string())]);
 }
@@ -237,23 +274,32 @@ fn errors_name_file_line_and_cause() {
         .starts_with("Dockerfile:3: $V is declared by an ARG before the first FROM"));
     assert!(plan_err("FROM $IMG\nARG IMG=x\n", &o).starts_with("Dockerfile:1: FROM uses $IMG"));
     assert_eq!(
-        plan_err("FROM scratch AS a\nFROM scratch AS b\n", &opts(&[], Some("c"))),
+        plan_err(
+            "FROM scratch AS a\nFROM scratch AS b\n",
+            &opts(&[], Some("c"))
+        ),
         "target stage \"c\" could not be found in Dockerfile (stages: a, b)"
     );
     assert_eq!(
-        plan_err("FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n", &o),
+        plan_err(
+            "FROM scratch AS a\nCOPY --from=b / /\nFROM scratch AS b\nCOPY --from=a / /\n",
+            &o
+        ),
         "Dockerfile:2: circular dependency between stages: \"b\" → \"a\" → \"b\""
     );
     assert_eq!(
         plan_err("FROM scratch\nCOPY --from=0 / /\n", &o),
         "Dockerfile:2: circular dependency between stages: #0 → #0"
     );
-    assert!(plan_err("FROM scratch\nCOPY --from=7 / /\n", &o).starts_with("Dockerfile:2: --from=7 names no stage"));
-    assert!(plan_err("FROM scratch\nCOPY --chmown=1 a b\n", &o).starts_with("Dockerfile:2: unknown flag --chmown for COPY"));
-    assert!(plan_err("FROM scratch AS 1st\n", &o).starts_with("Dockerfile:1: invalid name for build stage \"1st\""));
+    assert!(plan_err("FROM scratch\nCOPY --from=7 / /\n", &o)
+        .starts_with("Dockerfile:2: --from=7 names no stage"));
+    assert!(plan_err("FROM scratch\nCOPY --chmown=1 a b\n", &o)
+        .starts_with("Dockerfile:2: unknown flag --chmown for COPY"));
+    assert!(plan_err("FROM scratch AS 1st\n", &o)
+        .starts_with("Dockerfile:1: invalid name for build stage \"1st\""));
     assert_eq!(
         plan_err("FROM scratch\nWORKDIR ${X:?must be set}\n", &o),
-        "Dockerfile:2: WORKDIR: X: must be set"
+        "Dockerfile:2: WORKDIR: failed to process \"${X:?must be set}\": X: must be set"
     );
 }
 
@@ -280,7 +326,9 @@ echo $NAME
 EOF
 ";
     let p = plan_ok(text, &opts(&[], None));
-    let Instruction::Copy(c) = &p.stages[0].steps[1].instruction else { panic!("not a COPY") };
+    let Instruction::Copy(c) = &p.stages[0].steps[1].instruction else {
+        panic!("not a COPY")
+    };
     let bodies: Vec<String> = c
         .sources
         .iter()
@@ -290,8 +338,13 @@ EOF
         })
         .collect();
     assert_eq!(bodies, ["hello kiln\n", "keep $NAME\n"]);
-    let Instruction::Run(r) = &p.stages[0].steps[2].instruction else { panic!("not a RUN") };
-    assert_eq!(r.command.heredocs[0].content, "echo $NAME\n", "the shell expands RUN heredocs");
+    let Instruction::Run(r) = &p.stages[0].steps[2].instruction else {
+        panic!("not a RUN")
+    };
+    assert_eq!(
+        r.command.heredocs[0].content, "echo $NAME\n",
+        "the shell expands RUN heredocs"
+    );
     assert_eq!(p.stages[0].steps[2].start_line, 8);
     assert_eq!(p.stages[0].steps[2].end_line, 10);
 }
@@ -299,6 +352,12 @@ EOF
 #[test]
 fn plan_errors_are_typed() {
     let df = dockerfile::parse("FROM scratch\n", Path::new("Dockerfile")).unwrap();
-    let e = plan::plan(&df, Path::new("Dockerfile"), &opts(&[], Some("x")), &NoBaseImages).unwrap_err();
+    let e = plan::plan(
+        &df,
+        Path::new("Dockerfile"),
+        &opts(&[], Some("x")),
+        &NoBaseImages,
+    )
+    .unwrap_err();
     assert!(matches!(e, PlanError::UnknownTarget { .. }));
 }

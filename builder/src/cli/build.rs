@@ -15,9 +15,10 @@ pub struct BuildArgs {
     /// Build context directory.
     #[arg(short = 'c', long, default_value = ".")]
     pub context: PathBuf,
-    /// Dockerfile path (relative to the current directory, else to the context); `-` reads stdin.
-    #[arg(short = 'f', long, default_value = "Dockerfile")]
-    pub dockerfile: String,
+    /// Dockerfile path: `<context>/Dockerfile` when not given; a relative path is looked up in the
+    /// current directory, then in the context (as kaniko does); `-` reads stdin.
+    #[arg(short = 'f', long)]
+    pub dockerfile: Option<String>,
     /// Image to push to (repeat for several tags).
     #[arg(short = 'd', long)]
     pub destination: Vec<String>,
@@ -103,14 +104,32 @@ pub struct Source {
 
 /// Finds and reads the Dockerfile the way kaniko does.
 pub fn read_dockerfile(args: &BuildArgs) -> anyhow::Result<Source> {
-    if args.dockerfile == "-" {
+    let Some(given) = &args.dockerfile else {
+        return read(args.context.join("Dockerfile"));
+    };
+    if given == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading the Dockerfile from stdin")?;
-        return Ok(Source { name: PathBuf::from("<stdin>"), text });
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the Dockerfile from stdin")?;
+        return Ok(Source {
+            name: PathBuf::from("<stdin>"),
+            text,
+        });
     }
-    let given = PathBuf::from(&args.dockerfile);
-    let path = if given.is_absolute() || given.exists() { given } else { args.context.join(&given) };
-    let text = std::fs::read_to_string(&path).map_err(|source| kiln::Error::Io { path: path.clone(), source })?;
+    let given = PathBuf::from(given);
+    read(if given.is_absolute() || given.exists() {
+        given
+    } else {
+        args.context.join(&given)
+    })
+}
+
+fn read(path: PathBuf) -> anyhow::Result<Source> {
+    let text = std::fs::read_to_string(&path).map_err(|source| kiln::Error::Io {
+        path: path.clone(),
+        source,
+    })?;
     Ok(Source { name: path, text })
 }
 
@@ -136,12 +155,22 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 /// Reads, parses and plans the build.
 pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan> {
     let df = dockerfile::parse(&source.text, &source.name)?;
-    let mut opts = Options { build_args: build_args(&args.build_arg)?, target: args.target.clone(), ..Options::default() };
+    let mut opts = Options {
+        build_args: build_args(&args.build_arg)?,
+        target: args.target.clone(),
+        ..Options::default()
+    };
     if let Some(p) = &args.custom_platform {
-        opts.target_platform = Platform::parse(p).map_err(|e| Usage(format!("--custom-platform: {e}")))?;
+        opts.target_platform =
+            Platform::parse(p).map_err(|e| Usage(format!("--custom-platform: {e}")))?;
     }
     for w in &df.warnings {
-        eprintln!("kiln: warning: {}:{}: {}", source.name.display(), w.line, w.message);
+        eprintln!(
+            "kiln: warning: {}:{}: {}",
+            source.name.display(),
+            w.line,
+            w.message
+        );
     }
     Ok(plan::plan(&df, &source.name, &opts, &NoBaseImages)?)
 }
@@ -149,11 +178,18 @@ pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan
 /// `kiln build`.
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     if !args.context.is_dir() {
-        return Err(Usage(format!("--context {}: not a directory", args.context.display())).into());
+        return Err(Usage(format!(
+            "--context {}: not a directory",
+            args.context.display()
+        ))
+        .into());
     }
     let source = read_dockerfile(args)?;
     let plan = make_plan(args, &source)?;
-    print!("{}", plan::display::render(&plan, &display_name(&source.name)));
+    print!(
+        "{}",
+        plan::display::render(&plan, &display_name(&source.name))
+    );
     if args.dry_run {
         return Ok(());
     }

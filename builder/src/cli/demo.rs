@@ -35,7 +35,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     eprintln!("kiln: demo context written to {}", dir.display());
-    let mut argv = vec!["kiln".to_string(), "--context".into(), dir.display().to_string()];
+    let mut argv = vec![
+        "kiln".to_string(),
+        "--context".into(),
+        dir.display().to_string(),
+    ];
     // The build executor has not landed yet: the demo stops after planning, and says so.
     argv.push("--dry-run".into());
     #[derive(Parser)]

@@ -5,30 +5,66 @@ use super::Usage;
 
 /// Flags that change nothing in kiln, with why; they are dropped with a note.
 const MOOT: &[(&str, &str)] = &[
-    ("snapshot-mode", "kiln snapshots each step's overlay upper directory, which is always exact"),
-    ("use-new-run", "kiln always snapshots RUN steps by their overlay upper directory"),
-    ("skip-unused-stages", "kiln never builds stages the target does not need"),
+    (
+        "snapshot-mode",
+        "kiln snapshots each step's overlay upper directory, which is always exact",
+    ),
+    (
+        "use-new-run",
+        "kiln always snapshots RUN steps by their overlay upper directory",
+    ),
+    (
+        "skip-unused-stages",
+        "kiln never builds stages the target does not need",
+    ),
     ("cache-copy-layers", "kiln caches COPY and RUN layers alike"),
     ("cache-run-layers", "kiln caches COPY and RUN layers alike"),
     ("compressed-caching", "kiln never holds a layer in memory"),
-    ("cleanup", "kiln leaves the build container's filesystem untouched"),
-    ("log-timestamp", "kiln prints timestamps when its output is not a terminal"),
+    (
+        "cleanup",
+        "kiln leaves the build container's filesystem untouched",
+    ),
+    (
+        "log-timestamp",
+        "kiln prints timestamps when its output is not a terminal",
+    ),
     ("log-format", "kiln prints plain lines in CI"),
-    ("ignore-var-run", "kiln does not snapshot the build container's own filesystem"),
-    ("whitelist-var-run", "kiln does not snapshot the build container's own filesystem"),
+    (
+        "ignore-var-run",
+        "kiln does not snapshot the build container's own filesystem",
+    ),
+    (
+        "whitelist-var-run",
+        "kiln does not snapshot the build container's own filesystem",
+    ),
     ("force", "kiln decides by itself where it may run"),
 ];
 
 /// Flags kiln refuses, with what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("git", "give kiln a checked-out directory as --context"),
-    ("context-sub-path", "point --context at the sub-directory itself"),
+    (
+        "context-sub-path",
+        "point --context at the sub-directory itself",
+    ),
     ("kaniko-dir", "kiln keeps its state under --cache-dir"),
     ("registry-map", "use --registry-mirror for Docker Hub"),
-    ("image-fs-extract-retry", "kiln retries registry transfers by itself (--push-retry)"),
-    ("image-download-retry", "kiln retries registry transfers by itself (--push-retry)"),
-    ("no-push-cache", "kiln pushes cache layers only with --cache-repo"),
-    ("skip-push-permission-check", "kiln checks push rights only when it pushes"),
+    (
+        "image-fs-extract-retry",
+        "kiln retries registry transfers by itself (--push-retry)",
+    ),
+    (
+        "image-download-retry",
+        "kiln retries registry transfers by itself (--push-retry)",
+    ),
+    (
+        "no-push-cache",
+        "kiln pushes cache layers only with --cache-repo",
+    ),
+    (
+        "skip-push-permission-check",
+        "kiln checks push rights only when it pushes",
+    ),
 ];
 
 /// Drops kaniko flags that are moot in kiln (saying so) and refuses the unsupported ones.
@@ -53,7 +89,10 @@ pub fn screen(argv: Vec<String>) -> anyhow::Result<Vec<String>> {
             None => (body, false),
         };
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(n, _)| *n == name) {
-            return Err(Usage(format!("the kaniko flag --{name} is not supported by kiln: {why}")).into());
+            return Err(Usage(format!(
+                "the kaniko flag --{name} is not supported by kiln: {why}"
+            ))
+            .into());
         }
         if let Some((_, why)) = MOOT.iter().find(|(n, _)| *n == name) {
             eprintln!("kiln: note: ignoring the kaniko flag --{name}: {why}");
@@ -81,7 +120,10 @@ mod tests {
 
     #[test]
     fn moot_flags_are_dropped_with_their_values() {
-        let out = screen(argv("kiln build --snapshot-mode redo --cleanup --context . --use-new-run=true")).unwrap();
+        let out = screen(argv(
+            "kiln build --snapshot-mode redo --cleanup --context . --use-new-run=true",
+        ))
+        .unwrap();
         assert_eq!(out, argv("kiln build --context ."));
     }
 

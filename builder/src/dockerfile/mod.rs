@@ -23,7 +23,11 @@ pub struct Dockerfile {
 
 /// Parses and checks Dockerfile `text`; errors name `file` and the line.
 pub fn parse(text: &str, file: &Path) -> Result<Dockerfile, DockerfileError> {
-    let located = |line: usize, message: String| DockerfileError { file: file.to_path_buf(), line, message };
+    let located = |line: usize, message: String| DockerfileError {
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
     let parsed = parser::parse(text).map_err(|e| located(e.line, e.message))?;
     let instructions = parsed
         .nodes

@@ -26,7 +26,10 @@ pub fn predefined(target: &Platform, build: &Platform) -> BTreeMap<String, Strin
         m.insert(format!("{prefix}PLATFORM"), p.to_string());
         m.insert(format!("{prefix}OS"), p.os.clone());
         m.insert(format!("{prefix}ARCH"), p.arch.clone());
-        m.insert(format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default());
+        m.insert(
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        );
     }
     m
 }
@@ -41,7 +44,10 @@ pub struct BuildArgs {
 impl BuildArgs {
     /// Wraps the values given on the command line.
     pub fn new(given: BTreeMap<String, String>) -> Self {
-        BuildArgs { given, used: BTreeSet::new() }
+        BuildArgs {
+            given,
+            used: BTreeSet::new(),
+        }
     }
 
     /// The value given for `name`, marking it consumed.

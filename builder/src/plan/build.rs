@@ -19,14 +19,22 @@ pub fn plan(
     opts: &Options,
     bases: &dyn BaseImages,
 ) -> Result<Plan, PlanError> {
-    let at = |line: usize, message: String| DockerfileError { file: file.to_path_buf(), line, message };
+    let at = |line: usize, message: String| DockerfileError {
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
     let first_from = df
         .instructions
         .iter()
         .position(|l| matches!(l.instruction, Instruction::From(_)));
     let Some(first_from) = first_from else {
         let line = df.instructions.first().map_or(1, |l| l.start_line);
-        return Err(at(line, "no FROM instruction: a Dockerfile needs at least one stage".into()).into());
+        return Err(at(
+            line,
+            "no FROM instruction: a Dockerfile needs at least one stage".into(),
+        )
+        .into());
     };
     if let Some(l) = df.instructions[..first_from]
         .iter()
@@ -34,7 +42,10 @@ pub fn plan(
     {
         return Err(at(
             l.start_line,
-            format!("{} before the first FROM: only ARG may come before FROM", l.instruction.keyword()),
+            format!(
+                "{} before the first FROM: only ARG may come before FROM",
+                l.instruction.keyword()
+            ),
         )
         .into());
     }
@@ -64,21 +75,29 @@ pub fn plan(
     let (target, names) = p.target(opts)?;
     let needs: Vec<Vec<(usize, usize)>> = p.refs.iter().map(|r| resolve(r, &names)).collect();
     for (stage, n) in p.stages.iter_mut().zip(&needs) {
-        stage.needs = n.iter().map(|(s, _)| *s).collect::<BTreeSet<_>>().into_iter().collect();
+        stage.needs = n
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         stage.images = p.refs[stage.index]
             .iter()
             .filter(|(r, _)| resolve_one(r, &names).is_none())
             .map(|(r, _)| r.clone())
             .collect();
     }
-    let (order, waves) = graph::order(&p.stages, &needs, target).map_err(|(line, msg)| at(line, msg))?;
+    let graph::Order { order, waves } =
+        graph::order(&p.stages, &needs, target).map_err(|(line, msg)| at(line, msg))?;
     if let Some(e) = order.iter().find_map(|i| p.errors.get(i)) {
         return Err(e.clone().into());
     }
     for name in p.build_args.unconsumed() {
         p.warnings.push(Warning {
             line: None,
-            message: format!("build argument {name:?} was given but no ARG in the built stages declares it"),
+            message: format!(
+                "build argument {name:?} was given but no ARG in the built stages declares it"
+            ),
         });
     }
     Ok(Plan {
@@ -129,23 +148,32 @@ impl Scope {
 
 impl Planner<'_> {
     fn at(&self, line: usize, message: String) -> DockerfileError {
-        DockerfileError { file: self.file.to_path_buf(), line, message }
+        DockerfileError {
+            file: self.file.to_path_buf(),
+            line,
+            message,
+        }
     }
 
     fn global_arg(&mut self, l: &Located) -> Result<(), PlanError> {
-        let Instruction::Arg(decls) = &l.instruction else { return Ok(()) };
+        let Instruction::Arg(decls) = &l.instruction else {
+            return Ok(());
+        };
         for d in decls {
-            let value = match self.build_args.take(&d.name) {
-                Some(v) => Some(v),
-                None => match &d.default {
-                    Some(def) => {
-                        let meta = self.meta.clone();
-                        let mut ex = Expander::new(self.escape, &meta);
-                        Some(ex.word(def).map_err(|m| self.at(l.start_line, format!("ARG {}: {m}", d.name)))?)
-                    }
-                    None => None,
-                },
-            };
+            let value =
+                match self.build_args.take(&d.name) {
+                    Some(v) => Some(v),
+                    None => match &d.default {
+                        Some(def) => {
+                            let meta = self.meta.clone();
+                            let mut ex = Expander::new(self.escape, &meta);
+                            Some(ex.word(def).map_err(|m| {
+                                self.at(l.start_line, format!("ARG {}: {m}", d.name))
+                            })?)
+                        }
+                        None => None,
+                    },
+                };
             self.global_decls.insert(d.name.clone());
             match value {
                 Some(v) => {
@@ -166,11 +194,15 @@ impl Planner<'_> {
     fn stage(&mut self, chunk: &[Located], bases: &dyn BaseImages) {
         let index = self.stages.len();
         let from_l = &chunk[0];
-        let Instruction::From(from) = &from_l.instruction else { unreachable!("split_stages starts at FROM") };
+        let Instruction::From(from) = &from_l.instruction else {
+            unreachable!("split_stages starts at FROM")
+        };
         let mut errors: Vec<DockerfileError> = Vec::new();
         let meta = self.meta.clone();
         let mut ex = Expander::new(self.escape, &meta);
-        let image = ex.word(&from.image).map_err(|m| self.at(from_l.start_line, format!("FROM: {m}")));
+        let image = ex
+            .word(&from.image)
+            .map_err(|m| self.at(from_l.start_line, format!("FROM: {m}")));
         let platform = from.platform.as_ref().map(|p| {
             ex.word(p)
                 .and_then(|p| Platform::parse(&p))
@@ -191,7 +223,9 @@ impl Planner<'_> {
                 } else {
                     self.warnings.push(Warning {
                         line: Some(from_l.start_line),
-                        message: format!("FROM uses ${name}, which no ARG before the first FROM declares"),
+                        message: format!(
+                            "FROM uses ${name}, which no ARG before the first FROM declares"
+                        ),
                     });
                 }
             }
@@ -210,16 +244,30 @@ impl Planner<'_> {
         if image.is_empty() && errors.is_empty() {
             errors.push(self.at(
                 from_l.start_line,
-                format!("FROM: the base name ({:?}) expands to an empty string", from.image),
+                format!(
+                    "FROM: the base name ({:?}) expands to an empty string",
+                    from.image
+                ),
             ));
         }
-        let by_name = self.stages.iter().find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase()));
+        let by_name = self
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase()));
         let (base, base_cfg) = if image.eq_ignore_ascii_case("scratch") {
             (Base::Scratch, Some(BaseConfig::default()))
         } else if let Some(s) = by_name {
-            (Base::Stage(s.index), Some(BaseConfig { env: s.env.clone(), onbuild: s.onbuild.clone() }))
+            (
+                Base::Stage(s.index),
+                Some(BaseConfig {
+                    env: s.env.clone(),
+                    onbuild: s.onbuild.clone(),
+                }),
+            )
         } else {
-            let plat = platform.clone().unwrap_or_else(|| Platform::parse(&meta["TARGETPLATFORM"]).unwrap_or_else(|_| Platform::host()));
+            let plat = platform.clone().unwrap_or_else(|| {
+                Platform::parse(&meta["TARGETPLATFORM"]).unwrap_or_else(|_| Platform::host())
+            });
             (Base::Image(image.clone()), bases.config(&image, &plat))
         };
         let mut scope = Scope {
@@ -262,7 +310,10 @@ impl Planner<'_> {
                     l.end_line = from_l.start_line;
                     todo.push((l, true));
                 }
-                Err(m) => errors.push(self.at(from_l.start_line, format!("ONBUILD trigger {t:?} of the base: {m}"))),
+                Err(m) => errors.push(self.at(
+                    from_l.start_line,
+                    format!("ONBUILD trigger {t:?} of the base: {m}"),
+                )),
             }
         }
         todo.extend(chunk[1..].iter().map(|l| (l.clone(), false)));
@@ -296,7 +347,10 @@ impl Planner<'_> {
                     let value = match self.build_args.take(&d.name) {
                         Some(v) => Some(v),
                         None => match &d.default {
-                            Some(def) => Some(ex.word(def).map_err(|m| self.at(line, format!("ARG {}: {m}", d.name)))?),
+                            Some(def) => Some(
+                                ex.word(def)
+                                    .map_err(|m| self.at(line, format!("ARG {}: {m}", d.name)))?,
+                            ),
                             None => self.meta.get(&d.name).cloned(),
                         },
                     };
@@ -304,11 +358,16 @@ impl Planner<'_> {
                     if let Some(v) = &value {
                         scope.args.insert(d.name.clone(), v.clone());
                     }
-                    out.push(instructions::ArgDecl { name: d.name.clone(), default: value });
+                    out.push(instructions::ArgDecl {
+                        name: d.name.clone(),
+                        default: value,
+                    });
                 }
                 Instruction::Arg(out)
             }
-            other => ex.instruction(other).map_err(|m| self.at(line, format!("{}: {m}", other.keyword())))?,
+            other => ex
+                .instruction(other)
+                .map_err(|m| self.at(line, format!("{}: {m}", other.keyword())))?,
         };
         for name in &ex.matches.unmatched {
             if scope.all_declared.contains(name) && !scope.declared.contains(name) {
@@ -358,7 +417,11 @@ impl Planner<'_> {
             start_line: l.start_line,
             end_line: l.end_line,
             trigger,
-            args: scope.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            args: scope
+                .args
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
         Ok(())
     }
@@ -371,15 +434,19 @@ impl Planner<'_> {
             .collect();
         let target = match &opts.target {
             None => self.stages.len() - 1,
-            Some(t) => *names.get(&t.to_ascii_lowercase()).ok_or_else(|| PlanError::UnknownTarget {
-                target: t.clone(),
-                file: self.file.display().to_string(),
-                stages: if names.is_empty() {
-                    "none has a name; name one with FROM image AS name".into()
-                } else {
-                    names.keys().cloned().collect::<Vec<_>>().join(", ")
-                },
-            })?,
+            Some(t) => {
+                *names
+                    .get(&t.to_ascii_lowercase())
+                    .ok_or_else(|| PlanError::UnknownTarget {
+                        target: t.clone(),
+                        file: self.file.display().to_string(),
+                        stages: if names.is_empty() {
+                            "none has a name; name one with FROM image AS name".into()
+                        } else {
+                            names.keys().cloned().collect::<Vec<_>>().join(", ")
+                        },
+                    })?
+            }
         };
         Ok((target, names))
     }
@@ -391,11 +458,18 @@ fn declares(l: &Located, name: &str) -> bool {
 
 /// Parses one ONBUILD trigger as a one-line Dockerfile.
 fn trigger(text: &str, escape: char) -> Result<Located, String> {
-    let src = if escape == '\\' { text.to_string() } else { format!("# escape={escape}\n{text}") };
+    let src = if escape == '\\' {
+        text.to_string()
+    } else {
+        format!("# escape={escape}\n{text}")
+    };
     let parsed = parser::parse(&src).map_err(|e| e.message)?;
     let node = parsed.nodes.first().ok_or("empty trigger")?;
     match node.keyword.as_str() {
-        "onbuild" | "from" | "maintainer" => Err(format!("{} isn't allowed as an ONBUILD trigger", node.keyword.to_uppercase())),
+        "onbuild" | "from" | "maintainer" => Err(format!(
+            "{} isn't allowed as an ONBUILD trigger",
+            node.keyword.to_uppercase()
+        )),
         _ => instructions::from_node(node),
     }
 }
@@ -416,9 +490,14 @@ fn split_stages(ins: &[Located]) -> Vec<&[Located]> {
 
 /// A `--from` word names a stage by name or index; anything else is an image.
 fn resolve_one(word: &str, names: &BTreeMap<String, usize>) -> Option<usize> {
-    names.get(&word.to_ascii_lowercase()).copied().or_else(|| word.parse::<usize>().ok())
+    names
+        .get(&word.to_ascii_lowercase())
+        .copied()
+        .or_else(|| word.parse::<usize>().ok())
 }
 
 fn resolve(refs: &[(String, usize)], names: &BTreeMap<String, usize>) -> Vec<(usize, usize)> {
-    refs.iter().filter_map(|(w, line)| resolve_one(w, names).map(|s| (s, *line))).collect()
+    refs.iter()
+        .filter_map(|(w, line)| resolve_one(w, names).map(|s| (s, *line)))
+        .collect()
 }

@@ -15,8 +15,12 @@ pub fn render(plan: &Plan, file: &str) -> String {
         target.label(),
         target.index
     );
-    let skipped: Vec<String> =
-        plan.stages.iter().filter(|s| !plan.order.contains(&s.index)).map(|s| s.label()).collect();
+    let skipped: Vec<String> = plan
+        .stages
+        .iter()
+        .filter(|s| !plan.order.contains(&s.index))
+        .map(|s| s.label())
+        .collect();
     if !skipped.is_empty() {
         let _ = writeln!(out, "not needed for the target: {}", skipped.join(", "));
     }
@@ -27,7 +31,13 @@ pub fn render(plan: &Plan, file: &str) -> String {
             Base::Image(r) => format!("image {r}"),
             Base::Stage(b) => format!("stage {}", plan.stages[*b].label()),
         };
-        let _ = write!(out, "\nstage {} (#{}, line {}) from {base}", s.label(), s.index, s.line);
+        let _ = write!(
+            out,
+            "\nstage {} (#{}, line {}) from {base}",
+            s.label(),
+            s.index,
+            s.line
+        );
         if let Some(p) = &s.platform {
             let _ = write!(out, " for {p}");
         }
@@ -47,7 +57,11 @@ pub fn render(plan: &Plan, file: &str) -> String {
             } else {
                 step.start_line.to_string()
             };
-            let from_base = if step.trigger { " (ONBUILD of the base)" } else { "" };
+            let from_base = if step.trigger {
+                " (ONBUILD of the base)"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "  {lines:>7}  {}{from_base}", step.instruction);
         }
     }

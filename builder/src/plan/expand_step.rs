@@ -16,12 +16,19 @@ pub struct Expander<'a> {
 impl<'a> Expander<'a> {
     /// An expander with the Dockerfile's escape character.
     pub fn new(escape: char, env: &'a dyn Env) -> Self {
-        Expander { lexer: Lexer::new(escape), env, matches: Matches::default() }
+        Expander {
+            lexer: Lexer::new(escape),
+            env,
+            matches: Matches::default(),
+        }
     }
 
     /// Expands one word.
     pub fn word(&mut self, w: &str) -> Result<String, String> {
-        let (out, m) = self.lexer.process_word_with_matches(w, self.env).map_err(|e| e.message)?;
+        let (out, m) = self
+            .lexer
+            .process_word_with_matches(w, self.env)
+            .map_err(|e| e.message)?;
         self.matches.matched.extend(m.matched);
         self.matches.unmatched.extend(m.unmatched);
         Ok(out)
@@ -37,8 +44,14 @@ impl<'a> Expander<'a> {
 
     /// Expands a heredoc body the way BuildKit does: quotes and escapes stay as written.
     fn heredoc(&mut self, body: &str) -> Result<String, String> {
-        let lexer = Lexer { raw_quotes: true, raw_escapes: true, ..self.lexer };
-        let (out, m) = lexer.process_word_with_matches(body, self.env).map_err(|e| e.message)?;
+        let lexer = Lexer {
+            raw_quotes: true,
+            raw_escapes: true,
+            ..self.lexer
+        };
+        let (out, m) = lexer
+            .process_word_with_matches(body, self.env)
+            .map_err(|e| e.message)?;
         self.matches.matched.extend(m.matched);
         self.matches.unmatched.extend(m.unmatched);
         Ok(out)
@@ -61,7 +74,10 @@ impl<'a> Expander<'a> {
     }
 
     fn pairs(&mut self, pairs: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
-        pairs.iter().map(|(k, v)| Ok((self.word(k)?, self.word(v)?))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| Ok((self.word(k)?, self.word(v)?)))
+            .collect()
     }
 
     fn copy(&mut self, c: &Copy) -> Result<Copy, String> {

@@ -10,19 +10,33 @@ enum Mark {
     Done,
 }
 
-/// Stages the target needs (dependencies first) and each one's wave (longest chain of
-/// dependencies below it). `needs[s]` lists `(stage, line)` edges. Errors carry a line.
+/// The stages a target needs, dependencies first, with each one's wave (the longest chain of
+/// dependencies below it).
+pub struct Order {
+    /// Stage indices, dependencies before the stages that need them.
+    pub order: Vec<usize>,
+    /// Wave of each stage in `order`.
+    pub waves: BTreeMap<usize, usize>,
+}
+
+/// A graph problem at a line: `(line, message)`.
+pub type GraphError = (usize, String);
+
+/// Orders what `target` needs; `needs[s]` lists stage `s`'s `(stage, line)` edges.
 pub fn order(
     stages: &[Stage],
     needs: &[Vec<(usize, usize)>],
     target: usize,
-) -> Result<(Vec<usize>, BTreeMap<usize, usize>), (usize, String)> {
-    for (s, edges) in needs.iter().enumerate() {
+) -> Result<Order, GraphError> {
+    for edges in needs {
         if let Some((bad, line)) = edges.iter().find(|(d, _)| *d >= stages.len()) {
-            let _ = s;
             return Err((
                 *line,
-                format!("--from={bad} names no stage: the Dockerfile has {} stages (0 to {})", stages.len(), stages.len() - 1),
+                format!(
+                    "--from={bad} names no stage: the Dockerfile has {} stages (0 to {})",
+                    stages.len(),
+                    stages.len() - 1
+                ),
             ));
         }
     }
@@ -30,8 +44,10 @@ pub fn order(
     let mut out = Vec::new();
     let mut waves = BTreeMap::new();
     let mut path = Vec::new();
-    visit(stages, needs, target, &mut marks, &mut out, &mut waves, &mut path)?;
-    Ok((out, waves))
+    visit(
+        stages, needs, target, &mut marks, &mut out, &mut waves, &mut path,
+    )?;
+    Ok(Order { order: out, waves })
 }
 
 fn visit(
@@ -42,7 +58,7 @@ fn visit(
     out: &mut Vec<usize>,
     waves: &mut BTreeMap<usize, usize>,
     path: &mut Vec<(usize, usize)>,
-) -> Result<usize, (usize, String)> {
+) -> Result<usize, GraphError> {
     match marks[s] {
         Mark::Done => return Ok(waves[&s]),
         Mark::Open => {
@@ -53,7 +69,10 @@ fn visit(
                 .chain(std::iter::once(stages[s].label()))
                 .collect();
             let line = path.last().map_or(stages[s].line, |(_, l)| *l);
-            return Err((line, format!("circular dependency between stages: {}", cycle.join(" → "))));
+            return Err((
+                line,
+                format!("circular dependency between stages: {}", cycle.join(" → ")),
+            ));
         }
         Mark::New => {}
     }

@@ -25,14 +25,22 @@ impl Platform {
             "loongarch64" => ("loong64", None),
             other => (other, None),
         };
-        Platform { os: "linux".into(), arch: arch.into(), variant: variant.map(str::to_string) }
+        Platform {
+            os: "linux".into(),
+            arch: arch.into(),
+            variant: variant.map(str::to_string),
+        }
     }
 
     /// Parses `os/arch[/variant]`; a bare `arch` means linux.
     pub fn parse(s: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        let bad = || format!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64");
-        if parts.iter().any(|p| p.is_empty() || p.contains(char::is_whitespace)) {
+        let bad =
+            || format!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64");
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+        {
             return Err(bad());
         }
         let (os, arch, variant) = match parts.as_slice() {
@@ -46,7 +54,11 @@ impl Platform {
             "aarch64" => "arm64".to_string(),
             a => a.to_string(),
         };
-        Ok(Platform { os: os.to_ascii_lowercase(), arch, variant })
+        Ok(Platform {
+            os: os.to_ascii_lowercase(),
+            arch,
+            variant,
+        })
     }
 }
 

@@ -143,7 +143,10 @@ fn instruction(node: &Node) -> Result<Instruction, String> {
                     if name.is_empty() {
                         return Err(format!("ARG names can not be blank (in {a:?})"));
                     }
-                    Ok(ArgDecl { name: name.to_string(), default })
+                    Ok(ArgDecl {
+                        name: name.to_string(),
+                        default,
+                    })
                 })
                 .collect::<Result<_, String>>()?;
             Instruction::Arg(decls)
@@ -185,7 +188,11 @@ fn instruction(node: &Node) -> Result<Instruction, String> {
         "HEALTHCHECK" => healthcheck(node)?,
         "ONBUILD" => onbuild(node)?,
         _ => {
-            let word = node.original.split_whitespace().next().unwrap_or(&node.keyword);
+            let word = node
+                .original
+                .split_whitespace()
+                .next()
+                .unwrap_or(&node.keyword);
             return Err(match suggest(word) {
                 Some(s) => format!("unknown instruction {word:?} (did you mean {s:?}?)"),
                 None => format!("unknown instruction {word:?}"),
@@ -198,7 +205,10 @@ fn one_arg(kw: &str, args: &[String]) -> Result<String, String> {
     match args {
         [a] if !a.is_empty() => Ok(a.clone()),
         [] => Err(format!("{kw} requires exactly one argument")),
-        _ => Err(format!("{kw} requires exactly one argument, got {}", args.len())),
+        _ => Err(format!(
+            "{kw} requires exactly one argument, got {}",
+            args.len()
+        )),
     }
 }
 
@@ -208,7 +218,9 @@ fn from(node: &Node) -> Result<Instruction, String> {
         [image] => (image.clone(), None),
         [image, as_kw, name] => {
             if !as_kw.eq_ignore_ascii_case("as") {
-                return Err(format!("FROM: expected AS before the stage name, found {as_kw:?}"));
+                return Err(format!(
+                    "FROM: expected AS before the stage name, found {as_kw:?}"
+                ));
             }
             let name = name.to_ascii_lowercase();
             if !valid_stage_name(&name) {
@@ -220,9 +232,15 @@ fn from(node: &Node) -> Result<Instruction, String> {
             (image.clone(), Some(name))
         }
         [] => return Err("FROM requires an image (FROM image [AS name])".into()),
-        _ => return Err("FROM requires either one or three arguments (FROM image [AS name])".into()),
+        _ => {
+            return Err("FROM requires either one or three arguments (FROM image [AS name])".into())
+        }
     };
-    Ok(Instruction::From(From { image, name, platform: flags.string("platform") }))
+    Ok(Instruction::From(From {
+        image,
+        name,
+        platform: flags.string("platform"),
+    }))
 }
 
 fn valid_stage_name(name: &str) -> bool {
@@ -232,7 +250,11 @@ fn valid_stage_name(name: &str) -> bool {
 }
 
 fn command(node: &Node) -> Command {
-    Command { args: node.args.clone(), shell_form: !node.json, heredocs: node.heredocs.clone() }
+    Command {
+        args: node.args.clone(),
+        shell_form: !node.json,
+        heredocs: node.heredocs.clone(),
+    }
 }
 
 fn run(node: &Node) -> Result<Instruction, String> {
@@ -247,21 +269,32 @@ fn run(node: &Node) -> Result<Instruction, String> {
         Some("none") => Network::None,
         Some("host") => Network::Host,
         Some(other) => {
-            return Err(format!("--network: unsupported value {other:?} (default, none or host)"))
+            return Err(format!(
+                "--network: unsupported value {other:?} (default, none or host)"
+            ))
         }
     };
     let insecure = match flags.string("security").as_deref() {
         None | Some("sandbox") => false,
         Some("insecure") => true,
         Some(other) => {
-            return Err(format!("--security: unsupported value {other:?} (sandbox or insecure)"))
+            return Err(format!(
+                "--security: unsupported value {other:?} (sandbox or insecure)"
+            ))
         }
     };
     let command = command(node);
-    if command.args.is_empty() || (command.shell_form && command.args.iter().all(|a| a.trim().is_empty())) {
+    if command.args.is_empty()
+        || (command.shell_form && command.args.iter().all(|a| a.trim().is_empty()))
+    {
         return Err("RUN requires a command".into());
     }
-    Ok(Instruction::Run(Run { command, mounts, network, insecure }))
+    Ok(Instruction::Run(Run {
+        command,
+        mounts,
+        network,
+        insecure,
+    }))
 }
 
 /// ENV and LABEL arrive from the parser as (name, value, separator) triples.
@@ -293,18 +326,30 @@ fn copy(node: &Node, add: bool) -> Result<Instruction, String> {
         ));
     };
     let sources = srcs.iter().map(|s| source(s, &node.heredocs)).collect();
-    let has = |n: &str| if add { ADD_FLAGS } else { COPY_FLAGS }.iter().any(|(f, _)| *f == n);
+    let has = |n: &str| {
+        if add { ADD_FLAGS } else { COPY_FLAGS }
+            .iter()
+            .any(|(f, _)| *f == n)
+    };
     Ok(Instruction::Copy(Copy {
         add,
         sources,
         dest: dest.clone(),
-        from: if has("from") { flags.string("from") } else { None },
+        from: if has("from") {
+            flags.string("from")
+        } else {
+            None
+        },
         chown: flags.string("chown"),
         chmod: flags.string("chmod"),
         link: flags.bool("link"),
         parents: has("parents") && flags.bool("parents"),
         exclude: flags.list("exclude"),
-        checksum: if has("checksum") { flags.string("checksum") } else { None },
+        checksum: if has("checksum") {
+            flags.string("checksum")
+        } else {
+            None
+        },
         keep_git_dir: has("keep-git-dir") && flags.bool("keep-git-dir"),
     }))
 }
@@ -352,10 +397,17 @@ fn healthcheck(node: &Node) -> Result<Instruction, String> {
             };
             let retries = flags
                 .string("retries")
-                .map(|r| r.parse::<u32>().map_err(|_| format!("--retries: invalid number {r:?}")))
+                .map(|r| {
+                    r.parse::<u32>()
+                        .map_err(|_| format!("--retries: invalid number {r:?}"))
+                })
                 .transpose()?;
             Ok(Instruction::Healthcheck(Healthcheck::Check {
-                command: Command { args: rest.to_vec(), shell_form: !node.json, heredocs: vec![] },
+                command: Command {
+                    args: rest.to_vec(),
+                    shell_form: !node.json,
+                    heredocs: vec![],
+                },
                 interval: duration("interval")?,
                 timeout: duration("timeout")?,
                 start_period: duration("start-period")?,
@@ -374,7 +426,10 @@ fn onbuild(node: &Node) -> Result<Instruction, String> {
     match sub.keyword.to_ascii_uppercase().as_str() {
         "ONBUILD" => return Err("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
         "FROM" | "MAINTAINER" => {
-            return Err(format!("{} isn't allowed as an ONBUILD trigger", sub.keyword.to_uppercase()))
+            return Err(format!(
+                "{} isn't allowed as an ONBUILD trigger",
+                sub.keyword.to_uppercase()
+            ))
         }
         _ => {}
     }

@@ -26,7 +26,8 @@ pub fn json_quote(s: &str) -> String {
 
 /// A word as it would be written in a Dockerfile: quoted when it holds blanks or quotes.
 fn word(s: &str) -> String {
-    if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '\\') {
+    if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
+    {
         json_quote(s)
     } else {
         s.to_string()
@@ -37,10 +38,22 @@ fn command(c: &Command) -> String {
     let mut s = if c.shell_form {
         c.args.join(" ")
     } else {
-        format!("[{}]", c.args.iter().map(|a| json_quote(a)).collect::<Vec<_>>().join(", "))
+        format!(
+            "[{}]",
+            c.args
+                .iter()
+                .map(|a| json_quote(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     for h in &c.heredocs {
-        let _ = write!(s, " (heredoc {}: {} lines)", h.name, h.content.lines().count());
+        let _ = write!(
+            s,
+            " (heredoc {}: {} lines)",
+            h.name,
+            h.content.lines().count()
+        );
     }
     s
 }
@@ -57,7 +70,12 @@ fn mount(m: &Mount) -> String {
     if !m.target.is_empty() {
         parts.push(format!("target={}", m.target));
     }
-    for (k, v) in [("id", &m.id), ("from", &m.from), ("source", &m.source), ("env", &m.env)] {
+    for (k, v) in [
+        ("id", &m.id),
+        ("from", &m.from),
+        ("source", &m.source),
+        ("env", &m.env),
+    ] {
         if let Some(v) = v {
             parts.push(format!("{k}={v}"));
         }
@@ -86,12 +104,21 @@ fn mount(m: &Mount) -> String {
 }
 
 fn copy(c: &Copy, out: &mut String) {
-    for (k, v) in [("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod), ("checksum", &c.checksum)] {
+    for (k, v) in [
+        ("from", &c.from),
+        ("chown", &c.chown),
+        ("chmod", &c.chmod),
+        ("checksum", &c.checksum),
+    ] {
         if let Some(v) = v {
             let _ = write!(out, " --{k}={v}");
         }
     }
-    for (k, on) in [("link", c.link), ("parents", c.parents), ("keep-git-dir", c.keep_git_dir)] {
+    for (k, on) in [
+        ("link", c.link),
+        ("parents", c.parents),
+        ("keep-git-dir", c.keep_git_dir),
+    ] {
         if on {
             let _ = write!(out, " --{k}");
         }
@@ -113,7 +140,10 @@ fn copy(c: &Copy, out: &mut String) {
 }
 
 fn pairs(p: &[(String, String)]) -> String {
-    p.iter().map(|(k, v)| format!("{}={}", word(k), word(v))).collect::<Vec<_>>().join(" ")
+    p.iter()
+        .map(|(k, v)| format!("{}={}", word(k), word(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl fmt::Display for Instruction {
@@ -147,7 +177,11 @@ impl fmt::Display for Instruction {
                 let _ = write!(s, " {}", command(c));
             }
             Instruction::Shell(a) => {
-                let c = Command { args: a.clone(), shell_form: false, heredocs: vec![] };
+                let c = Command {
+                    args: a.clone(),
+                    shell_form: false,
+                    heredocs: vec![],
+                };
                 let _ = write!(s, " {}", command(&c));
             }
             Instruction::Env(p) | Instruction::Label(p) => {

@@ -27,9 +27,14 @@ impl Flags {
         raw: &[String],
         allowed: &[(&'static str, FlagKind)],
     ) -> Result<Self, String> {
-        let mut flags = Flags { allowed: allowed.to_vec(), values: BTreeMap::new() };
+        let mut flags = Flags {
+            allowed: allowed.to_vec(),
+            values: BTreeMap::new(),
+        };
         for arg in raw {
-            let body = arg.strip_prefix("--").ok_or_else(|| format!("invalid flag {arg:?}"))?;
+            let body = arg
+                .strip_prefix("--")
+                .ok_or_else(|| format!("invalid flag {arg:?}"))?;
             let (name, value) = match body.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (body, None),
@@ -41,7 +46,11 @@ impl Flags {
                 (FlagKind::Bool, None) => "true".to_string(),
                 (FlagKind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
                     "true" | "false" => v.to_ascii_lowercase(),
-                    _ => return Err(format!("expecting boolean value for flag --{name}, not: {v}")),
+                    _ => {
+                        return Err(format!(
+                            "expecting boolean value for flag --{name}, not: {v}"
+                        ))
+                    }
                 },
                 (_, None) => return Err(format!("missing a value on flag --{name}")),
                 (_, Some(v)) => v.to_string(),
@@ -62,7 +71,10 @@ impl Flags {
 
     /// A string flag's value.
     pub fn string(&self, name: &str) -> Option<String> {
-        debug_assert!(self.allowed.iter().any(|(n, _)| *n == name), "flag {name} not declared");
+        debug_assert!(
+            self.allowed.iter().any(|(n, _)| *n == name),
+            "flag {name} not declared"
+        );
         self.values.get(name).and_then(|v| v.last()).cloned()
     }
 
@@ -77,15 +89,21 @@ fn unknown_flag(instruction: &str, name: &str, allowed: &[(&'static str, FlagKin
         return format!("unknown flag --{name}: {instruction} takes no flags");
     }
     let names: Vec<String> = allowed.iter().map(|(n, _)| format!("--{n}")).collect();
-    format!("unknown flag --{name} for {instruction} (known: {})", names.join(", "))
+    format!(
+        "unknown flag --{name} for {instruction} (known: {})",
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const COPY: &[(&str, FlagKind)] =
-        &[("from", FlagKind::String), ("link", FlagKind::Bool), ("exclude", FlagKind::List)];
+    const COPY: &[(&str, FlagKind)] = &[
+        ("from", FlagKind::String),
+        ("link", FlagKind::Bool),
+        ("exclude", FlagKind::List),
+    ];
 
     fn raw(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -115,7 +133,10 @@ mod tests {
     #[test]
     fn errors_name_the_flag() {
         let e = Flags::parse("COPY", &raw(&["--chmown=1"]), COPY).unwrap_err();
-        assert_eq!(e, "unknown flag --chmown for COPY (known: --from, --link, --exclude)");
+        assert_eq!(
+            e,
+            "unknown flag --chmown for COPY (known: --from, --link, --exclude)"
+        );
         let e = Flags::parse("COPY", &raw(&["--from"]), COPY).unwrap_err();
         assert_eq!(e, "missing a value on flag --from");
         let e = Flags::parse("COPY", &raw(&["--from=a", "--from=b"]), COPY).unwrap_err();

@@ -4,10 +4,10 @@
 //! stages (see [`crate::plan`]), so expansion happens there.
 
 mod convert;
+mod display;
 pub mod duration;
 pub mod flags;
 pub mod mount;
-mod display;
 
 pub use display::json_quote;
 

@@ -92,7 +92,8 @@ impl Mount {
             env: None,
         };
         for (key, val) in fields {
-            let need = |v: Option<String>| v.ok_or_else(|| format!("mount option {key:?} needs a value"));
+            let need =
+                |v: Option<String>| v.ok_or_else(|| format!("mount option {key:?} needs a value"));
             match key.as_str() {
                 "type" => {}
                 "target" | "dst" | "destination" => m.target = need(val)?,
@@ -114,7 +115,8 @@ impl Mount {
                 "mode" => {
                     let v = need(val)?;
                     m.mode = Some(
-                        u32::from_str_radix(&v, 8).map_err(|_| format!("invalid mode {v:?}: not octal"))?,
+                        u32::from_str_radix(&v, 8)
+                            .map_err(|_| format!("invalid mode {v:?}: not octal"))?,
                     );
                 }
                 "uid" => m.uid = Some(parse_id(&key, need(val)?)?),
@@ -137,7 +139,12 @@ impl Mount {
         }
         if kind == MountType::Secret && m.id.is_none() {
             // BuildKit names a secret after its target's file name when no id is given.
-            m.id = m.target.rsplit('/').next().map(str::to_string).filter(|s| !s.is_empty());
+            m.id = m
+                .target
+                .rsplit('/')
+                .next()
+                .map(str::to_string)
+                .filter(|s| !s.is_empty());
         }
         Ok(m)
     }
@@ -152,7 +159,8 @@ fn parse_bool(key: &str, v: Option<&str>) -> Result<bool, String> {
 }
 
 fn parse_id(key: &str, v: String) -> Result<u32, String> {
-    v.parse().map_err(|_| format!("invalid {key} {v:?}: not a number"))
+    v.parse()
+        .map_err(|_| format!("invalid {key} {v:?}: not a number"))
 }
 
 #[cfg(test)]
@@ -161,8 +169,9 @@ mod tests {
 
     #[test]
     fn cache_mount_with_options() {
-        let m = Mount::parse("type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0755,uid=1000")
-            .unwrap();
+        let m =
+            Mount::parse("type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0755,uid=1000")
+                .unwrap();
         assert_eq!(m.kind, MountType::Cache);
         assert_eq!(m.target, "/root/.cache");
         assert_eq!(m.id.as_deref(), Some("pip"));
@@ -191,9 +200,19 @@ mod tests {
 
     #[test]
     fn bad_mounts_say_why() {
-        assert_eq!(Mount::parse("type=nfs,target=/x").unwrap_err(), "unsupported mount type \"nfs\"");
-        assert_eq!(Mount::parse("type=cache").unwrap_err(), "mount \"type=cache\" has no target");
-        assert!(Mount::parse("target=/x,colour=blue").unwrap_err().contains("\"colour\""));
-        assert!(Mount::parse("type=cache,target=/x,mode=999").unwrap_err().contains("not octal"));
+        assert_eq!(
+            Mount::parse("type=nfs,target=/x").unwrap_err(),
+            "unsupported mount type \"nfs\""
+        );
+        assert_eq!(
+            Mount::parse("type=cache").unwrap_err(),
+            "mount \"type=cache\" has no target"
+        );
+        assert!(Mount::parse("target=/x,colour=blue")
+            .unwrap_err()
+            .contains("\"colour\""));
+        assert!(Mount::parse("type=cache,target=/x,mode=999")
+            .unwrap_err()
+            .contains("not octal"));
     }
 }
