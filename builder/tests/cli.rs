@@ -197,3 +197,34 @@ fn the_dockerfile_kiln_ships_plans_both_targets() {
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("from image debian:trixie-slim"), "{out}");
 }
+
+#[test]
+fn unterminated_heredoc_and_quote_name_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch\nRUN true\nRUN <<EOF\necho hi\n",
+    );
+    let o = kiln(dir.path(), &["build", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("kiln: ./Dockerfile:3: ") && e.contains("EOF"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch\nWORKDIR \"/app\nRUN true\n",
+    );
+    let o = kiln(dir.path(), &["build", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("kiln: ./Dockerfile:2: WORKDIR: ") && e.contains("double-quote"),
+        "{e}"
+    );
+}
