@@ -26,6 +26,9 @@ pub enum Error {
     /// Reading the build context failed.
     #[error(transparent)]
     Context(#[from] crate::context::ContextError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

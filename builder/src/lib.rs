@@ -4,6 +4,7 @@
 //! instructions ([`dockerfile::instructions`], with words expanded by [`dockerfile::expand`]) →
 //! stages and steps ([`plan`]), with the build context filtered by [`context`].
 
+pub mod blob;
 pub mod context;
 pub mod dockerfile;
 pub mod error;
