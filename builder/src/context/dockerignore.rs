@@ -131,6 +131,37 @@ impl DockerIgnore {
         }
     }
 
+    /// Reads the ignore file BuildKit uses for `dockerfile`: `<Dockerfile>.dockerignore` next to
+    /// the Dockerfile when it exists (it takes precedence), else `.dockerignore` at the root of
+    /// `context_dir`; neither existing excludes nothing.
+    ///
+    /// # Errors
+    /// As [`DockerIgnore::load`].
+    pub fn load_for_dockerfile(
+        context_dir: &Path,
+        dockerfile: &Path,
+    ) -> Result<Self, ContextError> {
+        if let Some(name) = dockerfile.file_name() {
+            let mut specific_name = name.to_os_string();
+            specific_name.push(DOCKERIGNORE_FILE);
+            let specific = dockerfile.with_file_name(specific_name);
+            match std::fs::read(&specific) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    return Self::parse(&text, &specific.display().to_string());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ContextError::Io {
+                        path: specific,
+                        source,
+                    })
+                }
+            }
+        }
+        Self::load(context_dir)
+    }
+
     /// The patterns in file order.
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
