@@ -62,6 +62,10 @@ fn dry_run_prints_needed_stages_and_expanded_steps() {
         out.contains("        7  COPY --from=build /out /out-\n"),
         "TARGETOS needs an ARG in the stage: {out}"
     );
+    assert!(
+        out.ends_with("context .: 1 paths visible to COPY and ADD (0 .dockerignore patterns)\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -168,6 +172,10 @@ fn demo_plans_the_embedded_build() {
         "{out}"
     );
     assert!(out.contains("RUN <<EOF"), "{out}");
+    assert!(
+        out.contains(": 3 paths visible to COPY and ADD (1 .dockerignore patterns)"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 use super::Usage;
 use anyhow::Context as _;
 use clap::Args;
+use kiln::context::dockerignore::DockerIgnore;
+use kiln::context::walk::BuildContext;
 use kiln::dockerfile;
 use kiln::plan::{self, NoBaseImages, Options, Platform};
 use std::collections::BTreeMap;
@@ -189,6 +191,14 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     print!(
         "{}",
         plan::display::render(&plan, &display_name(&source.name))
+    );
+    let ignore = DockerIgnore::load_for_dockerfile(&args.context, &source.name)?;
+    let context = BuildContext::with_ignore(&args.context, ignore)?;
+    println!(
+        "\ncontext {}: {} paths visible to COPY and ADD ({} .dockerignore patterns)",
+        args.context.display(),
+        context.entries().len(),
+        context.ignore().patterns().len()
     );
     if args.dry_run {
         return Ok(());
