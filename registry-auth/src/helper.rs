@@ -121,7 +121,7 @@ pub async fn get_credentials(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(io)?;
+    let mut child = spawn_retrying(&mut cmd).await.map_err(io)?;
     let mut stdin = child.stdin.take();
     let run = async {
         if let Some(stdin) = stdin.as_mut() {
@@ -173,6 +173,25 @@ pub async fn get_credentials(
         &parsed.username,
         parsed.secret,
     )))
+}
+
+/// Spawns, retrying briefly on ETXTBSY: a helper binary that was just
+/// written (installed by a setup step, or by a test) can be held open for
+/// writing by a concurrently forked process until that process execs.
+async fn spawn_retrying(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    const ETXTBSY: i32 = 26;
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A helper that fails after printing its JSON answer could be echoing a

@@ -141,7 +141,7 @@ impl CredentialResolver {
         if let Some(content) = self.env.get_nonempty("DOCKER_AUTH_CONFIG") {
             let cfg = DockerConfig::parse(content, "DOCKER_AUTH_CONFIG")?;
             if let Some(r) = self
-                .from_config(
+                .search_config(
                     &cfg,
                     &host,
                     "DOCKER_AUTH_CONFIG",
@@ -154,7 +154,7 @@ impl CredentialResolver {
         }
         if let Some(path) = self.docker_config_path() {
             if let Some(r) = self
-                .from_file(
+                .search_file(
                     &path,
                     &host,
                     CredentialSource::DockerConfigFile(path.clone()),
@@ -166,7 +166,7 @@ impl CredentialResolver {
         }
         for path in &self.kube_secrets {
             if let Some(r) = self
-                .from_file(
+                .search_file(
                     path,
                     &host,
                     CredentialSource::KubernetesSecret(path.clone()),
@@ -176,10 +176,10 @@ impl CredentialResolver {
                 return Ok(Some(r));
             }
         }
-        Ok(self.from_gitlab(&host))
+        Ok(self.search_gitlab(&host))
     }
 
-    async fn from_file(
+    async fn search_file(
         &self,
         path: &Path,
         host: &str,
@@ -197,10 +197,10 @@ impl CredentialResolver {
         };
         let origin = path.display().to_string();
         let cfg = DockerConfig::parse(&content, &origin)?;
-        self.from_config(&cfg, host, &origin, source).await
+        self.search_config(&cfg, host, &origin, source).await
     }
 
-    async fn from_config(
+    async fn search_config(
         &self,
         cfg: &DockerConfig,
         host: &str,
@@ -245,7 +245,7 @@ impl CredentialResolver {
         Ok(None)
     }
 
-    fn from_gitlab(&self, host: &str) -> Option<ResolvedCredential> {
+    fn search_gitlab(&self, host: &str) -> Option<ResolvedCredential> {
         let pairs = [
             (
                 "CI_REGISTRY",
