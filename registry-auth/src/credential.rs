@@ -56,13 +56,38 @@ impl Credential {
         }
     }
 
-    /// The secret parts, for scrubbing text that came back from a peer.
-    pub(crate) fn secrets(&self) -> Vec<&Secret> {
-        match self {
-            Credential::Basic { password, .. } => vec![password],
-            Credential::IdentityToken(s) | Credential::RegistryToken(s) => vec![s],
+    /// Every form in which this credential could come back from a peer
+    /// (raw, base64 in a Basic header, form-encoded in an OAuth2 body), for
+    /// scrubbing text before it goes into an error.
+    pub(crate) fn leak_forms(&self) -> Vec<Secret> {
+        let raw = match self {
+            Credential::Basic { password, .. } => password,
+            Credential::IdentityToken(s) | Credential::RegistryToken(s) => s,
+        };
+        let mut out = vec![raw.clone(), Secret::new(form_encode(raw.expose()))];
+        if let Credential::Basic { username, password } = self {
+            let header = basic_authorization(username, password);
+            if let Some(b64) = header.expose().strip_prefix("Basic ") {
+                out.push(Secret::new(b64));
+            }
+        }
+        out
+    }
+}
+
+/// application/x-www-form-urlencoded form of a value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
         }
     }
+    out
 }
 
 /// `Basic base64(username:password)`.
@@ -96,5 +121,16 @@ mod tests {
         let r = Credential::RegistryToken(Secret::new("regtok"));
         assert_eq!(r.authorization().unwrap().expose(), "Bearer regtok");
         assert!(!format!("{r:?}").contains("regtok"));
+    }
+
+    #[test]
+    fn leak_forms_cover_encodings() {
+        let c = Credential::basic("alice", "p w&x");
+        let forms: Vec<String> = c
+            .leak_forms()
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(forms, vec!["p w&x", "p+w%26x", "YWxpY2U6cCB3Jng="]);
     }
 }

@@ -289,7 +289,7 @@ impl TokenClient {
             .ok_or_else(|| TokenError::InvalidRealm(realm_str.to_owned()))?;
         let ctx = Ctx {
             shown: display_realm(&realm),
-            secrets: credential.map(Credential::secrets).unwrap_or_default(),
+            secrets: credential.map(Credential::leak_forms).unwrap_or_default(),
         };
         let service = challenge.service();
         let oauth = match credential {
@@ -347,11 +347,7 @@ impl TokenClient {
         self.read(resp, &ctx).await
     }
 
-    async fn read(
-        &self,
-        resp: reqwest::Response,
-        ctx: &Ctx<'_>,
-    ) -> Result<BearerToken, TokenError> {
+    async fn read(&self, resp: reqwest::Response, ctx: &Ctx) -> Result<BearerToken, TokenError> {
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| ctx.http(e))?;
         if !status.is_success() {
@@ -395,12 +391,12 @@ impl TokenClient {
     }
 }
 
-struct Ctx<'a> {
+struct Ctx {
     shown: String,
-    secrets: Vec<&'a Secret>,
+    secrets: Vec<Secret>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn http(&self, e: reqwest::Error) -> TokenError {
         TokenError::Http {
             realm: self.shown.clone(),
@@ -437,7 +433,7 @@ fn display_realm(url: &Url) -> String {
 
 /// The human part of an error body (distribution `errors[].message`, OAuth2
 /// `error_description`), scrubbed and shortened.
-fn server_message(body: &[u8], secrets: &[&Secret]) -> String {
+fn server_message(body: &[u8], secrets: &[Secret]) -> String {
     #[derive(Deserialize)]
     struct Entry {
         #[serde(default)]
@@ -473,7 +469,7 @@ fn server_message(body: &[u8], secrets: &[&Secret]) -> String {
         }
         Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
     };
-    let text = scrub(&text, secrets);
+    let text = scrub(&text, &secrets.iter().collect::<Vec<_>>());
     let mut out: String = text.chars().take(300).collect();
     if out.is_empty() {
         out.push_str("no details");
