@@ -192,6 +192,15 @@ impl FromIterator<Scope> for ScopeSet {
     }
 }
 
+impl IntoIterator for ScopeSet {
+    type Item = Scope;
+    type IntoIter = std::collections::btree_map::IntoValues<(String, String), Scope>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.scopes.into_values()
+    }
+}
+
 impl Extend<Scope> for ScopeSet {
     fn extend<T: IntoIterator<Item = Scope>>(&mut self, iter: T) {
         for s in iter {
@@ -268,6 +277,9 @@ mod tests {
         let other = ScopeSet::parse("repository:b:push repository:a:pull").unwrap();
         assert!(set.covers(&other));
         assert!(!other.covers(&set));
+        let mut grown = ScopeSet::new().with(Scope::pull("a"));
+        grown.extend(ScopeSet::parse("repository:b:push repository:b:pull").unwrap());
+        assert_eq!(grown, set);
         let reordered = ScopeSet::parse("repository:b:push,pull  repository:a:pull").unwrap();
         assert_eq!(reordered, set);
         assert!(ScopeSet::parse("").unwrap().is_empty());

@@ -137,13 +137,18 @@ struct TokenResponse {
 
 type CacheKey = (String, String);
 
+/// One cache entry. Its async lock is held during a fetch so that concurrent
+/// callers needing the same token (parallel blob uploads) wait for one
+/// request instead of each sending their own.
+type Slot = Arc<tokio::sync::Mutex<Option<BearerToken>>>;
+
 /// Fetches and caches registry bearer tokens. Cheap to share behind an `Arc`.
 pub struct TokenClient {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     client_id: String,
     oauth_password: bool,
-    cache: Mutex<HashMap<CacheKey, BearerToken>>,
+    cache: Mutex<HashMap<CacheKey, Slot>>,
 }
 
 impl std::fmt::Debug for TokenClient {
@@ -223,8 +228,13 @@ impl TokenClient {
         ))
     }
 
-    /// A bearer token for `scopes` (merged with the challenge's own scopes),
-    /// from the cache when a fresh one is there.
+    /// A bearer token for exactly `scopes`, from the cache when a fresh one
+    /// is there.
+    ///
+    /// Scopes named by the challenge are not added: the caller chooses the
+    /// scope set (e.g. extending it with [`Challenge::scope_set`] after an
+    /// `insufficient_scope` answer), so the same set given to
+    /// [`TokenClient::invalidate`] names the same cache entry.
     pub async fn token(
         &self,
         registry: &str,
@@ -235,13 +245,20 @@ impl TokenClient {
         if !challenge.is_bearer() {
             return Err(TokenError::NotBearer(format!("{:?}", challenge.scheme())));
         }
-        let scopes = merged_scopes(challenge, scopes);
-        let key = cache_key(registry, &scopes);
-        if let Some(t) = self.cached(&key) {
-            return Ok(t);
+        let slot = self
+            .lock_cache()
+            .entry(cache_key(registry, scopes))
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached.as_ref() {
+            if self.clock.now() + RENEW_MARGIN < t.expires_at {
+                return Ok(t.clone());
+            }
         }
-        let token = self.fetch(challenge, &scopes, credential).await?;
-        self.lock_cache().insert(key, token.clone());
+        *cached = None;
+        let token = self.fetch(challenge, scopes, credential).await?;
+        *cached = Some(token.clone());
         Ok(token)
     }
 
@@ -257,23 +274,10 @@ impl TokenClient {
         self.lock_cache().retain(|(h, _), _| *h != host);
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, BearerToken>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Slot>> {
         // A panic elsewhere while holding the lock leaves a plain map behind,
         // which is still consistent.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn cached(&self, key: &CacheKey) -> Option<BearerToken> {
-        let now = self.clock.now();
-        let mut cache = self.lock_cache();
-        match cache.get(key) {
-            Some(t) if now + RENEW_MARGIN < t.expires_at => Some(t.clone()),
-            Some(_) => {
-                cache.remove(key);
-                None
-            }
-            None => None,
-        }
     }
 
     async fn fetch(
@@ -403,19 +407,6 @@ impl Ctx {
             source: e.without_url(),
         }
     }
-}
-
-fn merged_scopes(challenge: &Challenge, scopes: &ScopeSet) -> ScopeSet {
-    let mut all = scopes.clone();
-    // Unparseable scopes from the server are left for the server to judge:
-    // they are dropped here rather than failing the whole handshake.
-    all.extend(
-        challenge
-            .scopes()
-            .into_iter()
-            .filter_map(|s| s.parse().ok()),
-    );
-    all
 }
 
 fn cache_key(registry: &str, scopes: &ScopeSet) -> CacheKey {

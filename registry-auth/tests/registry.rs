@@ -122,7 +122,12 @@ async fn htpasswd_registry_basic_challenge_is_answered() {
         .unwrap();
     let tokens = TokenClient::with_http_client(http.clone());
     let header = tokens
-        .authorize(&addr, challenge, &ScopeSet::new(), Some(&resolved.credential))
+        .authorize(
+            &addr,
+            challenge,
+            &ScopeSet::new(),
+            Some(&resolved.credential),
+        )
         .await
         .unwrap()
         .unwrap();

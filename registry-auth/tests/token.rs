@@ -276,7 +276,7 @@ async fn identity_token_uses_oauth2_post() {
     let clock = ManualClock::new();
     let tc = client(&clock);
     let cred = Credential::IdentityToken(Secret::new("refresh-xyz-789"));
-    // One scope comes from the challenge itself and is merged in.
+    // One scope comes from the challenge, merged in by the caller.
     let ch = Challenge::new(
         "Bearer",
         [
@@ -285,7 +285,8 @@ async fn identity_token_uses_oauth2_post() {
             ("scope", "repository:a:pull".to_owned()),
         ],
     );
-    let s = ScopeSet::new().with(Scope::push("b"));
+    let mut s = ScopeSet::new().with(Scope::push("b"));
+    s.extend(ch.scope_set().unwrap());
     let t = tc.token("r", &ch, &s, Some(&cred)).await.unwrap();
     assert_eq!(t.token().expose(), "oauth-tok");
     assert_eq!(t.refresh_token().map(Secret::expose), Some("new-refresh"));
@@ -559,4 +560,51 @@ async fn concurrent_callers_share_the_client() {
         assert_eq!(t.await.unwrap().token().expose(), "tok-1");
     }
     assert_eq!(server.count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_cold_callers_cause_one_request() {
+    let server = Arc::new(numbered_server(Some(300)).await);
+    let tc = Arc::new(client(&ManualClock::new()));
+    let ch = bearer(&server);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let tc = tc.clone();
+        let ch = ch.clone();
+        tasks.push(tokio::spawn(async move {
+            tc.token(
+                "r",
+                &ch,
+                &ScopeSet::new().with(Scope::push("p")),
+                Some(&alice()),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().token().expose(), "tok-1");
+    }
+    assert_eq!(server.count(), 1);
+}
+
+#[tokio::test]
+async fn failed_fetch_is_not_cached() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let f = fail.clone();
+    let server = TestServer::start(move |_: &Request| {
+        if f.load(Ordering::SeqCst) {
+            Response::json(503, "{}")
+        } else {
+            Response::json(200, r#"{"token":"after-outage"}"#)
+        }
+    })
+    .await;
+    let tc = client(&ManualClock::new());
+    let ch = bearer(&server);
+    assert!(tc.token("r", &ch, &ScopeSet::new(), None).await.is_err());
+    fail.store(false, Ordering::SeqCst);
+    let t = tc.token("r", &ch, &ScopeSet::new(), None).await.unwrap();
+    assert_eq!(t.token().expose(), "after-outage");
+    assert_eq!(server.count(), 2);
 }
