@@ -34,13 +34,15 @@ pub fn normalize_host(input: &str) -> String {
         Some(i) => &host[i + 1..],
         None => host,
     };
-    let mut host = host.to_ascii_lowercase();
-    if let Some(stripped) = host.strip_suffix(":443") {
-        host = stripped.to_owned();
-    } else if !https {
+    let mut host = host.trim().to_ascii_lowercase();
+    if !https {
         if let Some(stripped) = host.strip_suffix(":80") {
             host = stripped.to_owned();
         }
+    }
+    // Repeated so that the result is a fixed point even for odd input.
+    while let Some(stripped) = host.strip_suffix(":443") {
+        host = stripped.to_owned();
     }
     if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
         return DOCKER_HUB.to_owned();
