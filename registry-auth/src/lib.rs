@@ -45,7 +45,37 @@
 //!
 //! [`TokenClient`] answers a [`Challenge`] parsed from `WWW-Authenticate`
 //! ([`parse_www_authenticate`]) for a [`ScopeSet`], caching tokens per
-//! (registry, scope set) until shortly before they expire.
+//! (registry, scope set) until shortly before they expire. With an identity
+//! token it uses the OAuth2 POST (`grant_type=refresh_token`), falling back
+//! to the GET handshake when the endpoint answers 404 or 405; with a
+//! username and password it uses the GET handshake with Basic auth (or the
+//! OAuth2 password grant when enabled).
+//!
+//! # Example: what a registry client does
+//!
+//! ```no_run
+//! use kiln_registry_auth::{
+//!     parse_www_authenticate, preferred, CredentialResolver, Environment, Scope, ScopeSet,
+//!     TokenClient,
+//! };
+//!
+//! # async fn demo(www_authenticate: &str) -> Result<(), kiln_registry_auth::Error> {
+//! let registry = "registry.gitlab.com";
+//! let resolver = CredentialResolver::new(Environment::from_process());
+//! let tokens = TokenClient::new()?;
+//! let resolved = resolver.resolve(registry).await?;
+//! let credential = resolved.as_ref().map(|r| &r.credential);
+//!
+//! // After a 401 from GET /v2/ (or any request):
+//! let challenges = parse_www_authenticate(www_authenticate)?;
+//! let Some(challenge) = preferred(&challenges) else { return Ok(()) };
+//! let scopes = ScopeSet::new().with(Scope::push("group/project"));
+//! let authorization = tokens.authorize(registry, challenge, &scopes, credential).await?;
+//! // Send `authorization.map(|a| a.expose().to_owned())` as the Authorization header.
+//! // On a 401 with that token mid-push: forget it and ask again.
+//! tokens.invalidate(registry, &scopes);
+//! # Ok(()) }
+//! ```
 
 pub mod challenge;
 pub mod credential;

@@ -340,6 +340,9 @@ impl TokenClient {
                 q.append_pair("scope", &s.to_string());
             }
         }
+        // An identity token is never sent as Basic: the GET fallback for it
+        // is anonymous, as with the docker CLI whose stored username and
+        // password are empty for such entries.
         let mut req = self.http.get(url);
         if let Some(Credential::Basic { username, password }) = credential {
             req = req.header(
