@@ -8,6 +8,7 @@ mod heredoc;
 mod json;
 mod known;
 mod lines;
+mod shellwords;
 mod split;
 #[cfg(test)]
 mod tests;
