@@ -48,10 +48,15 @@ impl Words {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct LexError;
 
+/// Nested `${...}` deeper than this is refused: Go's growable stacks cope with any depth,
+/// ours would overflow.
+const MAX_NESTING: usize = 500;
+
 struct Lexer {
     chars: Vec<char>,
     pos: usize,
     raw_quotes: bool,
+    depth: usize,
 }
 
 impl Lexer {
@@ -197,6 +202,16 @@ impl Lexer {
     /// `$name` and `${...}` with every variable unset: the text comes back as written (after
     /// the lexer's own processing of nested words), or an error where BuildKit errors.
     fn dollar(&mut self) -> Result<String, LexError> {
+        if self.depth >= MAX_NESTING {
+            return Err(LexError);
+        }
+        self.depth += 1;
+        let result = self.dollar_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn dollar_inner(&mut self) -> Result<String, LexError> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.name();
@@ -246,6 +261,7 @@ pub(crate) fn process_words(
         chars: text.chars().collect(),
         pos: 0,
         raw_quotes,
+        depth: 0,
     };
     lexer.stop_on(None, raw_escapes).map(|(_, words)| words)
 }
