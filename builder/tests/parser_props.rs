@@ -127,3 +127,14 @@ fn deep_json_nesting_does_not_overflow() {
     let parsed = parse(&text).expect("falls back to shell form");
     assert!(!parsed.nodes[0].json);
 }
+
+#[test]
+fn deep_variable_nesting_does_not_overflow() {
+    for text in [
+        format!("FROM a\nRUN <<EOF {}\nEOF\n", "${a:-".repeat(12_000)),
+        format!("FROM a\nRUN <<{}\nEOF\n", "${a:-\"".repeat(10_000)),
+        format!("FROM a\nCOPY {}<<EOF /x\nEOF\n", "\"${a/".repeat(10_000)),
+    ] {
+        let _ = parse(&text);
+    }
+}

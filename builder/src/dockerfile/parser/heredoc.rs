@@ -1,92 +1,7 @@
 //! Heredoc markers (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`) in RUN/COPY/ADD lines.
 
+use super::shellwords::process_words;
 use super::Heredoc;
-
-/// How the shell-like word splitter treats quotes and escapes.
-#[derive(Clone, Copy)]
-struct Raw {
-    quotes: bool,
-    escapes: bool,
-}
-
-/// Splits a line into shell words the way BuildKit's lexer does for heredoc detection
-/// (`$` is left alone: no environment is in scope). `None` on an unterminated quote.
-fn shell_words(line: &str, raw: Raw) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                if raw.quotes {
-                    word.push('\'');
-                }
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        c => word.push(c),
-                    }
-                }
-                if raw.quotes {
-                    word.push('\'');
-                }
-            }
-            '"' => {
-                in_word = true;
-                if raw.quotes {
-                    word.push('"');
-                }
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => match chars.peek().copied() {
-                            Some(next @ ('"' | '$' | '\\')) => {
-                                chars.next();
-                                if raw.escapes {
-                                    word.push('\\');
-                                }
-                                word.push(next);
-                            }
-                            _ => word.push('\\'),
-                        },
-                        c => word.push(c),
-                    }
-                }
-                if raw.quotes {
-                    word.push('"');
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(next) => {
-                        if raw.escapes {
-                            word.push('\\');
-                        }
-                        word.push(next);
-                    }
-                    None => word.push('\\'),
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Some(words)
-}
 
 /// Matches `^(\d*)<<(-?)([^<]*)$`; returns (chomp, delimiter text) when the word is a marker.
 fn marker(word: &str) -> Option<(bool, &str)> {
@@ -107,26 +22,17 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     let Some((chomp, delim)) = marker(word) else {
         return Ok(None);
     };
-    let unterminated = || format!("unterminated quote in heredoc delimiter {delim}");
-    let plain = shell_words(
-        delim,
-        Raw {
-            quotes: false,
-            escapes: false,
-        },
-    )
-    .ok_or_else(unterminated)?;
+    let unterminated = || format!("invalid heredoc delimiter {delim}");
+    let plain = process_words(delim, false, false).map_err(|_| unterminated())?;
     let [name] = plain.as_slice() else {
         return Ok(None);
     };
-    let quoted = shell_words(
-        delim,
-        Raw {
-            quotes: true,
-            escapes: false,
-        },
-    )
-    .ok_or_else(unterminated)?;
+    let quoted = process_words(delim, true, false).map_err(|_| unterminated())?;
+    if quoted.len() != plain.len() {
+        return Err(format!(
+            "internal lexing of heredoc produced inconsistent results: {delim}"
+        ));
+    }
     let count = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     // Quotes that the lexer removed mean part of the delimiter was quoted: no expansion.
     let expand = quoted.first().map(|q| count(q)) == Some(count(name));
@@ -140,14 +46,8 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
 
 /// Every heredoc marker of an instruction line, in order.
 pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
-    let words = shell_words(
-        line,
-        Raw {
-            quotes: true,
-            escapes: true,
-        },
-    )
-    .unwrap_or_default();
+    // BuildKit ignores lexing errors here: such a line simply has no heredocs.
+    let words = process_words(line, true, true).unwrap_or_default();
     let mut docs = Vec::new();
     for word in &words {
         if let Some(doc) = parse_heredoc(word)? {

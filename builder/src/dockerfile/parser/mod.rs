@@ -8,6 +8,7 @@ mod heredoc;
 mod json;
 mod known;
 mod lines;
+mod shellwords;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -29,10 +30,16 @@ pub struct Node {
     /// The instruction keyword, lower-cased (`from`, `run`, `onbuild`, ...).
     pub keyword: String,
     /// The arguments, after the instruction's own argument parser (JSON array, name/value pairs, ...).
+    ///
+    /// As in BuildKit's tree: ENV and LABEL give `key, value, separator` triples (separator `=`
+    /// for `k=v`, empty for the legacy `ENV k v`; quotes and escapes stay in the value), ARG
+    /// gives its words, HEALTHCHECK gives the type word (`CMD`, `NONE`) then the command, shell
+    /// forms give the whole rest as one argument, ADD/COPY/VOLUME/FROM/EXPOSE split on white
+    /// space. For keywords BuildKit does not know, the white-space separated words.
     pub args: Vec<String>,
     /// ONBUILD's trigger instruction (then `args` is empty).
     pub sub: Option<Box<Node>>,
-    /// Flags (`--from=builder`) as written, in order.
+    /// Flags (`--from=builder`) in order, with quotes removed and `\` escapes applied.
     pub flags: Vec<String>,
     /// True when the arguments were given in exec (JSON) form.
     pub json: bool,
