@@ -5,29 +5,7 @@ use super::flags::{FlagKind, Flags};
 use super::{
     ArgDecl, Command, Copy, From, Healthcheck, Instruction, Located, Mount, Network, Run, Source,
 };
-use crate::dockerfile::parser::{Heredoc, Node};
-
-/// Every instruction keyword kiln knows, upper-cased.
-pub const KNOWN: &[&str] = &[
-    "ADD",
-    "ARG",
-    "CMD",
-    "COPY",
-    "ENTRYPOINT",
-    "ENV",
-    "EXPOSE",
-    "FROM",
-    "HEALTHCHECK",
-    "LABEL",
-    "MAINTAINER",
-    "ONBUILD",
-    "RUN",
-    "SHELL",
-    "STOPSIGNAL",
-    "USER",
-    "VOLUME",
-    "WORKDIR",
-];
+use crate::dockerfile::parser::{self, Heredoc, Node};
 
 const COPY_FLAGS: &[(&str, FlagKind)] = &[
     ("from", FlagKind::String),
@@ -57,31 +35,6 @@ const HEALTHCHECK_FLAGS: &[(&str, FlagKind)] = &[
     ("start-interval", FlagKind::String),
     ("retries", FlagKind::String),
 ];
-
-/// The known instruction closest to `word` (for "did you mean"), if any is close enough.
-pub fn suggest(word: &str) -> Option<&'static str> {
-    let upper = word.to_ascii_uppercase();
-    KNOWN
-        .iter()
-        .map(|k| (edit_distance(&upper, k), *k))
-        .filter(|(d, k)| *d <= 2 && *d < k.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
 
 /// Converts one parsed node; the error is the message for the node's first line.
 pub fn from_node(node: &Node) -> Result<Located, String> {
@@ -193,8 +146,11 @@ fn instruction(node: &Node) -> Result<Instruction, String> {
                 .split_whitespace()
                 .next()
                 .unwrap_or(&node.keyword);
-            return Err(match suggest(word) {
-                Some(s) => format!("unknown instruction {word:?} (did you mean {s:?}?)"),
+            return Err(match parser::suggest(word) {
+                Some(s) => format!(
+                    "unknown instruction {word:?} (did you mean {:?}?)",
+                    s.to_ascii_uppercase()
+                ),
                 None => format!("unknown instruction {word:?}"),
             });
         }
@@ -442,14 +398,6 @@ fn onbuild(node: &Node) -> Result<Instruction, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn suggestions_pick_the_closest_keyword() {
-        assert_eq!(suggest("RUNN"), Some("RUN"));
-        assert_eq!(suggest("cpoy"), Some("COPY"));
-        assert_eq!(suggest("WROKDIR"), Some("WORKDIR"));
-        assert_eq!(suggest("frobnicate"), None);
-    }
 
     #[test]
     fn stage_names() {

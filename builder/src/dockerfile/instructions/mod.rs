@@ -11,7 +11,7 @@ pub mod mount;
 
 pub use display::json_quote;
 
-pub use convert::{from_node, suggest, KNOWN};
+pub use convert::from_node;
 pub use mount::{Mount, MountType, Sharing};
 
 use crate::dockerfile::parser::Heredoc;
