@@ -120,14 +120,14 @@ WORKDIR /x$TARGETARCH
 fn which_instructions_expand() {
     let text = "\
 FROM scratch
-ARG P=8080 U=app D=/data
+ARG P=8080 U=app D=/data S=TERM
 RUN echo $P
 CMD echo $P
 EXPOSE $P/tcp
 USER $U
 VOLUME $D
 COPY --chown=$U:$U a-$P /dst-$P/
-STOPSIGNAL SIG$U
+STOPSIGNAL SIG$S
 ";
     let p = plan_ok(text, &opts(&[], None));
     let s = steps(&p, 0);
@@ -137,12 +137,13 @@ STOPSIGNAL SIG$U
     assert_eq!(s[4], "USER app");
     assert_eq!(s[5], "VOLUME /data");
     assert_eq!(s[6], "COPY --chown=app:app a-8080 /dst-8080/");
-    assert_eq!(s[7], "STOPSIGNAL SIGapp");
+    assert_eq!(s[7], "STOPSIGNAL SIGTERM");
     assert_eq!(
         p.stages[0].steps[1].args,
         [
             ("D".into(), "/data".into()),
             ("P".into(), "8080".into()),
+            ("S".into(), "TERM".into()),
             ("U".into(), "app".into())
         ]
     );
@@ -301,6 +302,27 @@ fn errors_name_file_line_and_cause() {
         plan_err("FROM scratch\nWORKDIR ${X:?must be set}\n", &o),
         "Dockerfile:2: WORKDIR: failed to process \"${X:?must be set}\": X: must be set"
     );
+}
+
+#[test]
+fn expanded_values_are_checked() {
+    let o = opts(&[("P", "http")], None);
+    assert_eq!(
+        plan_err("FROM scratch\nARG P\nEXPOSE $P\n", &o),
+        "Dockerfile:3: EXPOSE: invalid port \"http\": expected a number from 0 to 65535, or a range"
+    );
+    assert_eq!(
+        plan_err("FROM scratch\nSTOPSIGNAL SIGNOPE\n", &o),
+        "Dockerfile:2: STOPSIGNAL: unknown signal \"SIGNOPE\""
+    );
+    assert!(plan_err("FROM scratch\nCOPY --chmod=999 a b\n", &o)
+        .starts_with("Dockerfile:2: COPY: --chmod=999: "));
+    assert!(plan_with(
+        "FROM scratch\nARG P=8080\nEXPOSE $P/udp\nSTOPSIGNAL 15\n",
+        &opts(&[], None),
+        &NoBaseImages
+    )
+    .is_ok());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use super::args::{predefined, BuildArgs};
 use super::expand_step::Expander;
 use super::graph;
+use super::validate::validate;
 use super::{
     Base, BaseConfig, BaseImages, Options, Plan, PlanError, Platform, Stage, Step, Warning,
 };
@@ -369,6 +370,7 @@ impl Planner<'_> {
                 .instruction(other)
                 .map_err(|m| self.at(line, format!("{}: {m}", other.keyword())))?,
         };
+        validate(&instruction).map_err(|m| self.at(line, m))?;
         for name in &ex.matches.unmatched {
             if scope.all_declared.contains(name) && !scope.declared.contains(name) {
                 return Err(self.at(

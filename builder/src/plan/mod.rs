@@ -7,6 +7,7 @@ pub mod display;
 pub mod expand_step;
 mod graph;
 pub mod platform;
+mod validate;
 
 pub use build::plan;
 pub use platform::Platform;
