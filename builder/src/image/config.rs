@@ -240,6 +240,13 @@ impl History {
 impl ImageConfig {
     /// Parses a config blob as registries and peers produce it.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, super::ImageError> {
+        // serde reads a struct from an array too, and every field here has a default: `[]`
+        // would pass as an empty config.
+        if bytes.trim_ascii_start().first() == Some(&b'[') {
+            return Err(super::ImageError::json("image config")(
+                serde::de::Error::custom("expected a JSON object, found an array"),
+            ));
+        }
         serde_json::from_slice(bytes).map_err(super::ImageError::json("image config"))
     }
 }
