@@ -156,12 +156,7 @@ pub fn export_docker_tar(
         path: path.to_path_buf(),
         source: e.into_error(),
     })?;
-    tmp.as_file().sync_all().map_err(ImageError::io(path))?;
-    tmp.persist(path).map_err(|e| ImageError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    super::persist_readable(tmp, path)
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {

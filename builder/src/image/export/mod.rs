@@ -21,7 +21,21 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> 
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ImageError::io(dir))?;
     tmp.write_all(bytes).map_err(ImageError::io(path))?;
-    tmp.as_file().sync_all().map_err(ImageError::io(path))?;
+    persist_readable(tmp, path)
+}
+
+/// Syncs `tmp` and renames it to `path`, readable by all as a plainly written file would be
+/// (temporary files are created owner-only, and the CI steps reading these files may not run
+/// as the builder's user).
+pub(crate) fn persist_readable(
+    tmp: tempfile::NamedTempFile,
+    path: &Path,
+) -> Result<(), ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = tmp.as_file();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(ImageError::io(path))?;
+    file.sync_all().map_err(ImageError::io(path))?;
     tmp.persist(path).map_err(|e| ImageError::Io {
         path: path.to_path_buf(),
         source: e.error,

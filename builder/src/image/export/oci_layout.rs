@@ -8,7 +8,6 @@ use crate::image::error::ImageError;
 use crate::image::json::to_canonical_vec;
 use crate::image::manifest::ImageIndex;
 use crate::image::media::{ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION};
-use std::io::Write;
 use std::path::Path;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -120,14 +119,9 @@ fn copy_blob(store: &BlobStore, digest: &Digest, blobs: &Path) -> Result<(), Ima
         }
         .into());
     }
-    let mut tmp = buf.into_inner().map_err(|e| ImageError::Io {
+    let tmp = buf.into_inner().map_err(|e| ImageError::Io {
         path: dest.clone(),
         source: e.into_error(),
     })?;
-    tmp.flush().map_err(ImageError::io(&dest))?;
-    tmp.persist(&dest).map_err(|e| ImageError::Io {
-        path: dest.clone(),
-        source: e.error,
-    })?;
-    Ok(())
+    super::persist_readable(tmp, &dest)
 }
