@@ -446,3 +446,134 @@ fn buildah_imports_the_oci_layout() {
         .args(["rmi", "--all", "--force"])
         .output();
 }
+
+/// A dockerd of its own (data root, exec root, socket in a temp dir, no networking set up),
+/// stopped with SIGTERM by its pid so it takes its containerd down and unmounts its root.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let child = Command::new("/usr/sbin/dockerd")
+            .arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.join("sock").display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--storage-driver=vfs",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut dockerd = Dockerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = dockerd.child.try_wait() {
+                panic!(
+                    "dockerd exited: {status}\n{}",
+                    std::fs::read_to_string(dockerd.dir.path().join("log")).unwrap_or_default()
+                );
+            }
+            if dockerd
+                .docker()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return dockerd;
+            }
+            assert!(Instant::now() < deadline, "dockerd did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.dir.path().join("sock").display()),
+        )
+        .env("DOCKER_CONFIG", self.dir.path().join("client"));
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_loads_the_tarball() {
+    if !Path::new("/usr/sbin/dockerd").exists() || run(Command::new("id").arg("-u")) != b"0\n" {
+        eprintln!("dockerd needs root here; not checked");
+        return;
+    }
+    let f = fixture();
+    let dockerd = Dockerd::start();
+    for (format, tag) in [(ImageFormat::Docker, "docker"), (ImageFormat::Oci, "oci")] {
+        let image = build(&f, format);
+        let tarball = f.work.join(format!("{tag}.tar"));
+        let name = format!("demo:{tag}");
+        export_docker_tar(&f.store, &tarball, &image, &[&name]).unwrap();
+        run(dockerd.docker().args(["load", "-i"]).arg(&tarball));
+        let info: serde_json::Value =
+            serde_json::from_slice(&run(dockerd.docker().args(["image", "inspect", &name])))
+                .unwrap();
+        let info = &info[0];
+        assert_eq!(info["Id"], image.config.digest.to_string(), "{format:?}");
+        assert_eq!(info["RootFS"]["Layers"][0], f.layer.diff_id.to_string());
+        assert_eq!(info["Config"]["Cmd"][0], "/bin/sh");
+        // Both formats share the config blob, so Docker sees one image with two tags.
+        assert!(info["RepoTags"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(name)));
+        let out = run(dockerd.docker().args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &name,
+            "/bin/sh",
+            "-c",
+            "echo hello from kiln",
+        ]));
+        assert_eq!(out, b"hello from kiln\n");
+        // Docker writes the layers back out uncompressed: the diff_id must survive the trip.
+        let saved = f.work.join(format!("{tag}-saved.tar"));
+        run(dockerd.docker().args(["save", "-o"]).arg(&saved).arg(&name));
+        let out = f.work.join(format!("{tag}-resaved"));
+        run(skopeo()
+            .arg("copy")
+            .arg(format!("docker-archive:{}", saved.display()))
+            .arg(format!("oci:{}:t", out.display())));
+        let (_, config) = read_layout_image(&out, "t");
+        assert_eq!(config.rootfs.diff_ids, vec![f.layer.diff_id.clone()]);
+    }
+}

@@ -20,6 +20,9 @@ struct OciLayoutFile {
 /// once per `ref_names` entry (`org.opencontainers.image.ref.name`), replacing entries that had
 /// those names. With no names, the image is added unnamed (once). Blobs are written before the
 /// index, so the index never names a missing blob.
+///
+/// A Docker schema 2 image is written as built (as kaniko's layouts hold them), but skopeo's
+/// and buildah's `oci:` transports only read OCI media types from a layout: build OCI for them.
 pub fn export_oci_layout(
     store: &BlobStore,
     dir: &Path,
