@@ -146,3 +146,36 @@ fn normalisation_and_matching() {
     assert!(!platform_matches(&p("linux/arm/v7"), &p("linux/arm64")));
     assert!(!platform_matches(&p("linux/amd64"), &p("windows/amd64")));
 }
+
+#[test]
+fn choosing_from_a_parsed_registry_answer() {
+    use kiln::image::{parse_manifest, ParsedManifest};
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+        {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":1,"platform":{{"architecture":"unknown","os":"unknown"}},"annotations":{{"vnd.docker.reference.type":"attestation-manifest"}}}},
+        {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":1,"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}},
+        {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+        d('a'),
+        d('b'),
+        d('c')
+    );
+    let ParsedManifest::Index(idx) = parse_manifest(None, body.as_bytes()).unwrap() else {
+        panic!("not an index")
+    };
+    assert_eq!(
+        select_manifest(&idx, &p("linux/amd64"))
+            .unwrap()
+            .digest
+            .to_string(),
+        d('c')
+    );
+    assert_eq!(
+        select_manifest(&idx, &p("linux/arm64"))
+            .unwrap()
+            .digest
+            .to_string(),
+        d('b')
+    );
+    assert!(select_manifest(&idx, &p("linux/riscv64")).is_none());
+}

@@ -1,8 +1,14 @@
 //! RFC 3339 timestamps for `created`, without a date library: kiln only ever writes whole
 //! seconds in UTC.
 
-/// `unix_secs` as `YYYY-MM-DDTHH:MM:SSZ`.
+/// The first and last second RFC 3339's four-digit years can write.
+const MIN_SECS: i64 = -62_135_596_800;
+const MAX_SECS: i64 = 253_402_300_799;
+
+/// `unix_secs` as `YYYY-MM-DDTHH:MM:SSZ`, clamped to years 0001–9999 (a wild
+/// `SOURCE_DATE_EPOCH` must not overflow or write a timestamp peers reject).
 pub fn rfc3339(unix_secs: i64) -> String {
+    let unix_secs = unix_secs.clamp(MIN_SECS, MAX_SECS);
     let days = unix_secs.div_euclid(86_400);
     let secs = unix_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -52,5 +58,7 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MIN), "0001-01-01T00:00:00Z");
     }
 }
