@@ -73,7 +73,7 @@ pub struct ImageIndex {
 }
 
 impl ImageIndex {
-    /// An empty index of `format`'s media type.
+    /// An empty index with `media_type` (`None` leaves the field out).
     pub fn empty(media_type: Option<&str>) -> ImageIndex {
         ImageIndex {
             schema_version: 2,
