@@ -29,6 +29,9 @@ pub enum Error {
     /// The blob store failed.
     #[error(transparent)]
     Blob(#[from] crate::blob::BlobError),
+    /// Building, reading or exporting an image failed.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

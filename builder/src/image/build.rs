@@ -1,0 +1,224 @@
+//! Building an image: the config and the manifest written to the blob store as canonical JSON,
+//! from a base (or scratch), the layers the build made and the config the Dockerfile set.
+
+use super::config::{ContainerConfig, History, ImageConfig};
+use super::descriptor::{Descriptor, ImagePlatform};
+use super::error::ImageError;
+use super::json::to_canonical_vec;
+use super::manifest::ImageManifest;
+use super::media::ImageFormat;
+use super::time::{now_unix, rfc3339};
+use crate::blob::{BlobStore, Digest};
+use crate::plan::Platform;
+use std::collections::BTreeMap;
+
+/// A layer blob the build stored, as the image will name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Digest of the (compressed) blob.
+    pub digest: Digest,
+    /// Size of the blob.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// The blob's media type (OCI or Docker; translated to the image's format).
+    pub media_type: String,
+}
+
+/// Collects an image's config and layers, then writes config and manifest blobs.
+#[derive(Debug, Clone)]
+pub struct ImageBuilder {
+    config: ImageConfig,
+    layers: Vec<Descriptor>,
+    /// Layers this build made: the only ones that must already be in the store (a base image's
+    /// layers may be fetched lazily, or never, when a registry can mount them).
+    new_layers: Vec<Descriptor>,
+    /// History entries from here on are this build's, and get `created` if they have none.
+    new_history_from: usize,
+    format: ImageFormat,
+    created: Option<i64>,
+    annotations: BTreeMap<String, String>,
+}
+
+/// An image written to the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The manifest's digest: the image's identity.
+    pub digest: Digest,
+    /// The manifest's bytes, exactly as stored.
+    pub manifest: Vec<u8>,
+    /// The manifest's media type.
+    pub media_type: &'static str,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The config as written.
+    pub image_config: ImageConfig,
+    /// The layer blobs, base first.
+    pub layers: Vec<Descriptor>,
+}
+
+impl BuiltImage {
+    /// A descriptor of the manifest, with the image's platform (as index entries carry).
+    pub fn descriptor(&self) -> Descriptor {
+        let mut d = Descriptor::new(
+            self.media_type,
+            self.digest.clone(),
+            self.manifest.len() as u64,
+        );
+        d.platform = Some(self.platform());
+        d
+    }
+
+    /// The image's platform, from its config.
+    pub fn platform(&self) -> ImagePlatform {
+        ImagePlatform {
+            architecture: self.image_config.architecture.clone(),
+            os: self.image_config.os.clone(),
+            os_version: self.image_config.os_version.clone(),
+            variant: self.image_config.variant.clone(),
+            ..ImagePlatform::default()
+        }
+    }
+}
+
+impl ImageBuilder {
+    /// An image with no base (`FROM scratch`) for `platform`.
+    pub fn scratch(platform: &Platform) -> ImageBuilder {
+        let config = ImageConfig {
+            architecture: platform.arch.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            ..ImageConfig::default()
+        };
+        ImageBuilder::new(config, Vec::new())
+    }
+
+    /// An image on top of a base image: its config and its manifest's layers, which must match
+    /// the config's `rootfs.diff_ids` one for one.
+    pub fn from_base(
+        config: ImageConfig,
+        layers: Vec<Descriptor>,
+    ) -> Result<ImageBuilder, ImageError> {
+        if config.rootfs.diff_ids.len() != layers.len() {
+            return Err(ImageError::LayerCountMismatch {
+                layers: layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
+        }
+        Ok(ImageBuilder::new(config, layers))
+    }
+
+    fn new(mut config: ImageConfig, layers: Vec<Descriptor>) -> ImageBuilder {
+        config.rootfs.kind = "layers".to_string();
+        ImageBuilder {
+            new_history_from: config.history.len(),
+            config,
+            layers,
+            new_layers: Vec::new(),
+            format: ImageFormat::Oci,
+            created: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The runtime config (`Env`, `Cmd`, ...) to change.
+    pub fn config_mut(&mut self) -> &mut ContainerConfig {
+        &mut self.config.config
+    }
+
+    /// The whole image config (author, platform fields) to change.
+    pub fn image_config_mut(&mut self) -> &mut ImageConfig {
+        &mut self.config
+    }
+
+    /// Writes OCI (the default) or Docker schema 2.
+    pub fn format(&mut self, format: ImageFormat) -> &mut Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets `created` (seconds since the epoch; reproducible builds pass `SOURCE_DATE_EPOCH` or
+    /// 0). Unset means the time of [`ImageBuilder::write`].
+    pub fn created(&mut self, unix_secs: i64) -> &mut Self {
+        self.created = Some(unix_secs);
+        self
+    }
+
+    /// Adds a manifest annotation (OCI only: Docker schema 2 has none).
+    pub fn annotation(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    /// Appends a layer the build stored, with the history entry of the step that made it.
+    pub fn add_layer(&mut self, layer: Layer, mut history: History) -> &mut Self {
+        let desc = Descriptor::new(layer.media_type, layer.digest, layer.size);
+        self.config.rootfs.diff_ids.push(layer.diff_id);
+        self.layers.push(desc.clone());
+        self.new_layers.push(desc);
+        history.empty_layer = false;
+        self.config.history.push(history);
+        self
+    }
+
+    /// Appends the history entry of a step that made no layer (`ENV`, `CMD`, ...).
+    pub fn add_history(&mut self, mut history: History) -> &mut Self {
+        history.empty_layer = true;
+        self.config.history.push(history);
+        self
+    }
+
+    /// Writes the config blob and then the manifest blob to `store`.
+    pub fn write(&self, store: &BlobStore) -> Result<BuiltImage, ImageError> {
+        for l in &self.new_layers {
+            if store.size(&l.digest) != Some(l.size) {
+                return Err(ImageError::LayerMissing {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                });
+            }
+        }
+        let created = rfc3339(self.created.unwrap_or_else(now_unix));
+        let mut config = self.config.clone();
+        config.created = Some(created.clone());
+        for h in config.history.iter_mut().skip(self.new_history_from) {
+            if h.created.is_none() {
+                h.created = Some(created.clone());
+            }
+        }
+        let config_bytes = to_canonical_vec(&config, "image config")?;
+        let (config_digest, config_size) = store.put(&config_bytes)?;
+        let config_desc =
+            Descriptor::new(self.format.config_media_type(), config_digest, config_size);
+
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let mut d = l.clone();
+            d.media_type = self.format.translate_layer(&l.media_type)?.to_string();
+            layers.push(d);
+        }
+        let media_type = self.format.manifest_media_type();
+        let manifest = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media_type.to_string()),
+            artifact_type: None,
+            config: config_desc.clone(),
+            layers: layers.clone(),
+            subject: None,
+            annotations: match self.format {
+                ImageFormat::Oci => self.annotations.clone(),
+                ImageFormat::Docker => BTreeMap::new(),
+            },
+        };
+        let manifest_bytes = to_canonical_vec(&manifest, "image manifest")?;
+        let (digest, _) = store.put(&manifest_bytes)?;
+        Ok(BuiltImage {
+            digest,
+            manifest: manifest_bytes,
+            media_type,
+            config: config_desc,
+            image_config: config,
+            layers,
+        })
+    }
+}

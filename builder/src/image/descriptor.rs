@@ -1,0 +1,119 @@
+//! OCI content descriptors and the platform object of index entries and image configs.
+
+use super::json::null_default;
+use crate::blob::Digest;
+use crate::plan::Platform;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A content descriptor: what a manifest or index says about a blob it points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The blob's media type.
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// Other places the blob may be fetched from (foreign layers).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub urls: Vec<String>,
+    /// Arbitrary metadata.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub annotations: BTreeMap<String, String>,
+    /// The image's platform, in index entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<ImagePlatform>,
+    /// The artifact's type, for artifact manifests.
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
+    /// The blob itself, base64, when embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+impl Descriptor {
+    /// A descriptor with only the required fields.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            urls: Vec::new(),
+            annotations: BTreeMap::new(),
+            platform: None,
+            artifact_type: None,
+            data: None,
+        }
+    }
+}
+
+/// The platform object of the OCI image spec (`architecture`, `os`, `os.version`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ImagePlatform {
+    /// CPU architecture (Go's `GOARCH`).
+    #[serde(default)]
+    pub architecture: String,
+    /// Operating system (Go's `GOOS`).
+    #[serde(default)]
+    pub os: String,
+    /// OS version (Windows builds).
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    /// Required OS features (Windows).
+    #[serde(
+        rename = "os.features",
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub os_features: Vec<String>,
+    /// CPU variant (`v7`, `v8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// CPU features (Docker manifest lists only; reserved).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub features: Vec<String>,
+}
+
+impl From<&Platform> for ImagePlatform {
+    fn from(p: &Platform) -> ImagePlatform {
+        ImagePlatform {
+            architecture: p.arch.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+            ..ImagePlatform::default()
+        }
+    }
+}
+
+impl From<&ImagePlatform> for Platform {
+    fn from(p: &ImagePlatform) -> Platform {
+        Platform {
+            os: p.os.clone(),
+            arch: p.architecture.clone(),
+            variant: p.variant.clone().filter(|v| !v.is_empty()),
+        }
+    }
+}
