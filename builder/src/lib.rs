@@ -8,6 +8,7 @@ pub mod blob;
 pub mod context;
 pub mod dockerfile;
 pub mod error;
+pub mod executor;
 pub mod image;
 pub mod plan;
 

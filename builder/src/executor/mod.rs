@@ -1,0 +1,3 @@
+//! Running a planned stage: metadata steps change the image config, COPY/ADD and RUN make layers.
+
+pub mod metadata;
