@@ -29,6 +29,9 @@ pub enum Error {
     /// The blob store failed.
     #[error(transparent)]
     Blob(#[from] crate::blob::BlobError),
+    /// Writing or extracting a layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

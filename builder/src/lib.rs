@@ -8,6 +8,7 @@ pub mod blob;
 pub mod context;
 pub mod dockerfile;
 pub mod error;
+pub mod layer;
 pub mod plan;
 
 pub use error::{Error, Result};
