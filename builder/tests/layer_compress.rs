@@ -198,7 +198,7 @@ fn layers_compressed_by_peers_are_extracted_too() {
 fn throughput() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    tree(&src, 240);
+    tree(&src, 160);
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
     let t = Instant::now();
     let (_, counted) = layer::write_tar(

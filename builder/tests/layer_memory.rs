@@ -1,4 +1,4 @@
-//! Memory stays bounded: a 300 MiB file goes through the writer (and back through extraction)
+//! Memory stays bounded: a 300 MiB file (96 MiB in debug builds) goes through the writer (and back through extraction)
 //! without the process's peak RSS growing by more than 64 MiB. Alone in its test binary so no
 //! other test's allocations count.
 
@@ -22,13 +22,21 @@ fn reset_peak() -> u64 {
 
 const LIMIT_KIB: u64 = 64 * 1024;
 
+/// 300 MiB in release builds. Unoptimised sha256 runs at ~30 MB/s, so debug builds use 96 MiB:
+/// still more than the limit, so a layer (or a file) held in memory fails the test either way.
+const BIG: u64 = if cfg!(debug_assertions) {
+    96 << 20
+} else {
+    300 << 20
+};
+
 #[test]
-fn a_300_mib_file_streams_through_in_bounded_memory() {
+fn a_big_file_streams_through_in_bounded_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir(&src).unwrap();
     let f = fs::File::create(src.join("big.img")).unwrap();
-    f.set_len(300 << 20).unwrap();
+    f.set_len(BIG).unwrap();
     fs::write(src.join("small"), b"small").unwrap();
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
 
@@ -62,7 +70,7 @@ fn a_300_mib_file_streams_through_in_bounded_memory() {
             "{c:?}: peak RSS grew {grew} KiB extracting"
         );
         assert_eq!(x.diff_id, info.diff_id);
-        assert_eq!(fs::metadata(dst.join("big.img")).unwrap().len(), 300 << 20);
+        assert_eq!(fs::metadata(dst.join("big.img")).unwrap().len(), BIG);
         fs::remove_dir_all(&dst).unwrap();
     }
 }

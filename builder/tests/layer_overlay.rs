@@ -331,3 +331,63 @@ fn a_layer_extracted_with_overlay_whiteouts_serves_as_an_overlay_lower() {
     );
     assert_eq!(listing(&view), f.merged_listing);
 }
+
+#[test]
+fn rootless_opaque_xattr_and_the_x_value_and_whiteouts_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = tmp.path();
+    for d in ["rootless", "xwhiteouts"] {
+        fs::create_dir(up.join(d)).unwrap();
+        write(&up.join(d).join("f"), "f");
+    }
+    let set = |p: &Path, k: &str, v: &[u8]| {
+        rustix::fs::lsetxattr(p, k, v, rustix::fs::XattrFlags::empty()).unwrap()
+    };
+    set(&up.join("rootless"), "user.overlay.opaque", b"y");
+    // Since Linux 6.7 "x" means "holds xattr whiteouts", not opaque.
+    set(&up.join("xwhiteouts"), "trusted.overlay.opaque", b"x");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        up.join("wh").as_path(),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    let names = |overlay: bool| -> Vec<(String, tar::EntryType)> {
+        let o = LayerOptions {
+            overlay_whiteouts: overlay,
+            ..LayerOptions::default()
+        };
+        let (_, bytes) = layer::write_tar(up, &o, Vec::new()).unwrap();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect()
+    };
+    let on: Vec<String> = names(true).into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        on,
+        [
+            ".wh.wh",
+            "rootless/",
+            "rootless/.wh..wh..opq",
+            "rootless/f",
+            "xwhiteouts/",
+            "xwhiteouts/f"
+        ]
+    );
+    let off = names(false);
+    assert!(
+        off.contains(&("wh".to_string(), tar::EntryType::Char)),
+        "{off:?}"
+    );
+    assert!(!off.iter().any(|e| e.0.contains(".wh.")), "{off:?}");
+}
