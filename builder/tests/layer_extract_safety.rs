@@ -247,6 +247,42 @@ fn walk(root: &Path) -> Vec<String> {
 }
 
 #[test]
+fn whiteouts_under_missing_dirs_create_nothing_and_dir_modes_come_last() {
+    let (_tmp, target, _s) = dirs();
+    let mut t = tar::Builder::new(Vec::new());
+    let new = || {
+        let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    };
+    let mut h = new();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o555);
+    h.set_size(0);
+    t.append_data(&mut h, "ro/", &[][..]).unwrap();
+    let mut h = new();
+    h.set_mode(0o644);
+    h.set_size(2);
+    t.append_data(&mut h, "ro/f", &b"hi"[..]).unwrap();
+    let mut h = new();
+    h.set_mode(0o644);
+    h.set_size(0);
+    t.append_data(&mut h, "nope/.wh.x", &[][..]).unwrap();
+    let bytes = t.into_inner().unwrap();
+    layer::extract(&bytes[..], &target, &ExtractOptions::default()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(target.join("ro"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o555);
+    assert_eq!(fs::read(target.join("ro/f")).unwrap(), b"hi");
+    assert!(!target.join("nope").exists());
+}
+
+#[test]
 fn garbage_is_an_error_not_a_panic() {
     let (_tmp, target, _s) = dirs();
     for bytes in [

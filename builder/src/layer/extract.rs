@@ -81,7 +81,7 @@ pub fn extract<R: Read>(
         root: &root,
         opts,
         touched: HashSet::new(),
-        dir_times: Vec::new(),
+        dir_fixups: Vec::new(),
         entries: 0,
     };
     for entry in ar.entries().map_err(LayerError::Stream)? {
@@ -89,10 +89,15 @@ pub fn extract<R: Read>(
         x.entries += 1;
         x.entry(&mut entry)?;
     }
-    // Directory mtimes last: creating their children changed them.
-    for (comps, mtime) in std::mem::take(&mut x.dir_times) {
+    // Directory modes and mtimes last: creating children changed the mtimes, and a read-only
+    // mode set early would stop a non-root extraction from filling the directory. Deepest
+    // first, so a parent's mode never blocks reaching its children.
+    let mut fixups = std::mem::take(&mut x.dir_fixups);
+    fixups.sort_by_key(|f| std::cmp::Reverse(f.0.len()));
+    for (comps, mode, mtime) in fixups {
         let r = rel(&comps);
         if let Some(fd) = root.open_dir(&comps, false, &String::from_utf8_lossy(&r))? {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| root.err(&r, e))?;
             rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| root.err(&r, e))?;
         }
     }
@@ -135,7 +140,8 @@ struct Extractor<'a> {
     opts: &'a ExtractOptions,
     /// Paths this layer wrote (and their ancestors): whiteouts only remove lower content.
     touched: HashSet<Vec<u8>>,
-    dir_times: Vec<(Vec<Vec<u8>>, i64)>,
+    /// Directories' (path, mode, mtime), applied after every entry.
+    dir_fixups: Vec<(Vec<Vec<u8>>, u32, i64)>,
     entries: u64,
 }
 
@@ -205,15 +211,21 @@ impl Extractor<'_> {
             return Ok(());
         };
         let parent_rel = rel(parent);
+        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            // Applied whiteouts have nothing to remove under a directory that is not there;
+            // recorded ones (overlay spelling) need it.
+            let create = self.opts.overlay_whiteouts;
+            return match self.root.open_dir(parent, create, &name)? {
+                Some(dir) => self.whiteout(&name, &dir, &parent_rel, base, hidden),
+                None => Ok(()),
+            };
+        }
         let dir = self
             .root
             .open_dir(parent, true, &name)?
             .ok_or_else(|| malformed(&name, "parent missing"))?;
         for i in 1..comps.len() {
             self.touched.insert(rel(&comps[..i]));
-        }
-        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            return self.whiteout(&name, &dir, &parent_rel, base, hidden);
         }
         let path = rel(&comps);
         let m = meta_of(e, &name)?;
@@ -235,7 +247,7 @@ impl Extractor<'_> {
                 )
                 .map_err(err)?;
                 self.fd_meta(&fd, &path, &m, false)?;
-                self.dir_times.push((comps.clone(), m.mtime));
+                self.dir_fixups.push((comps.clone(), m.mode, m.mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let fd = rustix::fs::openat(
@@ -378,25 +390,22 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    /// Owner, mode, xattrs and (for non-directories) times on an open file or directory, in
-    /// that order: chown clears setuid bits and file capabilities, so those come after it.
-    fn fd_meta(
-        &self,
-        fd: &OwnedFd,
-        path: &[u8],
-        m: &Meta,
-        set_time: bool,
-    ) -> Result<(), LayerError> {
+    /// Owner, then mode and xattrs, then times, on an open file; a directory (`file` false)
+    /// gets its mode and times at the end of the extraction. chown clears setuid bits and file
+    /// capabilities, so those come after it.
+    fn fd_meta(&self, fd: &OwnedFd, path: &[u8], m: &Meta, file: bool) -> Result<(), LayerError> {
         let err = |e: rustix::io::Errno| self.root.err(path, e);
         if !self.opts.ignore_owners {
             rustix::fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
                 .map_err(err)?;
         }
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(err)?;
+        if file {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(err)?;
+        }
         for (k, v) in &m.xattrs {
             rustix::fs::fsetxattr(fd, os(k), v, XattrFlags::empty()).map_err(err)?;
         }
-        if set_time {
+        if file {
             rustix::fs::futimens(fd, &times(m.mtime)).map_err(err)?;
         }
         Ok(())
