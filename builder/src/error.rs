@@ -32,6 +32,9 @@ pub enum Error {
     /// Building, reading or exporting an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// Writing or extracting a layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

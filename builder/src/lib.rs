@@ -10,6 +10,7 @@ pub mod dockerfile;
 pub mod error;
 pub mod executor;
 pub mod image;
+pub mod layer;
 pub mod plan;
 
 pub use error::{Error, Result};

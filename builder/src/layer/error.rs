@@ -1,0 +1,60 @@
+//! The one error type of the layer module.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Writing or extracting a layer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// A file operation on the tree failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file (on the host, or the entry's path inside the layer).
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The layer stream (tar, gzip or zstd) could not be read or written.
+    #[error("layer stream: {0}")]
+    Stream(#[source] io::Error),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
+    /// A file changed size while it was being read into the layer.
+    #[error("{}: file changed while it was being archived ({expected} bytes expected)", path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// The size it had when it was listed.
+        expected: u64,
+    },
+    /// The tree holds something a layer cannot carry or the writer refuses to guess about.
+    #[error("{}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A layer entry would write outside the target directory, or through a symlink.
+    #[error("refusing layer entry {entry:?}: {reason}")]
+    Unsafe {
+        /// The entry's name as the tar stream spells it.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A layer entry is malformed (bad header, unknown type, missing link target).
+    #[error("bad layer entry {entry:?}: {reason}")]
+    Malformed {
+        /// The entry's name as the tar stream spells it.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayerError {
+    let path = path.into();
+    move |source| LayerError::Io { path, source }
+}

@@ -1,0 +1,453 @@
+//! Extracting a layer onto a directory: sniffs the compression, applies OCI whiteouts to what
+//! earlier layers left there (or records them as overlay whiteouts), restores numeric owners,
+//! modes, mtimes, xattrs, hard links, symlinks and device nodes, and refuses any entry that
+//! would write outside the target (see [`super::safe_fs`] for how).
+
+use super::error::LayerError;
+use super::safe_fs::{clean, kind_at, list, os, rel, remove_all_at, Root};
+use super::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::blob::Digest;
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::process::{Gid, Uid};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use tar::EntryType;
+
+/// How a layer is extracted.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractOptions {
+    /// Record whiteouts the way overlayfs does (a 0:0 char device for `.wh.<name>`, the
+    /// `trusted.overlay.opaque=y` xattr for `.wh..wh..opq`) instead of applying them, so the
+    /// directory can serve as an overlay lower directory of its own.
+    pub overlay_whiteouts: bool,
+    /// Leave owners as the extracting user instead of restoring the layer's numeric ids
+    /// (for extraction without root).
+    pub ignore_owners: bool,
+}
+
+/// What an extraction read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractInfo {
+    /// sha256 of the uncompressed tar stream: compare with the image config's diff_id.
+    pub diff_id: Digest,
+    /// Entries in the tar stream (whiteouts included).
+    pub entries: u64,
+}
+
+/// Hashes what passes so the diff_id of the uncompressed stream is known at the end.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Picks the decompressor from the stream's first bytes: gzip (every member, since parallel
+/// writers may join several), zstd, or plain tar.
+fn decompress<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>, LayerError> {
+    let mut r = BufReader::with_capacity(256 * 1024, r);
+    let head = r.fill_buf().map_err(LayerError::Stream)?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(r))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(LayerError::Stream)?)
+    } else {
+        Box::new(r)
+    })
+}
+
+/// Extracts the layer read from `layer` (gzip, zstd or plain tar) onto `target`.
+pub fn extract<R: Read>(
+    layer: R,
+    target: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractInfo, LayerError> {
+    let root = Root::open(target)?;
+    let reader = HashingReader {
+        inner: decompress(layer)?,
+        hasher: Sha256::new(),
+    };
+    let mut ar = tar::Archive::new(reader);
+    let mut x = Extractor {
+        root: &root,
+        opts,
+        touched: HashSet::new(),
+        dir_fixups: Vec::new(),
+        entries: 0,
+    };
+    for entry in ar.entries().map_err(LayerError::Stream)? {
+        let mut entry = entry.map_err(LayerError::Stream)?;
+        x.entries += 1;
+        x.entry(&mut entry)?;
+    }
+    // Directory modes and mtimes last: creating children changed the mtimes, and a read-only
+    // mode set early would stop a non-root extraction from filling the directory. Deepest
+    // first, so a parent's mode never blocks reaching its children.
+    let mut fixups = std::mem::take(&mut x.dir_fixups);
+    fixups.sort_by_key(|f| std::cmp::Reverse(f.0.len()));
+    for (comps, mode, mtime) in fixups {
+        let r = rel(&comps);
+        if let Some(fd) = root.open_dir(&comps, false, &String::from_utf8_lossy(&r))? {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| root.err(&r, e))?;
+            rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| root.err(&r, e))?;
+        }
+    }
+    let mut reader = ar.into_inner();
+    // The end-of-archive blocks and any padding belong to the diff_id too.
+    io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Stream)?;
+    let out = reader.hasher.finalize();
+    let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+    let diff_id = format!("sha256:{hex}")
+        .parse()
+        .map_err(|_| LayerError::Stream(io::Error::other("bad digest")))?;
+    Ok(ExtractInfo {
+        diff_id,
+        entries: x.entries,
+    })
+}
+
+fn times(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Metadata of an entry with its PAX overrides applied.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+struct Extractor<'a> {
+    root: &'a Root,
+    opts: &'a ExtractOptions,
+    /// Paths this layer wrote (and their ancestors): whiteouts only remove lower content.
+    touched: HashSet<Vec<u8>>,
+    /// Directories' (path, mode, mtime), applied after every entry.
+    dir_fixups: Vec<(Vec<Vec<u8>>, u32, i64)>,
+    entries: u64,
+}
+
+fn malformed(entry: &str, reason: impl Into<String>) -> LayerError {
+    LayerError::Malformed {
+        entry: entry.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, LayerError> {
+    let h = e.header();
+    let bad = |what: &str, err: io::Error| malformed(name, format!("{what}: {err}"));
+    let mut m = Meta {
+        mode: h.mode().map_err(|e| bad("mode", e))? & 0o7777,
+        uid: u32::try_from(h.uid().map_err(|e| bad("uid", e))?)
+            .map_err(|_| malformed(name, "uid out of range"))?,
+        gid: u32::try_from(h.gid().map_err(|e| bad("gid", e))?)
+            .map_err(|_| malformed(name, "gid out of range"))?,
+        mtime: i64::try_from(h.mtime().map_err(|e| bad("mtime", e))?).unwrap_or(i64::MAX),
+        xattrs: Vec::new(),
+    };
+    if let Some(pax) = e.pax_extensions().map_err(|e| bad("pax header", e))? {
+        for rec in pax {
+            let rec = rec.map_err(|e| bad("pax record", e))?;
+            let (key, value) = (rec.key_bytes(), rec.value_bytes());
+            let num = || {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.split('.').next())
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| malformed(name, "bad numeric pax record"))
+            };
+            match key {
+                b"uid" => m.uid = u32::try_from(num()?).map_err(|_| malformed(name, "bad uid"))?,
+                b"gid" => m.gid = u32::try_from(num()?).map_err(|_| malformed(name, "bad gid"))?,
+                b"mtime" => m.mtime = num()?,
+                _ => {
+                    if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
+                        // Overlay's own attributes would change how overlay reads this
+                        // directory as a lower (redirects, metacopy): never from a layer.
+                        if !x.starts_with(b"trusted.overlay.")
+                            && !x.starts_with(b"user.overlay.")
+                            && !x.is_empty()
+                        {
+                            m.xattrs.push((x.to_vec(), value.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+impl Extractor<'_> {
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let raw = e.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let kind = e.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader) {
+            return Ok(());
+        }
+        let comps = clean(&name, &raw)?;
+        let Some((base, parent)) = comps.split_last() else {
+            // The root itself (`./`): the target's own metadata is the caller's.
+            return Ok(());
+        };
+        let parent_rel = rel(parent);
+        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            // Applied whiteouts have nothing to remove under a directory that is not there;
+            // recorded ones (overlay spelling) need it.
+            let create = self.opts.overlay_whiteouts;
+            return match self.root.open_dir(parent, create, &name)? {
+                Some(dir) => self.whiteout(&name, &dir, &parent_rel, base, hidden),
+                None => Ok(()),
+            };
+        }
+        let dir = self
+            .root
+            .open_dir(parent, true, &name)?
+            .ok_or_else(|| malformed(&name, "parent missing"))?;
+        for i in 1..comps.len() {
+            self.touched.insert(rel(&comps[..i]));
+        }
+        let path = rel(&comps);
+        let m = meta_of(e, &name)?;
+        let existing = kind_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
+        if !(kind == EntryType::Directory && existing == Some(FileType::Directory)) {
+            remove_all_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
+        }
+        let err = |er: rustix::io::Errno| self.root.err(&path, er);
+        match kind {
+            EntryType::Directory => {
+                if existing != Some(FileType::Directory) {
+                    rustix::fs::mkdirat(&dir, os(base), Mode::from_raw_mode(0o700)).map_err(err)?;
+                }
+                let fd = rustix::fs::openat(
+                    &dir,
+                    os(base),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(err)?;
+                self.fd_meta(&fd, &path, &m, false)?;
+                self.dir_fixups.push((comps.clone(), m.mode, m.mtime));
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    os(base),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(err)?;
+                let mut f = std::fs::File::from(fd);
+                io::copy(e, &mut f).map_err(LayerError::Stream)?;
+                let fd = OwnedFd::from(f);
+                self.fd_meta(&fd, &path, &m, true)?;
+            }
+            EntryType::Symlink => {
+                let target = e
+                    .link_name_bytes()
+                    .ok_or_else(|| malformed(&name, "symlink without a target"))?;
+                // The target is stored as is: extraction never follows it, and in a container
+                // it resolves against the container's root.
+                rustix::fs::symlinkat(os(&target), &dir, os(base)).map_err(err)?;
+                self.at_meta(&dir, base, &path, &m, false)?;
+            }
+            EntryType::Link => {
+                let target = e
+                    .link_name_bytes()
+                    .ok_or_else(|| malformed(&name, "hard link without a target"))?;
+                let tname = String::from_utf8_lossy(&target).into_owned();
+                let tcomps = clean(&name, &target).map_err(|_| LayerError::Unsafe {
+                    entry: name.clone(),
+                    reason: format!("hard link target `{tname}` is outside the layer"),
+                })?;
+                let Some((tbase, tparent)) = tcomps.split_last() else {
+                    return Err(malformed(&name, "hard link to the root"));
+                };
+                let tdir = self.root.open_dir(tparent, false, &name)?.ok_or_else(|| {
+                    malformed(&name, format!("hard link target `{tname}` missing"))
+                })?;
+                match kind_at(&tdir, tbase).map_err(err)? {
+                    None => {
+                        return Err(malformed(
+                            &name,
+                            format!("hard link target `{tname}` missing"),
+                        ))
+                    }
+                    Some(FileType::Directory) => {
+                        return Err(malformed(
+                            &name,
+                            format!("hard link target `{tname}` is a directory"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                // No AT_SYMLINK_FOLLOW: a symlink target is linked itself, never resolved.
+                rustix::fs::linkat(&tdir, os(tbase), &dir, os(base), AtFlags::empty())
+                    .map_err(err)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let (ft, dev) = if kind == EntryType::Fifo {
+                    (FileType::Fifo, 0)
+                } else {
+                    let major = e.header().device_major().ok().flatten().unwrap_or(0);
+                    let minor = e.header().device_minor().ok().flatten().unwrap_or(0);
+                    let ft = if kind == EntryType::Char {
+                        FileType::CharacterDevice
+                    } else {
+                        FileType::BlockDevice
+                    };
+                    (ft, rustix::fs::makedev(major, minor))
+                };
+                rustix::fs::mknodat(&dir, os(base), ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(err)?;
+                self.at_meta(&dir, base, &path, &m, true)?;
+            }
+            other => {
+                return Err(malformed(
+                    &name,
+                    format!("unsupported entry type {:?}", other.as_byte() as char),
+                ))
+            }
+        }
+        self.touched.insert(path);
+        Ok(())
+    }
+
+    fn whiteout(
+        &mut self,
+        name: &str,
+        dir: &OwnedFd,
+        parent_rel: &[u8],
+        base: &[u8],
+        hidden: &[u8],
+    ) -> Result<(), LayerError> {
+        let child = |n: &[u8]| {
+            let mut p = parent_rel.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(n);
+            p
+        };
+        if base == OPAQUE_MARKER.as_bytes() {
+            if self.opts.overlay_whiteouts {
+                rustix::fs::fsetxattr(dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                    .map_err(|e| self.root.err(parent_rel, e))?;
+                return Ok(());
+            }
+            for n in list(dir).map_err(|e| self.root.err(parent_rel, e))? {
+                let p = child(&n);
+                if !self.touched.contains(&p) {
+                    remove_all_at(dir, &n).map_err(|e| self.root.err(&p, e))?;
+                }
+            }
+            return Ok(());
+        }
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(LayerError::Unsafe {
+                entry: name.to_string(),
+                reason: "whiteout of an invalid name".into(),
+            });
+        }
+        let p = child(hidden);
+        if self.opts.overlay_whiteouts {
+            remove_all_at(dir, hidden).map_err(|e| self.root.err(&p, e))?;
+            rustix::fs::mknodat(
+                dir,
+                os(hidden),
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+            .map_err(|e| self.root.err(&p, e))?;
+        } else if !self.touched.contains(&p) {
+            remove_all_at(dir, hidden).map_err(|e| self.root.err(&p, e))?;
+        }
+        Ok(())
+    }
+
+    /// Owner, then mode and xattrs, then times, on an open file; a directory (`file` false)
+    /// gets its mode and times at the end of the extraction. chown clears setuid bits and file
+    /// capabilities, so those come after it.
+    fn fd_meta(&self, fd: &OwnedFd, path: &[u8], m: &Meta, file: bool) -> Result<(), LayerError> {
+        let err = |e: rustix::io::Errno| self.root.err(path, e);
+        if !self.opts.ignore_owners {
+            rustix::fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
+                .map_err(err)?;
+        }
+        if file {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(err)?;
+        }
+        for (k, v) in &m.xattrs {
+            rustix::fs::fsetxattr(fd, os(k), v, XattrFlags::empty()).map_err(err)?;
+        }
+        if file {
+            rustix::fs::futimens(fd, &times(m.mtime)).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// The same for a symlink or a node, by name in its parent, never following it.
+    fn at_meta(
+        &self,
+        dir: &OwnedFd,
+        base: &[u8],
+        path: &[u8],
+        m: &Meta,
+        chmod: bool,
+    ) -> Result<(), LayerError> {
+        let err = |e: rustix::io::Errno| self.root.err(path, e);
+        if !self.opts.ignore_owners {
+            rustix::fs::chownat(
+                dir,
+                os(base),
+                Some(Uid::from_raw(m.uid)),
+                Some(Gid::from_raw(m.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(err)?;
+        }
+        if chmod {
+            // We created this node a moment ago in a directory reached without symlinks, so
+            // following is moot; mknod's mode was cut by the umask.
+            rustix::fs::chmodat(dir, os(base), Mode::from_raw_mode(m.mode), AtFlags::empty())
+                .map_err(err)?;
+        }
+        if !m.xattrs.is_empty() {
+            // lsetxattr wants a path: the parent through its fd's /proc link (no lookup from
+            // the root again), the last component not followed.
+            let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+            p.extend_from_slice(base);
+            for (k, v) in &m.xattrs {
+                rustix::fs::lsetxattr(os(&p), os(k), v, XattrFlags::empty()).map_err(err)?;
+            }
+        }
+        rustix::fs::utimensat(dir, os(base), &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! Layers: a directory tree (a step's overlay upper directory, or a whole rootfs) as a
+//! deterministic, compressed OCI layer blob, and safe extraction of layers onto a directory.
+//!
+//! Writing is one streaming pass (walk → tar → diff_id → compressor → digest → blob store);
+//! see [`write_layer`]. Extraction ([`extract`]) applies OCI whiteouts and never writes outside
+//! its target.
+
+mod compress;
+mod error;
+mod extract;
+mod safe_fs;
+mod tar_write;
+mod walk;
+mod whiteout;
+mod write;
+
+pub use compress::{
+    Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP,
+    MEDIA_TYPE_TAR_ZSTD,
+};
+pub use error::LayerError;
+pub use extract::{extract, ExtractInfo, ExtractOptions};
+pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+pub use write::{write_layer, write_tar, LayerInfo, LayerOptions};

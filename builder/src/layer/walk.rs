@@ -1,0 +1,257 @@
+//! Walks a directory tree in layer order: depth first; in each directory its whiteouts, then its
+//! other entries, each group sorted by the bytes of the names as they appear in the layer. A
+//! parent comes before its children and the order depends on nothing but the names, so the
+//! same tree gives the same tar on any filesystem.
+
+use super::error::{io_at, LayerError};
+use super::whiteout::{
+    is_opaque_xattr, keep_xattr, unsupported_overlay_xattr, OPAQUE_MARKER, WHITEOUT_PREFIX,
+};
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Extended attributes as (name, value) pairs, sorted by name.
+pub(crate) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One thing the layer will hold.
+pub(crate) enum Item {
+    /// A file, directory, link or node of the tree, with the xattrs the layer keeps.
+    File {
+        rel: Vec<u8>,
+        abs: PathBuf,
+        meta: Metadata,
+        xattrs: Xattrs,
+    },
+    /// An overlay whiteout (`rel` is already `.wh.<name>`); `meta` is the device's.
+    Whiteout { rel: Vec<u8>, meta: Metadata },
+    /// The opaque marker `rel` = `<dir>/.wh..wh..opq`; `meta` is the directory's.
+    Opaque { rel: Vec<u8>, meta: Metadata },
+}
+
+enum Pending {
+    Real(OsString),
+    Whiteout(OsString),
+    Opaque,
+}
+
+struct Frame {
+    rel: Vec<u8>,
+    abs: PathBuf,
+    meta: Option<Metadata>,
+    /// Sorted in reverse, so `pop` yields the next one.
+    entries: Vec<(Vec<u8>, Pending)>,
+}
+
+/// Iterates over a tree in layer order.
+pub(crate) struct Walker {
+    stack: Vec<Frame>,
+    overlay: bool,
+    exclude: Vec<Vec<u8>>,
+}
+
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(prefix.len() + 1 + name.len());
+    if !prefix.is_empty() {
+        v.extend_from_slice(prefix);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+/// The xattrs of `path` (not following a symlink): those a layer keeps, and whether the
+/// directory is overlay-opaque.
+pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
+    let size = match rustix::fs::llistxattr_query(path) {
+        Ok(n) => n,
+        // Filesystems without xattrs (some tmpfs builds) simply have none.
+        Err(rustix::io::Errno::OPNOTSUPP) => return Ok((Vec::new(), false)),
+        Err(e) => return Err(io_at(path)(e.into())),
+    };
+    if size == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(path, &mut names[..]).map_err(|e| io_at(path)(e.into()))?;
+    names.truncate(n);
+    let mut kept = Vec::new();
+    let mut opaque = false;
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if let Some(bad) = unsupported_overlay_xattr(name) {
+            return Err(LayerError::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "has {bad}: the overlay was mounted with redirect_dir or metacopy on, \
+                     so its upper directory is not a complete diff"
+                ),
+            });
+        }
+        let opaque_candidate = super::whiteout::OPAQUE_XATTRS
+            .iter()
+            .any(|o| o.as_bytes() == name);
+        if !keep_xattr(name) && !opaque_candidate {
+            continue;
+        }
+        let value = get_xattr(path, name)?;
+        if opaque_candidate {
+            opaque |= is_opaque_xattr(name, &value);
+        } else {
+            kept.push((name.to_vec(), value));
+        }
+    }
+    kept.sort();
+    Ok((kept, opaque))
+}
+
+fn get_xattr(path: &Path, name: &[u8]) -> Result<Vec<u8>, LayerError> {
+    let name_os = std::ffi::OsStr::from_bytes(name);
+    let size = rustix::fs::lgetxattr_query(path, name_os).map_err(|e| io_at(path)(e.into()))?;
+    let mut value = vec![0u8; size];
+    let n =
+        rustix::fs::lgetxattr(path, name_os, &mut value[..]).map_err(|e| io_at(path)(e.into()))?;
+    value.truncate(n);
+    Ok(value)
+}
+
+impl Walker {
+    /// Walks `root` (not emitted itself). With `overlay`, char devices 0:0 and opaque
+    /// directories are turned into OCI whiteouts. `exclude` paths are relative to `root`.
+    pub(crate) fn new(root: &Path, overlay: bool, exclude: &[PathBuf]) -> Result<Self, LayerError> {
+        let exclude = exclude
+            .iter()
+            .map(|p| {
+                let b = p.as_os_str().as_bytes();
+                let b = b.strip_prefix(b"./").unwrap_or(b);
+                let b = b.trim_ascii_start();
+                let b: &[u8] = &b[b.iter().take_while(|&&c| c == b'/').count()..];
+                b.strip_suffix(b"/").unwrap_or(b).to_vec()
+            })
+            .collect();
+        let mut w = Walker {
+            stack: Vec::new(),
+            overlay,
+            exclude,
+        };
+        let meta = std::fs::symlink_metadata(root).map_err(io_at(root))?;
+        if !meta.is_dir() {
+            return Err(LayerError::Unsupported {
+                path: root.to_path_buf(),
+                reason: "not a directory".into(),
+            });
+        }
+        w.push_dir(Vec::new(), root.to_path_buf(), None, false)?;
+        Ok(w)
+    }
+
+    fn push_dir(
+        &mut self,
+        rel: Vec<u8>,
+        abs: PathBuf,
+        meta: Option<Metadata>,
+        opaque: bool,
+    ) -> Result<(), LayerError> {
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(&abs).map_err(io_at(&abs))? {
+            let e = e.map_err(io_at(&abs))?;
+            let name = e.file_name();
+            let child_rel = join(&rel, name.as_bytes());
+            if self.exclude.contains(&child_rel) {
+                continue;
+            }
+            if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                return Err(LayerError::Unsupported {
+                    path: abs.join(&name),
+                    reason: "a file named .wh.* would be read as a whiteout by every runtime"
+                        .into(),
+                });
+            }
+            let ft = e.file_type().map_err(io_at(abs.join(&name)))?;
+            if self.overlay && ft.is_char_device() {
+                let m = e.metadata().map_err(io_at(abs.join(&name)))?;
+                if m.rdev() == 0 {
+                    let mut out = WHITEOUT_PREFIX.as_bytes().to_vec();
+                    out.extend_from_slice(name.as_bytes());
+                    entries.push((out, Pending::Whiteout(name)));
+                    continue;
+                }
+            }
+            entries.push((name.as_bytes().to_vec(), Pending::Real(name)));
+        }
+        if opaque {
+            entries.push((OPAQUE_MARKER.as_bytes().to_vec(), Pending::Opaque));
+        }
+        // Whiteouts first (the OCI spec asks for them before their siblings, so a reader that
+        // applies an opaque marker as it meets it cannot delete this layer's own entries),
+        // then everything else; each group by name bytes. Reversed, for `pop`.
+        let key = |e: &(Vec<u8>, Pending)| !matches!(e.1, Pending::Whiteout(_) | Pending::Opaque);
+        entries.sort_by(|a, b| (key(b), &b.0).cmp(&(key(a), &a.0)));
+        self.stack.push(Frame {
+            rel,
+            abs,
+            meta,
+            entries,
+        });
+        Ok(())
+    }
+
+    fn next_item(&mut self) -> Result<Option<Item>, LayerError> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some((out_name, pending)) = frame.entries.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            let rel = join(&frame.rel, &out_name);
+            match pending {
+                Pending::Opaque => {
+                    let meta = match &frame.meta {
+                        Some(m) => m.clone(),
+                        None => std::fs::symlink_metadata(&frame.abs).map_err(io_at(&frame.abs))?,
+                    };
+                    return Ok(Some(Item::Opaque { rel, meta }));
+                }
+                Pending::Whiteout(name) => {
+                    let abs = frame.abs.join(&name);
+                    let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+                    return Ok(Some(Item::Whiteout { rel, meta }));
+                }
+                Pending::Real(name) => {
+                    let abs = frame.abs.join(&name);
+                    let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+                    let (xattrs, opaque) = read_xattrs(&abs)?;
+                    if meta.is_dir() {
+                        let opaque = opaque && self.overlay;
+                        self.push_dir(rel.clone(), abs.clone(), Some(meta.clone()), opaque)?;
+                    }
+                    return Ok(Some(Item::File {
+                        rel,
+                        abs,
+                        meta,
+                        xattrs,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Walker {
+    type Item = Result<Item, LayerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_item() {
+            Ok(Some(i)) => Some(Ok(i)),
+            Ok(None) => None,
+            Err(e) => {
+                // One error ends the walk: the layer is abandoned anyway.
+                self.stack.clear();
+                Some(Err(e))
+            }
+        }
+    }
+}

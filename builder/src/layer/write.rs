@@ -1,0 +1,207 @@
+//! Writing a layer: walk → tar → (diff_id) → compressor → (digest, size) → blob store, in one
+//! streaming pass with bounded buffers.
+
+use super::compress::{Compression, Encoder};
+use super::error::{io_at, LayerError};
+use super::tar_write::{EntryHeader, Kind, TarWriter};
+use super::walk::{Item, Walker};
+use crate::blob::{BlobStore, Digest, DigestWriter};
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// How a layer is written.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOptions {
+    /// `--reproducible`: every entry's mtime is set to this (seconds since the epoch; use 0
+    /// when no `SOURCE_DATE_EPOCH` is given).
+    pub reproducible_epoch: Option<i64>,
+    /// `SOURCE_DATE_EPOCH`: mtimes later than this are clamped to it.
+    pub clamp_epoch: Option<i64>,
+    /// How the tar stream is compressed.
+    pub compression: Compression,
+    /// Compression level; `None` for the fast default of each format.
+    pub level: Option<i32>,
+    /// Compression threads; 0 for every core.
+    pub threads: usize,
+    /// Turn overlay whiteouts (0:0 char devices, opaque xattrs) into OCI whiteouts: set when
+    /// the tree is an overlay upper directory, clear for a whole rootfs.
+    pub overlay_whiteouts: bool,
+    /// Paths (relative to the tree) left out with everything under them, such as the mount
+    /// points the sandbox added.
+    pub exclude: Vec<PathBuf>,
+}
+
+/// A layer written to the blob store: what a manifest and an image config need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Digest of the blob as stored (compressed).
+    pub digest: Digest,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// Digest of the uncompressed tar (the image config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// OCI media type of the blob.
+    pub media_type: &'static str,
+}
+
+/// Bytes read from a file per read: big enough to keep syscalls cheap, small enough not to
+/// matter per thread.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Writes the tree at `dir` as a layer into `store`.
+pub fn write_layer(
+    store: &BlobStore,
+    dir: &Path,
+    opts: &LayerOptions,
+) -> Result<LayerInfo, LayerError> {
+    let blob = store.writer()?;
+    let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
+        .map_err(LayerError::Stream)?;
+    let (diff_id, enc) = write_tar(dir, opts, enc)?;
+    let blob = enc.finish().map_err(LayerError::Stream)?;
+    let (digest, size) = blob.commit()?;
+    Ok(LayerInfo {
+        digest,
+        size,
+        diff_id,
+        media_type: opts.compression.media_type(),
+    })
+}
+
+/// Writes the tree at `dir` as an uncompressed tar into `out` (the compression options are
+/// ignored) and returns its diff_id and `out`.
+pub fn write_tar<W: Write>(
+    dir: &Path,
+    opts: &LayerOptions,
+    out: W,
+) -> Result<(Digest, W), LayerError> {
+    let mut tar = TarWriter::new(DigestWriter::new(out));
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    for item in Walker::new(dir, opts.overlay_whiteouts, &opts.exclude)? {
+        match item? {
+            Item::Whiteout { rel, meta } | Item::Opaque { rel, meta } => {
+                let mut h = base_header(rel, &meta, opts);
+                h.kind = Kind::Regular;
+                h.mode = 0o644;
+                tar.header(&h).map_err(LayerError::Stream)?;
+            }
+            Item::File {
+                rel,
+                abs,
+                meta,
+                xattrs,
+            } => {
+                let mut h = base_header(rel, &meta, opts);
+                h.xattrs = xattrs;
+                let ft = meta.file_type();
+                let mut data = None;
+                if !ft.is_dir() && meta.nlink() > 1 {
+                    match links.get(&(meta.dev(), meta.ino())) {
+                        Some(first) => {
+                            h.kind = Kind::HardLink;
+                            h.link = first.clone();
+                            // The data and xattrs are the first path's; a reader takes them
+                            // from there.
+                            h.xattrs.clear();
+                            tar.header(&h).map_err(LayerError::Stream)?;
+                            continue;
+                        }
+                        None => {
+                            links.insert((meta.dev(), meta.ino()), h.path.clone());
+                        }
+                    }
+                }
+                if ft.is_file() {
+                    h.kind = Kind::Regular;
+                    h.size = meta.len();
+                    data = Some(std::fs::File::open(&abs).map_err(io_at(&abs))?);
+                } else if ft.is_dir() {
+                    h.kind = Kind::Dir;
+                } else if ft.is_symlink() {
+                    h.kind = Kind::Symlink;
+                    h.link = std::fs::read_link(&abs)
+                        .map_err(io_at(&abs))?
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec();
+                } else if ft.is_char_device() || ft.is_block_device() {
+                    h.kind = if ft.is_char_device() {
+                        Kind::Char
+                    } else {
+                        Kind::Block
+                    };
+                    h.dev_major = rustix::fs::major(meta.rdev());
+                    h.dev_minor = rustix::fs::minor(meta.rdev());
+                } else if ft.is_fifo() {
+                    h.kind = Kind::Fifo;
+                } else {
+                    // Sockets belong to a running process, not an image: Docker drops them too.
+                    continue;
+                }
+                tar.header(&h).map_err(LayerError::Stream)?;
+                if let Some(mut f) = data {
+                    copy_file(&mut tar, &mut f, h.size, &abs, &mut buf)?;
+                }
+            }
+        }
+    }
+    let hashed = tar.finish().map_err(LayerError::Stream)?;
+    let (diff_id, _, out) = hashed.finish();
+    Ok((diff_id, out))
+}
+
+fn copy_file<W: Write>(
+    tar: &mut TarWriter<W>,
+    f: &mut std::fs::File,
+    size: u64,
+    abs: &Path,
+    buf: &mut [u8],
+) -> Result<(), LayerError> {
+    // Reads go through a wrapper so a read error is told apart from a write error.
+    struct Src<'a>(&'a mut std::fs::File, Option<io::Error>);
+    impl io::Read for Src<'_> {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            self.0.read(b).inspect_err(|e| {
+                self.1 = Some(io::Error::new(e.kind(), e.to_string()));
+            })
+        }
+    }
+    let mut src = Src(f, None);
+    match tar.data(&mut src, size, buf) {
+        Ok(_) => Ok(()),
+        Err(e) if src.1.is_some() => Err(io_at(abs)(e)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(LayerError::Changed {
+            path: abs.to_path_buf(),
+            expected: size,
+        }),
+        Err(e) => Err(LayerError::Stream(e)),
+    }
+}
+
+fn base_header(rel: Vec<u8>, meta: &Metadata, opts: &LayerOptions) -> EntryHeader {
+    let mut mtime = meta.mtime();
+    if let Some(clamp) = opts.clamp_epoch {
+        mtime = mtime.min(clamp);
+    }
+    if let Some(epoch) = opts.reproducible_epoch {
+        mtime = epoch;
+    }
+    EntryHeader {
+        path: rel,
+        kind: Kind::Regular,
+        mode: meta.mode() & 0o7777,
+        uid: u64::from(meta.uid()),
+        gid: u64::from(meta.gid()),
+        mtime,
+        size: 0,
+        link: Vec::new(),
+        dev_major: 0,
+        dev_minor: 0,
+        xattrs: Vec::new(),
+    }
+}

@@ -1,0 +1,298 @@
+//! Extraction refuses hand-built hostile layers (`..`, symlinked parents, symlink chains, hard
+//! links out of the tree) naming the entry, writes nothing outside the target, and applies OCI
+//! whiteouts to lower content.
+
+use kiln::layer::{self, ExtractOptions, LayerError};
+use std::fs;
+use std::path::Path;
+
+enum E<'a> {
+    File(&'a str, &'a str),
+    Dir(&'a str),
+    Sym(&'a str, &'a str),
+    Hard(&'a str, &'a str),
+}
+
+/// A tar stream built header by header, so names the `tar` crate's builder would refuse
+/// (`..`) can be written.
+fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_ustar();
+        let (name, kind, link, data): (&str, tar::EntryType, &str, &str) = match e {
+            E::File(n, d) => (n, tar::EntryType::Regular, "", d),
+            E::Dir(n) => (n, tar::EntryType::Directory, "", ""),
+            E::Sym(n, l) => (n, tar::EntryType::Symlink, l, ""),
+            E::Hard(n, l) => (n, tar::EntryType::Link, l, ""),
+        };
+        let u = h.as_ustar_mut().unwrap();
+        u.name[..name.len()].copy_from_slice(name.as_bytes());
+        u.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        b.append(&h, data.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A target directory and a sentinel directory next to it that must stay untouched.
+fn dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("root/target");
+    let sentinel = tmp.path().join("root/sentinel");
+    fs::create_dir_all(&target).unwrap();
+    fs::create_dir_all(&sentinel).unwrap();
+    fs::write(sentinel.join("secret"), "untouched").unwrap();
+    (tmp, target, sentinel)
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let data = fs::read(&p).unwrap_or_default();
+        out.push((p.display().to_string(), data));
+    }
+    out.sort();
+    out
+}
+
+fn refused(entries: &[E<'_>], entry: &str, pre: impl Fn(&Path, &Path)) {
+    let (tmp, target, sentinel) = dirs();
+    pre(&target, &sentinel);
+    let before = snapshot(&sentinel);
+    let parent_before = snapshot(tmp.path().join("root").as_path());
+    let err = layer::extract(&tar_of(entries)[..], &target, &ExtractOptions::default())
+        .expect_err("hostile layer accepted");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, LayerError::Unsafe { .. }),
+        "{entry}: wrong kind of error: {msg}"
+    );
+    assert!(
+        msg.contains(&format!("{entry:?}")),
+        "error does not name {entry:?}: {msg}"
+    );
+    assert_eq!(snapshot(&sentinel), before, "{entry}: sentinel changed");
+    assert_eq!(snapshot(tmp.path().join("root").as_path()), parent_before);
+    assert!(!tmp.path().join("x").exists() && !tmp.path().join("root/x").exists());
+}
+
+/// The sentinel as a symlink target relative to the target's root.
+const SENTINEL_REL: &str = "../sentinel";
+
+#[test]
+fn dot_dot_paths_are_refused() {
+    refused(&[E::File("../x", "evil")], "../x", |_, _| {});
+    refused(
+        &[E::Dir("a/"), E::File("a/../../x", "evil")],
+        "a/../../x",
+        |_, _| {},
+    );
+    refused(
+        &[E::File("./a/./../../../x", "evil")],
+        "./a/./../../../x",
+        |_, _| {},
+    );
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused_even_one_made_by_the_same_layer() {
+    // a -> / then a/etc/passwd
+    refused(
+        &[
+            E::Sym("a", "/"),
+            E::File("a/etc/passwd", "root::0:0::/:/bin/sh"),
+        ],
+        "a/etc/passwd",
+        |_, _| {},
+    );
+    // A relative symlink to the sentinel next door.
+    let rel = SENTINEL_REL;
+    refused(
+        &[E::Sym("s", rel), E::File("s/secret", "overwritten")],
+        "s/secret",
+        |_, _| {},
+    );
+    // A chain: a -> b -> ../sentinel, and the symlink deeper in the path.
+    refused(
+        &[
+            E::Sym("b", rel),
+            E::Sym("a", "b"),
+            E::Dir("d/"),
+            E::Sym("d/e", "../a"),
+            E::File("d/e/secret", "overwritten"),
+        ],
+        "d/e/secret",
+        |_, _| {},
+    );
+}
+
+#[test]
+fn a_symlink_left_by_a_lower_layer_is_not_followed() {
+    refused(
+        &[E::File("lib/secret", "overwritten")],
+        "lib/secret",
+        |t, s| {
+            std::os::unix::fs::symlink(s, t.join("lib")).unwrap();
+        },
+    );
+    // Replacing the symlink itself is fine: the symlink goes, its target stays.
+    let (_tmp, target, sentinel) = dirs();
+    std::os::unix::fs::symlink(sentinel.join("secret"), target.join("f")).unwrap();
+    layer::extract(
+        &tar_of(&[E::File("f", "new")])[..],
+        &target,
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fs::read_to_string(target.join("f")).unwrap(), "new");
+    assert!(!fs::symlink_metadata(target.join("f")).unwrap().is_symlink());
+    assert_eq!(
+        fs::read_to_string(sentinel.join("secret")).unwrap(),
+        "untouched"
+    );
+}
+
+#[test]
+fn hard_links_out_of_the_tree_are_refused() {
+    refused(&[E::Hard("h", "../sentinel/secret")], "h", |_, _| {});
+    refused(
+        &[E::Sym("s", "../sentinel"), E::Hard("h", "s/secret")],
+        "h",
+        |_, _| {},
+    );
+    // An absolute target names a path inside the tree (as in Docker); missing there, so an error,
+    // and never the host's /etc/passwd.
+    let (_tmp, target, _s) = dirs();
+    let err = layer::extract(
+        &tar_of(&[E::Hard("h", "/etc/passwd")])[..],
+        &target,
+        &ExtractOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("\"h\""), "{err}");
+    assert!(!target.join("h").exists());
+}
+
+#[test]
+fn absolute_paths_land_inside_the_target() {
+    let (_tmp, target, _s) = dirs();
+    layer::extract(
+        &tar_of(&[E::File("/abs/file", "inside")])[..],
+        &target,
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(target.join("abs/file")).unwrap(),
+        "inside"
+    );
+}
+
+#[test]
+fn whiteouts_remove_lower_content_but_not_the_layer_own() {
+    let (_tmp, target, _s) = dirs();
+    let lower = tar_of(&[
+        E::File("gone", "lower"),
+        E::Dir("dir/"),
+        E::File("dir/old", "lower"),
+        E::Dir("dir/sub/"),
+        E::File("dir/sub/deep", "lower"),
+        E::Dir("tree/"),
+        E::File("tree/x", "lower"),
+        E::File("kept", "lower"),
+    ]);
+    layer::extract(&lower[..], &target, &ExtractOptions::default()).unwrap();
+    let upper = tar_of(&[
+        E::File(".wh.gone", ""),
+        E::File(".wh.tree", ""),
+        E::Dir("dir/"),
+        // Out of the recommended order on purpose: the layer's own entry before the marker.
+        E::File("dir/-first", "mine"),
+        E::File("dir/.wh..wh..opq", ""),
+        E::File("dir/new", "mine"),
+    ]);
+    layer::extract(&upper[..], &target, &ExtractOptions::default()).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    for e in walk(&target) {
+        names.push(e);
+    }
+    assert_eq!(names, ["dir", "dir/-first", "dir/new", "kept"]);
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn whiteouts_under_missing_dirs_create_nothing_and_dir_modes_come_last() {
+    let (_tmp, target, _s) = dirs();
+    let mut t = tar::Builder::new(Vec::new());
+    let new = || {
+        let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    };
+    let mut h = new();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o555);
+    h.set_size(0);
+    t.append_data(&mut h, "ro/", &[][..]).unwrap();
+    let mut h = new();
+    h.set_mode(0o644);
+    h.set_size(2);
+    t.append_data(&mut h, "ro/f", &b"hi"[..]).unwrap();
+    let mut h = new();
+    h.set_mode(0o644);
+    h.set_size(0);
+    t.append_data(&mut h, "nope/.wh.x", &[][..]).unwrap();
+    let bytes = t.into_inner().unwrap();
+    layer::extract(&bytes[..], &target, &ExtractOptions::default()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(target.join("ro"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o555);
+    assert_eq!(fs::read(target.join("ro/f")).unwrap(), b"hi");
+    assert!(!target.join("nope").exists());
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    let (_tmp, target, _s) = dirs();
+    for bytes in [
+        &b"\x1f\x8b\x08\x00garbage"[..],
+        &b"\x28\xb5\x2f\xfdgarbage"[..],
+        &[7u8; 1024][..],
+    ] {
+        assert!(layer::extract(bytes, &target, &ExtractOptions::default()).is_err());
+    }
+    // A truncated archive too.
+    let t = tar_of(&[E::File("f", &"z".repeat(5000))]);
+    assert!(layer::extract(&t[..1500], &target, &ExtractOptions::default()).is_err());
+}
