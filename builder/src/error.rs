@@ -29,6 +29,9 @@ pub enum Error {
     /// The blob store failed.
     #[error(transparent)]
     Blob(#[from] crate::blob::BlobError),
+    /// Talking to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

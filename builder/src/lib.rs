@@ -9,5 +9,6 @@ pub mod context;
 pub mod dockerfile;
 pub mod error;
 pub mod plan;
+pub mod registry;
 
 pub use error::{Error, Result};
