@@ -306,10 +306,13 @@ impl RegistryClient {
                     reauthorized = true;
                     continue;
                 }
-                return Err(self.denied(&req, resp).await);
+                // Basic auth has no rights to lack: a 401 to credentials is a wrong password.
+                let rejected =
+                    authorization.is_some() && preferred(&challenges).is_some_and(|c| c.is_basic());
+                return Err(self.denied(&req, resp, rejected).await);
             }
             if status == StatusCode::FORBIDDEN && on_registry {
-                return Err(self.denied(&req, resp).await);
+                return Err(self.denied(&req, resp, false).await);
             }
             if status.is_redirection()
                 && (req.method == Method::GET || req.method == Method::HEAD)
@@ -353,7 +356,12 @@ impl RegistryClient {
         }
     }
 
-    async fn denied(&self, req: &Req<'_>, resp: reqwest::Response) -> RegistryError {
+    async fn denied(
+        &self,
+        req: &Req<'_>,
+        resp: reqwest::Response,
+        rejected: bool,
+    ) -> RegistryError {
         let header_msg = resp
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -368,11 +376,20 @@ impl RegistryClient {
         if message.is_empty() {
             message = header_msg.unwrap_or_else(|| format!("HTTP {status}"));
         }
+        let who = self.inner.auth.who(&req.endpoint.key).await;
+        if rejected {
+            return RegistryError::Rejected {
+                registry: req.repo.registry.clone(),
+                repository: req.repo.name.clone(),
+                who,
+                message,
+            };
+        }
         RegistryError::Denied {
             action: req.action,
             registry: req.repo.registry.clone(),
             repository: req.repo.name.clone(),
-            who: self.inner.auth.who(&req.endpoint.key).await,
+            who,
             message,
         }
     }

@@ -65,6 +65,18 @@ pub enum RegistryError {
         /// The registry's own words.
         message: String,
     },
+    /// The registry refused the credentials themselves (401 to Basic credentials).
+    #[error("{registry} refused {who} for {repository} (registry said: {message})")]
+    Rejected {
+        /// Registry host.
+        registry: String,
+        /// Repository name.
+        repository: String,
+        /// Whose credentials, as in [`RegistryError::Denied`].
+        who: String,
+        /// The registry's own words.
+        message: String,
+    },
     /// The manifest or blob is not there.
     #[error("{what} not found in {registry}/{repository}")]
     NotFound {

@@ -95,6 +95,7 @@ impl RegistryClient {
                 Ok(Start::Session(loc)) => session = Some(loc),
                 // No right on the source, or it lacks the blob: upload instead.
                 Err(RegistryError::Denied { .. }) | Err(RegistryError::NotFound { .. }) => {}
+                Err(RegistryError::Rejected { .. }) => {}
                 Err(RegistryError::Status { status: 404, .. }) => {}
                 Err(e) => return Err(e),
             }
