@@ -11,7 +11,7 @@ use kiln::registry::{
     RegistryError,
 };
 use kiln_registry_auth::Credential;
-use registry_server::{make_image, Fault, Proxy, Registry, TokenIssuer};
+use registry_server::{make_image, Fault, Proxy, Registry, Storage, TokenIssuer};
 use std::time::Duration;
 
 const CI_PASSWORD: &str = "ci-Pa55word-9f3e1c";
@@ -260,4 +260,53 @@ async fn token_auth_rights_mounts_and_denials() {
     eprintln!("wrong password: {e2}");
     assert!(text.contains("team/app"), "{text}");
     assert_no_secret(&text, &secrets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_to_storage_carry_no_authorization() {
+    let issuer = TokenIssuer::start(&[("ci", CI_PASSWORD, Some("team/"))]).await;
+    let reg = Registry::token(&issuer);
+    let proxy = Proxy::start(&reg.addr).await;
+    let host = proxy.addr.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let image = make_image(&store, 30, &[777]);
+    let ci = RegistryClient::new(
+        RegistryConfig {
+            insecure_registries: vec![host.clone()],
+            ..config()
+        },
+        CredentialResolver::new(docker_auth_config(&host, "ci", CI_PASSWORD)),
+    )
+    .unwrap();
+    let app = r(&format!("{host}/team/redirect:v1"));
+    ci.push_image(std::slice::from_ref(&app), &image, &store)
+        .await
+        .unwrap();
+
+    let layer = &image.layers[0];
+    let bytes = std::fs::read(store.path(&layer.digest)).unwrap();
+    let storage = Storage::start(bytes).await;
+    proxy.add_rule(
+        "GET",
+        &format!("/blobs/{}", layer.digest),
+        0,
+        1,
+        Fault::Respond(307, vec![("Location".into(), storage.url.clone())]),
+    );
+    let fresh = BlobStore::open(dir.path().join("fresh")).unwrap();
+    ci.pull_blob(&app.repository, &layer.digest, Some(layer.size), &fresh)
+        .await
+        .unwrap();
+    assert!(fresh.contains(&layer.digest));
+    let seen = storage.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        !seen[0]
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("authorization")),
+        "{seen:?}"
+    );
+    // The registry itself did get a token (the redirecting GET was authorized).
+    assert!(!issuer.tokens().is_empty());
 }

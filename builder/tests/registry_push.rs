@@ -74,7 +74,7 @@ async fn push_then_pull_by_tag_and_digest_and_skopeo_agrees() {
     let store2 = BlobStore::open(dir.path().join("pull")).unwrap();
     for b in image.layers.iter().chain([&image.config]) {
         let n = c
-            .pull_blob(&dest.repository, &b.digest, &store2)
+            .pull_blob(&dest.repository, &b.digest, Some(b.size), &store2)
             .await
             .unwrap();
         assert_eq!(n, b.size);
@@ -223,7 +223,9 @@ async fn chunked_upload_and_resume_after_a_cut_patch() {
     );
     let pulled = BlobStore::open(dir.path().join("pulled")).unwrap();
     assert_eq!(
-        c.pull_blob(&repo, &big.digest, &pulled).await.unwrap(),
+        c.pull_blob(&repo, &big.digest, Some(big.size), &pulled)
+            .await
+            .unwrap(),
         20 << 20
     );
 }
@@ -297,7 +299,7 @@ async fn tampered_content_is_refused_and_nothing_is_stored() {
     std::fs::write(reg.blob_data(&layer.digest), vec![0u8; 4096]).unwrap();
     let fresh = BlobStore::open(dir.path().join("b")).unwrap();
     let e = c
-        .pull_blob(&dest.repository, &layer.digest, &fresh)
+        .pull_blob(&dest.repository, &layer.digest, None, &fresh)
         .await
         .unwrap_err();
     assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e:?}");
@@ -339,15 +341,26 @@ async fn docker_hub_pulls_go_to_the_mirror_first() {
     )
     .await
     .unwrap();
+    // A mirror that is down is passed over.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let m = client(&[&reg.addr], |cfg| {
-        cfg.registry_mirrors = vec![format!("http://{}", reg.addr)]
+        cfg.retries = 0;
+        cfg.registry_mirrors = vec![format!("http://{dead}"), format!("http://{}", reg.addr)]
     });
     let got = m.get_manifest(&r("busybox:1.36")).await.unwrap();
     assert_eq!(got.bytes, image.manifest);
     let fresh = BlobStore::open(dir.path().join("f")).unwrap();
-    m.pull_blob(&r("busybox").repository, &image.layers[0].digest, &fresh)
-        .await
-        .unwrap();
+    m.pull_blob(
+        &r("busybox").repository,
+        &image.layers[0].digest,
+        None,
+        &fresh,
+    )
+    .await
+    .unwrap();
     assert!(fresh.contains(&image.layers[0].digest));
 }
 
@@ -370,6 +383,7 @@ async fn missing_things_are_named() {
         .pull_blob(
             &Repository::parse(&format!("{}/team/none", reg.addr)).unwrap(),
             &d,
+            None,
             &store,
         )
         .await
@@ -379,4 +393,118 @@ async fn missing_things_are_named() {
         "{e}"
     );
     assert!(e.to_string().contains(&reg.addr), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_halves_the_chunk_size_and_a_too_large_put_goes_chunked() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let blob = store_random_blob(&store, 77, 3 << 20);
+    let c = client(&[&proxy.addr], |cfg| {
+        cfg.monolithic_threshold = 0;
+        cfg.chunk_size = 2 << 20;
+    });
+    let repo = Repository::parse(&format!("{}/team/limit", proxy.addr)).unwrap();
+    proxy.add_rule(
+        "PATCH",
+        "/blobs/uploads/",
+        0,
+        1,
+        Fault::Respond(413, vec![]),
+    );
+    assert_eq!(
+        c.ensure_blob(&repo, &blob, &store).await.unwrap(),
+        BlobOutcome::Uploaded
+    );
+    // 413 on 2 MiB, then 1 MiB chunks: 3 of them.
+    assert_eq!(
+        proxy.count("PATCH", "/blobs/uploads/"),
+        4,
+        "{:#?}",
+        proxy.requests()
+    );
+
+    // A monolithic PUT refused as too large is sent again in chunks.
+    proxy.clear();
+    let blob2 = store_random_blob(&store, 78, 100_000);
+    let c2 = client(&[&proxy.addr], |_| {});
+    proxy.add_rule("PUT", "/blobs/uploads/", 0, 1, Fault::Respond(413, vec![]));
+    assert_eq!(
+        c2.ensure_blob(&repo, &blob2, &store).await.unwrap(),
+        BlobOutcome::Uploaded
+    );
+    assert_eq!(
+        proxy.count("PATCH", "/blobs/uploads/"),
+        1,
+        "{:#?}",
+        proxy.requests()
+    );
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        2,
+        "{:#?}",
+        proxy.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_recover_when_the_registry_kept_part_of_a_broken_request() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let repo = Repository::parse(&format!("{}/team/partial", proxy.addr)).unwrap();
+
+    // A chunk the registry got half of: the session is beyond repair in distribution (its
+    // state no longer matches the file), so the client starts a new upload.
+    let big = store_random_blob(&store, 90, 4 << 20);
+    let c = client(&[&proxy.addr], |cfg| {
+        cfg.monolithic_threshold = 0;
+        cfg.chunk_size = 1 << 20;
+    });
+    proxy.add_rule(
+        "PATCH",
+        "/blobs/uploads/",
+        1,
+        1,
+        Fault::ForwardThenCut(300_000),
+    );
+    assert_eq!(
+        c.ensure_blob(&repo, &big, &store).await.unwrap(),
+        BlobOutcome::Uploaded
+    );
+    let log = proxy.requests();
+    assert_eq!(proxy.count("GET", "/blobs/uploads/"), 1, "{log:#?}");
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 2, "{log:#?}");
+    let pulled = BlobStore::open(dir.path().join("p")).unwrap();
+    c.pull_blob(&repo, &big.digest, Some(big.size), &pulled)
+        .await
+        .unwrap();
+
+    // A monolithic PUT cut mid-way: a new session, the whole blob again.
+    proxy.clear();
+    let small = store_random_blob(&store, 91, 500_000);
+    let c2 = client(&[&proxy.addr], |_| {});
+    proxy.add_rule(
+        "PUT",
+        "/blobs/uploads/",
+        0,
+        1,
+        Fault::ForwardThenCut(200_000),
+    );
+    assert_eq!(
+        c2.ensure_blob(&repo, &small, &store).await.unwrap(),
+        BlobOutcome::Uploaded
+    );
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        2,
+        "{:#?}",
+        proxy.requests()
+    );
+    c2.pull_blob(&repo, &small.digest, Some(small.size), &pulled)
+        .await
+        .unwrap();
 }

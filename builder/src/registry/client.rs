@@ -285,7 +285,7 @@ impl RegistryClient {
                         attempt += 1;
                         continue;
                     }
-                    return Err(self.transport(&req, e));
+                    return Err(transport_error(req.repo, req.operation, e));
                 }
             };
             let status = resp.status();
@@ -321,7 +321,11 @@ impl RegistryClient {
                 if let Some(next) = location(&resp, &url) {
                     redirects += 1;
                     if redirects > MAX_REDIRECTS {
-                        return Err(self.protocol(&req, "too many redirects"));
+                        return Err(protocol_error(
+                            req.repo,
+                            req.operation,
+                            "too many redirects",
+                        ));
                     }
                     url = next;
                     continue;
@@ -335,24 +339,6 @@ impl RegistryClient {
                 continue;
             }
             return Ok(resp);
-        }
-    }
-
-    pub(crate) fn transport(&self, req: &Req<'_>, e: reqwest::Error) -> RegistryError {
-        RegistryError::Transport {
-            registry: req.repo.registry.clone(),
-            repository: req.repo.name.clone(),
-            operation: req.operation.to_string(),
-            source: e.without_url(),
-        }
-    }
-
-    pub(crate) fn protocol(&self, req: &Req<'_>, message: &str) -> RegistryError {
-        RegistryError::Protocol {
-            registry: req.repo.registry.clone(),
-            repository: req.repo.name.clone(),
-            operation: req.operation.to_string(),
-            message: message.to_string(),
         }
     }
 
@@ -393,17 +379,56 @@ impl RegistryClient {
             message,
         }
     }
+}
 
-    /// Turns an unexpected answer into an error naming the operation.
-    pub(crate) async fn unexpected(&self, req: &Req<'_>, resp: reqwest::Response) -> RegistryError {
-        let status = resp.status().as_u16();
-        RegistryError::Status {
-            registry: req.repo.registry.clone(),
-            repository: req.repo.name.clone(),
-            operation: req.operation.to_string(),
-            status,
-            message: error_message(resp).await,
+/// A broken connection, with the causes' text (reqwest's own message alone says little).
+pub(crate) fn transport_error(
+    repo: &Repository,
+    operation: &str,
+    e: reqwest::Error,
+) -> RegistryError {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
         }
+        cause = c.source();
+    }
+    RegistryError::Transport {
+        registry: repo.registry.clone(),
+        repository: repo.name.clone(),
+        operation: operation.to_string(),
+        message,
+    }
+}
+
+/// The registry broke the protocol.
+pub(crate) fn protocol_error(repo: &Repository, operation: &str, message: &str) -> RegistryError {
+    RegistryError::Protocol {
+        registry: repo.registry.clone(),
+        repository: repo.name.clone(),
+        operation: operation.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// An unexpected answer, with the registry's error text.
+pub(crate) async fn status_error(
+    repo: &Repository,
+    operation: &str,
+    resp: reqwest::Response,
+) -> RegistryError {
+    let status = resp.status().as_u16();
+    RegistryError::Status {
+        registry: repo.registry.clone(),
+        repository: repo.name.clone(),
+        operation: operation.to_string(),
+        status,
+        message: error_message(resp).await,
     }
 }
 

@@ -102,7 +102,7 @@ pub enum RegistryError {
         message: String,
     },
     /// The connection failed (after any retries).
-    #[error("{operation} at {registry}/{repository}: {source}")]
+    #[error("{operation} at {registry}/{repository}: {message}")]
     Transport {
         /// Registry host.
         registry: String,
@@ -110,9 +110,8 @@ pub enum RegistryError {
         repository: String,
         /// What was being done.
         operation: String,
-        /// Cause, its URL removed.
-        #[source]
-        source: reqwest::Error,
+        /// The causes, without URLs.
+        message: String,
     },
     /// The registry broke the protocol (missing Location, bad Range, ...).
     #[error("{operation} at {registry}/{repository}: {message}")]

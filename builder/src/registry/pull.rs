@@ -1,7 +1,7 @@
 //! Reading from registries: manifests (whole, size-capped) and blobs (streamed into the blob
 //! store, digest checked on the way, never whole in memory).
 
-use super::client::{Endpoint, RegistryClient, Req};
+use super::client::{protocol_error, status_error, transport_error, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
 use super::reference::{Reference, Repository};
 use crate::blob::{BlobError, BlobStore, Digest};
@@ -103,15 +103,6 @@ impl RegistryClient {
         let req = Req::new(Method::GET, url, ep, repo, &scopes, Action::Pull, &op)
             .header(ACCEPT, MANIFEST_ACCEPT);
         let mut resp = self.send(req).await?;
-        let req = Req::new(
-            Method::GET,
-            ep.base.clone(),
-            ep,
-            repo,
-            &scopes,
-            Action::Pull,
-            &op,
-        );
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
                 registry: repo.registry.clone(),
@@ -120,7 +111,7 @@ impl RegistryClient {
             });
         }
         if resp.status() != StatusCode::OK {
-            return Err(self.unexpected(&req, resp).await);
+            return Err(status_error(repo, &op, resp).await);
         }
         let limit = self.inner.config.max_manifest_size;
         let too_large = || RegistryError::TooLarge {
@@ -144,7 +135,7 @@ impl RegistryClient {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.transport(&req, e)),
+                Err(e) => return Err(transport_error(repo, &op, e)),
             }
         }
         let digest = Digest::of(&bytes);
@@ -188,18 +179,7 @@ impl RegistryClient {
                 size: resp.content_length(),
             })),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => {
-                let req = Req::new(
-                    Method::HEAD,
-                    ep.base.clone(),
-                    &ep,
-                    repo,
-                    &scopes,
-                    Action::Pull,
-                    &op,
-                );
-                Err(self.unexpected(&req, resp).await)
-            }
+            _ => Err(status_error(repo, &op, resp).await),
         }
     }
 
@@ -229,19 +209,18 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::OK => Ok(Some(resp.content_length().unwrap_or(0))),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => {
-                let req = Req::new(Method::HEAD, ep.base.clone(), ep, repo, scopes, action, &op);
-                Err(self.unexpected(&req, resp).await)
-            }
+            _ => Err(status_error(repo, &op, resp).await),
         }
     }
 
     /// Downloads blob `digest` of `repo` into `store` (nothing is stored unless the bytes match
-    /// the digest). Returns its size. A blob already in the store is not fetched again.
+    /// the digest). `size`, from the manifest, bounds what is read. Returns the blob's size. A
+    /// blob already in the store is not fetched again.
     pub async fn pull_blob(
         &self,
         repo: &Repository,
         digest: &Digest,
+        size: Option<u64>,
         store: &BlobStore,
     ) -> Result<u64, RegistryError> {
         if let Some(size) = store.size(digest) {
@@ -251,7 +230,7 @@ impl RegistryClient {
             let policy = self.retry_policy();
             let mut attempt = 0;
             loop {
-                match self.pull_blob_at(&ep, repo, digest, store).await {
+                match self.pull_blob_at(&ep, repo, digest, size, store).await {
                     Err(RegistryError::Transport { .. }) if attempt < policy.retries => {
                         // The body broke mid-way: start over (the partial file was dropped).
                         tokio::time::sleep(policy.delay(attempt, None)).await;
@@ -269,6 +248,7 @@ impl RegistryClient {
         ep: &Endpoint,
         repo: &Repository,
         digest: &Digest,
+        size: Option<u64>,
         store: &BlobStore,
     ) -> Result<u64, RegistryError> {
         let scopes = pull_scopes(repo);
@@ -285,15 +265,6 @@ impl RegistryClient {
                 &op,
             ))
             .await?;
-        let req = Req::new(
-            Method::GET,
-            ep.base.clone(),
-            ep,
-            repo,
-            &scopes,
-            Action::Pull,
-            &op,
-        );
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
                 registry: repo.registry.clone(),
@@ -302,9 +273,18 @@ impl RegistryClient {
             });
         }
         if resp.status() != StatusCode::OK {
-            return Err(self.unexpected(&req, resp).await);
+            return Err(status_error(repo, &op, resp).await);
         }
-        let announced = resp.content_length();
+        let limit = match (size, resp.content_length()) {
+            (Some(s), Some(c)) if c != s => {
+                return Err(protocol_error(
+                    repo,
+                    &op,
+                    &format!("blob is {c} bytes, the manifest says {s}"),
+                ))
+            }
+            (s, c) => s.or(c),
+        };
         let mut w = store.writer()?;
         let io = |source| RegistryError::Io {
             path: store.path(digest),
@@ -314,12 +294,12 @@ impl RegistryClient {
             match resp.chunk().await {
                 Ok(Some(c)) => {
                     w.write_all(&c).map_err(io)?;
-                    if announced.is_some_and(|n| w.size() > n) {
-                        return Err(self.protocol(&req, "blob longer than its Content-Length"));
+                    if limit.is_some_and(|n| w.size() > n) {
+                        return Err(protocol_error(repo, &op, "blob longer than announced"));
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.transport(&req, e)),
+                Err(e) => return Err(transport_error(repo, &op, e)),
             }
         }
         match w.commit_expecting(digest) {

@@ -2,7 +2,7 @@
 //! in parallel), then the config, then the manifest by digest, and only then the tags, so a
 //! failure part-way leaves no tag pointing at an incomplete image.
 
-use super::client::{Body, RegistryClient, Req};
+use super::client::{status_error, Body, RegistryClient, Req};
 use super::error::{Action, RegistryError};
 use super::reference::{Reference, Repository};
 use super::upload::{Start, Upload};
@@ -142,9 +142,8 @@ impl RegistryClient {
         .header(CONTENT_TYPE, media_type)
         .body(Body::Bytes(bytes::Bytes::copy_from_slice(bytes)));
         let resp = self.send(req).await?;
-        let req = Req::new(Method::PUT, url, &ep, repo, &scopes, Action::Push, &op);
         if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
-            return Err(self.unexpected(&req, resp).await);
+            return Err(status_error(repo, &op, resp).await);
         }
         let answered = resp
             .headers()

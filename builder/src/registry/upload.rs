@@ -2,7 +2,7 @@
 //! resume a broken chunked upload from the offset the registry reports, and start over when the
 //! registry lost the session.
 
-use super::client::{location, Body, Endpoint, RegistryClient, Req};
+use super::client::{location, protocol_error, status_error, Body, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
 use super::reference::Repository;
 use crate::blob::Digest;
@@ -48,7 +48,7 @@ fn restartable(e: &RegistryError) -> bool {
 }
 
 impl RegistryClient {
-    /// `POST /v2/REPO/blobs/uploads/`, with `?mount=&from=` when `mount` is given.
+    /// `POST /v2/u.repo/blobs/uploads/`, with `?mount=&from=` when `mount` is given.
     pub(crate) async fn start_upload(
         &self,
         ep: &Endpoint,
@@ -76,22 +76,17 @@ impl RegistryClient {
             &op,
         );
         let resp = self.send(req).await?;
-        let req = Req::new(
-            Method::POST,
-            url.clone(),
-            ep,
-            repo,
-            scopes,
-            Action::Push,
-            &op,
-        );
         match resp.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Start::Mounted),
             StatusCode::ACCEPTED => match location(&resp, &url) {
                 Some(l) => Ok(Start::Session(l)),
-                None => Err(self.protocol(&req, "upload opened without a Location")),
+                None => Err(protocol_error(
+                    repo,
+                    &op,
+                    "upload opened without a Location",
+                )),
             },
-            _ => Err(self.unexpected(&req, resp).await),
+            _ => Err(status_error(repo, &op, resp).await),
         }
     }
 
@@ -104,6 +99,7 @@ impl RegistryClient {
         let policy = self.retry_policy();
         let mut session = session;
         let mut restarts = 0;
+        let mut chunked = u.size > self.inner.config.monolithic_threshold;
         loop {
             let loc = match session.take() {
                 Some(l) => l,
@@ -112,13 +108,15 @@ impl RegistryClient {
                     Start::Mounted => return Ok(()),
                 },
             };
-            let result = if u.size <= self.inner.config.monolithic_threshold {
-                self.put_whole(u, loc).await
-            } else {
+            let result = if chunked {
                 self.put_chunked(u, loc).await
+            } else {
+                self.put_whole(u, loc).await
             };
             match result {
                 Ok(()) => return Ok(()),
+                // A request size limit in front of the registry: chunks get under it.
+                Err(RegistryError::Status { status: 413, .. }) if !chunked => chunked = true,
                 Err(e) if restartable(&e) && restarts < policy.retries => {
                     tokio::time::sleep(policy.delay(restarts, None)).await;
                     restarts += 1;
@@ -152,8 +150,7 @@ impl RegistryClient {
         if resp.status() == StatusCode::CREATED {
             return Ok(());
         }
-        let req = Req::new(Method::PUT, url, u.ep, u.repo, u.scopes, Action::Push, &op);
-        Err(self.unexpected(&req, resp).await)
+        Err(status_error(u.repo, &op, resp).await)
     }
 
     /// PATCH chunks then a closing PUT. A chunk that fails is not simply sent again: the
@@ -191,16 +188,11 @@ impl RegistryClient {
                     loc = match next {
                         Some(l) => l,
                         None => {
-                            let req = Req::new(
-                                Method::PATCH,
-                                loc.clone(),
-                                u.ep,
+                            return Err(protocol_error(
                                 u.repo,
-                                u.scopes,
-                                Action::Push,
                                 &op,
-                            );
-                            return Err(self.protocol(&req, "chunk accepted without a Location"));
+                                "chunk accepted without a Location",
+                            ));
                         }
                     };
                     offset = reported.unwrap_or(offset + len);
@@ -219,27 +211,9 @@ impl RegistryClient {
                 Ok(resp) => {
                     let s = resp.status().as_u16();
                     if s == 416 || super::retry::retryable_status(s) {
-                        let req = Req::new(
-                            Method::PATCH,
-                            loc.clone(),
-                            u.ep,
-                            u.repo,
-                            u.scopes,
-                            Action::Push,
-                            &op,
-                        );
-                        Some(self.unexpected(&req, resp).await)
+                        Some(status_error(u.repo, &op, resp).await)
                     } else {
-                        let req = Req::new(
-                            Method::PATCH,
-                            loc.clone(),
-                            u.ep,
-                            u.repo,
-                            u.scopes,
-                            Action::Push,
-                            &op,
-                        );
-                        return Err(self.unexpected(&req, resp).await);
+                        return Err(status_error(u.repo, &op, resp).await);
                     }
                 }
                 Err(e @ RegistryError::Transport { .. }) => Some(e),
@@ -271,8 +245,7 @@ impl RegistryClient {
         if resp.status() == StatusCode::CREATED {
             return Ok(());
         }
-        let req = Req::new(Method::PUT, url, u.ep, u.repo, u.scopes, Action::Push, &op);
-        Err(self.unexpected(&req, resp).await)
+        Err(status_error(u.repo, &op, resp).await)
     }
 
     /// `GET` of the session: where it stands (next offset) and its current URL.
@@ -288,23 +261,18 @@ impl RegistryClient {
             &op,
         );
         let resp = self.send(req).await?;
-        let req = Req::new(
-            Method::GET,
-            loc.clone(),
-            u.ep,
-            u.repo,
-            u.scopes,
-            Action::Push,
-            &op,
-        );
         if resp.status() != StatusCode::NO_CONTENT {
-            return Err(self.unexpected(&req, resp).await);
+            return Err(status_error(u.repo, &op, resp).await);
         }
         let next = location(&resp, loc).unwrap_or_else(|| loc.clone());
         // No Range means nothing received yet.
         let offset = range_end(&resp).map_or(0, |e| e + 1);
         if offset > u.size {
-            return Err(self.protocol(&req, "registry reports more bytes than the blob has"));
+            return Err(protocol_error(
+                u.repo,
+                &op,
+                "registry reports more bytes than the blob has",
+            ));
         }
         Ok((next, offset))
     }

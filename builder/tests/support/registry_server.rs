@@ -444,6 +444,8 @@ pub enum Fault {
     Respond(u16, Vec<(String, String)>),
     /// Read this many body bytes, forward nothing, then close the connection.
     CutAfter(usize),
+    /// Forward the request head and this many body bytes to the registry, then close both.
+    ForwardThenCut(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -595,6 +597,30 @@ async fn proxy_conn(
             drop(client);
             Some(())
         }
+        Some(Fault::ForwardThenCut(limit)) => {
+            let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
+            up.write_all(format!("{first}\r\n{}\r\n\r\n", headers.join("\r\n")).as_bytes())
+                .await
+                .ok()?;
+            let mut sent = rest.len().min(limit);
+            up.write_all(&rest[..sent]).await.ok()?;
+            let mut tmp = vec![0u8; 64 << 10];
+            while sent < limit {
+                let n = client.read(&mut tmp).await.ok()?;
+                if n == 0 {
+                    break;
+                }
+                let n = n.min(limit - sent);
+                up.write_all(&tmp[..n]).await.ok()?;
+                sent += n;
+            }
+            up.flush().await.ok()?;
+            // Let the registry take in what it got before the connection drops.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(up);
+            drop(client);
+            Some(())
+        }
         None => {
             let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
             let mut head = format!("{first}\r\n");
@@ -611,6 +637,51 @@ async fn proxy_conn(
             let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
             Some(())
         }
+    }
+}
+
+/// A plain HTTP server standing in for blob storage behind a redirect: serves `body` to any
+/// GET and records each request's headers.
+pub struct Storage {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<Vec<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Storage {
+    pub async fn start(body: Vec<u8>) -> Storage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/blob-storage/object",
+            listener.local_addr().unwrap()
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let body = Arc::new(body);
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (seen, body) = (seen2.clone(), body.clone());
+                tokio::spawn(async move {
+                    let Some((_, headers, _)) = read_head(&mut conn).await else {
+                        return;
+                    };
+                    seen.lock().unwrap().push(headers);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(&body).await;
+                });
+            }
+        });
+        Storage { url, seen, task }
     }
 }
 
