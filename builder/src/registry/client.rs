@@ -240,11 +240,7 @@ impl RegistryClient {
                     .auth
                     .authorization(&req.endpoint.key, req.scopes)
                     .await
-                    .map_err(|source| RegistryError::Auth {
-                        registry: req.repo.registry.clone(),
-                        repository: req.repo.name.clone(),
-                        source: Box::new(source),
-                    })?
+                    .map_err(|e| auth_error(req.repo, e))?
             } else {
                 None
             };
@@ -304,7 +300,18 @@ impl RegistryClient {
                     }
                     self.inner.auth.set_challenge(&req.endpoint.key, ch.clone());
                     reauthorized = true;
-                    continue;
+                    // Basic auth without credentials would only be refused again.
+                    let anonymous_basic = ch.is_basic()
+                        && self
+                            .inner
+                            .auth
+                            .credential(&req.endpoint.key)
+                            .await
+                            .map_err(|e| auth_error(req.repo, e))?
+                            .is_none();
+                    if !anonymous_basic {
+                        continue;
+                    }
                 }
                 // Basic auth has no rights to lack: a 401 to credentials is a wrong password.
                 let rejected =
@@ -378,6 +385,14 @@ impl RegistryClient {
             who,
             message,
         }
+    }
+}
+
+fn auth_error(repo: &Repository, source: kiln_registry_auth::Error) -> RegistryError {
+    RegistryError::Auth {
+        registry: repo.registry.clone(),
+        repository: repo.name.clone(),
+        source: Box::new(source),
     }
 }
 
@@ -494,4 +509,81 @@ async fn file_body(path: &PathBuf, offset: u64, len: u64) -> Result<reqwest::Bod
     f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
     let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10);
     Ok(reqwest::Body::wrap_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_registry_auth::Environment;
+
+    fn client(cfg: RegistryConfig) -> RegistryClient {
+        RegistryClient::new(cfg, CredentialResolver::new(Environment::new())).unwrap()
+    }
+
+    #[test]
+    fn endpoints_follow_insecure_list_and_mirrors() {
+        let c = client(RegistryConfig {
+            insecure_registries: vec!["http://LocalHost:5000/".into()],
+            registry_mirrors: vec!["mirror.example:5000".into(), "http://m2.example".into()],
+            ..RegistryConfig::default()
+        });
+        assert_eq!(
+            c.endpoint("docker.io").unwrap().base.as_str(),
+            "https://registry-1.docker.io/"
+        );
+        assert_eq!(
+            c.endpoint("localhost:5000").unwrap().base.as_str(),
+            "http://localhost:5000/"
+        );
+        assert_eq!(
+            c.endpoint("localhost:5001").unwrap().base.as_str(),
+            "https://localhost:5001/"
+        );
+        let hub: Vec<String> = c
+            .pull_endpoints("docker.io")
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e.key, e.base))
+            .collect();
+        assert_eq!(
+            hub,
+            [
+                "mirror.example:5000 https://mirror.example:5000/",
+                "m2.example http://m2.example/",
+                "docker.io https://registry-1.docker.io/"
+            ]
+        );
+        assert_eq!(c.pull_endpoints("ghcr.io").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn origins() {
+        let a = Url::parse("https://r.example/v2/x").unwrap();
+        assert!(same_origin(
+            &a,
+            &Url::parse("https://r.example:443/").unwrap()
+        ));
+        assert!(!same_origin(&a, &Url::parse("http://r.example/").unwrap()));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://s3.example/").unwrap()
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://r.example:5000/").unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let e = RegistryClient::new(
+            RegistryConfig {
+                ca_certificates: vec!["/nonexistent/ca.pem".into()],
+                ..RegistryConfig::default()
+            },
+            CredentialResolver::new(Environment::new()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/ca.pem: "), "{e}");
+    }
 }

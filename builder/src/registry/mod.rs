@@ -13,14 +13,14 @@
 //! [`RegistryClient::push_image`].
 
 mod auth;
-pub mod client;
+mod client;
 pub mod config;
 pub mod error;
 pub mod pull;
 pub mod push;
 pub mod reference;
-pub mod retry;
-pub mod tls;
+mod retry;
+mod tls;
 mod upload;
 
 pub use client::RegistryClient;
