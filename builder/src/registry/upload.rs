@@ -211,19 +211,22 @@ impl RegistryClient {
                 Ok(resp) => {
                     let s = resp.status().as_u16();
                     if s == 416 || super::retry::retryable_status(s) {
-                        Some(status_error(u.repo, &op, resp).await)
+                        let after = super::retry::parse_retry_after(
+                            resp.headers().get(reqwest::header::RETRY_AFTER),
+                        );
+                        Some((status_error(u.repo, &op, resp).await, after))
                     } else {
                         return Err(status_error(u.repo, &op, resp).await);
                     }
                 }
-                Err(e @ RegistryError::Transport { .. }) => Some(e),
+                Err(e @ RegistryError::Transport { .. }) => Some((e, None)),
                 Err(e) => return Err(e),
             };
-            if let Some(e) = failed {
+            if let Some((e, retry_after)) = failed {
                 if failures >= policy.retries {
                     return Err(e);
                 }
-                tokio::time::sleep(policy.delay(failures, None)).await;
+                tokio::time::sleep(policy.delay(failures, retry_after)).await;
                 failures += 1;
                 // An error here (session lost) goes up and restarts the upload afresh.
                 let (l, o) = self.upload_status(u, &loc).await?;
