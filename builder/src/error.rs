@@ -35,6 +35,9 @@ pub enum Error {
     /// Writing or extracting a layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// Talking to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

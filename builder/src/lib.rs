@@ -12,5 +12,6 @@ pub mod executor;
 pub mod image;
 pub mod layer;
 pub mod plan;
+pub mod registry;
 
 pub use error::{Error, Result};

@@ -1,0 +1,319 @@
+//! Reading from registries: manifests (whole, size-capped) and blobs (streamed into the blob
+//! store, digest checked on the way, never whole in memory).
+
+use super::client::{protocol_error, status_error, transport_error, Endpoint, RegistryClient, Req};
+use super::error::{Action, RegistryError};
+use super::reference::{Reference, Repository};
+use crate::blob::{BlobError, BlobStore, Digest};
+use kiln_registry_auth::{Scope, ScopeSet};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use std::io::Write;
+
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker schema 2 manifest.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Every manifest type kiln reads; registries answer 404 or 400 to a request without it.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A manifest as the registry sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The exact bytes (their digest is the image's identity).
+    pub bytes: Vec<u8>,
+    /// `Content-Type` as sent.
+    pub media_type: String,
+    /// Digest of `bytes`.
+    pub digest: Digest,
+}
+
+/// What a manifest HEAD tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestInfo {
+    /// `Docker-Content-Digest`, when the registry sent a valid one.
+    pub digest: Option<Digest>,
+    /// `Content-Type`.
+    pub media_type: Option<String>,
+    /// `Content-Length`.
+    pub size: Option<u64>,
+}
+
+fn pull_scopes(repo: &Repository) -> ScopeSet {
+    ScopeSet::new().with(Scope::pull(repo.name.clone()))
+}
+
+fn content_type(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
+}
+
+fn header_digest(resp: &reqwest::Response) -> Option<Digest> {
+    resp.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+}
+
+impl RegistryClient {
+    /// Tries `f` on each pull endpoint of `registry` (mirrors first for Docker Hub); the last
+    /// endpoint's error is the one reported.
+    async fn on_pull_endpoints<T, F, Fut>(&self, registry: &str, f: F) -> Result<T, RegistryError>
+    where
+        F: Fn(Endpoint) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let endpoints = self.pull_endpoints(registry)?;
+        let mut last = None;
+        for ep in endpoints {
+            match f(ep).await {
+                Ok(v) => return Ok(v),
+                // A mirror that lacks the image or fails falls through to the next endpoint.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RegistryError::Setup(format!("no endpoint for {registry}"))))
+    }
+
+    /// Fetches the manifest `reference` names (by digest when it has one, which is verified).
+    pub async fn get_manifest(&self, reference: &Reference) -> Result<Manifest, RegistryError> {
+        self.on_pull_endpoints(&reference.repository.registry, |ep| async move {
+            self.get_manifest_at(&ep, reference).await
+        })
+        .await
+    }
+
+    async fn get_manifest_at(
+        &self,
+        ep: &Endpoint,
+        reference: &Reference,
+    ) -> Result<Manifest, RegistryError> {
+        let repo = &reference.repository;
+        let wanted = reference.manifest_reference();
+        let scopes = pull_scopes(repo);
+        let url = self.url(ep, repo, &format!("manifests/{wanted}"))?;
+        let op = format!("get manifest {wanted}");
+        let req = Req::new(Method::GET, url, ep, repo, &scopes, Action::Pull, &op)
+            .header(ACCEPT, MANIFEST_ACCEPT);
+        let mut resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                registry: repo.registry.clone(),
+                repository: repo.name.clone(),
+                what: format!("manifest {wanted}"),
+            });
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(status_error(repo, &op, resp).await);
+        }
+        let limit = self.inner.config.max_manifest_size;
+        let too_large = || RegistryError::TooLarge {
+            registry: repo.registry.clone(),
+            repository: repo.name.clone(),
+            what: format!("manifest {wanted}"),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let media_type = content_type(&resp).unwrap_or_default();
+        let announced = header_digest(&resp);
+        let mut bytes = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    bytes.extend_from_slice(&c);
+                    if bytes.len() as u64 > limit {
+                        return Err(too_large());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(transport_error(repo, &op, e)),
+            }
+        }
+        let digest = Digest::of(&bytes);
+        let expected = reference.digest.clone().or(announced);
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: repo.registry.clone(),
+                    repository: repo.name.clone(),
+                    what: "manifest".into(),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        Ok(Manifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Whether the manifest exists, without fetching it.
+    pub async fn head_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<ManifestInfo>, RegistryError> {
+        let repo = &reference.repository;
+        let ep = self.endpoint(&repo.registry)?;
+        let wanted = reference.manifest_reference();
+        let scopes = pull_scopes(repo);
+        let url = self.url(&ep, repo, &format!("manifests/{wanted}"))?;
+        let op = format!("check manifest {wanted}");
+        let req = Req::new(Method::HEAD, url, &ep, repo, &scopes, Action::Pull, &op)
+            .header(ACCEPT, MANIFEST_ACCEPT);
+        let resp = self.send(req).await?;
+        match resp.status() {
+            StatusCode::OK => Ok(Some(ManifestInfo {
+                digest: header_digest(&resp),
+                media_type: content_type(&resp),
+                size: resp.content_length(),
+            })),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(repo, &op, resp).await),
+        }
+    }
+
+    /// The size of blob `digest` in `repo`, or `None` when the registry does not have it there.
+    pub async fn blob_exists(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let ep = self.endpoint(&repo.registry)?;
+        self.blob_exists_at(&ep, repo, digest, &pull_scopes(repo), Action::Pull)
+            .await
+    }
+
+    pub(crate) async fn blob_exists_at(
+        &self,
+        ep: &Endpoint,
+        repo: &Repository,
+        digest: &Digest,
+        scopes: &ScopeSet,
+        action: Action,
+    ) -> Result<Option<u64>, RegistryError> {
+        let url = self.url(ep, repo, &format!("blobs/{digest}"))?;
+        let op = format!("check blob {digest}");
+        let req = Req::new(Method::HEAD, url, ep, repo, scopes, action, &op);
+        let resp = self.send(req).await?;
+        match resp.status() {
+            StatusCode::OK => Ok(Some(resp.content_length().unwrap_or(0))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(repo, &op, resp).await),
+        }
+    }
+
+    /// Downloads blob `digest` of `repo` into `store` (nothing is stored unless the bytes match
+    /// the digest). `size`, from the manifest, bounds what is read. Returns the blob's size. A
+    /// blob already in the store is not fetched again.
+    pub async fn pull_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+        store: &BlobStore,
+    ) -> Result<u64, RegistryError> {
+        if let Some(size) = store.size(digest) {
+            return Ok(size);
+        }
+        self.on_pull_endpoints(&repo.registry, |ep| async move {
+            let policy = self.retry_policy();
+            let mut attempt = 0;
+            loop {
+                match self.pull_blob_at(&ep, repo, digest, size, store).await {
+                    Err(RegistryError::Transport { .. }) if attempt < policy.retries => {
+                        // The body broke mid-way: start over (the partial file was dropped).
+                        tokio::time::sleep(policy.delay(attempt, None)).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+
+    async fn pull_blob_at(
+        &self,
+        ep: &Endpoint,
+        repo: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+        store: &BlobStore,
+    ) -> Result<u64, RegistryError> {
+        let scopes = pull_scopes(repo);
+        let url = self.url(ep, repo, &format!("blobs/{digest}"))?;
+        let op = format!("get blob {digest}");
+        let mut resp = self
+            .send(Req::new(
+                Method::GET,
+                url,
+                ep,
+                repo,
+                &scopes,
+                Action::Pull,
+                &op,
+            ))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                registry: repo.registry.clone(),
+                repository: repo.name.clone(),
+                what: format!("blob {digest}"),
+            });
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(status_error(repo, &op, resp).await);
+        }
+        let limit = match (size, resp.content_length()) {
+            (Some(s), Some(c)) if c != s => {
+                return Err(protocol_error(
+                    repo,
+                    &op,
+                    &format!("blob is {c} bytes, the manifest says {s}"),
+                ))
+            }
+            (s, c) => s.or(c),
+        };
+        let mut w = store.writer()?;
+        let io = |source| RegistryError::Io {
+            path: store.path(digest),
+            source,
+        };
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    w.write_all(&c).map_err(io)?;
+                    if limit.is_some_and(|n| w.size() > n) {
+                        return Err(protocol_error(repo, &op, "blob longer than announced"));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(transport_error(repo, &op, e)),
+            }
+        }
+        match w.commit_expecting(digest) {
+            Ok((_, size)) => Ok(size),
+            Err(BlobError::DigestMismatch { expected, actual }) => {
+                Err(RegistryError::DigestMismatch {
+                    registry: repo.registry.clone(),
+                    repository: repo.name.clone(),
+                    what: "blob".into(),
+                    expected,
+                    actual,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
