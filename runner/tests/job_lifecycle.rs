@@ -228,7 +228,7 @@ async fn canceled_aborts_at_once_without_after_script() {
     let fake = FakeGitlab::start().await;
     let builds = tempfile::tempdir().unwrap();
     let spec = JobSpec::new(14, &["echo started", "sleep 60"]).after(&["echo after-script-ran"]);
-    fake.set_override(|r, s| {
+    fake.set_override(|r, _| {
         if r.is_patch() && String::from_utf8_lossy(&r.body).contains("started") {
             return Some(Resp::new(403).header("Job-Status", "canceled"));
         }
