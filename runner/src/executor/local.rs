@@ -29,6 +29,25 @@ impl LocalExecutor {
     }
 }
 
+/// Variables of the runner's environment that jobs inherit.
+const PASSTHROUGH: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
 /// The URL git fetches from: for http(s), `gitlab-ci-token:<job token>@` replaces any
 /// credentials in `repo_url`. Other schemes (`file://`, ssh) are used as they are.
 pub fn clone_url(repo_url: &str, job_token: &str) -> String {
@@ -45,7 +64,7 @@ pub fn clone_url(repo_url: &str, job_token: &str) -> String {
     }
 }
 
-/// The job's environment: the runner's own, `environment` from the entry, the job's
+/// The job's environment: a few of the runner's own ([`PASSTHROUGH`]), `environment` from the entry, the job's
 /// variables (file variables written under `tmp_dir`, the value becoming the path),
 /// `CI_PROJECT_DIR`/`CI_BUILDS_DIR`, kiln's settings and `PATH` with kiln's directory.
 pub fn job_environment(
@@ -57,6 +76,13 @@ pub fn job_environment(
     trace: &Trace,
 ) -> Result<BTreeMap<String, String>, ExecutorError> {
     let mut env = BTreeMap::new();
+    // The runner's own environment is not handed down whole (it may hold the runner's
+    // credentials); only what tools need to find their way.
+    for key in PASSTHROUGH {
+        if let Ok(v) = std::env::var(key) {
+            env.insert((*key).to_owned(), v);
+        }
+    }
     for e in &entry.environment {
         if let Some((k, v)) = e.split_once('=') {
             env.insert(k.to_owned(), v.to_owned());
