@@ -274,7 +274,15 @@ impl Run<'_> {
     }
 
     async fn steps(&mut self) -> Result<ExecOutcome, ExecutorError> {
-        self.get_sources().await?;
+        if let Err(e) = self.get_sources().await {
+            // A fetch interrupted on purpose is not a system failure.
+            return match *self.control.borrow() {
+                Control::Run => Err(e),
+                Control::Cancel => Ok(ExecOutcome::Canceled),
+                Control::Timeout => Ok(ExecOutcome::TimedOut),
+                Control::Abort => Ok(ExecOutcome::Aborted),
+            };
+        }
         let lines = self
             .job
             .step("script")
