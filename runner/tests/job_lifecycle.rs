@@ -374,30 +374,46 @@ async fn final_update_5xx_backs_off_and_retries() {
 }
 
 #[tokio::test]
-async fn trace_update_interval_header_is_obeyed_and_keepalive_sent() {
+async fn trace_update_interval_header_is_obeyed() {
     let fake = FakeGitlab::start().await;
     let builds = tempfile::tempdir().unwrap();
     fake.state.lock().unwrap().trace_interval = Some(1);
-    let mut timings = fast_timings();
-    timings.keepalive_interval = Duration::from_millis(300);
-    let spec = JobSpec::new(19, &["echo a", "sleep 3", "echo b"]);
-    let (env, _sd) = job_env(&fake, builds.path(), timings);
+    let spec = JobSpec::new(
+        19,
+        &["for i in $(seq 1 6); do echo tick-$i; sleep 0.5; done"],
+    );
+    let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
     let report = run_job(env, job_response(&spec)).await;
     assert_eq!(report.state, JobState::Success);
     let patches = fake.patches();
-    for w in patches.windows(2) {
+    assert!(patches.len() >= 3, "{} patches", patches.len());
+    // The last patch is the flush at the end of the job, sent at once.
+    for w in patches[..patches.len() - 1].windows(2) {
         let gap = w[1].at - w[0].at;
         assert!(
             gap >= Duration::from_millis(900),
             "patches {gap:?} apart despite interval 1 s"
         );
     }
-    let running_updates = fake
+}
+
+#[tokio::test]
+async fn keepalive_update_when_nothing_was_sent() {
+    let fake = FakeGitlab::start().await;
+    let builds = tempfile::tempdir().unwrap();
+    let mut timings = fast_timings();
+    timings.keepalive_interval = Duration::from_millis(300);
+    let spec = JobSpec::new(22, &["echo a", "sleep 2", "echo b"]);
+    let (env, _sd) = job_env(&fake, builds.path(), timings);
+    let report = run_job(env, job_response(&spec)).await;
+    assert_eq!(report.state, JobState::Success);
+    let running: Vec<_> = fake
         .requests()
-        .iter()
+        .into_iter()
         .filter(|r| r.is_update() && r.json()["state"] == "running")
-        .count();
-    assert!(running_updates >= 2, "keep-alive PUTs: {running_updates}");
+        .collect();
+    assert!(running.len() >= 3, "keep-alive PUTs: {}", running.len() - 1);
+    assert_eq!(running[1].json()["token"], spec.token);
 }
 
 #[tokio::test]

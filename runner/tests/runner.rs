@@ -292,3 +292,41 @@ async fn register_verify_unregister_requests() {
         Err(kiln_runner::gitlab::GitlabError::Status { status: 403, .. })
     ));
 }
+
+#[tokio::test]
+async fn entry_limit_caps_its_jobs_below_concurrent() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    // concurrent allows 4 but the entry's limit is 1; two request loops compete for it.
+    let text = config_text(&fake.url, "", "limit = 1\nrequest_concurrency = 2")
+        .replace("concurrent = 1", "concurrent = 4");
+    std::fs::write(&cfg, text).unwrap();
+    fake.push_job(JobSpec::new(81, &["sleep 1"]).json());
+    fake.push_job(JobSpec::new(82, &["echo second"]).json());
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    let a = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.job_id, b.job_id), (81, 82));
+    let reqs = fake.requests();
+    let final81 = reqs
+        .iter()
+        .position(|r| r.path == "/api/v4/jobs/81" && r.json()["state"] == "success")
+        .unwrap();
+    let start82 = reqs
+        .iter()
+        .position(|r| r.path == "/api/v4/jobs/82")
+        .unwrap();
+    assert!(
+        start82 > final81,
+        "job 82 started while 81 held the entry's only slot"
+    );
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
+}
