@@ -32,6 +32,20 @@ fn missing_config_prints_chain_and_exits_2() {
     );
 }
 
+fn run(args: Vec<String>) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(&args)
+        .env_remove("REGISTRATION_TOKEN")
+        .env_remove("CI_SERVER_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn register_verify_unregister_edit_the_config() {
     let fake = FakeGitlab::start().await;
@@ -39,19 +53,6 @@ async fn register_verify_unregister_edit_the_config() {
     let cfg = dir.path().join("config.toml");
     let cfg_s = cfg.to_str().unwrap().to_owned();
     let url = fake.url.clone();
-    let run = move |args: Vec<String>| {
-        let out = Command::new(BIN)
-            .args(&args)
-            .env_remove("REGISTRATION_TOKEN")
-            .env_remove("CI_SERVER_TOKEN")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
     let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     let r = {
@@ -68,12 +69,7 @@ async fn register_verify_unregister_edit_the_config() {
             "--tag-list",
             "kiln",
         ]);
-        tokio::task::spawn_blocking({
-            let run = run.clone();
-            move || run(a)
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || run(a)).await.unwrap()
     };
     assert_eq!(r.0, Some(0), "{r:?}");
     let c = kiln_runner::config::Config::load(&cfg).unwrap();
@@ -83,22 +79,12 @@ async fn register_verify_unregister_edit_the_config() {
     assert!(dir.path().join(".runner_system_id").exists());
 
     let a = args(&["verify", "--config", &cfg_s]);
-    let r = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || run(a)
-    })
-    .await
-    .unwrap();
+    let r = tokio::task::spawn_blocking(move || run(a)).await.unwrap();
     assert_eq!(r.0, Some(0), "{r:?}");
     assert!(r.1.contains("is valid"));
 
     let a = args(&["unregister", "--config", &cfg_s, "--name", "builder"]);
-    let r = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || run(a)
-    })
-    .await
-    .unwrap();
+    let r = tokio::task::spawn_blocking(move || run(a)).await.unwrap();
     assert_eq!(r.0, Some(0), "{r:?}");
     let c = kiln_runner::config::Config::load(&cfg).unwrap();
     assert!(c.config.runners.is_empty());
@@ -124,12 +110,7 @@ async fn register_verify_unregister_edit_the_config() {
     kiln_runner::config::append_runner(&cfg, e).unwrap();
     fake.set_override(|r, _| (r.path == "/api/v4/runners/verify").then(|| Resp::new(403)));
     let a = args(&["verify", "--config", &cfg_s]);
-    let r = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || run(a)
-    })
-    .await
-    .unwrap();
+    let r = tokio::task::spawn_blocking(move || run(a)).await.unwrap();
     assert_eq!(r.0, Some(1), "{r:?}");
     assert!(r.2.starts_with("kiln-runner: "));
     let a = args(&["verify", "--config", &cfg_s, "--delete"]);
