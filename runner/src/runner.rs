@@ -5,7 +5,7 @@
 use crate::config::{ConfigWatch, ExecutorKind, RunnerConfig};
 use crate::executor::{Executor, LocalExecutor};
 use crate::gitlab::{Backoff, Client, JobRequest, JobRequestOutcome, VersionInfo};
-use crate::job::{run_job, JobEnv, JobReport, Shutdown, Timings};
+use crate::job::{next_shutdown, run_job, JobEnv, JobReport, Shutdown, Timings};
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -166,7 +166,7 @@ impl Runner {
             }
             tokio::select! {
                 r = config.changed() => if r.is_err() { break },
-                _ = shutdown.changed() => {},
+                _ = next_shutdown(&mut shutdown) => {},
             }
             if *shutdown.borrow() != Shutdown::None {
                 break;
@@ -197,7 +197,7 @@ impl Runner {
                 // SIGTERM after SIGQUIT turns a drain into an abort.
                 _ = async {
                     while *shutdown.borrow() != Shutdown::Abort {
-                        if shutdown.changed().await.is_err() { break; }
+                        next_shutdown(&mut shutdown).await;
                     }
                     let _ = tokio::time::timeout(timeout, async {
                         while shared.slots.running() > 0 {
@@ -243,7 +243,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
         tokio::select! {
             _ = tokio::time::sleep(d) => {},
             _ = stop.changed() => {},
-            _ = shutdown.changed() => {},
+            _ = next_shutdown(shutdown) => {},
         }
     }
     loop {
@@ -264,7 +264,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 _ = freed => {},
                 _ = tokio::time::sleep(check) => {},
                 _ = stop.changed() => {},
-                _ = shutdown.changed() => {},
+                _ = next_shutdown(&mut shutdown) => {},
             }
             continue;
         };

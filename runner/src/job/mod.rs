@@ -73,6 +73,15 @@ pub enum Shutdown {
     Abort,
 }
 
+/// Waits for the next shutdown request. With the sender gone no request can come, so
+/// this never returns rather than spinning on the closed channel.
+pub(crate) async fn next_shutdown(rx: &mut watch::Receiver<Shutdown>) -> Shutdown {
+    match rx.changed().await {
+        Ok(()) => *rx.borrow_and_update(),
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Everything a job needs from the runner.
 #[derive(Clone)]
 pub struct JobEnv {
@@ -134,8 +143,8 @@ async fn monitor(
                 escalate(&ctl, Control::Timeout);
                 continue;
             }
-            r = shutdown_rx.changed(), if !shutdown => {
-                if r.is_err() || *shutdown_rx.borrow() == Shutdown::Abort {
+            s = next_shutdown(&mut shutdown_rx), if !shutdown => {
+                if s == Shutdown::Abort {
                     shutdown = true;
                     escalate(&ctl, Control::Abort);
                 }
