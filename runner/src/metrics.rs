@@ -38,6 +38,7 @@ struct Inner {
     finished: BTreeMap<(String, String), u64>,
     api: BTreeMap<(String, String), u64>,
     durations: BTreeMap<String, Histogram>,
+    healthy: BTreeMap<String, bool>,
 }
 
 /// The runner's metrics.
@@ -92,6 +93,17 @@ impl Metrics {
         h.count += 1;
     }
 
+    /// Records whether GitLab accepts `runner`'s token (false after a 403).
+    pub fn set_healthy(&self, runner: &str, healthy: bool) {
+        self.lock().healthy.insert(runner.to_owned(), healthy);
+    }
+
+    /// False when some entries are known and none of them is healthy.
+    pub fn healthy(&self) -> bool {
+        let i = self.lock();
+        i.healthy.is_empty() || i.healthy.values().any(|h| *h)
+    }
+
     /// Jobs running now, all entries together.
     pub fn running_jobs(&self) -> i64 {
         self.lock().running.values().sum()
@@ -129,6 +141,15 @@ impl Metrics {
                 "kiln_runner_api_requests_total{{endpoint=\"{}\",status=\"{}\"}} {n}",
                 esc(ep),
                 esc(status)
+            );
+        }
+        let _ = writeln!(o, "# HELP kiln_runner_healthy 1 while GitLab accepts the entry's token.\n# TYPE kiln_runner_healthy gauge");
+        for (runner, h) in &i.healthy {
+            let _ = writeln!(
+                o,
+                "kiln_runner_healthy{{runner=\"{}\"}} {}",
+                esc(runner),
+                u8::from(*h)
             );
         }
         let _ = writeln!(o, "# HELP kiln_runner_job_duration_seconds Job durations.\n# TYPE kiln_runner_job_duration_seconds histogram");
@@ -201,7 +222,12 @@ pub async fn serve(
                 let path = req.split_whitespace().nth(1).unwrap_or("");
                 let (status, ctype, body) = match path {
                     "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                    "/health" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    "/health" if metrics.healthy() => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    "/health" => (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "no healthy runner entry\n".to_owned(),
+                    ),
                     _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
                 };
                 let resp = format!(

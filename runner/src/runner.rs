@@ -291,6 +291,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
         };
         match c.request_job(&req).await {
             Ok(JobRequestOutcome::Job(job)) => {
+                shared.metrics.set_healthy(&entry.name, true);
                 backoff.reset();
                 let env = JobEnv {
                     client: c,
@@ -310,6 +311,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 });
             }
             Ok(JobRequestOutcome::NoJob { last_update: lu }) => {
+                shared.metrics.set_healthy(&entry.name, true);
                 drop(slot);
                 backoff.reset();
                 if lu.is_some() {
@@ -318,6 +320,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 pause(check, &mut stop, &mut shutdown).await;
             }
             Ok(JobRequestOutcome::Forbidden) => {
+                shared.metrics.set_healthy(&entry.name, false);
                 tracing::error!(runner = %entry.name, token = %entry.short_token(), "GitLab refused the runner token (403): entry marked unhealthy, polling stops");
                 return;
             }

@@ -127,6 +127,11 @@ async fn forbidden_token_stops_polling() {
     let h = start(&cfg, &dir.path().join("builds")).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(job_requests(&fake).len(), 1);
+    assert!(h
+        .metrics
+        .render()
+        .contains("kiln_runner_healthy{runner=\"r1\"} 0"));
+    assert!(!h.metrics.healthy());
     h.shutdown.send(Shutdown::Drain).unwrap();
     h.task.await.unwrap().unwrap();
 }

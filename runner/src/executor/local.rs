@@ -30,7 +30,7 @@ impl LocalExecutor {
 }
 
 /// Variables of the runner's environment that jobs inherit.
-const PASSTHROUGH: &[&str] = &[
+pub const PASSTHROUGH: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
