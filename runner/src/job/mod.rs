@@ -220,7 +220,7 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
     let mut backoff = Backoff::new(env.timings.retry_base, env.timings.retry_cap);
     for attempt in 0..3 {
         match env.client.update_job(job.id, &running).await {
-            Ok(o) if matches!(o.status, 403 | 404) || o.remote == RemoteJobStatus::Aborted => {
+            Ok(o) if matches!(o.status, 403 | 404) || o.remote != RemoteJobStatus::Running => {
                 tracing::warn!(
                     job = job.id,
                     status = o.status,
