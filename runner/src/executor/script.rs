@@ -1,0 +1,45 @@
+//! The bash script a step runs as.
+
+/// Quotes `s` for bash so it is one word with no expansion.
+pub fn bash_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A bash script running `lines` in `dir` like gitlab-runner's bash shell: each line is
+/// echoed as `$ line` (green) before it runs, and the first failing line ends the script
+/// with its exit code (`set -eo pipefail`).
+pub fn build_script(dir: &std::path::Path, lines: &[String]) -> String {
+    let mut s = String::from("set -eo pipefail\nset +o noclobber\n");
+    s.push_str(&format!("cd {}\n", bash_quote(&dir.to_string_lossy())));
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let shown = format!("\x1b[32;1m$ {line}\x1b[0;m");
+        s.push_str(&format!("printf '%s\\n' {}\n", bash_quote(&shown)));
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(bash_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn script_echoes_then_runs() {
+        let s = build_script(
+            std::path::Path::new("/b"),
+            &["echo 'hi'".into(), " ".into()],
+        );
+        assert!(s.starts_with("set -eo pipefail\n"));
+        assert!(s.contains("cd '/b'\n"));
+        assert!(s.contains("printf '%s\\n' '\x1b[32;1m$ echo '\\''hi'\\''\x1b[0;m'\necho 'hi'\n"));
+    }
+}

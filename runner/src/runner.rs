@@ -1,0 +1,341 @@
+//! The daemon: one poller per `[[runners]]` entry (times `request_concurrency`), job
+//! slots bounded by `concurrent` and each entry's `limit`, configuration reloads that
+//! leave running jobs alone, and shutdown (drain or abort).
+
+use crate::config::{ConfigWatch, ExecutorKind, RunnerConfig};
+use crate::executor::{Executor, LocalExecutor};
+use crate::gitlab::{Backoff, Client, JobRequest, JobRequestOutcome, VersionInfo};
+use crate::job::{next_shutdown, run_job, JobEnv, JobReport, Shutdown, Timings};
+use crate::metrics::Metrics;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Errors of the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// Jobs were still running when `shutdown_timeout` passed.
+    #[error("{0} job(s) still running after the shutdown timeout")]
+    ShutdownTimeout(usize),
+}
+
+/// How the daemon runs (everything not in `config.toml`).
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Sent with every job request.
+    pub system_id: String,
+    /// Parent of build directories for entries without `builds_dir`.
+    pub builds_dir: PathBuf,
+    /// Job lifecycle intervals (also the request back-off).
+    pub timings: Timings,
+    /// Overrides `check_interval` (tests).
+    pub check_interval: Option<Duration>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    total: usize,
+    per_entry: HashMap<String, usize>,
+}
+
+/// Job slots: `concurrent` overall, `limit` per entry.
+#[derive(Default)]
+struct Slots {
+    state: Mutex<SlotState>,
+    freed: Notify,
+}
+
+struct Slot {
+    slots: Arc<Slots>,
+    token: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut s = self.slots.lock();
+            s.total -= 1;
+            if let Some(n) = s.per_entry.get_mut(&self.token) {
+                *n -= 1;
+            }
+        }
+        self.slots.freed.notify_waiters();
+    }
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_take(self: &Arc<Self>, token: &str, concurrent: usize, limit: usize) -> Option<Slot> {
+        let mut s = self.lock();
+        let mine = s.per_entry.get(token).copied().unwrap_or(0);
+        if s.total >= concurrent || (limit > 0 && mine >= limit) {
+            return None;
+        }
+        s.total += 1;
+        *s.per_entry.entry(token.to_owned()).or_default() += 1;
+        Some(Slot {
+            slots: self.clone(),
+            token: token.to_owned(),
+        })
+    }
+
+    fn running(&self) -> usize {
+        self.lock().total
+    }
+}
+
+struct Shared {
+    opts: RunnerOptions,
+    config: ConfigWatch,
+    shutdown: watch::Receiver<Shutdown>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Slots>,
+    reports: Option<mpsc::UnboundedSender<JobReport>>,
+}
+
+/// The runner daemon.
+pub struct Runner {
+    shared: Arc<Shared>,
+}
+
+impl Runner {
+    /// A daemon reading `config`, stopping as `shutdown` says.
+    pub fn new(
+        opts: RunnerOptions,
+        config: ConfigWatch,
+        shutdown: watch::Receiver<Shutdown>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                opts,
+                config,
+                shutdown,
+                metrics,
+                slots: Arc::new(Slots::default()),
+                reports: None,
+            }),
+        }
+    }
+
+    /// Sends every finished job's report to `tx` (tests, embedding).
+    pub fn with_reports(mut self, tx: mpsc::UnboundedSender<JobReport>) -> Self {
+        if let Some(s) = Arc::get_mut(&mut self.shared) {
+            s.reports = Some(tx);
+        }
+        self
+    }
+
+    /// Polls until shutdown; then waits for running jobs (all of them on drain, up to
+    /// `shutdown_timeout` on abort).
+    pub async fn run(self) -> Result<(), RunnerError> {
+        let shared = self.shared;
+        let mut config = shared.config.clone();
+        let mut shutdown = shared.shutdown.clone();
+        // One stop switch per entry token, for entries removed from the file.
+        let mut pollers: HashMap<String, watch::Sender<bool>> = HashMap::new();
+        loop {
+            let cfg = config.borrow_and_update().clone();
+            let tokens: Vec<&RunnerConfig> = cfg.runners.iter().collect();
+            pollers.retain(|token, stop| {
+                let keep = tokens.iter().any(|r| &r.token == token);
+                if !keep {
+                    tracing::info!(token = %&token[..token.len().min(8)], "entry removed: polling stops");
+                    let _ = stop.send(true);
+                }
+                keep
+            });
+            for entry in tokens {
+                if pollers.contains_key(&entry.token) {
+                    continue;
+                }
+                if entry.executor == ExecutorKind::Kubernetes {
+                    tracing::error!(runner = %entry.name, "the kubernetes executor is not implemented yet: entry not polled");
+                    continue;
+                }
+                let (stop_tx, stop_rx) = watch::channel(false);
+                for _ in 0..entry.request_concurrency.max(1) {
+                    tokio::spawn(poll(shared.clone(), entry.token.clone(), stop_rx.clone()));
+                }
+                pollers.insert(entry.token.clone(), stop_tx);
+            }
+            tokio::select! {
+                r = config.changed() => if r.is_err() { break },
+                _ = next_shutdown(&mut shutdown) => {},
+            }
+            if *shutdown.borrow() != Shutdown::None {
+                break;
+            }
+        }
+        for stop in pollers.values() {
+            let _ = stop.send(true);
+        }
+        let mode = *shutdown.borrow();
+        let timeout = shared.config.borrow().shutdown_timeout();
+        tracing::info!(?mode, running = shared.slots.running(), "shutting down");
+        let wait_idle = async {
+            loop {
+                let freed = shared.slots.freed.notified();
+                if shared.slots.running() == 0 {
+                    return;
+                }
+                freed.await;
+            }
+        };
+        if mode == Shutdown::Abort {
+            if tokio::time::timeout(timeout, wait_idle).await.is_err() {
+                return Err(RunnerError::ShutdownTimeout(shared.slots.running()));
+            }
+        } else {
+            tokio::select! {
+                _ = wait_idle => {},
+                // SIGTERM after SIGQUIT turns a drain into an abort.
+                _ = async {
+                    while *shutdown.borrow() != Shutdown::Abort {
+                        next_shutdown(&mut shutdown).await;
+                    }
+                    let _ = tokio::time::timeout(timeout, async {
+                        while shared.slots.running() > 0 {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }).await;
+                } => {
+                    if shared.slots.running() > 0 {
+                        return Err(RunnerError::ShutdownTimeout(shared.slots.running()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn executor_for(shared: &Shared, entry: &RunnerConfig) -> Arc<dyn Executor> {
+    match entry.executor {
+        ExecutorKind::Local | ExecutorKind::Kubernetes => {
+            Arc::new(LocalExecutor::new(shared.opts.builds_dir.clone()))
+        }
+    }
+}
+
+async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool>) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut last_update: Option<String> = None;
+    let mut backoff = Backoff::new(
+        shared.opts.timings.retry_base,
+        shared.opts.timings.retry_cap,
+    );
+    let mut client: Option<(String, Client)> = None;
+    let stopping = |stop: &watch::Receiver<bool>, shutdown: &watch::Receiver<Shutdown>| {
+        *stop.borrow() || *shutdown.borrow() != Shutdown::None
+    };
+    // Waits `d`, or less when asked to stop; true when it is time to stop.
+    async fn pause(
+        d: Duration,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<Shutdown>,
+    ) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {},
+            _ = stop.changed() => {},
+            _ = next_shutdown(shutdown) => {},
+        }
+    }
+    loop {
+        if stopping(&stop, &shutdown) {
+            return;
+        }
+        let cfg = shared.config.borrow().clone();
+        let Some(entry) = cfg.runners.iter().find(|r| r.token == token).cloned() else {
+            return;
+        };
+        let check = shared
+            .opts
+            .check_interval
+            .unwrap_or_else(|| cfg.check_interval());
+        let Some(slot) = shared.slots.try_take(&token, cfg.concurrent, entry.limit) else {
+            let freed = shared.slots.freed.notified();
+            tokio::select! {
+                _ = freed => {},
+                _ = tokio::time::sleep(check) => {},
+                _ = stop.changed() => {},
+                _ = next_shutdown(&mut shutdown) => {},
+            }
+            continue;
+        };
+        let c = match &client {
+            Some((url, c)) if *url == entry.url => c.clone(),
+            _ => match Client::new(&entry.url) {
+                Ok(c) => {
+                    let c = c.with_metrics(shared.metrics.clone());
+                    client = Some((entry.url.clone(), c.clone()));
+                    c
+                }
+                Err(e) => {
+                    tracing::error!(runner = %entry.name, error = %crate::error_chain(&e), "entry not polled");
+                    return;
+                }
+            },
+        };
+        let info = VersionInfo::new(entry.executor.as_str());
+        let req = JobRequest {
+            token: &token,
+            system_id: &shared.opts.system_id,
+            info: &info,
+            last_update: last_update.as_deref(),
+        };
+        match c.request_job(&req).await {
+            Ok(JobRequestOutcome::Job(job)) => {
+                shared.metrics.set_healthy(&entry.name, true);
+                backoff.reset();
+                let env = JobEnv {
+                    client: c,
+                    entry: Arc::new(entry.clone()),
+                    executor: executor_for(&shared, &entry),
+                    timings: shared.opts.timings.clone(),
+                    shutdown: shared.shutdown.clone(),
+                    metrics: Some(shared.metrics.clone()),
+                };
+                let reports = shared.reports.clone();
+                tokio::spawn(async move {
+                    let report = run_job(env, *job).await;
+                    drop(slot);
+                    if let Some(tx) = reports {
+                        let _ = tx.send(report);
+                    }
+                });
+            }
+            Ok(JobRequestOutcome::NoJob { last_update: lu }) => {
+                shared.metrics.set_healthy(&entry.name, true);
+                drop(slot);
+                backoff.reset();
+                if lu.is_some() {
+                    last_update = lu;
+                }
+                pause(check, &mut stop, &mut shutdown).await;
+            }
+            Ok(JobRequestOutcome::Forbidden) => {
+                shared.metrics.set_healthy(&entry.name, false);
+                tracing::error!(runner = %entry.name, token = %entry.short_token(), "GitLab refused the runner token (403): entry marked unhealthy, polling stops");
+                return;
+            }
+            Ok(JobRequestOutcome::Backoff { status }) => {
+                drop(slot);
+                let d = backoff.next_delay();
+                tracing::warn!(runner = %entry.name, status, delay = ?d, "job request not served: backing off");
+                pause(d, &mut stop, &mut shutdown).await;
+            }
+            Err(e) => {
+                drop(slot);
+                let d = backoff.next_delay();
+                tracing::warn!(runner = %entry.name, error = %crate::error_chain(&e), delay = ?d, "job request failed: backing off");
+                pause(d, &mut stop, &mut shutdown).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The daemon against a fake GitLab: polling, back-off, 403, concurrency, reload, drain.
+
+mod common;
+
+use common::*;
+use kiln_runner::config::watch_config;
+use kiln_runner::gitlab::JobState;
+use kiln_runner::job::Shutdown;
+use kiln_runner::metrics::Metrics;
+use kiln_runner::runner::{Runner, RunnerOptions};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+struct Harness {
+    shutdown: watch::Sender<Shutdown>,
+    reports: mpsc::UnboundedReceiver<kiln_runner::job::JobReport>,
+    task: tokio::task::JoinHandle<Result<(), kiln_runner::runner::RunnerError>>,
+    metrics: Arc<Metrics>,
+}
+
+fn config_text(url: &str, extra_global: &str, extra_entry: &str) -> String {
+    format!(
+        "concurrent = 1\nshutdown_timeout = 5\n{extra_global}\n[[runners]]\nname = \"r1\"\nurl = \"{url}\"\ntoken = \"glrt-runner-one\"\n{extra_entry}\n"
+    )
+}
+
+async fn start(config: &Path, builds: &Path) -> Harness {
+    let watch = watch_config(config.to_owned(), Duration::from_millis(50)).unwrap();
+    let (tx, rx) = watch::channel(Shutdown::None);
+    let (rtx, rrx) = mpsc::unbounded_channel();
+    let metrics = Arc::new(Metrics::default());
+    let opts = RunnerOptions {
+        system_id: "r_0123456789ab".into(),
+        builds_dir: builds.to_owned(),
+        timings: fast_timings(),
+        check_interval: Some(Duration::from_millis(100)),
+    };
+    let runner = Runner::new(opts, watch, rx, metrics.clone()).with_reports(rtx);
+    Harness {
+        shutdown: tx,
+        reports: rrx,
+        task: tokio::spawn(runner.run()),
+        metrics,
+    }
+}
+
+fn job_requests(fake: &FakeGitlab) -> Vec<Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v4/jobs/request")
+        .collect()
+}
+
+#[tokio::test]
+async fn polls_with_last_update_backs_off_on_409_and_runs_job() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    let mut n = 0;
+    fake.set_override(move |r, s| {
+        if r.path == "/api/v4/jobs/request" {
+            n += 1;
+            match n {
+                1 => return Some(Resp::new(204).header("X-GitLab-Last-Update", "lu-abc")),
+                2..=4 => return Some(Resp::new(409)),
+                5 => s
+                    .jobs
+                    .push_back(JobSpec::new(31, &["echo polled-job"]).json()),
+                _ => {}
+            }
+        }
+        None
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    let report = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.state, JobState::Success);
+    assert!(fake.trace().contains("polled-job"));
+
+    let reqs = job_requests(&fake);
+    let b0 = reqs[0].json();
+    assert_eq!(b0["token"], "glrt-runner-one");
+    assert_eq!(b0["system_id"], "r_0123456789ab");
+    assert_eq!(b0["info"]["name"], "kiln-runner");
+    assert_eq!(b0["info"]["executor"], "local");
+    assert_eq!(b0["info"]["features"]["masking"], true);
+    assert_eq!(b0["info"]["features"]["artifacts"], false);
+    assert_eq!(b0["info"]["features"]["cache"], false);
+    assert_eq!(b0["info"]["features"]["trace_checksum"], true);
+    assert!(b0.get("last_update").is_none());
+    assert_eq!(reqs[1].json()["last_update"], "lu-abc");
+    // 409s: waits grow (50, 100, 200 ms).
+    let gaps: Vec<Duration> = reqs[1..5].windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps[0] >= Duration::from_millis(45), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(95), "{gaps:?}");
+    assert!(gaps[2] >= Duration::from_millis(190), "{gaps:?}");
+
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let m = h.metrics.render();
+    assert!(
+        m.contains("kiln_runner_api_requests_total{endpoint=\"request_job\",status=\"409\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kiln_runner_jobs_finished_total{state=\"success\",runner=\"r1\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_token_stops_polling() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    fake.set_override(|r, _| (r.path == "/api/v4/jobs/request").then(|| Resp::new(403)));
+    let h = start(&cfg, &dir.path().join("builds")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(job_requests(&fake).len(), 1);
+    assert!(h
+        .metrics
+        .render()
+        .contains("kiln_runner_healthy{runner=\"r1\"} 0"));
+    assert!(!h.metrics.healthy());
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_limits_jobs_and_reload_keeps_running_job() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    fake.push_job(JobSpec::new(41, &["echo first-start", "sleep 1.5", "echo first-end"]).json());
+    fake.push_job(JobSpec::new(42, &["echo second"]).json());
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+
+    // While job 41 runs: change the file (a second entry, a new check interval).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = config_text(&fake.url, "check_interval = 1", "")
+        + &format!(
+            "[[runners]]\nname = \"r2\"\nurl = \"{}\"\ntoken = \"glrt-runner-two\"\n",
+            fake.url
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let f = std::fs::File::options().write(true).open(&cfg).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+
+    let r1 = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let r2 = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r1.job_id, r1.state), (41, JobState::Success));
+    assert!(String::from_utf8_lossy(&r1.trace).contains("first-end"));
+    assert_eq!(r2.job_id, 42);
+
+    // concurrent = 1: job 42 was only requested after job 41's final update.
+    let reqs = fake.requests();
+    let final41 = reqs
+        .iter()
+        .position(|r| r.path == "/api/v4/jobs/41" && r.json()["state"] == "success")
+        .unwrap();
+    let start42 = reqs
+        .iter()
+        .position(|r| r.path == "/api/v4/jobs/42")
+        .unwrap();
+    assert!(start42 > final41);
+    // The new entry is polled too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(job_requests(&fake)
+        .iter()
+        .any(|r| r.json()["token"] == "glrt-runner-two"));
+
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn drain_waits_for_running_job_and_abort_fails_it() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    fake.push_job(JobSpec::new(51, &["sleep 1", "echo drained-ok"]).json());
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let r = h.reports.recv().await.unwrap();
+    assert_eq!(r.state, JobState::Success);
+    let polls = job_requests(&fake).len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(job_requests(&fake).len(), polls, "no polling after drain");
+
+    // Abort: the running job fails with runner_system_failure.
+    let fake = FakeGitlab::start().await;
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    fake.push_job(JobSpec::new(52, &["sleep 30"]).json());
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.shutdown.send(Shutdown::Abort).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let r = h.reports.recv().await.unwrap();
+    assert_eq!(r.failure_reason.as_deref(), Some("runner_system_failure"));
+    assert_eq!(
+        fake.final_updates()[0]["failure_reason"],
+        "runner_system_failure"
+    );
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    let m = Arc::new(Metrics::default());
+    m.api_request("request_job", "204");
+    let (addr, task) = kiln_runner::metrics::serve("127.0.0.1:0", m).await.unwrap();
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("kiln_runner_api_requests_total{endpoint=\"request_job\",status=\"204\"} 1")
+    );
+    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let missing = reqwest::get(format!("http://{addr}/nope")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    task.abort();
+}
+
+#[tokio::test]
+async fn register_verify_unregister_requests() {
+    let fake = FakeGitlab::start().await;
+    let c = kiln_runner::gitlab::Client::new(&fake.url).unwrap();
+    let creds = c
+        .register(&kiln_runner::gitlab::RegisterRequest {
+            token: "legacy-reg-token".into(),
+            description: "kiln".into(),
+            tag_list: Some("kiln,docker".into()),
+            run_untagged: true,
+            locked: false,
+            paused: false,
+            maximum_timeout: None,
+            info: kiln_runner::gitlab::VersionInfo::new("local"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(creds.token.as_deref(), Some("glrt-registered"));
+    c.verify("glrt-registered", "r_0123456789ab").await.unwrap();
+    c.unregister("glrt-registered").await.unwrap();
+    let reqs = fake.requests();
+    let reg = reqs[0].json();
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("POST", "/api/v4/runners")
+    );
+    assert_eq!(reg["token"], "legacy-reg-token");
+    assert_eq!(reg["tag_list"], "kiln,docker");
+    assert_eq!(reg["run_untagged"], true);
+    assert_eq!(reg["locked"], false);
+    assert_eq!(reqs[1].path, "/api/v4/runners/verify");
+    assert_eq!(reqs[1].json()["system_id"], "r_0123456789ab");
+    assert_eq!(
+        (reqs[2].method.as_str(), reqs[2].path.as_str()),
+        ("DELETE", "/api/v4/runners")
+    );
+    assert_eq!(reqs[2].json()["token"], "glrt-registered");
+
+    fake.set_override(|r, _| (r.path == "/api/v4/runners/verify").then(|| Resp::new(403)));
+    assert!(matches!(
+        c.verify("glrt-gone", "r_0123456789ab").await,
+        Err(kiln_runner::gitlab::GitlabError::Status { status: 403, .. })
+    ));
+}
+
+#[tokio::test]
+async fn entry_limit_caps_its_jobs_below_concurrent() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    // concurrent allows 4 but the entry's limit is 1; two request loops compete for it.
+    let text = config_text(&fake.url, "", "limit = 1\nrequest_concurrency = 2")
+        .replace("concurrent = 1", "concurrent = 4");
+    std::fs::write(&cfg, text).unwrap();
+    fake.push_job(JobSpec::new(81, &["sleep 1"]).json());
+    fake.push_job(JobSpec::new(82, &["echo second"]).json());
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    let a = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.job_id, b.job_id), (81, 82));
+    let reqs = fake.requests();
+    let final81 = reqs
+        .iter()
+        .position(|r| r.path == "/api/v4/jobs/81" && r.json()["state"] == "success")
+        .unwrap();
+    let start82 = reqs
+        .iter()
+        .position(|r| r.path == "/api/v4/jobs/82")
+        .unwrap();
+    assert!(
+        start82 > final81,
+        "job 82 started while 81 held the entry's only slot"
+    );
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
+}
