@@ -9,6 +9,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod error;
 pub mod executor;
+pub mod fsview;
 pub mod image;
 pub mod layer;
 pub mod plan;

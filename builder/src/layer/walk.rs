@@ -65,21 +65,11 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
 /// The xattrs of `path` (not following a symlink): those a layer keeps, and whether the
 /// directory is overlay-opaque.
 pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
-    let size = match rustix::fs::llistxattr_query(path) {
-        Ok(n) => n,
-        // Filesystems without xattrs (some tmpfs builds) simply have none.
-        Err(rustix::io::Errno::OPNOTSUPP) => return Ok((Vec::new(), false)),
-        Err(e) => return Err(io_at(path)(e.into())),
-    };
-    if size == 0 {
-        return Ok((Vec::new(), false));
-    }
-    let mut names = vec![0u8; size];
-    let n = rustix::fs::llistxattr(path, &mut names[..]).map_err(|e| io_at(path)(e.into()))?;
-    names.truncate(n);
+    let all = crate::fsview::host_xattrs(path).map_err(io_at(path))?;
     let mut kept = Vec::new();
     let mut opaque = false;
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for (name, value) in all {
+        let name = name.as_bytes();
         if let Some(bad) = unsupported_overlay_xattr(name) {
             return Err(LayerError::Unsupported {
                 path: path.to_path_buf(),
@@ -95,7 +85,6 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
         if !keep_xattr(name) && !opaque_candidate {
             continue;
         }
-        let value = get_xattr(path, name)?;
         if opaque_candidate {
             opaque |= is_opaque_xattr(name, &value);
         } else {
@@ -104,16 +93,6 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
     }
     kept.sort();
     Ok((kept, opaque))
-}
-
-fn get_xattr(path: &Path, name: &[u8]) -> Result<Vec<u8>, LayerError> {
-    let name_os = std::ffi::OsStr::from_bytes(name);
-    let size = rustix::fs::lgetxattr_query(path, name_os).map_err(|e| io_at(path)(e.into()))?;
-    let mut value = vec![0u8; size];
-    let n =
-        rustix::fs::lgetxattr(path, name_os, &mut value[..]).map_err(|e| io_at(path)(e.into()))?;
-    value.truncate(n);
-    Ok(value)
 }
 
 impl Walker {
