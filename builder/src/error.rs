@@ -35,6 +35,9 @@ pub enum Error {
     /// Writing or extracting a layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// Executing the build failed.
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),

@@ -96,6 +96,22 @@ pub struct BuildArgs {
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long, default_value = "info")]
     pub verbosity: String,
+    /// Pull base images over plain HTTP (kaniko's `--insecure-pull`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure_pull: Option<bool>,
+    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`.
+    #[arg(long, value_name = "id=NAME,src=FILE")]
+    pub secret: Vec<String>,
+    /// How RUN steps are isolated: auto, rootless, chroot or none (kaniko's way, inside a
+    /// container only).
+    #[arg(long, default_value = "auto")]
+    pub isolation: String,
+    /// RUN steps' network: host (default) or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Image format: oci (default) or docker.
+    #[arg(long, default_value = "oci")]
+    pub format: String,
 }
 
 /// A Dockerfile's text and the name to show in messages.
@@ -188,25 +204,25 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     }
     let source = read_dockerfile(args)?;
     let plan = make_plan(args, &source)?;
-    print!(
-        "{}",
-        plan::display::render(&plan, &display_name(&source.name))
-    );
-    let ignore = DockerIgnore::load_for_dockerfile(&args.context, &source.name)?;
-    let context = BuildContext::with_ignore(&args.context, ignore)?;
-    println!(
-        "\ncontext {}: {} paths visible to COPY and ADD ({} .dockerignore patterns)",
-        args.context.display(),
-        context.entries().len(),
-        context.ignore().patterns().len()
-    );
     if args.dry_run {
+        print!(
+            "{}",
+            plan::display::render(&plan, &display_name(&source.name))
+        );
+        let ignore = DockerIgnore::load_for_dockerfile(&args.context, &source.name)?;
+        let context = BuildContext::with_ignore(&args.context, ignore)?;
+        println!(
+            "\ncontext {}: {} paths visible to COPY and ADD ({} .dockerignore patterns)",
+            args.context.display(),
+            context.entries().len(),
+            context.ignore().patterns().len()
+        );
         return Ok(());
     }
-    Err(Usage(
-        "building images is not implemented yet: this kiln reads and plans Dockerfiles; use --dry-run".into(),
-    )
-    .into())
+    let opts = super::build_options::options(args, source, &plan)?;
+    let outcome = kiln::build::build(&opts, kiln::build::Progress::stderr())?;
+    println!("{}", outcome.image.digest);
+    Ok(())
 }
 
 fn display_name(p: &Path) -> String {

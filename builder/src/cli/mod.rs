@@ -1,6 +1,7 @@
 //! The `kiln` command line: argument parsing, error printing and exit codes.
 
 mod build;
+mod build_options;
 mod demo;
 mod kaniko;
 

@@ -1,0 +1,200 @@
+//! COPY, ADD and WORKDIR: files written into an empty upper directory, read from the build
+//! context, another stage or an image, with the parent filesystem consulted through a view.
+
+use super::error::BuildError;
+use super::layers::LayerRef;
+use super::run_step::commit;
+use super::stage::{platform_of, At, Done, NewLayer};
+use crate::blob::Digest;
+use crate::copy::{self, ContextView, CopyRequest};
+use crate::dockerfile::instructions::{Copy, Source};
+use crate::executor::metadata::StageConfig;
+use crate::fsview::{read_small, DirView, FsView};
+use crate::sandbox::users;
+use crate::snapshot::{self, OverlayView};
+use std::path::Path;
+
+/// What COPY reads from.
+pub(crate) enum SourceView<'a> {
+    /// The build context (with .dockerignore applied).
+    Context(&'a ContextView),
+    /// A stage's or an image's merged layers.
+    Tree(OverlayView),
+}
+
+impl SourceView<'_> {
+    /// The view itself.
+    pub fn view(&self) -> &dyn FsView {
+        match self {
+            SourceView::Context(c) => *c,
+            SourceView::Tree(t) => t,
+        }
+    }
+}
+
+/// The view `--from` names: a stage by name or index, else an image; the context when absent.
+pub(crate) fn source_view<'a>(
+    at: &At<'a>,
+    from: Option<&str>,
+    done: &Done,
+) -> Result<SourceView<'a>, BuildError> {
+    let b = at.b;
+    let Some(from) = from else {
+        return Ok(SourceView::Context(&b.context));
+    };
+    let lower = from.to_ascii_lowercase();
+    let stage = b
+        .plan
+        .stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()) || s.index.to_string() == from);
+    let layers: Vec<LayerRef> = match stage {
+        Some(s) if s.index < at.stage.index => {
+            let d = done.lock().expect("stages");
+            d.get(&s.index)
+                .map(|d| d.layers.clone())
+                .ok_or_else(|| at.err(format!("stage {from:?} was not built")))?
+        }
+        Some(_) => return Err(at.err(format!("--from={from} names this or a later stage"))),
+        None => {
+            let platform = platform_of(b, at.stage);
+            b.bases.resolve(from, &platform)?.layers.clone()
+        }
+    };
+    Ok(SourceView::Tree(OverlayView::new(
+        b.layers.lowers(&layers)?,
+    )))
+}
+
+fn request<'c>(
+    c: &'c Copy,
+    cfg: &StageConfig,
+    chown: Option<(u32, u32)>,
+    from: bool,
+) -> CopyRequest<'c> {
+    let mut sources = Vec::new();
+    let mut heredocs = Vec::new();
+    for s in &c.sources {
+        match s {
+            Source::Path(p) => sources.push(p.clone()),
+            Source::Heredoc(h) => heredocs.push((h.name.clone(), h.content.clone())),
+        }
+    }
+    CopyRequest {
+        sources,
+        heredocs,
+        dest: c.dest.clone(),
+        workdir: if cfg.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            cfg.config.working_dir.clone()
+        },
+        chown,
+        chmod: c.chmod.clone(),
+        parents: c.parents,
+        excludes: c.exclude.clone(),
+        link: c.link,
+        add: c.add,
+        checksum: c.checksum.clone(),
+        is_context: !from,
+        ..CopyRequest::default()
+    }
+}
+
+/// The digest of what a COPY reads, for its cache key.
+pub(crate) fn inputs(
+    at: &At<'_>,
+    c: &Copy,
+    cfg: &StageConfig,
+    done: &Done,
+) -> Result<Digest, BuildError> {
+    let src = source_view(at, c.from.as_deref(), done)?;
+    let req = request(c, cfg, None, c.from.is_some());
+    copy::inputs_digest(&req, src.view()).map_err(|e| at.err(super::error::chain(&e)))
+}
+
+/// `user[:group]` as ids, names looked up in the parent's /etc/passwd and /etc/group.
+fn ids(at: &At<'_>, spec: &str, parent: &dyn FsView) -> Result<(u32, u32), BuildError> {
+    let read = |p: &str| {
+        read_small(parent, Path::new(p))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let passwd = read("/etc/passwd");
+    let group = read("/etc/group");
+    let ids = users::resolve_user(passwd.as_deref(), group.as_deref(), spec)
+        .map_err(|e| at.err(format!("--chown={spec}: {e}")))?;
+    Ok((ids.uid, ids.gid))
+}
+
+fn numeric_ids(spec: &str) -> Option<(u32, u32)> {
+    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// Runs a COPY or ADD and writes its layer.
+pub(crate) fn copy(
+    at: &At<'_>,
+    c: &Copy,
+    cfg: &StageConfig,
+    parent: &[LayerRef],
+    done: &Done,
+) -> Result<NewLayer, BuildError> {
+    let b = at.b;
+    let src = source_view(at, c.from.as_deref(), done)?;
+    let empty = tempfile::tempdir_in(b.layers.cache.tmp_dir())
+        .map_err(super::io_err(b.layers.cache.tmp_dir()))?;
+    // COPY --link does not look at the parent: its layer stands alone, so the base's layers
+    // need not be downloaded. Names in --chown still need the parent's user database.
+    let needs_parent = !c.link || c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());
+    let parent_view: Box<dyn FsView> = if needs_parent {
+        Box::new(OverlayView::new(b.layers.lowers(parent)?))
+    } else {
+        Box::new(DirView::new(empty.path()))
+    };
+    let chown = match &c.chown {
+        Some(s) => Some(match numeric_ids(s) {
+            Some(ids) => ids,
+            None => ids(at, s, parent_view.as_ref())?,
+        }),
+        None => None,
+    };
+    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
+    let req = request(c, cfg, chown, c.from.is_some());
+    let target: &dyn FsView = if c.link {
+        &DirView::new(empty.path())
+    } else {
+        parent_view.as_ref()
+    };
+    copy::copy(&req, src.view(), target, &dirs.upper)
+        .map_err(|e| at.err(super::error::chain(&e)))?;
+    commit(at, &dirs.upper, true)
+}
+
+/// WORKDIR: makes the directory when the parent lacks it (owned by USER, as BuildKit does);
+/// `None` when it exists already.
+pub(crate) fn workdir(
+    at: &At<'_>,
+    cfg: &StageConfig,
+    parent: &[LayerRef],
+) -> Result<Option<NewLayer>, BuildError> {
+    let b = at.b;
+    let view = OverlayView::new(b.layers.lowers(parent)?);
+    let owner = if cfg.config.user.is_empty() {
+        (0, 0)
+    } else {
+        ids(at, &cfg.config.user, &view)?
+    };
+    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
+    copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+        .map_err(|e| at.err(super::error::chain(&e)))?;
+    let empty = std::fs::read_dir(&dirs.upper)
+        .map_err(super::io_err(&dirs.upper))?
+        .next()
+        .is_none();
+    if empty {
+        return Ok(None);
+    }
+    commit(at, &dirs.upper, true).map(Some)
+}

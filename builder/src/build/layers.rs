@@ -1,0 +1,114 @@
+//! Layers of the image being built: descriptors first, files only on demand. A layer becomes a
+//! directory (an overlay lower) the first time a step reads the filesystem under it, from the
+//! shared layer cache, the blob store, or its registry — in that order.
+
+use super::error::BuildError;
+use crate::blob::BlobStore;
+use crate::image::Layer;
+use crate::registry::{RegistryClient, Repository};
+use crate::snapshot::LayerCache;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A layer of a stage: its descriptor and where its bytes can be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// Digest, size, diff_id, media type.
+    pub layer: Layer,
+    /// The repository holding the blob when it is not in the local store (a base image's, or
+    /// the cache repository): pulled from there when needed, mounted from there when pushing.
+    pub source: Option<Repository>,
+}
+
+/// Turns layer descriptors into directories, counting what it had to download.
+pub struct Layers {
+    /// Extracted layers shared between builds.
+    pub cache: LayerCache,
+    /// Blobs.
+    pub store: BlobStore,
+    client: RegistryClient,
+    runtime: Arc<tokio::runtime::Runtime>,
+    downloaded: AtomicU64,
+}
+
+impl Layers {
+    /// Layers from `cache`, `store`, or through `client`.
+    pub fn new(
+        cache: LayerCache,
+        store: BlobStore,
+        client: RegistryClient,
+        runtime: Arc<tokio::runtime::Runtime>,
+    ) -> Self {
+        Layers {
+            cache,
+            store,
+            client,
+            runtime,
+            downloaded: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes of layer blobs downloaded so far.
+    pub fn downloaded(&self) -> u64 {
+        self.downloaded.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure the blob of `l` is in the local store (downloading it if needed).
+    pub fn fetch(&self, l: &LayerRef) -> Result<(), BuildError> {
+        if self.store.size(&l.layer.digest) == Some(l.layer.size) {
+            return Ok(());
+        }
+        let Some(repo) = &l.source else {
+            return Err(BuildError::Output {
+                what: format!("layer {}", l.layer.digest),
+                message: "is neither in the local store nor in a known repository".into(),
+            });
+        };
+        let n = self
+            .runtime
+            .block_on(
+                self.client
+                    .pull_blob(repo, &l.layer.digest, Some(l.layer.size), &self.store),
+            )
+            .map_err(|e| BuildError::Output {
+                what: format!("pulling layer {} from {repo}", l.layer.digest),
+                message: super::error::chain(&e),
+            })?;
+        self.downloaded.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The directory of `l` (an overlay lower), extracting it first if needed.
+    pub fn lower(&self, l: &LayerRef) -> Result<PathBuf, BuildError> {
+        if let Some(dir) = self.cache.get(&l.layer.diff_id) {
+            return Ok(dir);
+        }
+        self.fetch(l)?;
+        let path = self.store.path(&l.layer.digest);
+        let file = std::fs::File::open(&path).map_err(|source| BuildError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.cache
+            .extract(
+                &l.layer.diff_id,
+                &l.layer.media_type,
+                std::io::BufReader::new(file),
+            )
+            .map_err(|e| BuildError::Output {
+                what: format!("extracting layer {}", l.layer.digest),
+                message: super::error::chain(&e),
+            })
+    }
+
+    /// The lower directories of a stack of layers, top-most first (as overlay wants them).
+    pub fn lowers(&self, stack: &[LayerRef]) -> Result<Vec<PathBuf>, BuildError> {
+        let mut dirs = stack
+            .iter()
+            .map(|l| self.lower(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        dirs.reverse();
+        Ok(dirs)
+    }
+}

@@ -1,0 +1,217 @@
+//! Executing a build plan: each stage's steps in order (stages of one wave at the same time),
+//! metadata steps applied to the config, RUN in the sandbox over an overlay of the parent's
+//! layers, COPY/ADD into an empty upper directory, each upper directory written as a layer, the
+//! layer cache consulted before any step runs, and the image exported or pushed at the end.
+//!
+//! Nothing is downloaded before a step needs files: FROM reads the base's manifest and config
+//! only, and a push mounts or finds the base's layers in the registry.
+
+mod base;
+mod copy_step;
+pub mod error;
+mod layers;
+mod output;
+pub mod progress;
+mod run_step;
+mod stage;
+
+pub use base::{BaseResolver, ResolvedBase};
+pub use error::BuildError;
+pub use layers::LayerRef;
+pub use progress::Progress;
+
+use crate::blob::BlobStore;
+use crate::cache::{LocalCache, RepoCache};
+use crate::image::{BuiltImage, ImageFormat};
+use crate::layer::LayerOptions;
+use crate::plan::{self, Plan};
+use crate::registry::{PushReport, Reference, RegistryClient, RegistryConfig, Repository};
+use crate::sandbox::{Isolation, Network};
+use crate::snapshot::{self, LayerCache};
+use kiln_registry_auth::CredentialResolver;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a `RUN --mount=type=secret` gets its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file's content.
+    File(PathBuf),
+    /// An environment variable of kiln's process.
+    Env(String),
+}
+
+/// A `--secret id=...,src=...|env=...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// The id RUN mounts refer to.
+    pub id: String,
+    /// Its value's source.
+    pub source: SecretSource,
+}
+
+/// Everything a build needs besides the Dockerfile's steps.
+pub struct BuildOptions {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile's path (as shown in messages; also where `.dockerignore` is looked up).
+    pub dockerfile: PathBuf,
+    /// The Dockerfile's text.
+    pub dockerfile_text: String,
+    /// Build args, target, platforms.
+    pub plan: plan::Options,
+    /// Where to push (empty: no push).
+    pub destinations: Vec<Reference>,
+    /// `--label` pairs added to the final image.
+    pub labels: Vec<(String, String)>,
+    /// Whether to look steps up in the layer cache (`--cache`).
+    pub cache: bool,
+    /// `--cache-repo`.
+    pub cache_repo: Option<Repository>,
+    /// The shared cache directory (blobs, extracted layers, keys, RUN cache mounts).
+    pub cache_dir: PathBuf,
+    /// `--cache-ttl`.
+    pub cache_ttl: Duration,
+    /// `--tar-path`.
+    pub tar_path: Option<PathBuf>,
+    /// `--oci-layout-path`.
+    pub oci_layout_path: Option<PathBuf>,
+    /// `--digest-file`.
+    pub digest_file: Option<PathBuf>,
+    /// `--image-name-with-digest-file`.
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// `--reproducible`: the time every timestamp is set to.
+    pub reproducible: Option<i64>,
+    /// Registry client settings.
+    pub registry: RegistryConfig,
+    /// Registry credentials.
+    pub credentials: CredentialResolver,
+    /// Compression and the like for new layers.
+    pub layer: LayerOptions,
+    /// OCI (default) or Docker schema 2.
+    pub format: ImageFormat,
+    /// How RUN steps are isolated.
+    pub isolation: Isolation,
+    /// RUN's network unless a step asks otherwise.
+    pub network: Network,
+    /// `--secret`s.
+    pub secrets: Vec<Secret>,
+}
+
+/// What a build made.
+#[derive(Debug)]
+pub struct BuildOutcome {
+    /// The final image (config and manifest in the local blob store).
+    pub image: BuiltImage,
+    /// What the push did, when there was one.
+    pub push: Option<PushReport>,
+    /// Steps run.
+    pub steps_run: usize,
+    /// Steps found in the cache.
+    pub steps_cached: usize,
+    /// Bytes of layers downloaded.
+    pub downloaded: u64,
+}
+
+/// A build in progress: what every stage shares.
+pub(crate) struct Build<'a> {
+    pub opts: &'a BuildOptions,
+    pub file: String,
+    pub plan: Plan,
+    pub progress: Progress,
+    pub runtime: Arc<tokio::runtime::Runtime>,
+    pub client: RegistryClient,
+    pub bases: BaseResolver,
+    pub layers: layers::Layers,
+    pub local: Option<LocalCache>,
+    pub repo: Option<RepoCache>,
+    pub mode: snapshot::Mode,
+    pub context: crate::copy::ContextView,
+    pub counts: std::sync::Mutex<(usize, usize)>,
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn wrap(what: &str) -> impl FnOnce(&dyn std::error::Error) -> BuildError + '_ {
+    move |e| BuildError::Output {
+        what: what.to_string(),
+        message: error::chain(e),
+    }
+}
+
+/// Builds the image `opts` describe, printing progress to `progress`.
+pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
+    let file = opts.dockerfile.display().to_string();
+    let df = crate::dockerfile::parse(&opts.dockerfile_text, &opts.dockerfile)?;
+    std::fs::create_dir_all(&opts.cache_dir).map_err(io_err(&opts.cache_dir))?;
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(io_err(std::path::Path::new("tokio runtime")))?,
+    );
+    let client = RegistryClient::new(opts.registry.clone(), opts.credentials.clone())
+        .map_err(|e| wrap("registry client")(&e))?;
+    let store = BlobStore::open(opts.cache_dir.join("blobs"))?;
+    let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone());
+    let plan = plan::plan(&df, &opts.dockerfile, &opts.plan, &bases)?;
+    for w in &plan.warnings {
+        match w.line {
+            Some(l) => progress.line(&format!("warning: {file}:{l}: {}", w.message)),
+            None => progress.line(&format!("warning: {}", w.message)),
+        }
+    }
+    let cache = LayerCache::open(&opts.cache_dir).map_err(|e| wrap("layer cache")(&e))?;
+    let mode = snapshot::probe(&cache);
+    if let snapshot::Mode::TreeDiff { reason } = &mode {
+        progress.line(&format!(
+            "overlay cannot be mounted here ({reason}): RUN steps are snapshotted by comparing the \
+             whole tree, which is slower"
+        ));
+    }
+    let local = if opts.cache {
+        Some(LocalCache::open(&opts.cache_dir).map_err(|e| wrap("local cache")(&e))?)
+    } else {
+        None
+    };
+    let repo = match (&opts.cache_repo, opts.cache) {
+        (Some(r), true) => Some(RepoCache::new(
+            Arc::new(client.clone()),
+            r.clone(),
+            opts.cache_ttl,
+        )),
+        _ => None,
+    };
+    let context = crate::copy::ContextView::open(&opts.context, &opts.dockerfile)
+        .map_err(|e| wrap("build context")(&e))?;
+    let b = Build {
+        opts,
+        file,
+        plan,
+        progress,
+        layers: layers::Layers::new(cache, store, client.clone(), runtime.clone()),
+        runtime,
+        client,
+        bases,
+        local,
+        repo,
+        mode,
+        context,
+        counts: std::sync::Mutex::new((0, 0)),
+    };
+    let done = stage::run_all(&b)?;
+    let outcome = output::finish(&b, done)?;
+    Ok(outcome)
+}
+
+/// The cache directory to use when none is given: `$KILN_CACHE_DIR`, else the system's.
+pub fn default_cache_dir() -> PathBuf {
+    crate::cache::default_dir()
+}

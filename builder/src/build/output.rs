@@ -1,0 +1,125 @@
+//! The end of a build: the final image written, exported, pushed, and summarised.
+
+use super::error::BuildError;
+use super::stage::StageDone;
+use super::{wrap, Build, BuildOutcome};
+use crate::image::export::{digest_file, docker_tar, oci_layout};
+use crate::registry::{BlobToPush, ImageToPush};
+
+/// Writes the target image and sends it to every output asked for.
+pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcome, BuildError> {
+    let opts = b.opts;
+    for (k, v) in &opts.labels {
+        target
+            .builder
+            .config_mut()
+            .labels
+            .insert(k.clone(), v.clone());
+    }
+    target.builder.format(opts.format);
+    if let Some(t) = opts.reproducible {
+        target.builder.created(t);
+    }
+    let store = &b.layers.store;
+    let image = target
+        .builder
+        .write(store)
+        .map_err(|e| wrap("writing the image")(&e))?;
+    let names: Vec<String> = opts.destinations.iter().map(|d| d.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    if opts.oci_layout_path.is_some() || opts.tar_path.is_some() {
+        // Files leave the machine whole: every layer must be local, base layers included.
+        for l in &target.layers {
+            b.layers.fetch(l)?;
+        }
+    }
+    if let Some(dir) = &opts.oci_layout_path {
+        oci_layout::export_oci_layout(store, dir, &image, &names)
+            .map_err(|e| wrap(&format!("--oci-layout-path {}", dir.display()))(&e))?;
+        b.progress
+            .line(&format!("wrote OCI layout {}", dir.display()));
+    }
+    if let Some(path) = &opts.tar_path {
+        docker_tar::export_docker_tar(store, path, &image, &names)
+            .map_err(|e| wrap(&format!("--tar-path {}", path.display()))(&e))?;
+        b.progress.line(&format!("wrote {}", path.display()));
+    }
+    let push = if opts.destinations.is_empty() {
+        None
+    } else {
+        let mut layers = Vec::new();
+        for l in &target.layers {
+            let local = store.size(&l.layer.digest) == Some(l.layer.size);
+            let same_registry = l.source.as_ref().is_some_and(|s| {
+                opts.destinations
+                    .iter()
+                    .all(|d| d.repository.registry == s.registry)
+            });
+            // A blob only another registry has must pass through here.
+            if !local && !same_registry {
+                b.layers.fetch(l)?;
+            }
+            layers.push(BlobToPush {
+                digest: l.layer.digest.clone(),
+                size: l.layer.size,
+                mount_from: if local { None } else { l.source.clone() },
+            });
+        }
+        let to_push = ImageToPush {
+            layers,
+            config: BlobToPush {
+                digest: image.config.digest.clone(),
+                size: image.config.size,
+                mount_from: None,
+            },
+            manifest: image.manifest.clone(),
+            media_type: image.media_type.to_string(),
+        };
+        let report = b
+            .runtime
+            .block_on(b.client.push_image(&opts.destinations, &to_push, store))
+            .map_err(|e| wrap(&format!("pushing to {}", names.join(", ")))(&e))?;
+        for d in &opts.destinations {
+            b.progress.line(&format!("pushed {d}@{}", report.digest));
+        }
+        Some(report)
+    };
+    if let Some(path) = &opts.digest_file {
+        digest_file::write_digest_file(path, &image.digest)
+            .map_err(|e| wrap(&format!("--digest-file {}", path.display()))(&e))?;
+    }
+    if let Some(path) = &opts.image_name_with_digest_file {
+        digest_file::write_image_name_with_digest_file(path, &names, &image.digest)
+            .map_err(|e| wrap(&format!("--image-name-with-digest-file {}", path.display()))(&e))?;
+    }
+    let (run, cached) = *b.counts.lock().expect("counts");
+    let downloaded = b.layers.downloaded();
+    b.progress.line(&format!(
+        "built {} ({} layers; {run} steps run, {cached} cached; {} downloaded)",
+        image.digest,
+        image.layers.len(),
+        human(downloaded)
+    ));
+    Ok(BuildOutcome {
+        image,
+        push,
+        steps_run: run,
+        steps_cached: cached,
+        downloaded,
+    })
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

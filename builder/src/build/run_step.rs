@@ -1,0 +1,321 @@
+//! RUN: the command in the sandbox over the parent's layers; the overlay's upper directory (or,
+//! without overlay, the difference of the whole tree) becomes the step's layer.
+
+use super::error::{BuildError, RunFailure};
+use super::layers::LayerRef;
+use super::stage::{At, Done, NewLayer};
+use super::{Build, SecretSource};
+use crate::dockerfile::instructions::{Command, Mount, MountType, Network as StepNetwork, Run};
+use crate::executor::metadata::StageConfig;
+use crate::image::Layer;
+use crate::plan::Step;
+use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
+use crate::snapshot;
+use std::path::{Path, PathBuf};
+
+/// The environment a RUN step sees: build args in scope and proxies, then the image's ENV (ENV
+/// wins over an ARG of the same name, as in Docker).
+pub(crate) fn environment(b: &Build<'_>, step: &Step, cfg: &StageConfig) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(n, _)| n == k) {
+        Some(slot) => slot.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    for (k, v) in b.plan.proxies.iter().chain(&step.args) {
+        set(k, v);
+    }
+    for kv in &cfg.config.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v);
+    }
+    env
+}
+
+/// The argv of a RUN: exec form as is; shell form through SHELL; a heredoc alone is the script
+/// (run by its `#!` line when it has one), heredocs after a command are fed to the shell with it.
+fn argv(c: &Command, cfg: &StageConfig) -> (Vec<String>, Option<String>) {
+    if c.heredocs.is_empty() || !c.shell_form {
+        return (cfg.argv(c), None);
+    }
+    let line = c.args.join(" ");
+    let only = c.heredocs.len() == 1 && line.trim().starts_with("<<") && {
+        let word = line.trim().trim_start_matches("<<").trim_start_matches('-');
+        word.trim_matches(|ch| ch == '"' || ch == '\'') == c.heredocs[0].name
+    };
+    if only {
+        let body = &c.heredocs[0].content;
+        if body.starts_with("#!") {
+            return (vec![SCRIPT_PATH.to_string()], Some(body.clone()));
+        }
+        let mut v = cfg.shell();
+        v.push(body.clone());
+        return (v, None);
+    }
+    let mut script = line;
+    script.push('\n');
+    for h in &c.heredocs {
+        script.push_str(&h.content);
+        script.push_str(&h.name);
+        script.push('\n');
+    }
+    let mut v = cfg.shell();
+    v.push(script);
+    (v, None)
+}
+
+/// Where a `#!` heredoc script is mounted for its run.
+const SCRIPT_PATH: &str = "/dev/.kiln-heredoc";
+
+/// Runs a RUN step and writes its layer.
+pub(crate) fn run(
+    at: &At<'_>,
+    r: &Run,
+    cfg: &StageConfig,
+    parent: &[LayerRef],
+    env: &[(String, String)],
+    done: &Done,
+) -> Result<NewLayer, BuildError> {
+    let b = at.b;
+    if r.insecure {
+        return Err(at.err("RUN --security=insecure is not allowed: kiln runs steps unprivileged"));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(b.layers.cache.tmp_dir())
+        .map_err(super::io_err(b.layers.cache.tmp_dir()))?;
+    let mut env = env.to_vec();
+    let (argv, script) = argv(&r.command, cfg);
+    let mut mounts = Vec::new();
+    if let Some(body) = script {
+        let path = scratch.path().join("heredoc");
+        write_file(&path, body.as_bytes(), 0o755)?;
+        mounts.push(BindMount {
+            source: path,
+            target: SCRIPT_PATH.to_string(),
+            readonly: true,
+        });
+    }
+    for (i, m) in r.mounts.iter().enumerate() {
+        if let Some(bm) = mount(at, m, scratch.path(), i, &mut env, done)? {
+            mounts.push(bm);
+        }
+    }
+    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
+    let overlay = matches!(b.mode, snapshot::Mode::Overlay);
+    let (rootfs, before) = if overlay {
+        let lower = b.layers.lowers(parent)?;
+        (
+            RootFs::Overlay {
+                lower,
+                upper: dirs.upper.clone(),
+                work: dirs.work.clone(),
+            },
+            None,
+        )
+    } else {
+        let root = scratch.path().join("rootfs");
+        let view = snapshot::OverlayView::new(b.layers.lowers(parent)?);
+        snapshot::materialise(&view, &root).map_err(|e| at.err(super::error::chain(&e)))?;
+        let before = snapshot::record(&root).map_err(|e| at.err(super::error::chain(&e)))?;
+        (RootFs::Dir(root.clone()), Some((root, before)))
+    };
+    let spec = RunSpec {
+        rootfs,
+        argv,
+        env,
+        workdir: if cfg.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            cfg.config.working_dir.clone()
+        },
+        user: cfg.config.user.clone(),
+        network: match r.network {
+            StepNetwork::None => Network::None,
+            StepNetwork::Host => Network::Host,
+            StepNetwork::Default => b.opts.network.clone(),
+        },
+        hostname: "kiln".to_string(),
+        mounts,
+        isolation: b.opts.isolation.clone(),
+    };
+    let mut out = b.progress.command_output(format!("{} | ", at.label));
+    let outcome = sandbox::run(&spec, &mut out).map_err(|e| at.err(super::error::chain(&e)))?;
+    let tail = out.finish();
+    let status = match outcome.exit {
+        ExitKind::Code(0) => None,
+        ExitKind::Code(c) => Some(format!("exited with code {c}")),
+        ExitKind::Signal(s) => Some(format!("was killed by signal {s}")),
+    };
+    if let Some(status) = status {
+        return Err(BuildError::RunFailed(Box::new(RunFailure {
+            file: b.file.clone(),
+            line: at.step.start_line,
+            step: at.label.clone(),
+            command: at.step.instruction.to_string(),
+            status,
+            tail,
+        })));
+    }
+    if let Some((root, before)) = &before {
+        snapshot::diff(before, root, &dirs.upper).map_err(|e| at.err(super::error::chain(&e)))?;
+    }
+    commit(at, &dirs.upper, overlay)
+}
+
+/// Writes an upper directory as the step's layer; an overlay upper is kept as the layer's
+/// extracted form so later steps need not unpack it.
+pub(crate) fn commit(at: &At<'_>, upper: &Path, overlay: bool) -> Result<NewLayer, BuildError> {
+    let b = at.b;
+    let mut opts = b.opts.layer.clone();
+    opts.overlay_whiteouts = overlay;
+    if let Some(t) = b.opts.reproducible {
+        opts.reproducible_epoch = Some(t);
+    }
+    let info = crate::layer::write_layer(&b.layers.store, upper, &opts)
+        .map_err(|e| at.err(super::error::chain(&e)))?;
+    if overlay {
+        // Another build may have adopted the same diff_id first: either copy serves.
+        let _ = b.layers.cache.adopt(&info.diff_id, upper);
+    }
+    Ok(NewLayer {
+        layer: LayerRef {
+            layer: Layer {
+                digest: info.digest,
+                size: info.size,
+                diff_id: info.diff_id,
+                media_type: info.media_type.to_string(),
+            },
+            source: None,
+        },
+        created_by: at.step.instruction.to_string(),
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).map_err(super::io_err(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(super::io_err(path))
+}
+
+/// A `RUN --mount` as a bind mount of the sandbox; `None` when an optional secret is absent.
+fn mount(
+    at: &At<'_>,
+    m: &Mount,
+    scratch: &Path,
+    n: usize,
+    env: &mut Vec<(String, String)>,
+    done: &Done,
+) -> Result<Option<BindMount>, BuildError> {
+    let b = at.b;
+    Ok(Some(match m.kind {
+        MountType::Cache => {
+            let id = m.id.clone().unwrap_or_else(|| m.target.clone());
+            let dir = b
+                .opts
+                .cache_dir
+                .join("mounts")
+                .join(crate::blob::Digest::of(id.as_bytes()).hex());
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir).map_err(super::io_err(&dir))?;
+                use std::os::unix::fs::PermissionsExt;
+                let mode = m.mode.unwrap_or(0o755);
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                    .map_err(super::io_err(&dir))?;
+                std::os::unix::fs::chown(&dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+                    .map_err(super::io_err(&dir))?;
+            }
+            BindMount {
+                source: dir,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            }
+        }
+        MountType::Tmpfs => {
+            let dir = scratch.join(format!("tmpfs-{n}"));
+            std::fs::create_dir(&dir).map_err(super::io_err(&dir))?;
+            BindMount {
+                source: dir,
+                target: m.target.clone(),
+                readonly: false,
+            }
+        }
+        MountType::Secret => {
+            let id = m.id.clone().unwrap_or_else(|| {
+                Path::new(&m.target)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let Some(secret) = b.opts.secrets.iter().find(|s| s.id == id) else {
+                if m.required {
+                    return Err(at.err(format!(
+                        "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+                    )));
+                }
+                return Ok(None);
+            };
+            let value = match &secret.source {
+                SecretSource::File(p) => std::fs::read(p).map_err(super::io_err(p))?,
+                SecretSource::Env(v) => std::env::var(v)
+                    .map_err(|_| at.err(format!("secret {id:?}: variable {v} is not set")))?
+                    .into_bytes(),
+            };
+            if let Some(var) = &m.env {
+                env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+                if m.target.is_empty() {
+                    return Ok(None);
+                }
+            }
+            let path = scratch.join(format!("secret-{n}"));
+            write_file(&path, &value, m.mode.unwrap_or(0o400))?;
+            std::os::unix::fs::chown(&path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+                .map_err(super::io_err(&path))?;
+            let target = if m.target.is_empty() {
+                format!("/run/secrets/{id}")
+            } else {
+                m.target.clone()
+            };
+            BindMount {
+                source: path,
+                target,
+                readonly: true,
+            }
+        }
+        MountType::Bind => {
+            let source = m.source.clone().unwrap_or_else(|| "/".to_string());
+            let host = match &m.from {
+                None if m.readonly => context_path(at, &source)?,
+                from => {
+                    // A writable bind (or one from a stage) gets its own copy: the step may
+                    // change it, and nothing it changes may reach the context or the stage.
+                    let view = super::copy_step::source_view(at, from.as_deref(), done)?;
+                    let dest = scratch.join(format!("bind-{n}"));
+                    let inner = crate::fsview::resolve(view.view(), Path::new(&source), true)
+                        .map_err(|e| at.err(format!("--mount source {source:?}: {e}")))?;
+                    snapshot::materialise_path(view.view(), &inner, &dest)
+                        .map_err(|e| at.err(super::error::chain(&e)))?;
+                    dest
+                }
+            };
+            BindMount {
+                source: host,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            }
+        }
+        MountType::Ssh => {
+            return Err(
+                at.err("RUN --mount=type=ssh is not supported by kiln yet: use a secret mount")
+            )
+        }
+    }))
+}
+
+/// The host path of `source` in the build context, refusing one that leaves it.
+fn context_path(at: &At<'_>, source: &str) -> Result<PathBuf, BuildError> {
+    let view = &at.b.context;
+    let inner = crate::fsview::resolve(view, Path::new(source), true)
+        .map_err(|e| at.err(format!("--mount source {source:?}: {e}")))?;
+    Ok(view.host_path(&inner))
+}

@@ -1,0 +1,284 @@
+//! One stage's steps, in order; the stages of a wave at the same time.
+
+use super::error::BuildError;
+use super::layers::LayerRef;
+use super::{copy_step, run_step, Build};
+use crate::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep};
+use crate::dockerfile::instructions::Instruction;
+use crate::executor::metadata::StageConfig;
+use crate::image::{History, ImageBuilder, Layer};
+use crate::plan::{Base, Platform, Stage, Step};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// A finished stage: what later stages build on or copy from.
+#[derive(Clone)]
+pub(crate) struct StageDone {
+    /// Config and layers so far (config already holds the stage's metadata).
+    pub builder: ImageBuilder,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// The cache key of its last step.
+    pub key: CacheKey,
+}
+
+/// Finished stages by index.
+pub(crate) type Done = Mutex<BTreeMap<usize, StageDone>>;
+
+/// Runs the stages the target needs, wave by wave; returns the finished target.
+pub(crate) fn run_all(b: &Build<'_>) -> Result<StageDone, BuildError> {
+    let done: Done = Mutex::new(BTreeMap::new());
+    let last_wave = b.plan.waves.values().copied().max().unwrap_or(0);
+    for wave in 0..=last_wave {
+        let stages: Vec<usize> = b
+            .plan
+            .order
+            .iter()
+            .copied()
+            .filter(|i| b.plan.waves.get(i) == Some(&wave))
+            .collect();
+        let results: Vec<Result<(usize, StageDone), BuildError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = stages
+                .iter()
+                .map(|&i| {
+                    let done = &done;
+                    s.spawn(move || run_stage(b, &b.plan.stages[i], done).map(|d| (i, d)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a stage thread panicked"))
+                .collect()
+        });
+        for r in results {
+            let (i, d) = r?;
+            done.lock().expect("stages").insert(i, d);
+        }
+    }
+    let target = done
+        .lock()
+        .expect("stages")
+        .remove(&b.plan.target)
+        .expect("the target stage was built");
+    Ok(target)
+}
+
+/// The platform a stage builds for.
+pub(crate) fn platform_of(b: &Build<'_>, stage: &Stage) -> Platform {
+    stage
+        .platform
+        .clone()
+        .unwrap_or_else(|| b.opts.plan.target_platform.clone())
+}
+
+fn start(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, BuildError> {
+    let platform = platform_of(b, stage);
+    Ok(match &stage.base {
+        Base::Scratch => StageDone {
+            builder: ImageBuilder::scratch(&platform),
+            layers: Vec::new(),
+            key: base_key(None, &platform),
+        },
+        Base::Image(name) => {
+            let r = b.bases.resolve(name, &platform)?;
+            let descs = r.layers.iter().map(|l| descriptor(&l.layer)).collect();
+            let builder =
+                ImageBuilder::from_base(r.config.clone(), descs).map_err(|e| BuildError::Base {
+                    reference: name.clone(),
+                    message: super::error::chain(&e),
+                })?;
+            StageDone {
+                builder,
+                layers: r.layers.clone(),
+                key: base_key(Some(&r.manifest_digest), &platform),
+            }
+        }
+        Base::Stage(i) => done
+            .lock()
+            .expect("stages")
+            .get(i)
+            .cloned()
+            .expect("a stage's base stage was built in an earlier wave"),
+    })
+}
+
+fn descriptor(l: &Layer) -> crate::image::Descriptor {
+    crate::image::Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size)
+}
+
+/// What a step that makes a layer produced.
+pub(crate) struct NewLayer {
+    pub layer: LayerRef,
+    pub created_by: String,
+}
+
+/// Where a step is, for messages.
+pub(crate) struct At<'a> {
+    pub b: &'a Build<'a>,
+    pub stage: &'a Stage,
+    pub step: &'a Step,
+    pub label: String,
+}
+
+impl At<'_> {
+    /// A step error at this step's line.
+    pub fn err(&self, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.b.file.clone(),
+            line: self.step.start_line,
+            step: self.label.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, BuildError> {
+    let mut st = start(b, stage, done)?;
+    let platform = platform_of(b, stage);
+    let mut cfg = StageConfig::from_base(st.builder.config_mut().clone());
+    cfg.author = st.builder.image_config_mut().author.clone();
+    let total = stage.steps.len();
+    for (n, step) in stage.steps.iter().enumerate() {
+        let label = format!("[{} {}/{}]", stage.label(), n + 1, total);
+        let at = At {
+            b,
+            stage,
+            step,
+            label: label.clone(),
+        };
+        let ins = &step.instruction;
+        match ins {
+            Instruction::Run(_) | Instruction::Copy(_) | Instruction::Workdir(_) => {
+                // WORKDIR changes the config first; its directory is made below if missing.
+                let workdir_history = match ins {
+                    Instruction::Workdir(_) => cfg.apply(ins),
+                    _ => None,
+                };
+                let env = run_step::environment(b, step, &cfg);
+                let inputs = match ins {
+                    Instruction::Copy(c) => Some(copy_step::inputs(&at, c, &cfg, done)?),
+                    _ => None,
+                };
+                st.key = step_key(&st.key, step, &env, inputs.as_ref(), &platform);
+                b.progress.line(&format!("{label} {ins}"));
+                if let Some(hit) = lookup(b, &st.key) {
+                    b.progress.line(&format!("{label} cached"));
+                    b.counts.lock().expect("counts").1 += 1;
+                    apply_layer(&mut st, hit);
+                    continue;
+                }
+                let made = match ins {
+                    Instruction::Run(r) => {
+                        Some(run_step::run(&at, r, &cfg, &st.layers, &env, done)?)
+                    }
+                    Instruction::Copy(c) => Some(copy_step::copy(&at, c, &cfg, &st.layers, done)?),
+                    Instruction::Workdir(_) => copy_step::workdir(&at, &cfg, &st.layers)?,
+                    _ => unreachable!(),
+                };
+                b.counts.lock().expect("counts").0 += 1;
+                let made = match made {
+                    Some(m) => m,
+                    None => {
+                        // WORKDIR of a directory that exists: no layer, as BuildKit.
+                        let h =
+                            workdir_history.unwrap_or_else(|| History::created_by(ins.to_string()));
+                        st.builder.add_history(h);
+                        continue;
+                    }
+                };
+                store(b, &st.key, &made)?;
+                apply_layer(&mut st, made);
+            }
+            Instruction::From(_) | Instruction::Arg(_) => {}
+            _ => {
+                if let Some(h) = cfg.apply(ins) {
+                    b.progress.line(&format!("{label} {ins}"));
+                    st.builder.add_history(h);
+                }
+                let env = run_step::environment(b, step, &cfg);
+                st.key = step_key(&st.key, step, &env, None, &platform);
+            }
+        }
+    }
+    *st.builder.config_mut() = cfg.config.clone();
+    if cfg.author.is_some() {
+        st.builder.image_config_mut().author = cfg.author.clone();
+    }
+    Ok(st)
+}
+
+fn apply_layer(st: &mut StageDone, made: NewLayer) {
+    st.builder.add_layer(
+        made.layer.layer.clone(),
+        History::created_by(made.created_by),
+    );
+    st.layers.push(made.layer);
+}
+
+/// A step's result from the local cache (blob in the store) or the cache repository.
+fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<NewLayer> {
+    let from = |c: CachedStep, source| {
+        c.layer.map(|l| NewLayer {
+            layer: LayerRef {
+                layer: Layer {
+                    digest: l.digest,
+                    size: l.size,
+                    diff_id: l.diff_id,
+                    media_type: l.media_type,
+                },
+                source,
+            },
+            created_by: c.created_by,
+        })
+    };
+    if let Some(local) = &b.local {
+        if let Some(c) = local.get(key) {
+            let present = c
+                .layer
+                .as_ref()
+                .is_some_and(|l| b.layers.store.size(&l.digest) == Some(l.size));
+            if present {
+                return from(c, None);
+            }
+        }
+    }
+    let repo = b.repo.as_ref()?;
+    match b.runtime.block_on(repo.get(key)) {
+        Ok(Some(c)) => from(c, b.opts.cache_repo.clone()),
+        Ok(None) => None,
+        Err(e) => {
+            b.progress.line(&format!(
+                "warning: cache repository lookup failed, building the step: {}",
+                super::error::chain(&e)
+            ));
+            None
+        }
+    }
+}
+
+/// Records a step's layer in the local cache and the cache repository.
+fn store(b: &Build<'_>, key: &CacheKey, made: &NewLayer) -> Result<(), BuildError> {
+    let l = &made.layer.layer;
+    let cached = CachedStep {
+        layer: Some(CachedLayer {
+            digest: l.digest.clone(),
+            size: l.size,
+            diff_id: l.diff_id.clone(),
+            media_type: l.media_type.clone(),
+        }),
+        created_by: made.created_by.clone(),
+    };
+    if let Some(local) = &b.local {
+        local.put(key, &cached);
+    }
+    if let Some(repo) = &b.repo {
+        // A cache that cannot be written slows the next build down; it does not fail this one.
+        if let Err(e) = b.runtime.block_on(repo.put(key, &cached, &b.layers.store)) {
+            b.progress.line(&format!(
+                "warning: could not write to the cache repository: {}",
+                super::error::chain(&e)
+            ));
+        }
+    }
+    Ok(())
+}

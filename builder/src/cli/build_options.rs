@@ -1,0 +1,227 @@
+//! `kiln build` flags → the library's build options.
+
+use super::build::{build_args, BuildArgs, Source};
+use super::Usage;
+use kiln::build::{BuildOptions, Secret, SecretSource};
+use kiln::dockerfile::instructions::duration::parse_duration;
+use kiln::image::ImageFormat;
+use kiln::layer::{Compression, LayerOptions};
+use kiln::plan::{self, Base, Platform};
+use kiln::registry::{CredentialResolver, Environment, Reference, RegistryConfig, Repository};
+use kiln::sandbox::{Isolation, Network};
+use std::time::Duration;
+
+/// kaniko's default `--cache-ttl`: two weeks.
+const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+fn usage(msg: String) -> anyhow::Error {
+    Usage(msg).into()
+}
+
+fn on(flag: Option<bool>) -> bool {
+    flag.unwrap_or(false)
+}
+
+/// Builds the options for `args`, the Dockerfile `source` and its `plan` (which names the base
+/// images whose registries `--insecure-pull` lets through).
+pub fn options(
+    args: &BuildArgs,
+    source: Source,
+    plan: &plan::Plan,
+) -> anyhow::Result<BuildOptions> {
+    let destinations = args
+        .destination
+        .iter()
+        .map(|d| Reference::parse(d).map_err(|e| usage(format!("--destination: {e}"))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let no_push = on(args.no_push);
+    if destinations.is_empty() && !no_push {
+        return Err(usage(
+            "no --destination given: name where to push, or pass --no-push".into(),
+        ));
+    }
+    let destinations = if no_push { Vec::new() } else { destinations };
+    let cache_repo = args
+        .cache_repo
+        .as_deref()
+        .map(|r| Repository::parse(r).map_err(|e| usage(format!("--cache-repo: {e}"))))
+        .transpose()?;
+    let mut registry = RegistryConfig {
+        insecure_registries: args.insecure_registry.clone(),
+        registry_mirrors: args.registry_mirror.clone(),
+        ..RegistryConfig::default()
+    };
+    if let Some(n) = args.push_retry {
+        registry.retries = n;
+    }
+    if on(args.skip_tls_verify) {
+        return Err(usage(
+            "--skip-tls-verify is not supported: give the registry's CA with --registry-certificate \
+             or use --insecure-registry for plain HTTP"
+                .into(),
+        ));
+    }
+    if on(args.insecure) {
+        // kaniko's --insecure is about pushing: destinations and the cache repository.
+        let hosts = destinations
+            .iter()
+            .map(|d| d.repository.registry.clone())
+            .chain(cache_repo.iter().map(|r| r.registry.clone()));
+        registry.insecure_registries.extend(hosts);
+    }
+    if on(args.insecure_pull) {
+        for s in &plan.stages {
+            let images = s.images.iter().chain(match &s.base {
+                Base::Image(i) => Some(i),
+                _ => None,
+            });
+            for i in images {
+                if let Ok(r) = Reference::parse(i) {
+                    registry.insecure_registries.push(r.repository.registry);
+                }
+            }
+        }
+    }
+    let mut plan_opts = plan::Options {
+        build_args: build_args(&args.build_arg)?,
+        target: args.target.clone(),
+        ..plan::Options::default()
+    };
+    if let Some(p) = &args.custom_platform {
+        plan_opts.target_platform =
+            Platform::parse(p).map_err(|e| usage(format!("--custom-platform: {e}")))?;
+    }
+    let labels = args
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(usage(format!("--label {l:?}: expected KEY=value"))),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cache_ttl = match &args.cache_ttl {
+        Some(t) => parse_duration(t).map_err(|e| usage(format!("--cache-ttl: {e}")))?,
+        None => DEFAULT_CACHE_TTL,
+    };
+    let reproducible = if on(args.reproducible) {
+        Some(source_date_epoch()?.unwrap_or(0))
+    } else {
+        None
+    };
+    let compression = match args.compression.as_deref() {
+        None | Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => return Err(usage(format!("--compression {other:?}: gzip or zstd"))),
+    };
+    let layer = LayerOptions {
+        compression,
+        clamp_epoch: source_date_epoch()?,
+        exclude: args
+            .ignore_path
+            .iter()
+            .map(|p| p.strip_prefix("/").unwrap_or(p).to_path_buf())
+            .collect(),
+        ..LayerOptions::default()
+    };
+    if on(args.single_snapshot) {
+        eprintln!("kiln: note: --single-snapshot is ignored: kiln writes one layer per step");
+    }
+    let isolation = match args.isolation.as_str() {
+        "auto" => Isolation::Auto,
+        "rootless" => Isolation::Rootless,
+        "chroot" => Isolation::Chroot,
+        "none" => Isolation::Unconfined,
+        other => {
+            return Err(usage(format!(
+                "--isolation {other:?}: auto, rootless, chroot or none"
+            )))
+        }
+    };
+    let network = match args.network.as_str() {
+        "host" | "default" => Network::Host,
+        "none" => Network::None,
+        other => return Err(usage(format!("--network {other:?}: host or none"))),
+    };
+    let format = match args.format.as_str() {
+        "oci" => ImageFormat::Oci,
+        "docker" => ImageFormat::Docker,
+        other => return Err(usage(format!("--format {other:?}: oci or docker"))),
+    };
+    let secrets = args
+        .secret
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(BuildOptions {
+        context: args.context.clone(),
+        dockerfile: source.name,
+        dockerfile_text: source.text,
+        plan: plan_opts,
+        destinations,
+        labels,
+        cache: on(args.cache) || cache_repo.is_some() && args.cache != Some(false),
+        cache_repo,
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(kiln::cache::default_dir),
+        cache_ttl,
+        tar_path: args.tar_path.clone(),
+        oci_layout_path: args.oci_layout_path.clone(),
+        digest_file: args.digest_file.clone(),
+        image_name_with_digest_file: args.image_name_with_digest_file.clone(),
+        reproducible,
+        registry,
+        credentials: CredentialResolver::new(Environment::from_process()),
+        layer,
+        format,
+        isolation,
+        network,
+        secrets,
+    })
+}
+
+/// `SOURCE_DATE_EPOCH`, when set.
+fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse().map(Some).map_err(|_| {
+            usage(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+            ))
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// `id=NAME,src=FILE` / `id=NAME,env=VAR` (`source=` and `type=file|env` also accepted, as
+/// BuildKit does); a bare `id=NAME` reads the variable `NAME`.
+fn parse_secret(s: &str) -> anyhow::Result<Secret> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(v.to_string()),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => {
+                return Err(usage(format!(
+                    "--secret {s:?}: expected id=NAME,src=FILE or id=NAME,env=VAR"
+                )))
+            }
+        }
+    }
+    let id = id.ok_or_else(|| usage(format!("--secret {s:?}: id= is missing")))?;
+    let source = match (src, env) {
+        (Some(f), None) => SecretSource::File(f.into()),
+        (None, Some(v)) => SecretSource::Env(v),
+        (None, None) => SecretSource::Env(id.clone()),
+        (Some(_), Some(_)) => {
+            return Err(usage(format!(
+                "--secret {s:?}: give src= or env=, not both"
+            )))
+        }
+    };
+    Ok(Secret { id, source })
+}
