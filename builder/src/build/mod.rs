@@ -61,8 +61,10 @@ pub struct BuildOptions {
     pub dockerfile_text: String,
     /// Build args, target, platforms.
     pub plan: plan::Options,
-    /// Where to push (empty: no push).
+    /// The image's names: where it is pushed, and its tags in a tarball or OCI layout.
     pub destinations: Vec<Reference>,
+    /// Whether to push to the destinations (`--no-push` clears it).
+    pub push: bool,
     /// `--label` pairs added to the final image.
     pub labels: Vec<(String, String)>,
     /// Whether to look steps up in the layer cache (`--cache`).

@@ -44,7 +44,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             .map_err(|e| wrap(&format!("--tar-path {}", path.display()))(&e))?;
         b.progress.line(&format!("wrote {}", path.display()));
     }
-    let push = if opts.destinations.is_empty() {
+    let push = if !opts.push || opts.destinations.is_empty() {
         None
     } else {
         let mut layers = Vec::new();

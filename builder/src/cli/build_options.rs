@@ -40,7 +40,6 @@ pub fn options(
             "no --destination given: name where to push, or pass --no-push".into(),
         ));
     }
-    let destinations = if no_push { Vec::new() } else { destinations };
     let cache_repo = args
         .cache_repo
         .as_deref()
@@ -158,6 +157,7 @@ pub fn options(
         dockerfile_text: source.text,
         plan: plan_opts,
         destinations,
+        push: !no_push,
         labels,
         cache: on(args.cache) || cache_repo.is_some() && args.cache != Some(false),
         cache_repo,
