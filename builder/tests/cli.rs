@@ -171,7 +171,10 @@ fn demo_plans_the_embedded_build() {
     let ctx = ctx.join("context");
     assert!(ctx.join("Dockerfile").is_file() && ctx.join("greet.sh").is_file());
     assert!(out.contains("not needed for the target: \"test\""), "{out}");
-    assert!(out.contains("stage \"base\" (#0, line 5) from scratch"), "{out}");
+    assert!(
+        out.contains("stage \"base\" (#0, line 5) from scratch"),
+        "{out}"
+    );
     assert!(out.contains("from stage \"base\""), "{out}");
     assert!(out.contains("RUN <<EOF"), "{out}");
     assert!(
