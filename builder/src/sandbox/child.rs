@@ -243,7 +243,10 @@ fn mount_overlay(
         }
         // A layer must be a plain diff: no renamed-directory redirects, no metadata-only
         // copies, no inode index.
-        rustix::mount::fsconfig_set_string(&fs, c"redirect_dir", c"off")?;
+        // (userxattr already implies redirect_dir=nofollow and refuses any other value.)
+        if !userxattr {
+            rustix::mount::fsconfig_set_string(&fs, c"redirect_dir", c"off")?;
+        }
         rustix::mount::fsconfig_set_string(&fs, c"metacopy", c"off")?;
         rustix::mount::fsconfig_set_string(&fs, c"index", c"off")?;
         rustix::mount::fsconfig_create(&fs)?;

@@ -152,7 +152,9 @@ pub(crate) const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 
 
 /// The steps for `s`, in order.
 pub(crate) fn build(s: &Setup) -> Vec<Step> {
-    let mut steps = Vec::new();
+    // Opened before the root changes: the new root may have no /dev (unconfined in a bare
+    // directory).
+    let mut steps = vec![Step::StdinNull];
     if s.mode != Mode::Unconfined {
         let root = match &s.root {
             Root::Overlay {
@@ -269,12 +271,17 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
     if s.mode != Mode::Unconfined {
         steps.push(Step::DropCaps);
     }
+    // As Docker does, the primary group is also in the group list (`id` shows it).
+    let groups = s.groups.as_ref().map(|extra| {
+        let mut all = vec![s.gid];
+        all.extend(extra.iter().filter(|g| **g != s.gid));
+        all
+    });
     steps.push(Step::SetIds {
         uid: s.uid,
         gid: s.gid,
-        groups: s.groups.clone(),
+        groups,
     });
-    steps.push(Step::StdinNull);
     steps.push(Step::Chdir {
         path: c(&s.workdir),
     });
@@ -405,6 +412,11 @@ mod tests {
         assert!(pivot < pos(&steps, "create directory /app"));
         assert!(pos(&steps, "drop capabilities") < pos(&steps, "switch to user 1000:1000"));
         assert!(pos(&steps, "switch to user") < pos(&steps, "enter working directory /app"));
+        assert!(steps.contains(&Step::SetIds {
+            uid: 1000,
+            gid: 1000,
+            groups: Some(vec![1000, 2000])
+        }));
         assert_eq!(
             steps.last().unwrap(),
             &Step::Exec {
@@ -420,8 +432,9 @@ mod tests {
         let mut s = setup(Mode::Rootless);
         s.new_netns = false;
         let steps = build(&s);
+        assert!(steps.contains(&Step::MakeRootPrivate));
         assert!(matches!(
-            &steps[1],
+            &steps[2],
             Step::MountOverlay {
                 userxattr: true,
                 ..
@@ -453,9 +466,9 @@ mod tests {
         assert_eq!(
             got,
             [
+                "open /dev/null",
                 "create directory /app",
                 "switch to user 1000:1000",
-                "open /dev/null",
                 "enter working directory /app",
                 "execute /bin/sh"
             ]
