@@ -41,6 +41,9 @@ pub enum Error {
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// Running a step's process failed.
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

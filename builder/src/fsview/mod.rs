@@ -9,6 +9,7 @@
 
 mod dir;
 
+pub(crate) use dir::entry as dir_entry;
 pub use dir::{host_xattrs, DirView};
 
 use std::ffi::OsString;

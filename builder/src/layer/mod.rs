@@ -11,7 +11,7 @@ mod extract;
 mod safe_fs;
 mod tar_write;
 mod walk;
-mod whiteout;
+pub(crate) mod whiteout;
 mod write;
 
 pub use compress::{

@@ -1,0 +1,386 @@
+//! The parent's work before the process starts: read the root (users, the program, mount
+//! points) without mounting it, make the mount points that are missing where they never reach
+//! the step's layer, and turn a [`RunSpec`] into a plan [`Setup`].
+
+use super::plan::{Bind, Mode, Root, Setup};
+use super::userns::IdMap;
+use super::view::OverlayView;
+use super::{users, Network, RootFs, RunSpec, SandboxError};
+use crate::fsview::{read_small, resolve, DirView, FsView, Kind};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// PATH for a process whose environment has none (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A run's setup and what must be undone after it.
+pub(crate) struct Prepared {
+    pub setup: Setup,
+    /// Temporary directories (mount point of the root, missing mount points, hostname file).
+    pub _temps: Vec<tempfile::TempDir>,
+    /// Mount points created in a `RootFs::Dir` tree, in creation order, to remove afterwards.
+    pub created: Vec<PathBuf>,
+    /// Modification times of directories whose entries we added, to restore.
+    pub times: Vec<(PathBuf, i64, i64)>,
+    /// How ids map into the user namespace (rootless).
+    pub idmap: Option<IdMap>,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> SandboxError {
+    SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn text(view: &dyn FsView, path: &str) -> Result<Option<String>, SandboxError> {
+    Ok(read_small(view, Path::new(path))
+        .map_err(|e| io_err(Path::new(path), e))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// `path` made absolute against `base` and normalised (no `.` or `..`).
+fn absolute(base: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", base.trim_end_matches('/'), path)
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in joined.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Finds the program as `execvp` would inside the root: a name with `/` is taken as it is
+/// (relative to the workdir), a bare name is looked up in PATH.
+pub(crate) fn find_program(
+    view: &dyn FsView,
+    name: &str,
+    path_var: &str,
+    workdir: &str,
+) -> Result<String, SandboxError> {
+    let runnable = |p: &str| -> bool {
+        match resolve(view, Path::new(p), true).and_then(|r| view.lstat(&r)) {
+            Ok(Some(e)) => e.kind == Kind::File && e.mode & 0o111 != 0,
+            _ => false,
+        }
+    };
+    if name.contains('/') {
+        let p = absolute(workdir, name);
+        return if runnable(&p) {
+            Ok(p)
+        } else {
+            Err(SandboxError::ProgramNotFound {
+                program: name.to_string(),
+                searched: p,
+            })
+        };
+    }
+    for dir in path_var.split(':') {
+        let p = absolute(
+            workdir,
+            &format!("{}/{name}", if dir.is_empty() { "." } else { dir }),
+        );
+        if runnable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(SandboxError::ProgramNotFound {
+        program: name.to_string(),
+        searched: format!("$PATH={path_var}"),
+    })
+}
+
+/// Creates `inner` (resolved, absolute) under `base` with parents, copying each existing
+/// parent's metadata from the view, so that in the merged root nothing looks changed.
+fn scaffold(
+    view: &dyn FsView,
+    base: &Path,
+    inner: &str,
+    dir: bool,
+    root: bool,
+    created: &mut Vec<PathBuf>,
+    times: &mut Vec<(PathBuf, i64, i64)>,
+) -> Result<(), SandboxError> {
+    let parts: Vec<&str> = inner.split('/').filter(|p| !p.is_empty()).collect();
+    let mut rel = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let parent_host = base.join(rel.trim_start_matches('/'));
+        rel.push('/');
+        rel.push_str(part);
+        let host = base.join(rel.trim_start_matches('/'));
+        let last = i + 1 == parts.len();
+        let existing = view
+            .lstat(Path::new(&rel))
+            .map_err(|e| io_err(Path::new(&rel), e))?;
+        if std::fs::symlink_metadata(&host).is_ok() {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(&parent_host) {
+            if !times.iter().any(|(p, _, _)| p == &parent_host) {
+                times.push((parent_host.clone(), m.atime(), m.mtime()));
+            }
+        }
+        let (mode, uid, gid) = match &existing {
+            Some(e) => (e.mode, e.uid, e.gid),
+            None if last && !dir => (0o644, 0, 0),
+            None => (0o755, 0, 0),
+        };
+        if last && !dir {
+            std::fs::write(&host, b"").map_err(|e| io_err(&host, e))?;
+        } else {
+            std::fs::create_dir(&host).map_err(|e| io_err(&host, e))?;
+        }
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err(&host, e))?;
+        if root {
+            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(|e| io_err(&host, e))?;
+        }
+        if let Some(e) = &existing {
+            times.push((host.clone(), e.mtime, e.mtime));
+        }
+        created.push(host);
+    }
+    Ok(())
+}
+
+/// Sets the recorded times back, deepest first.
+pub(crate) fn restore_times(times: &[(PathBuf, i64, i64)]) {
+    for (p, atime, mtime) in times.iter().rev() {
+        let ts = |s: i64| rustix::fs::Timespec {
+            tv_sec: s,
+            tv_nsec: 0,
+        };
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            p,
+            &rustix::fs::Timestamps {
+                last_access: ts(*atime),
+                last_modification: ts(*mtime),
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+}
+
+/// Builds the setup for `spec` in `mode`.
+pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxError> {
+    let root_user = rustix::process::geteuid().is_root();
+    let view: Box<dyn FsView> = match &spec.rootfs {
+        RootFs::Overlay { lower, upper, .. } => {
+            let mut layers = vec![upper.clone()];
+            layers.extend(lower.iter().cloned());
+            Box::new(OverlayView::new(layers))
+        }
+        RootFs::Dir(d) => Box::new(DirView::new(d.clone())),
+    };
+    let view = view.as_ref();
+    let passwd = text(view, "/etc/passwd")?;
+    let group = text(view, "/etc/group")?;
+    let ids = users::resolve_user(passwd.as_deref(), group.as_deref(), &spec.user)?;
+
+    let mut env = spec.env.clone();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), ids.home.clone()));
+    }
+    let workdir = absolute(
+        "/",
+        if spec.workdir.is_empty() {
+            "/"
+        } else {
+            &spec.workdir
+        },
+    );
+    let path_var = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let argv0 = spec.argv.first().ok_or(SandboxError::EmptyArgv)?;
+    let program = find_program(view, argv0, &path_var, &workdir)?;
+
+    let mut mkdirs = Vec::new();
+    let mut prefix = String::new();
+    for part in workdir.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        let exists = resolve(view, Path::new(&prefix), true)
+            .and_then(|r| view.lstat(&r))
+            .map_err(|e| io_err(Path::new(&prefix), e))?
+            .is_some();
+        if !exists {
+            mkdirs.push(prefix.clone());
+        }
+    }
+
+    let mut temps = Vec::new();
+    let mut created = Vec::new();
+    let mut times = Vec::new();
+    let mut binds = Vec::new();
+    let mut root = match &spec.rootfs {
+        RootFs::Overlay { lower, upper, work } => Root::Overlay {
+            target: PathBuf::new(),
+            lowers: lower.clone(),
+            upper: upper.clone(),
+            work: work.clone(),
+        },
+        RootFs::Dir(d) => Root::Dir(d.clone()),
+    };
+    let idmap = match mode {
+        Mode::Rootless => Some(IdMap::for_current_user()?),
+        _ => None,
+    };
+    let tmp = || {
+        tempfile::Builder::new()
+            .prefix("kiln-sandbox-")
+            .tempdir()
+            .map_err(|e| io_err(&std::env::temp_dir(), e))
+    };
+    if mode != Mode::Unconfined {
+        let etc = tmp()?;
+        let hostname_file = etc.path().join("hostname");
+        std::fs::write(&hostname_file, format!("{}\n", spec.hostname))
+            .map_err(|e| io_err(&hostname_file, e))?;
+        let mut targets: Vec<(String, Option<(PathBuf, bool)>)> = ["/proc", "/dev", "/sys"]
+            .into_iter()
+            .map(|p| (p.to_string(), None))
+            .collect();
+        for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            if std::fs::metadata(f).is_ok() {
+                targets.push((f.into(), Some((PathBuf::from(f), true))));
+            }
+        }
+        targets.push(("/etc/hostname".into(), Some((hostname_file, true))));
+        for m in &spec.mounts {
+            targets.push((
+                absolute(&workdir, &m.target),
+                Some((m.source.clone(), m.readonly)),
+            ));
+        }
+        temps.push(etc);
+        // Each target is resolved inside the root (a link never leads out of it) and the
+        // mount goes on the resolved path.
+        let mut missing = Vec::new();
+        for (target, source) in targets {
+            let dir = match &source {
+                None => true,
+                Some((s, _)) => std::fs::metadata(s).map_err(|e| io_err(s, e))?.is_dir(),
+            };
+            let r = resolve(view, Path::new(&target), true)
+                .map_err(|e| io_err(Path::new(&target), e))?
+                .to_string_lossy()
+                .into_owned();
+            match view
+                .lstat(Path::new(&r))
+                .map_err(|e| io_err(Path::new(&r), e))?
+            {
+                None => missing.push((r.clone(), dir)),
+                Some(e) if (e.kind == Kind::Dir) != dir => {
+                    return Err(SandboxError::MountTarget {
+                        path: target,
+                        reason: if dir {
+                            "is not a directory in the image".into()
+                        } else {
+                            "is a directory in the image and the source is a file".into()
+                        },
+                    })
+                }
+                Some(_) => {}
+            }
+            if let Some((source, readonly)) = source {
+                binds.push(Bind {
+                    source,
+                    target: r,
+                    readonly,
+                    recursive: dir,
+                });
+            }
+        }
+        match &mut root {
+            Root::Overlay { target, lowers, .. } => {
+                // Missing mount points go into an extra lower layer of their own, so the
+                // step's upper directory never holds them.
+                if !missing.is_empty() {
+                    let s = tmp()?;
+                    let mut dir_times = Vec::new();
+                    for (path, dir) in &missing {
+                        scaffold(
+                            view,
+                            s.path(),
+                            path,
+                            *dir,
+                            root_user,
+                            &mut Vec::new(),
+                            &mut dir_times,
+                        )?;
+                    }
+                    restore_times(&dir_times);
+                    lowers.insert(0, s.path().to_path_buf());
+                    temps.push(s);
+                }
+                let m = tmp()?;
+                *target = m.path().to_path_buf();
+                temps.push(m);
+            }
+            Root::Dir(d) => {
+                for (path, dir) in &missing {
+                    scaffold(view, d, path, *dir, root_user, &mut created, &mut times)?;
+                }
+            }
+        }
+    }
+    let groups = match (&mode, &idmap) {
+        (Mode::Rootless, Some(map)) => {
+            map.check(ids.uid, ids.gid)?;
+            map.allows_setgroups().then(|| ids.additional_gids.clone())
+        }
+        (Mode::Unconfined, _) if !root_user => None,
+        _ => Some(ids.additional_gids.clone()),
+    };
+    Ok(Prepared {
+        setup: Setup {
+            mode,
+            root,
+            new_netns: matches!(spec.network, Network::None),
+            hostname: spec.hostname.clone(),
+            binds,
+            mkdirs,
+            uid: ids.uid,
+            gid: ids.gid,
+            groups,
+            workdir,
+            program,
+            argv: spec.argv.clone(),
+            env,
+        },
+        _temps: temps,
+        created,
+        times,
+        idmap,
+    })
+}
+
+/// Removes what [`prepare`] created in a directory root, deepest first, and puts the parents'
+/// times back, so a tree diff sees only the step's changes.
+pub(crate) fn cleanup(p: &Prepared) {
+    for path in p.created.iter().rev() {
+        let _ = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(path),
+            Ok(m) if m.len() == 0 => std::fs::remove_file(path),
+            _ => Ok(()),
+        };
+    }
+    restore_times(&p.times);
+}

@@ -1,0 +1,583 @@
+//! The sandbox for real (as root): a busybox root in an overlay lower directory, processes run
+//! in it, and what they see and leave behind in the upper directory.
+
+use kiln::sandbox::{
+    self, BindMount, ExitKind, Isolation, Network, RootFs, RunOutcome, RunSpec, SandboxError,
+};
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Why these tests cannot run here, if they cannot.
+fn unable() -> Option<&'static str> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("needs root");
+    }
+    if !Path::new(BUSYBOX).exists() {
+        return Some("needs busybox-static (apt-get install busybox-static)");
+    }
+    None
+}
+
+macro_rules! need_root {
+    () => {
+        if let Some(why) = unable() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Fills `dir` with a busybox root: /bin applets, /etc/passwd and /etc/group (user `app`
+/// 1000:1000 in `somegroup` 2000), /data with a file and a directory to delete. No /proc,
+/// /dev, /sys, resolv.conf or hosts, so the tests see that none of them lands in a layer.
+fn busybox_root(dir: &Path) {
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+        }
+    }
+    for d in ["etc", "root", "tmp", "home/app", "data/dir"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::chown(dir.join("home/app"), Some(1000), Some(1000)).unwrap();
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nsomegroup:x:2000:app\n",
+    )
+    .unwrap();
+    fs::write(dir.join("data/old.txt"), "old").unwrap();
+    fs::write(dir.join("data/dir/a"), "a").unwrap();
+    fs::write(dir.join("data/dir/b"), "b").unwrap();
+}
+
+/// A test's directories: a busybox lower layer, an empty upper and work directory.
+struct Root {
+    tmp: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Root {
+        let tmp = tempfile::tempdir().unwrap();
+        busybox_root(&tmp.path().join("lower"));
+        for d in ["upper", "work"] {
+            fs::create_dir(tmp.path().join(d)).unwrap();
+        }
+        Root { tmp }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn spec(&self, script: &str) -> RunSpec {
+        RunSpec {
+            rootfs: RootFs::Overlay {
+                lower: vec![self.path("lower")],
+                upper: self.path("upper"),
+                work: self.path("work"),
+            },
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec![],
+            workdir: "/".into(),
+            user: String::new(),
+            network: Network::Host,
+            hostname: "kiln-test".into(),
+            mounts: vec![],
+            isolation: Isolation::Auto,
+        }
+    }
+
+    /// Names in the upper directory.
+    fn upper(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.path("upper"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn run(spec: &RunSpec) -> (RunOutcome, String) {
+    let mut out = Vec::new();
+    let outcome = sandbox::run(spec, &mut out).unwrap_or_else(|e| panic!("run failed: {e}"));
+    (outcome, String::from_utf8_lossy(&out).into_owned())
+}
+
+fn sh(root: &Root, script: &str) -> String {
+    let (o, out) = run(&root.spec(script));
+    assert_eq!(o.exit, ExitKind::Code(0), "{script}: {out}");
+    out
+}
+
+#[test]
+fn exit_codes_and_signals_propagate() {
+    need_root!();
+    let r = Root::new();
+    assert_eq!(run(&r.spec("exit 7")).0.exit, ExitKind::Code(7));
+    assert_eq!(run(&r.spec("true")).0.exit, ExitKind::Code(0));
+    // PID 1 ignores signals it has no handler for, except those the kernel forces: the CPU
+    // time hard limit kills it with SIGKILL.
+    let (o, _) = run(&r.spec("ulimit -t 1; while :; do :; done"));
+    assert_eq!(o.exit, ExitKind::Signal(9));
+}
+
+#[test]
+fn process_is_pid_one_with_default_path_and_home() {
+    need_root!();
+    let r = Root::new();
+    let out = sh(&r, "echo $$; echo $PATH; echo $HOME; pwd");
+    assert_eq!(
+        out,
+        format!("1\n{}\n/root\n/\n", sandbox::DEFAULT_PATH),
+        "{out}"
+    );
+    let mut spec = r.spec("echo $HOME; echo $PATH");
+    spec.user = "app".into();
+    spec.env = vec![("PATH".into(), "/bin".into())];
+    assert_eq!(run(&spec).1, "/home/app\n/bin\n");
+    spec.env.push(("HOME".into(), "/elsewhere".into()));
+    assert_eq!(run(&spec).1, "/elsewhere\n/bin\n");
+    assert!(r.upper().is_empty(), "{:?}", r.upper());
+}
+
+#[test]
+fn user_forms_give_the_ids_docker_gives() {
+    need_root!();
+    let r = Root::new();
+    let id = |user: &str| {
+        let mut spec = r.spec("id");
+        spec.argv = vec!["id".into()];
+        spec.user = user.into();
+        let (o, out) = run(&spec);
+        assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+        out.trim().to_string()
+    };
+    assert_eq!(
+        id("app"),
+        "uid=1000(app) gid=1000(app) groups=1000(app),2000(somegroup)"
+    );
+    assert_eq!(id("1000"), "uid=1000(app) gid=1000(app) groups=1000(app)");
+    assert_eq!(
+        id("app:somegroup"),
+        "uid=1000(app) gid=2000(somegroup) groups=2000(somegroup)"
+    );
+    assert_eq!(id("0:0"), "uid=0(root) gid=0(root) groups=0(root)");
+    assert_eq!(id(""), "uid=0(root) gid=0(root) groups=0(root)");
+    let mut spec = r.spec("id");
+    spec.user = "nobody-here".into();
+    let err = sandbox::run(&spec, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("nobody-here"), "{err}");
+}
+
+#[test]
+fn changes_land_in_upper_with_overlay_whiteouts() {
+    need_root!();
+    let r = Root::new();
+    sh(
+        &r,
+        "echo hi > /new.txt && chmod 640 /new.txt && chown 1000:2000 /new.txt \
+         && rm /data/old.txt && rm -rf /data/dir && mkdir /data/dir && touch /data/dir/fresh",
+    );
+    assert_eq!(r.upper(), ["data", "new.txt"]);
+    let m = fs::symlink_metadata(r.path("upper/new.txt")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 1000, 2000));
+    assert_eq!(fs::read(r.path("upper/new.txt")).unwrap(), b"hi\n");
+    let wh = fs::symlink_metadata(r.path("upper/data/old.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    let opaque = xattr(&r.path("upper/data/dir"), "trusted.overlay.opaque");
+    assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
+    let mut inside: Vec<_> = fs::read_dir(r.path("upper/data/dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    inside.sort();
+    assert_eq!(inside, ["fresh"]);
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf[..]).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+#[test]
+fn proc_dev_sys_and_host_files_are_there_and_not_in_upper() {
+    need_root!();
+    let r = Root::new();
+    let out = sh(
+        &r,
+        "test -e /proc/self/exe && echo proc; \
+         touch /sys/kernel/x 2>/dev/null || echo sys-ro; \
+         echo data > /dev/null && head -c 4 /dev/zero | wc -c; \
+         test -c /dev/urandom && test -d /dev/pts && test -d /dev/shm && echo dev; \
+         grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+         hostname; cat /etc/hostname",
+    );
+    assert_eq!(
+        out, "proc\nsys-ro\n4\ndev\nro\nkiln-test\nkiln-test\n",
+        "{out}"
+    );
+    let resolv = sh(&r, "cat /etc/resolv.conf");
+    assert_eq!(resolv, fs::read_to_string("/etc/resolv.conf").unwrap());
+    let hosts = sh(&r, "cat /etc/hosts");
+    assert_eq!(hosts, fs::read_to_string("/etc/hosts").unwrap());
+    assert!(sh(&r, "echo x >> /etc/resolv.conf 2>&1 || echo refused").contains("refused"));
+    assert!(r.upper().is_empty(), "{:?}", r.upper());
+}
+
+#[test]
+fn bind_mounts_are_visible_and_not_in_upper() {
+    need_root!();
+    let r = Root::new();
+    let ro = r.path("ro-src");
+    let rw = r.path("rw-src");
+    fs::create_dir_all(&ro).unwrap();
+    fs::create_dir_all(&rw).unwrap();
+    fs::write(ro.join("a.txt"), "from host").unwrap();
+    let secret = r.path("secret");
+    fs::write(&secret, "s3cret").unwrap();
+    let mut spec = r.spec(
+        "cat /mnt/ro/a.txt; echo; touch /mnt/ro/x 2>/dev/null || echo ro-refused; \
+         echo w > /cache/w.txt; cat /run/secrets/token",
+    );
+    spec.mounts = vec![
+        BindMount {
+            source: ro,
+            target: "/mnt/ro".into(),
+            readonly: true,
+        },
+        BindMount {
+            source: rw.clone(),
+            target: "/cache".into(),
+            readonly: false,
+        },
+        BindMount {
+            source: secret,
+            target: "/run/secrets/token".into(),
+            readonly: true,
+        },
+    ];
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert_eq!(out, "from host\nro-refused\ns3cret");
+    assert_eq!(fs::read_to_string(rw.join("w.txt")).unwrap(), "w\n");
+    assert!(r.upper().is_empty(), "{:?}", r.upper());
+}
+
+#[test]
+fn network_none_has_only_loopback_up() {
+    need_root!();
+    let r = Root::new();
+    let mut spec = r.spec("ls /sys/class/net; cat /sys/class/net/lo/flags");
+    spec.network = Network::None;
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    // 0x9: IFF_UP | IFF_LOOPBACK.
+    assert_eq!(out, "lo\n0x9\n");
+}
+
+#[test]
+fn a_hundred_lower_dirs_mount() {
+    need_root!();
+    let r = Root::new();
+    let mut lower = Vec::new();
+    for i in (1..100).rev() {
+        let d = r.path(&format!(
+            "layers/a-layer-directory-with-a-rather-long-name-to-pass-the-page-limit-{i:03}"
+        ));
+        fs::create_dir_all(d.join("layers")).unwrap();
+        fs::write(d.join(format!("layers/{i}")), "").unwrap();
+        fs::write(d.join("same.txt"), i.to_string()).unwrap();
+        lower.push(d);
+    }
+    lower.push(r.path("lower"));
+    let total: usize = lower.iter().map(|l| l.as_os_str().len() + 1).sum();
+    assert!(total > 4096, "the option string would fit: {total}");
+    let mut spec = r.spec("ls /layers | wc -l; cat /same.txt");
+    spec.rootfs = RootFs::Overlay {
+        lower,
+        upper: r.path("upper"),
+        work: r.path("work"),
+    };
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert_eq!(out, "99\n99");
+}
+
+/// Records when each chunk of output arrived.
+struct Timed(Vec<(Instant, Vec<u8>)>);
+
+impl std::io::Write for Timed {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.push((Instant::now(), b.to_vec()));
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn output_is_streamed_while_the_process_runs() {
+    need_root!();
+    let r = Root::new();
+    let mut out = Timed(Vec::new());
+    let spec = r.spec("echo first; echo err >&2; sleep 2; echo second");
+    let o = sandbox::run(&spec, &mut out).unwrap();
+    let end = Instant::now();
+    assert_eq!(o.exit, ExitKind::Code(0));
+    let (first_at, first) = &out.0[0];
+    assert!(first.starts_with(b"first\n"), "{:?}", out.0);
+    assert!(
+        end.duration_since(*first_at) > Duration::from_millis(1500),
+        "first bytes came only at the end"
+    );
+    let all: Vec<u8> = out.0.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(all, b"first\nerr\nsecond\n");
+}
+
+#[test]
+fn program_not_found_names_the_path() {
+    need_root!();
+    let r = Root::new();
+    let mut spec = r.spec("");
+    spec.argv = vec!["no-such-tool".into()];
+    match sandbox::run(&spec, &mut Vec::new()) {
+        Err(e @ SandboxError::ProgramNotFound { .. }) => {
+            assert!(e.to_string().contains("no-such-tool"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    spec.argv = vec!["/usr/bin/missing".into()];
+    let e = sandbox::run(&spec, &mut Vec::new()).unwrap_err();
+    assert!(e.to_string().contains("/usr/bin/missing"), "{e}");
+}
+
+#[test]
+fn workdir_is_created_and_user_can_write_home() {
+    need_root!();
+    let r = Root::new();
+    let mut spec = r.spec("pwd; touch $HOME/x");
+    spec.workdir = "/srv/app".into();
+    spec.user = "app".into();
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert_eq!(out, "/srv/app\n");
+    let m = fs::metadata(r.path("upper/srv/app")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o755, 0));
+    assert_eq!(
+        fs::metadata(r.path("upper/home/app/x")).unwrap().uid(),
+        1000
+    );
+}
+
+#[test]
+fn directory_root_leaves_only_the_steps_changes() {
+    need_root!();
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("root");
+    busybox_root(&dir);
+    let before = fs::metadata(&dir).unwrap().mtime();
+    let etc_before = fs::metadata(dir.join("etc")).unwrap().mtime();
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut spec = Root::new().spec("echo $$; hostname; cat /etc/hostname; touch /tmp/made");
+    spec.rootfs = RootFs::Dir(dir.clone());
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert_eq!(out, "1\nkiln-test\nkiln-test\n");
+    assert!(dir.join("tmp/made").exists());
+    for gone in [
+        "proc",
+        "dev",
+        "sys",
+        "etc/resolv.conf",
+        "etc/hosts",
+        "etc/hostname",
+    ] {
+        assert!(!dir.join(gone).exists(), "{gone} left behind");
+    }
+    assert_eq!(fs::metadata(&dir).unwrap().mtime(), before);
+    assert_eq!(fs::metadata(dir.join("etc")).unwrap().mtime(), etc_before);
+}
+
+#[test]
+fn rootless_mode_as_root_maps_every_id() {
+    need_root!();
+    let r = Root::new();
+    let mut spec = r.spec("id; echo $$; echo x > /f");
+    spec.isolation = Isolation::Rootless;
+    spec.user = "app".into();
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(1), "{out}");
+    assert!(
+        out.starts_with("uid=1000(app) gid=1000(app) groups=1000(app),2000(somegroup)\n1\n"),
+        "{out}"
+    );
+    spec.user = String::new();
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert_eq!(fs::metadata(r.path("upper/f")).unwrap().uid(), 0);
+    let opaque_rootless = r.path("upper");
+    assert!(opaque_rootless.exists());
+}
+
+#[test]
+fn unconfined_runs_on_the_given_directory() {
+    need_root!();
+    let r = Root::new();
+    let dir = r.path("lower");
+    let mut spec = r.spec("echo $$; touch /unconfined");
+    spec.rootfs = RootFs::Dir(dir.clone());
+    spec.isolation = Isolation::Unconfined;
+    let inside = Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if !inside {
+        let e = sandbox::run(&spec, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, SandboxError::UnconfinedRefused), "{e}");
+        return;
+    }
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert_ne!(out, "1\n");
+    assert!(dir.join("unconfined").exists());
+    assert!(!dir.join("proc").exists());
+}
+
+/// The unprivileged half of [`rootless_as_an_unprivileged_user`]: does nothing unless that
+/// test started this binary with the directories to use.
+#[test]
+fn rootless_helper() {
+    let Ok(base) = std::env::var("KILN_SANDBOX_HELPER_DIR") else {
+        return;
+    };
+    let base = PathBuf::from(base);
+    let mut spec = RunSpec {
+        rootfs: RootFs::Overlay {
+            lower: vec![base.join("lower")],
+            upper: base.join("upper"),
+            work: base.join("work"),
+        },
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
+             cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc"
+                .into(),
+        ],
+        env: vec![],
+        workdir: "/".into(),
+        user: String::new(),
+        network: Network::None,
+        hostname: "rootless".into(),
+        mounts: vec![],
+        isolation: Isolation::Auto,
+    };
+    let mut out = Vec::new();
+    match sandbox::run(&spec, &mut out) {
+        Ok(o) => println!("OUTCOME {:?}", o.exit),
+        Err(e) => println!("ERROR {e}"),
+    }
+    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
+    spec.user = "app".into();
+    match sandbox::run(&spec, &mut Vec::new()) {
+        Err(SandboxError::UserNamespace(m)) => println!("UNMAPPED {m}"),
+        other => println!("UNEXPECTED {other:?}"),
+    }
+}
+
+#[test]
+fn rootless_as_an_unprivileged_user() {
+    need_root!();
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs setpriv (util-linux)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    busybox_root(&t.path().join("lower"));
+    for d in ["upper", "work"] {
+        fs::create_dir(t.path().join(d)).unwrap();
+        std::os::unix::fs::chown(t.path().join(d), Some(65534), Some(65534)).unwrap();
+    }
+    // The test binary may sit where nobody cannot read it: run a copy.
+    let exe = t.path().join("helper");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "rootless_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("KILN_SANDBOX_HELPER_DIR", t.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stdout.contains("creating the sandbox's namespaces") {
+        eprintln!(
+            "skipped: user namespaces are not available to unprivileged users here: {stdout}"
+        );
+        return;
+    }
+    assert!(stdout.contains("OUTCOME Code(0)"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("OUTPUT<pid=1 uid=0\nroot:x:0:0:root:/root:/bin/sh\n0x9\nproc\n>"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("UNMAPPED user 1000:1000"), "{stdout}");
+    let made = fs::metadata(t.path().join("upper/made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (65534, 65534));
+    let mut upper: Vec<_> = fs::read_dir(t.path().join("upper"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    upper.sort();
+    assert_eq!(upper, ["made"]);
+}
+
+#[test]
+fn fixed_cost_of_one_run() {
+    need_root!();
+    let r = Root::new();
+    let mut spec = r.spec("");
+    spec.argv = vec!["/bin/true".into()];
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        let (o, _) = run(&spec);
+        times.push(start.elapsed());
+        assert_eq!(o.exit, ExitKind::Code(0));
+    }
+    times.sort();
+    println!(
+        "sandbox: one run of /bin/true: median {:?} (min {:?}, max {:?}) over 20",
+        times[10], times[0], times[19]
+    );
+}
