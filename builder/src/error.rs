@@ -38,6 +38,9 @@ pub enum Error {
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// Preparing a step's filesystem or committing its changes failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -14,5 +14,6 @@ pub mod image;
 pub mod layer;
 pub mod plan;
 pub mod registry;
+pub mod snapshot;
 
 pub use error::{Error, Result};

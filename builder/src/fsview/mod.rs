@@ -10,6 +10,7 @@
 mod dir;
 
 pub use dir::{host_xattrs, DirView};
+pub(crate) use dir::entry as dir_entry;
 
 use std::ffi::OsString;
 use std::io;
