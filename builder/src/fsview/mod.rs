@@ -9,8 +9,8 @@
 
 mod dir;
 
-pub use dir::{host_xattrs, DirView};
 pub(crate) use dir::entry as dir_entry;
+pub use dir::{host_xattrs, DirView};
 
 use std::ffi::OsString;
 use std::io;

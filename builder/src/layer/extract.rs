@@ -357,8 +357,12 @@ impl Extractor<'_> {
             if self.opts.overlay_whiteouts {
                 // `trusted.` needs privilege in the initial user namespace; without it overlay
                 // is mounted with `userxattr` and reads the `user.` spelling.
-                match rustix::fs::fsetxattr(dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                {
+                match rustix::fs::fsetxattr(
+                    dir,
+                    "trusted.overlay.opaque",
+                    b"y",
+                    XattrFlags::empty(),
+                ) {
                     Err(rustix::io::Errno::PERM) => {
                         rustix::fs::fsetxattr(dir, "user.overlay.opaque", b"y", XattrFlags::empty())
                     }

@@ -109,7 +109,8 @@ impl LayerCache {
         media_type: &str,
         blob: impl Read,
     ) -> Result<PathBuf, SnapshotError> {
-        let want = packing(media_type).ok_or_else(|| SnapshotError::MediaType(media_type.into()))?;
+        let want =
+            packing(media_type).ok_or_else(|| SnapshotError::MediaType(media_type.into()))?;
         if let Some(p) = self.get(diff_id) {
             return Ok(p);
         }

@@ -32,7 +32,9 @@ pub fn probe(cache: &LayerCache) -> Mode {
         return m.clone();
     }
     let m = probe_now(cache);
-    probed.get_or_insert_with(HashMap::new).insert(key, m.clone());
+    probed
+        .get_or_insert_with(HashMap::new)
+        .insert(key, m.clone());
     m
 }
 

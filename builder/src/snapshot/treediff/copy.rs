@@ -105,7 +105,11 @@ impl Copier {
                     Kind::BlockDevice => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                let rdev = if node.kind == Kind::Fifo { 0 } else { node.rdev };
+                let rdev = if node.kind == Kind::Fifo {
+                    0
+                } else {
+                    node.rdev
+                };
                 if let Err(e) = rustix::fs::mknodat(CWD, dst, ft, Mode::from_raw_mode(0o600), rdev)
                 {
                     if refused(e) {

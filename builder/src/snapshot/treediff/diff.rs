@@ -217,4 +217,3 @@ fn differs(r: &Record, abs: &Path, m: &Metadata, hashed: &mut u64) -> Result<boo
         _ => Ok(false),
     }
 }
-
