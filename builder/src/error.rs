@@ -44,6 +44,9 @@ pub enum Error {
     /// Running a step's process failed.
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// Preparing a step's filesystem or committing its changes failed.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

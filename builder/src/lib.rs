@@ -15,5 +15,6 @@ pub mod layer;
 pub mod plan;
 pub mod registry;
 pub mod sandbox;
+pub mod snapshot;
 
 pub use error::{Error, Result};

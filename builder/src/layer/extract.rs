@@ -355,8 +355,20 @@ impl Extractor<'_> {
         };
         if base == OPAQUE_MARKER.as_bytes() {
             if self.opts.overlay_whiteouts {
-                rustix::fs::fsetxattr(dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                    .map_err(|e| self.root.err(parent_rel, e))?;
+                // `trusted.` needs privilege in the initial user namespace; without it overlay
+                // is mounted with `userxattr` and reads the `user.` spelling.
+                match rustix::fs::fsetxattr(
+                    dir,
+                    "trusted.overlay.opaque",
+                    b"y",
+                    XattrFlags::empty(),
+                ) {
+                    Err(rustix::io::Errno::PERM) => {
+                        rustix::fs::fsetxattr(dir, "user.overlay.opaque", b"y", XattrFlags::empty())
+                    }
+                    r => r,
+                }
+                .map_err(|e| self.root.err(parent_rel, e))?;
                 return Ok(());
             }
             for n in list(dir).map_err(|e| self.root.err(parent_rel, e))? {

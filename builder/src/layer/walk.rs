@@ -140,7 +140,9 @@ impl Walker {
             if self.exclude.contains(&child_rel) {
                 continue;
             }
-            if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // Without the overlay spelling the tree may be an upper already in OCI form (a
+            // tree diff's, where mknod of a whiteout was refused): its `.wh.` files are meant.
+            if self.overlay && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
                 return Err(LayerError::Unsupported {
                     path: abs.join(&name),
                     reason: "a file named .wh.* would be read as a whiteout by every runtime"

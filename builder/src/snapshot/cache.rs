@@ -1,0 +1,211 @@
+//! The machine-wide cache of extracted layers: `<cache_dir>/layers/<diff_id hex>/`, each in
+//! overlay form so it can serve as an overlay lower directory as it is.
+//!
+//! Concurrent builds (threads or processes) coordinate with one lock file per diff_id
+//! (`<cache_dir>/locks/<hex>`, `flock`): the first extracts into a scratch directory under
+//! `<cache_dir>/tmp` and renames it into place; the others wait and find it there. A directory
+//! under `layers/` is therefore always complete.
+
+use super::dirs::Scratch;
+use super::error::{io_at, SnapshotError};
+use crate::blob::Digest;
+use crate::layer::{self, ExtractOptions};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Extracted layers shared by all builds on the machine.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    root: PathBuf,
+}
+
+/// What a layer blob's first bytes must be, from its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Packing {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+fn packing(media_type: &str) -> Option<Packing> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Some(Packing::Tar),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Packing::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Packing::Zstd),
+        _ => None,
+    }
+}
+
+fn sniff(head: &[u8]) -> Packing {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Packing::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Packing::Zstd
+    } else {
+        Packing::Tar
+    }
+}
+
+impl LayerCache {
+    /// Opens (creating) the cache under `cache_dir`.
+    pub fn open(cache_dir: &Path) -> Result<LayerCache, SnapshotError> {
+        let c = LayerCache {
+            root: cache_dir.to_path_buf(),
+        };
+        for d in [c.layers_dir(), c.tmp_dir(), c.root.join("locks")] {
+            std::fs::create_dir_all(&d).map_err(io_at(&d))?;
+        }
+        Ok(c)
+    }
+
+    /// `<cache_dir>/layers`: a sandbox that chdirs here can name lowers by hex alone and keep
+    /// the overlay option string (one page at most) short.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// `<cache_dir>/tmp`: scratch space on the same filesystem as the layers.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.layers_dir().join(diff_id.hex())
+    }
+
+    /// The extracted layer `diff_id`, if the cache holds it.
+    pub fn get(&self, diff_id: &Digest) -> Option<PathBuf> {
+        let p = self.layer_path(diff_id);
+        p.is_dir().then_some(p)
+    }
+
+    /// Holds the per-diff_id lock until dropped (closing the file releases it).
+    fn lock(&self, diff_id: &Digest) -> Result<File, SnapshotError> {
+        let p = self.root.join("locks").join(diff_id.hex());
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_at(&p))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_at(&p)(e.into()))?;
+        Ok(f)
+    }
+
+    /// Extracts a compressed layer blob (the media type tells gzip, zstd or none), checking
+    /// its diff_id; returns the directory. Nothing is read when the cache already holds it.
+    pub fn extract(
+        &self,
+        diff_id: &Digest,
+        media_type: &str,
+        blob: impl Read,
+    ) -> Result<PathBuf, SnapshotError> {
+        let want =
+            packing(media_type).ok_or_else(|| SnapshotError::MediaType(media_type.into()))?;
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
+        let _lock = self.lock(diff_id)?;
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
+        let mut blob = BufReader::with_capacity(64 * 1024, blob);
+        let head = blob.fill_buf().map_err(crate::layer::LayerError::Stream)?;
+        let got = sniff(head);
+        if got != want {
+            return Err(SnapshotError::MediaType(format!(
+                "{media_type}, but the blob is {got:?}"
+            )));
+        }
+        let tmp = Scratch::new(&self.tmp_dir(), "x-")?;
+        let info = layer::extract(
+            blob,
+            &tmp.0,
+            &ExtractOptions {
+                overlay_whiteouts: true,
+                ignore_owners: !rustix::process::geteuid().is_root(),
+            },
+        )?;
+        if info.diff_id != *diff_id {
+            return Err(SnapshotError::DiffIdMismatch {
+                expected: diff_id.clone(),
+                actual: info.diff_id,
+            });
+        }
+        // The scratch directory was made private; a layer's root is an ordinary directory.
+        std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_at(&tmp.0))?;
+        self.install(tmp.keep(), diff_id)
+    }
+
+    /// Moves a finished step's upper directory (overlay whiteouts, as the kernel leaves it) in
+    /// as the extracted form of `diff_id`, so later steps use it as a lower without unpacking.
+    /// When the cache already holds `diff_id`, `upper` is left where it is.
+    pub fn adopt(&self, diff_id: &Digest, upper: &Path) -> Result<PathBuf, SnapshotError> {
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
+        let _lock = self.lock(diff_id)?;
+        if let Some(p) = self.get(diff_id) {
+            return Ok(p);
+        }
+        self.install(upper.to_path_buf(), diff_id)
+    }
+
+    /// Renames a complete directory into place (the caller holds the lock).
+    fn install(&self, dir: PathBuf, diff_id: &Digest) -> Result<PathBuf, SnapshotError> {
+        let dest = self.layer_path(diff_id);
+        if let Err(e) = std::fs::rename(&dir, &dest) {
+            return Err(SnapshotError::Io {
+                path: dir,
+                source: e,
+            });
+        }
+        Ok(dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        assert_eq!(
+            packing(crate::layer::MEDIA_TYPE_TAR_ZSTD),
+            Some(Packing::Zstd)
+        );
+        assert_eq!(
+            packing("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Packing::Gzip)
+        );
+        assert_eq!(packing("application/vnd.oci.image.config.v1+json"), None);
+        assert_eq!(sniff(b"\x1f\x8b\x08"), Packing::Gzip);
+        assert_eq!(sniff(b"etc/\0\0"), Packing::Tar);
+    }
+
+    #[test]
+    fn wrong_media_type_is_refused_before_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let c = LayerCache::open(t.path()).unwrap();
+        let d = Digest::of(b"x");
+        let e = c
+            .extract(&d, "application/json", &b"whatever"[..])
+            .unwrap_err();
+        assert!(matches!(e, SnapshotError::MediaType(_)), "{e}");
+        let e = c
+            .extract(&d, crate::layer::MEDIA_TYPE_TAR_GZIP, &b"not gzip"[..])
+            .unwrap_err();
+        assert!(matches!(e, SnapshotError::MediaType(_)), "{e}");
+        assert!(c.get(&d).is_none());
+    }
+}

@@ -1,0 +1,93 @@
+//! Scratch directories under `<cache_dir>/tmp`: a step's upper and work directories, and
+//! extractions in progress. Same filesystem as `layers/`, so finishing is a rename.
+
+use super::error::{io_at, SnapshotError};
+use super::LayerCache;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Scratch directories for one step, removed on drop (an adopted upper is gone from here by
+/// then, so only the work directory goes).
+#[derive(Debug)]
+pub struct StepDirs {
+    /// The overlay upper directory: the step's changes, later the layer.
+    pub upper: PathBuf,
+    /// The overlay work directory (same filesystem as `upper`, empty).
+    pub work: PathBuf,
+    base: Scratch,
+}
+
+impl StepDirs {
+    /// The directory holding `upper` and `work`.
+    pub fn base(&self) -> &Path {
+        &self.base.0
+    }
+}
+
+/// Makes a fresh upper and work directory for a step.
+pub fn step_dirs(cache: &LayerCache) -> Result<StepDirs, SnapshotError> {
+    let base = Scratch::new(&cache.tmp_dir(), "step-")?;
+    // Short names: the overlay option string is limited to a page.
+    let upper = base.0.join("u");
+    let work = base.0.join("w");
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(io_at(d))?;
+    }
+    // The upper's root becomes the merged root's metadata and the layer's root.
+    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_at(&upper))?;
+    Ok(StepDirs { upper, work, base })
+}
+
+/// A directory removed (with everything in it) on drop unless kept.
+#[derive(Debug)]
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(parent: &Path, prefix: &str) -> Result<Scratch, SnapshotError> {
+        let d = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .map_err(io_at(parent))?;
+        Ok(Scratch(d.keep()))
+    }
+
+    /// Gives up ownership: the directory stays.
+    pub(crate) fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = remove_tree(&self.0);
+        }
+    }
+}
+
+/// Removes a tree even where its modes forbid it (read-only directories from a layer, the
+/// overlay's `work/work` with mode 000 when not root).
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn open_up(dir: &Path) {
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                open_up(&e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The one error type of the snapshot module.
+
+use crate::blob::Digest;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Preparing a step's filesystem or turning its changes into a layer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing or extracting the layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
+    /// A layer blob does not unpack to the diff_id it was announced with.
+    #[error("layer diff_id mismatch: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        /// The diff_id from the image config.
+        expected: Digest,
+        /// The diff_id of the bytes received.
+        actual: Digest,
+    },
+    /// The media type is not one of a layer.
+    #[error("not a layer media type: {0}")]
+    MediaType(String),
+    /// The tree holds something the snapshot cannot represent.
+    #[error("{}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,80 @@
+//! Whether overlay can be mounted here: one real mount, in a child's private mount namespace
+//! (`unshare -m`, and `-U` with `userxattr` when not root), on the cache's filesystem (an
+//! upper on overlayfs or on a filesystem without xattrs fails here as it would in a build).
+
+use super::dirs::Scratch;
+use super::LayerCache;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// How steps get their filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Overlay mounts over the cached layers.
+    Overlay,
+    /// Overlay cannot be mounted: copy the parent and diff trees, for `reason`.
+    TreeDiff {
+        /// Why overlay is not used (for the log).
+        reason: String,
+    },
+}
+
+/// Answers per cache directory, found once per process.
+static PROBED: Mutex<Option<HashMap<PathBuf, Mode>>> = Mutex::new(None);
+
+/// Whether overlay can be mounted for builds using `cache`, with the reason when not.
+pub fn probe(cache: &LayerCache) -> Mode {
+    let key = cache.layers_dir();
+    let mut probed = PROBED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = probed.get_or_insert_with(HashMap::new).get(&key) {
+        return m.clone();
+    }
+    let m = probe_now(cache);
+    probed
+        .get_or_insert_with(HashMap::new)
+        .insert(key, m.clone());
+    m
+}
+
+fn probe_now(cache: &LayerCache) -> Mode {
+    let tree_diff = |reason: String| Mode::TreeDiff { reason };
+    let scratch = match Scratch::new(&cache.tmp_dir(), "probe-") {
+        Ok(s) => s,
+        Err(e) => return tree_diff(format!("cannot make a probe directory: {e}")),
+    };
+    let d = &scratch.0;
+    for sub in ["l", "u", "w", "m"] {
+        if let Err(e) = std::fs::create_dir(d.join(sub)) {
+            return tree_diff(format!("cannot make a probe directory: {e}"));
+        }
+    }
+    let root = rustix::process::geteuid().is_root();
+    let mut opts = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+        d.join("l").display(),
+        d.join("u").display(),
+        d.join("w").display()
+    );
+    let mut cmd = Command::new("unshare");
+    if root {
+        cmd.arg("--mount");
+    } else {
+        cmd.args(["--user", "--map-root-user", "--mount"]);
+        opts.push_str(",userxattr");
+    }
+    // The mount dies with the child's namespace: nothing to unmount.
+    cmd.args(["--", "mount", "-t", "overlay", "overlay", "-o"])
+        .arg(&opts)
+        .arg(d.join("m"));
+    match cmd.output() {
+        Ok(out) if out.status.success() => Mode::Overlay,
+        Ok(out) => tree_diff(format!(
+            "overlay mount failed{}: {}",
+            if root { "" } else { " in a user namespace" },
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => tree_diff(format!("cannot run unshare to try an overlay mount: {e}")),
+    }
+}
