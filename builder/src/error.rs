@@ -35,6 +35,9 @@ pub enum Error {
     /// Writing or extracting a layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// The layer cache or warming it failed.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
