@@ -38,6 +38,9 @@ pub enum Error {
     /// Executing the build failed.
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
+    /// The layer cache or warming it failed.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),

@@ -4,6 +4,7 @@ mod build;
 mod build_options;
 mod demo;
 mod kaniko;
+mod warm;
 
 use clap::{Parser, Subcommand};
 
@@ -21,12 +22,21 @@ enum Command {
     Build(Box<build::BuildArgs>),
     /// Build kiln's embedded demo image (a multi-stage Dockerfile with RUN steps).
     Demo(demo::DemoArgs),
+    /// Fetch base images into the cache directory ahead of builds (kaniko's warmer flags).
+    Warm(warm::WarmArgs),
 }
 
 /// Runs kiln with the process's arguments and returns the exit code.
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
-    let argv = match kaniko::screen(argv) {
+    // The kaniko executor's flags screened out for `build` mean other things to the warmer
+    // (`--force`).
+    let screened = if argv.get(1).map(String::as_str) == Some("warm") {
+        Ok(argv)
+    } else {
+        kaniko::screen(argv)
+    };
+    let argv = match screened {
         Ok(a) => a,
         Err(e) => return report(&e),
     };
@@ -40,6 +50,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Warm(args) => warm::run(&args),
     };
     match result {
         Ok(()) => 0,
@@ -60,6 +71,7 @@ fn report(e: &anyhow::Error) -> i32 {
             || c.downcast_ref::<kiln::error::DockerfileError>().is_some()
             || c.downcast_ref::<kiln::plan::PlanError>().is_some()
             || c.downcast_ref::<kiln::context::ContextError>().is_some()
+            || c.downcast_ref::<kiln::cache::CacheError>().is_some()
     });
     if input_fault {
         1

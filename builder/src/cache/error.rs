@@ -1,0 +1,49 @@
+//! The cache module's one error type.
+
+use std::path::PathBuf;
+
+/// Reading or writing a layer cache, or warming one, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
+    /// A registry request failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// An image document could not be read or written.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// An image reference could not be parsed.
+    #[error(transparent)]
+    Reference(#[from] crate::registry::ReferenceError),
+    /// A Dockerfile given to warm from is wrong.
+    #[error(transparent)]
+    Dockerfile(#[from] crate::error::DockerfileError),
+    /// A Dockerfile given to warm from cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// An image has no manifest for the platform asked for.
+    #[error("{reference}: no image for platform {platform}")]
+    NoPlatform {
+        /// The image.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+    },
+}
+
+pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,132 @@
+//! The local cache: one small JSON file per key under `<cache_dir>/keys/`, naming the layer blob
+//! (kept in the blob store at `<cache_dir>/blobs`) and the history text of the step.
+//!
+//! Files are written to a temporary name and renamed into place, so concurrent builds on the same
+//! directory each see a whole entry or none; two builds storing the same key store the same
+//! step, so whichever rename comes last wins harmlessly.
+
+use super::error::{io_at, CacheError};
+use super::key::{CacheKey, FORMAT_VERSION};
+use crate::blob::Digest;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// What a cached step produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedStep {
+    /// Its layer; `None` for a step that made none (ENV, CMD, a RUN that changed nothing).
+    pub layer: Option<CachedLayer>,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+}
+
+/// A cached step's layer blob, as an image manifest and config name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLayer {
+    /// Digest of the (compressed) blob.
+    pub digest: Digest,
+    /// Size of the blob.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// The blob's media type.
+    pub media_type: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    format: String,
+    #[serde(flatten)]
+    step: CachedStep,
+}
+
+/// The cache of steps in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalCache {
+    keys: PathBuf,
+    ttl: Option<Duration>,
+}
+
+impl LocalCache {
+    /// Opens (creating) the cache of `cache_dir`.
+    pub fn open(cache_dir: impl AsRef<Path>) -> Result<LocalCache, CacheError> {
+        let keys = cache_dir.as_ref().join("keys");
+        std::fs::create_dir_all(&keys).map_err(io_at(&keys))?;
+        Ok(LocalCache { keys, ttl: None })
+    }
+
+    /// Entries written longer than `ttl` ago count as misses (`--cache-ttl`).
+    pub fn with_ttl(mut self, ttl: Duration) -> LocalCache {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.keys.join(format!("{}.json", key.hex()))
+    }
+
+    /// The step cached under `key`. A missing, unreadable or other-format entry is a miss: the
+    /// step is simply built again.
+    pub fn get(&self, key: &CacheKey) -> Option<CachedStep> {
+        let path = self.path(key);
+        if let Some(ttl) = self.ttl {
+            let written = std::fs::metadata(&path).ok()?.modified().ok()?;
+            let age = SystemTime::now()
+                .duration_since(written)
+                .unwrap_or_default();
+            if age > ttl {
+                return None;
+            }
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let e: Entry = serde_json::from_slice(&bytes).ok()?;
+        (e.format == FORMAT_VERSION).then_some(e.step)
+    }
+
+    /// Records `step` under `key` (replacing what was there).
+    pub fn put(&self, key: &CacheKey, step: &CachedStep) -> Result<(), CacheError> {
+        let entry = Entry {
+            format: FORMAT_VERSION.to_string(),
+            step: step.clone(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| CacheError::Io {
+            path: self.path(key),
+            source: e.into(),
+        })?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.keys).map_err(io_at(&self.keys))?;
+        tmp.write_all(&bytes).map_err(io_at(tmp.path()))?;
+        let dest = self.path(key);
+        tmp.persist(&dest).map_err(|e| CacheError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
+    /// Removes entries written longer than `ttl` ago (and temporary files left by a crash);
+    /// returns how many entries it removed. The layer blobs stay: other entries or images may
+    /// share them.
+    pub fn prune(&self, ttl: Duration) -> Result<usize, CacheError> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for e in std::fs::read_dir(&self.keys).map_err(io_at(&self.keys))? {
+            let e = e.map_err(io_at(&self.keys))?;
+            let Ok(meta) = e.metadata() else { continue };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            if age > ttl {
+                let is_entry = e.file_name().to_string_lossy().ends_with(".json");
+                // A vanished file was pruned by another process: fine.
+                if std::fs::remove_file(e.path()).is_ok() && is_entry {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

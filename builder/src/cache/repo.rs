@@ -1,0 +1,233 @@
+//! The registry cache (`--cache-repo`), in kaniko's shape: each cached step is a one-layer image
+//! (no layer for a step that made none) tagged with its key's hex in the cache repository.
+//!
+//! Unlike kaniko, everything a lookup needs is in the manifest's annotations (the layer's
+//! diff_id, the history text, when it was cached), so a hit costs one manifest GET: neither the
+//! config nor the layer is downloaded. The builder later mounts the layer into the destination
+//! from the cache repository. The config still records the diff_id and history, so the cached
+//! image is a valid image any tool can read.
+
+use super::error::CacheError;
+use super::key::{CacheKey, FORMAT_VERSION};
+use super::local::{CachedLayer, CachedStep};
+use crate::blob::BlobStore;
+use crate::image::time::{now_unix, rfc3339};
+use crate::image::{parse_manifest, History, ImageBuilder, Layer, ParsedManifest};
+use crate::plan::Platform;
+use crate::registry::{
+    BlobToPush, ImageToPush, Reference, RegistryClient, RegistryError, Repository,
+};
+use std::time::Duration;
+
+/// Annotation: the kiln cache format the image was written in.
+pub const ANNOTATION_FORMAT: &str = "dev.kiln.cache.format";
+/// Annotation: the layer's diff_id.
+pub const ANNOTATION_DIFF_ID: &str = "dev.kiln.cache.diff-id";
+/// Annotation: the step's history text.
+pub const ANNOTATION_CREATED_BY: &str = "dev.kiln.cache.created-by";
+/// The standard OCI annotation for when the image was made; `--cache-ttl` counts from it.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+/// The step cache in a registry repository.
+#[derive(Debug, Clone)]
+pub struct RepoCache {
+    client: RegistryClient,
+    repo: Repository,
+    ttl: Duration,
+    platform: Platform,
+}
+
+impl RepoCache {
+    /// A cache in `repo`; entries older than `ttl` are misses. (`RegistryClient` is already a
+    /// shared handle, so it is taken by value rather than in an `Arc`.)
+    pub fn new(client: RegistryClient, repo: Repository, ttl: Duration) -> RepoCache {
+        RepoCache {
+            client,
+            repo,
+            ttl,
+            platform: Platform::host(),
+        }
+    }
+
+    /// The platform written in cached images' configs (the build's target; the host's by default).
+    pub fn with_platform(mut self, platform: Platform) -> RepoCache {
+        self.platform = platform;
+        self
+    }
+
+    /// The repository the cache lives in (the source to mount cached layers from).
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    fn reference(&self, key: &CacheKey) -> Reference {
+        Reference {
+            repository: self.repo.clone(),
+            tag: Some(key.hex().to_string()),
+            digest: None,
+        }
+    }
+
+    /// The step cached under `key`, from the manifest alone. Entries of another format, not made
+    /// by kiln, or older than the ttl are misses.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<CachedStep>, CacheError> {
+        let m = match self.client.get_manifest(&self.reference(key)).await {
+            Ok(m) => m,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let ParsedManifest::Image(img) = parse_manifest(Some(&m.media_type), &m.bytes)? else {
+            return Ok(None);
+        };
+        let ann = &img.annotations;
+        if ann.get(ANNOTATION_FORMAT).map(String::as_str) != Some(FORMAT_VERSION) {
+            return Ok(None);
+        }
+        let Some(created) = ann.get(ANNOTATION_CREATED).and_then(|c| parse_rfc3339(c)) else {
+            return Ok(None);
+        };
+        let age = now_unix().saturating_sub(created);
+        if age < 0 || age as u64 > self.ttl.as_secs() {
+            return Ok(None);
+        }
+        let Some(created_by) = ann.get(ANNOTATION_CREATED_BY) else {
+            return Ok(None);
+        };
+        let layer = match (img.layers.as_slice(), ann.get(ANNOTATION_DIFF_ID)) {
+            ([], _) => None,
+            ([l], Some(diff_id)) => {
+                let Ok(diff_id) = diff_id.parse() else {
+                    return Ok(None);
+                };
+                Some(CachedLayer {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    diff_id,
+                    media_type: l.media_type.clone(),
+                })
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(CachedStep {
+            layer,
+            created_by: created_by.clone(),
+        }))
+    }
+
+    /// Pushes `step` as the image tagged with `key`. Its layer (if any) must be in `store`;
+    /// the config and manifest are written there too. The image is written as OCI, so a Docker
+    /// layer media type comes back as its OCI equivalent.
+    pub async fn put(
+        &self,
+        key: &CacheKey,
+        step: &CachedStep,
+        store: &BlobStore,
+    ) -> Result<(), CacheError> {
+        let now = now_unix();
+        let mut b = ImageBuilder::scratch(&self.platform);
+        b.created(now)
+            .annotation(ANNOTATION_FORMAT, FORMAT_VERSION)
+            .annotation(ANNOTATION_CREATED, rfc3339(now))
+            .annotation(ANNOTATION_CREATED_BY, step.created_by.clone());
+        let history = History::created_by(step.created_by.clone());
+        match &step.layer {
+            Some(l) => {
+                b.annotation(ANNOTATION_DIFF_ID, l.diff_id.to_string());
+                b.add_layer(
+                    Layer {
+                        digest: l.digest.clone(),
+                        size: l.size,
+                        diff_id: l.diff_id.clone(),
+                        media_type: l.media_type.clone(),
+                    },
+                    history,
+                );
+            }
+            None => {
+                b.add_history(history);
+            }
+        }
+        let built = b.write(store)?;
+        let blob = |d: &crate::image::Descriptor| BlobToPush {
+            digest: d.digest.clone(),
+            size: d.size,
+            mount_from: None,
+        };
+        let image = ImageToPush {
+            layers: built.layers.iter().map(blob).collect(),
+            config: blob(&built.config),
+            manifest: built.manifest.clone(),
+            media_type: built.media_type.to_string(),
+        };
+        self.client
+            .push_image(&[self.reference(key)], &image, store)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time in UTC (`2024-05-01T10:00:00Z`, fractions of a
+/// second ignored); `None` for anything else.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = s.get(19..)?;
+    let rest = match rest.strip_prefix('.') {
+        Some(frac) => frac.trim_start_matches(|c: char| c.is_ascii_digit()),
+        None => rest,
+    };
+    if !matches!(rest, "Z" | "z") || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
+/// (year, month, day) → days since 1970-01-01, Howard Hinnant's algorithm.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_what_kiln_writes() {
+        for t in [
+            0,
+            1,
+            86_399,
+            951_782_400,
+            1_700_000_000,
+            4_102_444_800,
+            -86_400,
+        ] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{}", rfc3339(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+01:00"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! `kiln warm`: fills a cache directory with base images ahead of builds, so a build resolves
+//! and reads its bases without the registry.
+//!
+//! Every manifest, config and layer goes into the blob store at `<cache_dir>/blobs` (streamed,
+//! digest checked, renamed into place: concurrent warmers and builds never see half a blob), and
+//! `<cache_dir>/images/<sha256 of the reference>.json` records what the reference resolved to,
+//! per platform. That file is updated under an exclusive lock and replaced by a rename, so
+//! warmers of different platforms of one image keep each other's entries.
+
+use super::error::{io_at, CacheError};
+use crate::blob::{BlobStore, Digest, DigestWriter};
+use crate::dockerfile;
+use crate::image::platform_select::normalize;
+use crate::image::{parse_manifest, Descriptor, ImageConfig, ImageManifest, ParsedManifest};
+use crate::plan::{self, Base, NoBaseImages, Options, Platform};
+use crate::registry::{Reference, RegistryClient};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How to warm.
+#[derive(Debug, Clone)]
+pub struct WarmOptions {
+    /// Re-check blobs already in the store and fetch again any that do not match their digest
+    /// (kaniko's `--force`); otherwise a stored blob is trusted, as it was checked when stored.
+    pub force: bool,
+    /// Blobs of one image fetched at once.
+    pub parallel: usize,
+}
+
+impl Default for WarmOptions {
+    fn default() -> Self {
+        WarmOptions {
+            force: false,
+            parallel: 4,
+        }
+    }
+}
+
+/// One image warmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmedImage {
+    /// The reference, normalised (`docker.io/library/busybox:latest`).
+    pub reference: String,
+    /// The platform's image, as a build finds it again with [`lookup_base`].
+    pub base: CachedBase,
+    /// Its layers, base first.
+    pub layers: Vec<Descriptor>,
+    /// The layers' diff_ids, from the config (what extracted layers are keyed by).
+    pub diff_ids: Vec<Digest>,
+    /// Blobs downloaded (manifests not counted).
+    pub fetched: usize,
+    /// Bytes downloaded (manifests not counted).
+    pub fetched_bytes: u64,
+    /// Blobs already in the store.
+    pub present: usize,
+}
+
+/// A base image as the cache directory knows it: enough to build on it offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedBase {
+    /// What the reference resolved to (an index, or the image manifest itself).
+    pub digest: Digest,
+    /// The platform's image manifest (in the blob store).
+    pub manifest: Digest,
+    /// Its media type.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// Its config blob (in the blob store).
+    pub config: Digest,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IndexFile {
+    reference: String,
+    digest: Option<Digest>,
+    platforms: BTreeMap<String, CachedBase>,
+}
+
+/// The blob store of `cache_dir` (`<cache_dir>/blobs`).
+pub fn blob_store(cache_dir: &Path) -> Result<BlobStore, CacheError> {
+    Ok(BlobStore::open(cache_dir.join("blobs"))?)
+}
+
+fn index_path(cache_dir: &Path, reference: &Reference) -> PathBuf {
+    let name = Digest::of(reference.to_string().as_bytes());
+    cache_dir
+        .join("images")
+        .join(format!("{}.json", name.hex()))
+}
+
+fn platform_key(p: &Platform) -> String {
+    normalize(p).to_string()
+}
+
+/// What `reference` resolved to for `platform` when it was last warmed, if its manifest and
+/// config are in the store: a build can then plan on the base with no registry at hand. Tags are
+/// not re-checked: the answer is as fresh as the last warm.
+pub fn lookup_base(
+    cache_dir: &Path,
+    reference: &Reference,
+    platform: &Platform,
+) -> Option<CachedBase> {
+    let bytes = std::fs::read(index_path(cache_dir, reference)).ok()?;
+    let idx: IndexFile = serde_json::from_slice(&bytes).ok()?;
+    let base = idx.platforms.get(&platform_key(platform))?.clone();
+    let store = blob_store(cache_dir).ok()?;
+    (store.contains(&base.manifest) && store.contains(&base.config)).then_some(base)
+}
+
+/// Reads the image manifest of a base found with [`lookup_base`] from the store.
+pub fn read_manifest(cache_dir: &Path, base: &CachedBase) -> Result<ImageManifest, CacheError> {
+    let store = blob_store(cache_dir)?;
+    let path = store.path(&base.manifest);
+    let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+    match parse_manifest(Some(&base.media_type), &bytes)? {
+        ParsedManifest::Image(m) => Ok(*m),
+        ParsedManifest::Index(_) => {
+            Err(crate::image::ImageError::UnsupportedMediaType(base.media_type.clone()).into())
+        }
+    }
+}
+
+/// Records `base` for `reference` and `platform`, keeping other platforms' entries unless the
+/// reference now resolves to something else.
+fn record(
+    cache_dir: &Path,
+    reference: &Reference,
+    platform: &Platform,
+    base: &CachedBase,
+) -> Result<(), CacheError> {
+    let dir = cache_dir.join("images");
+    std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+    let path = index_path(cache_dir, reference);
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_at(&lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        CacheError::Io {
+            path: lock_path.clone(),
+            source: e.into(),
+        }
+    })?;
+    let mut idx: IndexFile = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if idx.digest.as_ref() != Some(&base.digest) {
+        idx.platforms.clear();
+    }
+    idx.reference = reference.to_string();
+    idx.digest = Some(base.digest.clone());
+    idx.platforms.insert(platform_key(platform), base.clone());
+    let bytes = serde_json::to_vec_pretty(&idx).map_err(|e| CacheError::Io {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
+    tmp.write_all(&bytes).map_err(io_at(tmp.path()))?;
+    tmp.persist(&path).map_err(|e| CacheError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    // The lock is released when `lock` is closed.
+    drop(lock);
+    Ok(())
+}
+
+/// Whether the stored blob `d` has the digest it is stored under.
+fn verify(store: &BlobStore, d: &Digest) -> Result<bool, CacheError> {
+    let path = store.path(d);
+    let mut f = store.read(d)?;
+    let mut w = DigestWriter::new(std::io::sink());
+    std::io::copy(&mut f, &mut w).map_err(io_at(&path))?;
+    Ok(w.finish().0 == *d)
+}
+
+/// Stores `images` (their manifests, the manifest of `platform` when a reference names an index,
+/// configs and layers) in the cache directory `cache_dir`, and records each for
+/// [`lookup_base`]. Several warmers and builds may share the directory at once.
+pub async fn warm(
+    images: &[Reference],
+    platform: &Platform,
+    client: &RegistryClient,
+    cache_dir: &Path,
+    opts: &WarmOptions,
+) -> Result<Vec<WarmedImage>, CacheError> {
+    let store = blob_store(cache_dir)?;
+    let mut out = Vec::with_capacity(images.len());
+    for r in images {
+        out.push(warm_one(r, platform, client, cache_dir, &store, opts).await?);
+    }
+    Ok(out)
+}
+
+async fn warm_one(
+    reference: &Reference,
+    platform: &Platform,
+    client: &RegistryClient,
+    cache_dir: &Path,
+    store: &BlobStore,
+    opts: &WarmOptions,
+) -> Result<WarmedImage, CacheError> {
+    let top = client.get_manifest(reference).await?;
+    store.put(&top.bytes)?;
+    let (manifest, image) = match parse_manifest(Some(&top.media_type), &top.bytes)? {
+        ParsedManifest::Image(m) => (top.clone(), *m),
+        ParsedManifest::Index(idx) => {
+            let Some(d) = crate::image::select_manifest(&idx, platform) else {
+                return Err(CacheError::NoPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.to_string(),
+                });
+            };
+            let pinned = Reference {
+                repository: reference.repository.clone(),
+                tag: None,
+                digest: Some(d.digest.clone()),
+            };
+            let m = client.get_manifest(&pinned).await?;
+            store.put(&m.bytes)?;
+            match parse_manifest(Some(&m.media_type), &m.bytes)? {
+                ParsedManifest::Image(img) => (m, *img),
+                ParsedManifest::Index(_) => {
+                    return Err(crate::image::ImageError::UnsupportedMediaType(m.media_type).into())
+                }
+            }
+        }
+    };
+    let blobs: Vec<&Descriptor> = std::iter::once(&image.config)
+        .chain(&image.layers)
+        .collect();
+    let repo = &reference.repository;
+    let results: Vec<(bool, u64)> = stream::iter(blobs)
+        .map(|d| async move {
+            if store.contains(&d.digest) {
+                if !opts.force || verify(store, &d.digest)? {
+                    return Ok::<_, CacheError>((false, 0));
+                }
+                // A damaged blob: drop it so it is fetched again (a rename would also replace
+                // it, but pull_blob skips digests the store holds).
+                let p = store.path(&d.digest);
+                std::fs::remove_file(&p).map_err(io_at(&p))?;
+            }
+            let n = client
+                .pull_blob(repo, &d.digest, Some(d.size), store)
+                .await?;
+            Ok((true, n))
+        })
+        .buffer_unordered(opts.parallel.max(1))
+        .try_collect()
+        .await?;
+    let config_path = store.path(&image.config.digest);
+    let config_bytes = std::fs::read(&config_path).map_err(io_at(&config_path))?;
+    let config = ImageConfig::parse(&config_bytes)?;
+    let base = CachedBase {
+        digest: top.digest.clone(),
+        manifest: manifest.digest.clone(),
+        media_type: manifest.media_type.clone(),
+        config: image.config.digest.clone(),
+    };
+    record(cache_dir, reference, platform, &base)?;
+    Ok(WarmedImage {
+        reference: reference.to_string(),
+        base,
+        layers: image.layers.clone(),
+        diff_ids: config.rootfs.diff_ids,
+        fetched: results.iter().filter(|(f, _)| *f).count(),
+        fetched_bytes: results.iter().map(|(_, n)| n).sum(),
+        present: results.iter().filter(|(f, _)| !*f).count(),
+    })
+}
+
+/// The images the Dockerfiles at `paths` build on or copy from, in order and once each: every
+/// stage's FROM image (build arguments applied; stage names and `scratch` are not images) and
+/// every `COPY --from=image`, for all stages, not only those the last stage needs.
+pub fn from_dockerfiles(
+    paths: &[PathBuf],
+    build_args: &BTreeMap<String, String>,
+    platform: &Platform,
+) -> Result<Vec<Reference>, CacheError> {
+    let mut out: Vec<Reference> = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(io_at(path))?;
+        let df = dockerfile::parse(&text, path)?;
+        let opts = Options {
+            build_args: build_args.clone(),
+            target: None,
+            target_platform: platform.clone(),
+            build_platform: Platform::host(),
+        };
+        let p = plan::plan(&df, path, &opts, &NoBaseImages)?;
+        for stage in &p.stages {
+            let from = match &stage.base {
+                Base::Image(r) => Some(r),
+                Base::Scratch | Base::Stage(_) => None,
+            };
+            for r in from.into_iter().chain(&stage.images) {
+                let r = Reference::parse(r)?;
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
