@@ -5,6 +5,7 @@
 //! stages and steps ([`plan`]), with the build context filtered by [`context`].
 
 pub mod blob;
+pub mod build;
 pub mod cache;
 pub mod context;
 pub mod dockerfile;

@@ -11,7 +11,7 @@ use crate::dockerfile::instructions::{Copy, Source};
 use crate::executor::metadata::StageConfig;
 use crate::fsview::{read_small, DirView, FsView};
 use crate::sandbox::users;
-use crate::snapshot::{self, OverlayView};
+use crate::snapshot::{self, OverlayView, Whiteouts};
 use std::path::Path;
 
 /// What COPY reads from.
@@ -143,8 +143,8 @@ pub(crate) fn copy(
 ) -> Result<NewLayer, BuildError> {
     let b = at.b;
     let src = source_view(at, c.from.as_deref(), done)?;
-    let empty = tempfile::tempdir_in(b.layers.cache.tmp_dir())
-        .map_err(super::io_err(b.layers.cache.tmp_dir()))?;
+    let tmp = b.layers.cache.tmp_dir();
+    let empty = tempfile::tempdir_in(&tmp).map_err(super::io_err(&tmp))?;
     // COPY --link does not look at the parent: its layer stands alone, so the base's layers
     // need not be downloaded. Names in --chown still need the parent's user database.
     let needs_parent = !c.link || c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());
@@ -169,7 +169,7 @@ pub(crate) fn copy(
     };
     copy::copy(&req, src.view(), target, &dirs.upper)
         .map_err(|e| at.err(super::error::chain(&e)))?;
-    commit(at, &dirs.upper, true)
+    commit(at, &dirs.upper, Whiteouts::Overlay)
 }
 
 /// WORKDIR: makes the directory when the parent lacks it (owned by USER, as BuildKit does);
@@ -196,5 +196,5 @@ pub(crate) fn workdir(
     if empty {
         return Ok(None);
     }
-    commit(at, &dirs.upper, true).map(Some)
+    commit(at, &dirs.upper, Whiteouts::Overlay).map(Some)
 }

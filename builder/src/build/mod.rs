@@ -184,11 +184,10 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
         None
     };
     let repo = match (&opts.cache_repo, opts.cache) {
-        (Some(r), true) => Some(RepoCache::new(
-            Arc::new(client.clone()),
-            r.clone(),
-            opts.cache_ttl,
-        )),
+        (Some(r), true) => Some(
+            RepoCache::new(client.clone(), r.clone(), opts.cache_ttl)
+                .with_platform(opts.plan.target_platform.clone()),
+        ),
         _ => None,
     };
     let context = crate::copy::ContextView::open(&opts.context, &opts.dockerfile)

@@ -10,7 +10,7 @@ use crate::executor::metadata::StageConfig;
 use crate::image::Layer;
 use crate::plan::Step;
 use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
-use crate::snapshot;
+use crate::snapshot::{self, Whiteouts};
 use std::path::{Path, PathBuf};
 
 /// The environment a RUN step sees: build args in scope and proxies, then the image's ENV (ENV
@@ -79,10 +79,11 @@ pub(crate) fn run(
     if r.insecure {
         return Err(at.err("RUN --security=insecure is not allowed: kiln runs steps unprivileged"));
     }
+    let tmp = b.layers.cache.tmp_dir();
     let scratch = tempfile::Builder::new()
         .prefix("run-")
-        .tempdir_in(b.layers.cache.tmp_dir())
-        .map_err(super::io_err(b.layers.cache.tmp_dir()))?;
+        .tempdir_in(&tmp)
+        .map_err(super::io_err(&tmp))?;
     let mut env = env.to_vec();
     let (argv, script) = argv(&r.command, cfg);
     let mut mounts = Vec::new();
@@ -156,24 +157,32 @@ pub(crate) fn run(
             tail,
         })));
     }
-    if let Some((root, before)) = &before {
-        snapshot::diff(before, root, &dirs.upper).map_err(|e| at.err(super::error::chain(&e)))?;
-    }
-    commit(at, &dirs.upper, overlay)
+    let whiteouts = match &before {
+        Some((root, before)) => {
+            snapshot::diff(before, root, &dirs.upper)
+                .map_err(|e| at.err(super::error::chain(&e)))?
+                .whiteouts
+        }
+        None => Whiteouts::Overlay,
+    };
+    commit(at, &dirs.upper, whiteouts)
 }
 
 /// Writes an upper directory as the step's layer; an overlay upper is kept as the layer's
 /// extracted form so later steps need not unpack it.
-pub(crate) fn commit(at: &At<'_>, upper: &Path, overlay: bool) -> Result<NewLayer, BuildError> {
+pub(crate) fn commit(
+    at: &At<'_>,
+    upper: &Path,
+    whiteouts: Whiteouts,
+) -> Result<NewLayer, BuildError> {
     let b = at.b;
     let mut opts = b.opts.layer.clone();
-    opts.overlay_whiteouts = overlay;
     if let Some(t) = b.opts.reproducible {
         opts.reproducible_epoch = Some(t);
     }
-    let info = crate::layer::write_layer(&b.layers.store, upper, &opts)
+    let info = snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts)
         .map_err(|e| at.err(super::error::chain(&e)))?;
-    if overlay {
+    if whiteouts == Whiteouts::Overlay {
         // Another build may have adopted the same diff_id first: either copy serves.
         let _ = b.layers.cache.adopt(&info.diff_id, upper);
     }
@@ -293,7 +302,8 @@ fn mount(
                     let dest = scratch.join(format!("bind-{n}"));
                     let inner = crate::fsview::resolve(view.view(), Path::new(&source), true)
                         .map_err(|e| at.err(format!("--mount source {source:?}: {e}")))?;
-                    snapshot::materialise_path(view.view(), &inner, &dest)
+                    let sub = crate::fsview::Rooted::new(view.view(), inner);
+                    snapshot::materialise(&sub, &dest)
                         .map_err(|e| at.err(super::error::chain(&e)))?;
                     dest
                 }

@@ -8,9 +8,11 @@
 //! so a link to `/etc` never leaves the tree.
 
 mod dir;
+mod rooted;
 
 pub(crate) use dir::entry as dir_entry;
 pub use dir::{host_xattrs, DirView};
+pub use rooted::Rooted;
 
 use std::ffi::OsString;
 use std::io;
