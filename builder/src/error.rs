@@ -35,6 +35,9 @@ pub enum Error {
     /// Writing or extracting a layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// A COPY, ADD or WORKDIR step could not write its files.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
