@@ -16,6 +16,20 @@
 //! as links) and hard links within one source are kept; a wildcard that matches nothing copies
 //! nothing, a plain path that is missing is an error. `--link` changes nothing here (the
 //! result of a step is always its own layer).
+//!
+//! Where kiln differs on purpose (compared against BuildKit's code and `buildah bud`):
+//! - A directory copied up from the parent keeps the parent's mtime (BuildKit and buildah
+//!   record the time of the copy), so the layer does not depend on when it was built.
+//! - Several sources (or a wildcard with several matches) into a destination that is neither
+//!   `…/` nor an existing directory is an error, as documented and as buildah and kaniko do;
+//!   BuildKit lets the last match win.
+//! - A context source with `..` above the context root is an error; BuildKit cleans it to
+//!   the root and then reports it missing. buildah fails a wildcard that matches nothing;
+//!   kiln copies nothing, as BuildKit does.
+//! - `--chmod=4755` keeps the setuid bit (BuildKit's Go file modes drop the high bits).
+//! - An ADD archive entry climbing above the destination with `..` is refused (containerd
+//!   clamps it at the destination); symlinks in entry paths resolve in the whole image.
+//! - An ADD URL counts in [`inputs_digest`] by its text and `--checksum` only.
 
 mod archive;
 mod context_view;
