@@ -41,6 +41,9 @@ pub enum Error {
     /// The layer cache or warming it failed.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// A COPY, ADD or WORKDIR step could not write its files.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),

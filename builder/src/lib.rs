@@ -8,6 +8,7 @@ pub mod blob;
 pub mod build;
 pub mod cache;
 pub mod context;
+pub mod copy;
 pub mod dockerfile;
 pub mod error;
 pub mod executor;
