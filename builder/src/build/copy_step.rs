@@ -66,12 +66,12 @@ pub(crate) fn source_view<'a>(
     )))
 }
 
-fn request<'c>(
-    c: &'c Copy,
+fn request(
+    c: &Copy,
     cfg: &StageConfig,
     chown: Option<(u32, u32)>,
     from: bool,
-) -> CopyRequest<'c> {
+) -> CopyRequest {
     let mut sources = Vec::new();
     let mut heredocs = Vec::new();
     for s in &c.sources {
@@ -97,7 +97,6 @@ fn request<'c>(
         add: c.add,
         checksum: c.checksum.clone(),
         is_context: !from,
-        ..CopyRequest::default()
     }
 }
 
@@ -187,13 +186,9 @@ pub(crate) fn workdir(
         ids(at, &cfg.config.user, &view)?
     };
     let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
-    copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+    let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
         .map_err(|e| at.err(super::error::chain(&e)))?;
-    let empty = std::fs::read_dir(&dirs.upper)
-        .map_err(super::io_err(&dirs.upper))?
-        .next()
-        .is_none();
-    if empty {
+    if !created {
         return Ok(None);
     }
     commit(at, &dirs.upper, Whiteouts::Overlay).map(Some)

@@ -190,8 +190,12 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
         ),
         _ => None,
     };
-    let context = crate::copy::ContextView::open(&opts.context, &opts.dockerfile)
-        .map_err(|e| wrap("build context")(&e))?;
+    let ignore =
+        crate::context::dockerignore::DockerIgnore::load_for_dockerfile(&opts.context, &opts.dockerfile)?;
+    let context = crate::copy::ContextView::new(crate::context::walk::BuildContext::with_ignore(
+        &opts.context,
+        ignore,
+    )?);
     let b = Build {
         opts,
         file,

@@ -327,5 +327,8 @@ fn context_path(at: &At<'_>, source: &str) -> Result<PathBuf, BuildError> {
     let view = &at.b.context;
     let inner = crate::fsview::resolve(view, Path::new(source), true)
         .map_err(|e| at.err(format!("--mount source {source:?}: {e}")))?;
-    Ok(view.host_path(&inner))
+    Ok(view
+        .context()
+        .root()
+        .join(inner.strip_prefix("/").unwrap_or(&inner)))
 }

@@ -269,7 +269,8 @@ fn store(b: &Build<'_>, key: &CacheKey, made: &NewLayer) -> Result<(), BuildErro
         created_by: made.created_by.clone(),
     };
     if let Some(local) = &b.local {
-        local.put(key, &cached);
+        // A cache entry that cannot be written costs the next build time, not this one.
+        let _ = local.put(key, &cached);
     }
     if let Some(repo) = &b.repo {
         // A cache that cannot be written slows the next build down; it does not fail this one.
