@@ -947,3 +947,54 @@ fn buildah_peer_agrees_on_copy_results() {
     b(&["rmi", "-a", "-f"]);
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn add_archives_cannot_write_outside_the_image() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    b.append_link(&mut h, "esc", "/etc").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    b.append_data(&mut h, "esc/kiln-copy-test", &b"bad"[..])
+        .unwrap();
+    let through_link = b.into_inner().unwrap();
+    let e = env();
+    fs::write(e.ctx.join("a.tar"), &through_link).unwrap();
+    let mut r = req(&["a.tar"], "/x/");
+    r.add = true;
+    run(&e, &r).unwrap();
+    // The link resolves inside the image: the file lands in the image's /etc.
+    assert!(e.upper.join("etc/kiln-copy-test").is_file());
+    assert!(!Path::new("/etc/kiln-copy-test").exists());
+
+    let mut raw = tar::Header::new_gnu();
+    raw.set_size(3);
+    raw.set_mode(0o644);
+    raw.set_uid(0);
+    raw.set_gid(0);
+    raw.set_mtime(1);
+    // `set_path` refuses `..`, so the name is written into the header directly.
+    raw.as_old_mut().name[..13].copy_from_slice(b"../../../evil");
+    raw.set_cksum();
+    let mut data = raw.as_bytes().to_vec();
+    data.extend_from_slice(b"bad");
+    data.resize(512 * 2, 0);
+    data.extend_from_slice(&[0u8; 1024]);
+    let e = env();
+    fs::write(e.ctx.join("up.tar"), &data).unwrap();
+    let mut r = req(&["up.tar"], "/x/");
+    r.add = true;
+    let err = run(&e, &r).unwrap_err();
+    assert!(matches!(err, CopyError::Archive { .. }), "{err}");
+    assert!(err.to_string().contains("leaves the destination"), "{err}");
+}
