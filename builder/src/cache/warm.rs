@@ -311,3 +311,43 @@ pub fn from_dockerfiles(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerfile_images_skip_stages_and_scratch_and_include_copy_from_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = dir.path().join("one");
+        let two = dir.path().join("two");
+        std::fs::write(
+            &one,
+            "ARG V=3.19\nFROM alpine:$V AS base\nFROM base\nCOPY --from=busybox:1 /bin/sh /sh\nFROM scratch\nCOPY --from=base / /\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &two,
+            "FROM scratch\nFROM alpine:3.20\nFROM docker.io/library/busybox:1\n",
+        )
+        .unwrap();
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let got = from_dockerfiles(&[one.clone(), two], &BTreeMap::new(), &amd64).unwrap();
+        let names: Vec<String> = got.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "docker.io/library/alpine:3.19",
+                "docker.io/library/busybox:1",
+                "docker.io/library/alpine:3.20",
+            ]
+        );
+        let args = BTreeMap::from([("V".to_string(), "edge".to_string())]);
+        let got = from_dockerfiles(&[one], &args, &amd64).unwrap();
+        assert_eq!(got[0].to_string(), "docker.io/library/alpine:edge");
+        assert!(matches!(
+            from_dockerfiles(&[dir.path().join("missing")], &args, &amd64),
+            Err(CacheError::Io { .. })
+        ));
+    }
+}
