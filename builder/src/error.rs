@@ -38,6 +38,9 @@ pub enum Error {
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// Docker-in-Docker: certificates, the daemon connection, or a build through it.
+    #[error(transparent)]
+    Dind(#[from] crate::dind::DindError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

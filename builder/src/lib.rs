@@ -6,6 +6,7 @@
 
 pub mod blob;
 pub mod context;
+pub mod dind;
 pub mod dockerfile;
 pub mod error;
 pub mod executor;
