@@ -96,6 +96,9 @@ pub struct BuildArgs {
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long, default_value = "info")]
     pub verbosity: String,
+    /// Who runs the build, and where the Docker daemon is.
+    #[command(flatten)]
+    pub backend: super::docker_backend::BackendArgs,
 }
 
 /// A Dockerfile's text and the name to show in messages.
@@ -179,6 +182,9 @@ pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan
 
 /// `kiln build`.
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    if args.backend.backend == super::docker_backend::Backend::Docker {
+        return super::docker_backend::run(args);
+    }
     if !args.context.is_dir() {
         return Err(Usage(format!(
             "--context {}: not a directory",

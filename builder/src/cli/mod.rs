@@ -1,7 +1,9 @@
 //! The `kiln` command line: argument parsing, error printing and exit codes.
 
 mod build;
+mod certs;
 mod demo;
+mod docker_backend;
 mod kaniko;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile (kaniko's flag names).
     Build(Box<build::BuildArgs>),
+    /// Make one job's Docker TLS certificates (CA, server, client) in the docker:dind layout.
+    Certs(certs::CertsArgs),
     /// Build kiln's embedded demo image (a multi-stage Dockerfile with RUN steps).
     Demo(demo::DemoArgs),
 }
@@ -38,6 +42,7 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
+        Command::Certs(args) => certs::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     match result {
