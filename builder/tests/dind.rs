@@ -230,6 +230,10 @@ fn kiln_builds_through_a_tls_daemon_pushes_and_writes_the_digest_files() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("push {reg}/app:1")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("#9 pushed {reg}/app:2@sha256:")),
+        "{stdout}"
+    );
 
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     assert!(
@@ -280,6 +284,15 @@ fn the_daemon_answers_kiln_s_own_client_certificate() {
         &rig.certs.join("client"),
     );
     rt().block_on(client.ping()).unwrap();
+    // And a plain unix socket, as DOCKER_HOST=unix:///var/run/docker.sock is.
+    let ep = DockerEndpoint::parse(&rig.dockerd.unix_host(), None).unwrap();
+    let ping = rt()
+        .block_on(wait_ready(
+            &DockerClient::new(ep).unwrap(),
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    assert!(ping.api_version.is_some());
 }
 
 fn assert_tls(e: DindError, want: TlsProblem, words: &str) {

@@ -160,10 +160,9 @@ pub async fn build(
             )
             .await?;
             match &digest {
-                Some(first) if *first != got => out(&format!(
-                    "#{} warning: {d} got manifest {got}, other destinations {first}",
-                    "-"
-                )),
+                Some(first) if *first != got => out(&progress.line(&format!(
+                    "warning: {d} got manifest {got}, other destinations {first}"
+                ))),
                 Some(_) => {}
                 None => digest = Some(got),
             }
@@ -415,7 +414,7 @@ async fn push(
         reference: reference.clone(),
         message: format!("the daemon reported digest {digest:?}, not sha256"),
     })?;
-    out(&format!("#{} pushed {reference}@{digest}", "-"));
+    out(&progress.line(&format!("pushed {reference}@{digest}")));
     Ok(digest)
 }
 

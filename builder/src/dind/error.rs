@@ -82,7 +82,7 @@ pub enum DindError {
         detail: String,
     },
     /// The readiness deadline passed; `last` is the last reason the daemon was not usable.
-    #[error("the Docker daemon at {host} was not ready within {}s: {last}", waited.as_secs_f32())]
+    #[error("the Docker daemon at {host} was not ready within {:.1}s: {last}", waited.as_secs_f32())]
     Timeout {
         /// The daemon's address.
         host: String,

@@ -40,6 +40,11 @@ impl Progress {
         format!("#{} {what}", self.step)
     }
 
+    /// A line of kiln's own about the current step.
+    pub fn line(&self, text: &str) -> String {
+        format!("#{} {text}", self.step)
+    }
+
     /// Interprets one message of the stream.
     pub fn message(&mut self, msg: &Value) -> Event {
         if let Some(e) = msg.get("error").and_then(Value::as_str) {
@@ -143,6 +148,7 @@ mod tests {
             ["#2 [2/2] RUN echo hi", "#2  ---> Running in 1f", "#2 hi"]
         );
         assert_eq!(p.start("push x"), "#3 push x");
+        assert_eq!(p.line("pushed"), "#3 pushed");
     }
 
     #[test]
