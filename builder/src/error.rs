@@ -53,6 +53,9 @@ pub enum Error {
     /// Preparing a step's filesystem or committing its changes failed.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// Docker-in-Docker: certificates, the daemon connection, or a build through it.
+    #[error(transparent)]
+    Dind(#[from] crate::dind::DindError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

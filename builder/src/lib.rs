@@ -9,6 +9,7 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod copy;
+pub mod dind;
 pub mod dockerfile;
 pub mod error;
 pub mod executor;

@@ -112,6 +112,9 @@ pub struct BuildArgs {
     /// Image format: oci (default) or docker.
     #[arg(long, default_value = "oci")]
     pub format: String,
+    /// Who runs the build, and where the Docker daemon is.
+    #[command(flatten)]
+    pub backend: super::docker_backend::BackendArgs,
 }
 
 /// A Dockerfile's text and the name to show in messages.
@@ -195,6 +198,9 @@ pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan
 
 /// `kiln build`.
 pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    if args.backend.backend == super::docker_backend::Backend::Docker {
+        return super::docker_backend::run(args);
+    }
     if !args.context.is_dir() {
         return Err(Usage(format!(
             "--context {}: not a directory",

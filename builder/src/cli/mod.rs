@@ -2,7 +2,9 @@
 
 mod build;
 mod build_options;
+mod certs;
 mod demo;
+mod docker_backend;
 mod kaniko;
 mod warm;
 
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile (kaniko's flag names).
     Build(Box<build::BuildArgs>),
+    /// Make one job's Docker TLS certificates (CA, server, client) in the docker:dind layout.
+    Certs(certs::CertsArgs),
     /// Build kiln's embedded demo image (a multi-stage Dockerfile with RUN steps).
     Demo(demo::DemoArgs),
     /// Fetch base images into the cache directory ahead of builds (kaniko's warmer flags).
@@ -49,6 +53,7 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
+        Command::Certs(args) => certs::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Warm(args) => warm::run(&args),
     };

@@ -1,0 +1,23 @@
+//! Docker-in-Docker over TLS without races: per-job certificates ([`certs`]), a readiness check
+//! that tells apart the ways a daemon can be unreachable ([`ready`]), and `kiln build
+//! --backend docker` ([`build`]), which builds through a Docker daemon's HTTP API.
+//!
+//! The certificates are a pure function of the job: the runner makes them before the pod
+//! exists and hands them to both containers through a Secret, so neither waits on files the
+//! other has yet to write. The daemon side gets `server/{ca,cert,key}.pem` and no CA key: the
+//! `docker:dind` entrypoint then uses the given certificates as they are ("user managing CA
+//! themselves") instead of regenerating them over a read-only mount.
+
+pub mod build;
+pub mod certs;
+mod client;
+pub mod endpoint;
+mod error;
+pub mod progress;
+pub mod ready;
+mod tar_context;
+
+pub use client::DockerClient;
+pub use endpoint::{DockerEndpoint, EndpointFlags, TlsFiles, Transport};
+pub use error::{DindError, TlsProblem};
+pub use tar_context::DockerfileSource;
