@@ -110,6 +110,12 @@ class Runner:
                     out[k] = int(v.split()[0])
         return out
 
+    def kill(self):
+        """Stops it if still running (after a failed measurement)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -131,33 +137,41 @@ def med(xs):
 def bench_idle(runner_bin, fake_bin, runs):
     rss, threads = [], []
     for _ in range(runs):
-        fake = Fake(fake_bin)
-        r = Runner(runner_bin, fake.url)
-        time.sleep(10)
-        st = r.status()
-        rss.append(st["VmRSS"] / 1024)
-        threads.append(st["Threads"])
-        r.stop()
-        fake.stop()
+        fake, r = Fake(fake_bin), None
+        try:
+            r = Runner(runner_bin, fake.url)
+            time.sleep(10)
+            st = r.status()
+            rss.append(st["VmRSS"] / 1024)
+            threads.append(st["Threads"])
+            r.stop()
+        finally:
+            if r:
+                r.kill()
+            fake.stop()
     print(f"\nidle RSS after 10 s, fake GitLab answering 204 ({runs} runs)")
     print(f"  median {med(rss):6.1f} MiB  (runs {min(rss):.1f}-{max(rss):.1f})  threads {med(threads):.0f}"
           f"  target <= 20 MiB: {'ok' if med(rss) <= 20 else 'MISSED'}")
 
 
 def bench_ack(runner_bin, fake_bin, samples, long_poll_ms):
-    fake = Fake(fake_bin, long_poll_ms)
-    r = Runner(runner_bin, fake.url, concurrent=1, check_interval=3)
-    time.sleep(0.5)
-    rng = random.Random(42)
-    acks = []
-    for i in range(samples):
-        # A random phase against the runner's 3 s request cycle.
-        time.sleep(rng.uniform(0, 3))
-        fake.queue(1, ["true"])
-        jobs = fake.wait_done(i + 1)
-        acks.append(jobs[-1]["ack_ms"])
-    r.stop()
-    fake.stop()
+    fake, r = Fake(fake_bin, long_poll_ms), None
+    try:
+        r = Runner(runner_bin, fake.url, concurrent=1, check_interval=3)
+        time.sleep(0.5)
+        rng = random.Random(42)
+        acks = []
+        for i in range(samples):
+            # A random phase against the runner's 3 s request cycle.
+            time.sleep(rng.uniform(0, 3))
+            fake.queue(1, ["true"])
+            jobs = fake.wait_done(i + 1)
+            acks.append(jobs[-1]["ack_ms"])
+        r.stop()
+    finally:
+        if r:
+            r.kill()
+        fake.stop()
     mode = f"fake holds requests up to {long_poll_ms} ms (long polling)" if long_poll_ms else \
         "fake answers 204 at once, check_interval = 3"
     print(f"\nqueue-to-ack, {mode} ({samples} jobs)")
@@ -168,14 +182,18 @@ def bench_ack(runner_bin, fake_bin, samples, long_poll_ms):
 def bench_burst(runner_bin, fake_bin, runs, jobs=100):
     walls, from_first, peaks = [], [], []
     for _ in range(runs):
-        fake = Fake(fake_bin, long_poll_ms=50_000)
-        r = Runner(runner_bin, fake.url, concurrent=jobs, check_interval=3)
-        time.sleep(0.5)
-        fake.queue(jobs, ["sleep 1", "echo done"])
-        got = fake.wait_done(jobs)
-        peaks.append(r.status()["VmHWM"] / 1024)
-        r.stop()
-        fake.stop()
+        fake, r = Fake(fake_bin, long_poll_ms=50_000), None
+        try:
+            r = Runner(runner_bin, fake.url, concurrent=jobs, check_interval=3)
+            time.sleep(0.5)
+            fake.queue(jobs, ["sleep 1", "echo done"])
+            got = fake.wait_done(jobs)
+            peaks.append(r.status()["VmHWM"] / 1024)
+            r.stop()
+        finally:
+            if r:
+                r.kill()
+            fake.stop()
         bad = [j for j in got if j["state"] != "success" or not j["checksum_ok"]]
         if bad:
             sys.exit(f"{len(bad)} of {jobs} jobs not success with the right checksum: {bad[:3]}")
