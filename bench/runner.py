@@ -108,6 +108,10 @@ class Runner:
                 k, _, v = line.partition(":")
                 if k in ("VmRSS", "VmHWM", "Threads"):
                     out[k] = int(v.split()[0])
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # utime + stime of the runner itself (its jobs' processes are not counted).
+        out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return out
 
     def kill(self):
@@ -180,7 +184,7 @@ def bench_ack(runner_bin, fake_bin, samples, long_poll_ms):
 
 
 def bench_burst(runner_bin, fake_bin, runs, jobs=100):
-    walls, from_first, peaks = [], [], []
+    walls, from_first, peaks, cpus = [], [], [], []
     for _ in range(runs):
         fake, r = Fake(fake_bin, long_poll_ms=50_000), None
         try:
@@ -188,7 +192,9 @@ def bench_burst(runner_bin, fake_bin, runs, jobs=100):
             time.sleep(0.5)
             fake.queue(jobs, ["sleep 1", "echo done"])
             got = fake.wait_done(jobs)
-            peaks.append(r.status()["VmHWM"] / 1024)
+            st = r.status()
+            peaks.append(st["VmHWM"] / 1024)
+            cpus.append(st["cpu_s"])
             r.stop()
         finally:
             if r:
@@ -204,6 +210,8 @@ def bench_burst(runner_bin, fake_bin, runs, jobs=100):
     print(f"  wall, queued to last final update  median {med(walls):6.2f} s  (runs {min(walls):.2f}-{max(walls):.2f})")
     print(f"  wall, first ack to last update     median {med(from_first):6.2f} s")
     print(f"  runner peak RSS                    median {med(peaks):6.1f} MiB  (max {max(peaks):.1f})")
+    print(f"  runner CPU time (user+sys)         median {med(cpus):6.2f} s  (load average now"
+          f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 def main():
