@@ -289,7 +289,15 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
             info: &info,
             last_update: last_update.as_deref(),
         };
-        match c.request_job(&req).await {
+        let asked = tokio::time::Instant::now();
+        // GitLab may hold the request for long (Workhorse's long polling): a shutdown or
+        // the entry's removal must not wait for its answer.
+        let outcome = tokio::select! {
+            r = c.request_job(&req) => r,
+            _ = stop.changed() => continue,
+            _ = next_shutdown(&mut shutdown) => continue,
+        };
+        match outcome {
             Ok(JobRequestOutcome::Job(job)) => {
                 shared.metrics.set_healthy(&entry.name, true);
                 backoff.reset();
@@ -317,7 +325,16 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 if lu.is_some() {
                     last_update = lu;
                 }
-                pause(check, &mut stop, &mut shutdown).await;
+                // `check_interval` spaces the starts of requests, as gitlab-runner's feeder
+                // does: a request Workhorse held (long polling) is followed by the next at
+                // once, so a job queued just after the 204 is not left waiting a whole
+                // interval.
+                pause(
+                    check.saturating_sub(asked.elapsed()),
+                    &mut stop,
+                    &mut shutdown,
+                )
+                .await;
             }
             Ok(JobRequestOutcome::Forbidden) => {
                 shared.metrics.set_healthy(&entry.name, false);

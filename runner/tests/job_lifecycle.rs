@@ -256,9 +256,9 @@ async fn range_mismatch_restarts_from_gitlab_offset() {
     let mut lost = false;
     fake.set_override(move |r, s| {
         // On the third patch GitLab "loses" everything after byte 10.
-        if r.is_patch() && !lost && s.trace.len() >= 128 {
+        if r.is_patch() && !lost && s.trace_mut(15).len() >= 128 {
             lost = true;
-            s.trace.truncate(10);
+            s.trace_mut(15).truncate(10);
             return Some(Resp::new(416).header("Range", "0-10"));
         }
         None
@@ -286,7 +286,7 @@ async fn final_update_412_resends_whole_trace_then_retries() {
         if r.is_update() && r.json()["state"] == "success" && !rejected {
             rejected = true;
             // GitLab's copy is corrupt: it wants the trace again from 0.
-            s.trace.clear();
+            s.trace_mut(16).clear();
             return Some(Resp::new(412));
         }
         None

@@ -335,3 +335,51 @@ async fn entry_limit_caps_its_jobs_below_concurrent() {
     h.shutdown.send(Shutdown::Drain).unwrap();
     h.task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn long_polled_requests_follow_at_once_ack_fast_and_do_not_delay_shutdown() {
+    let fake = FakeGitlab::start().await;
+    // Held 400 ms, longer than the 100 ms check interval `start` sets.
+    fake.set_long_poll(Some(Duration::from_millis(400)));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut arrivals: Vec<_> = job_requests(&fake).iter().map(|r| r.at).collect();
+    arrivals.sort();
+    assert!(arrivals.len() >= 2, "{arrivals:?}");
+    for w in arrivals.windows(2) {
+        // The next request starts as the held one is answered, not a check interval later.
+        let gap = w[1] - w[0];
+        assert!(gap < Duration::from_millis(460), "{gap:?}");
+    }
+
+    // A job queued while a request is held is handed out and acknowledged at once.
+    let queued = std::time::Instant::now();
+    fake.push_job(JobSpec::new(81, &["true"]).json());
+    let report = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.state, JobState::Success);
+    let ack = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v4/jobs/81" && r.json()["state"] == "running")
+        .unwrap();
+    let latency = ack.at - queued;
+    assert!(latency < Duration::from_millis(200), "{latency:?}");
+
+    // A request held for a minute does not hold up the shutdown.
+    fake.set_long_poll(Some(Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let asked = std::time::Instant::now();
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), h.task)
+        .await
+        .expect("shutdown while a request is held")
+        .unwrap()
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(2));
+}

@@ -1,6 +1,6 @@
 //! A fake GitLab for the runner's tests: a real HTTP server on 127.0.0.1 that behaves
 //! like GitLab's runner API by default, lets each test override any answer, and records
-//! every request.
+//! every request. `examples/fake_gitlab.rs` serves it to the benchmark (bench/runner.py).
 #![allow(dead_code, missing_docs)]
 
 use bytes::Bytes;
@@ -13,10 +13,10 @@ use kiln_runner::executor::LocalExecutor;
 use kiln_runner::gitlab::Client;
 use kiln_runner::job::{JobEnv, Shutdown, Timings};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -75,13 +75,33 @@ impl Resp {
 #[derive(Debug, Default)]
 pub struct State {
     pub jobs: VecDeque<Value>,
-    pub trace: Vec<u8>,
+    /// What GitLab holds of each job's trace, by job id.
+    pub traces: BTreeMap<u64, Vec<u8>>,
     /// `Job-Status` sent on PATCH/PUT answers.
     pub job_status: String,
     pub trace_interval: Option<u64>,
     pub last_update_counter: u64,
     /// Final updates (state success/failed) seen.
     pub final_updates: Vec<Value>,
+    /// Hold a job request that finds no job for up to this long, as Workhorse does
+    /// (`apiCiLongPollingDuration`), answering as soon as a job is pushed.
+    pub long_poll: Option<Duration>,
+}
+
+impl State {
+    /// Job `id`'s trace as GitLab holds it.
+    pub fn trace_mut(&mut self, id: u64) -> &mut Vec<u8> {
+        self.traces.entry(id).or_default()
+    }
+}
+
+/// The job id in `/api/v4/jobs/:id[/…]`.
+pub fn job_id_of(path: &str) -> Option<u64> {
+    path.strip_prefix("/api/v4/jobs/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 type Override = Box<dyn FnMut(&Recorded, &mut State) -> Option<Resp> + Send>;
@@ -91,6 +111,8 @@ pub struct FakeGitlab {
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     pub state: Arc<Mutex<State>>,
     over: Arc<Mutex<Option<Override>>>,
+    /// Ends long polls: `notify_waiters` after queueing into `State::jobs` directly.
+    pub pushed: Arc<Notify>,
 }
 
 fn default_response(r: &Recorded, s: &mut State) -> Resp {
@@ -127,12 +149,13 @@ fn default_response(r: &Recorded, s: &mut State) -> Resp {
             let range = r.header("Content-Range").unwrap_or("");
             let (a, b) = range.split_once('-').unwrap_or(("x", "x"));
             let (a, b): (usize, usize) = (a.parse().unwrap_or(usize::MAX), b.parse().unwrap_or(0));
-            if a != s.trace.len() || b + 1 != a + r.body.len() {
-                return Resp::new(416).header("Range", format!("0-{}", s.trace.len()));
+            let trace = s.trace_mut(job_id_of(p).unwrap_or(0));
+            if a != trace.len() || b + 1 != a + r.body.len() {
+                return Resp::new(416).header("Range", format!("0-{}", trace.len()));
             }
-            s.trace.extend_from_slice(&r.body);
+            trace.extend_from_slice(&r.body);
             let mut resp = Resp::new(202)
-                .header("Range", format!("0-{}", s.trace.len()))
+                .header("Range", format!("0-{}", trace.len()))
                 .header("Job-Status", status_hdr);
             if let Some(i) = s.trace_interval {
                 resp = resp.header("X-GitLab-Trace-Update-Interval", i);
@@ -150,16 +173,22 @@ impl FakeGitlab {
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let state: Arc<Mutex<State>> = Arc::default();
         let over: Arc<Mutex<Option<Override>>> = Arc::default();
-        let (rq, st, ov) = (requests.clone(), state.clone(), over.clone());
+        let pushed: Arc<Notify> = Arc::default();
+        let (rq, st, ov, pu) = (
+            requests.clone(),
+            state.clone(),
+            over.clone(),
+            pushed.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (rq, st, ov) = (rq.clone(), st.clone(), ov.clone());
+                let (rq, st, ov, pu) = (rq.clone(), st.clone(), ov.clone(), pu.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (rq, st, ov) = (rq.clone(), st.clone(), ov.clone());
+                        let (rq, st, ov, pu) = (rq.clone(), st.clone(), ov.clone(), pu.clone());
                         async move {
                             let method = req.method().to_string();
                             let path = req.uri().path().to_owned();
@@ -183,6 +212,9 @@ impl FakeGitlab {
                                 body,
                                 at: Instant::now(),
                             };
+                            if rec.path == "/api/v4/jobs/request" {
+                                hold_while_no_job(&st, &pu).await;
+                            }
                             let resp = {
                                 let mut s = st.lock().unwrap();
                                 let custom =
@@ -210,7 +242,13 @@ impl FakeGitlab {
             requests,
             state,
             over,
+            pushed,
         }
+    }
+
+    /// Holds job requests that find no job for up to `d` (`None`: answer at once).
+    pub fn set_long_poll(&self, d: Option<Duration>) {
+        self.state.lock().unwrap().long_poll = d;
     }
 
     /// Answers requests for which `f` returns `Some` itself; the rest as GitLab would.
@@ -223,14 +261,24 @@ impl FakeGitlab {
 
     pub fn push_job(&self, job: Value) {
         self.state.lock().unwrap().jobs.push_back(job);
+        self.pushed.notify_waiters();
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
+    /// Every job's trace, in job id order (one job's in most tests).
     pub fn trace(&self) -> String {
-        String::from_utf8_lossy(&self.state.lock().unwrap().trace).into_owned()
+        let s = self.state.lock().unwrap();
+        let all: Vec<u8> = s.traces.values().flatten().copied().collect();
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    /// Job `id`'s trace.
+    pub fn trace_of(&self, id: u64) -> Vec<u8> {
+        let s = self.state.lock().unwrap();
+        s.traces.get(&id).cloned().unwrap_or_default()
     }
 
     pub fn final_updates(&self) -> Vec<Value> {
@@ -249,6 +297,24 @@ impl FakeGitlab {
             .iter()
             .map(|r| r.header("Content-Range").unwrap_or("").to_owned())
             .collect()
+    }
+}
+
+/// Waits, when long polling is on, until a job is queued or the poll duration passes.
+async fn hold_while_no_job(state: &Mutex<State>, pushed: &Notify) {
+    let Some(d) = state.lock().unwrap().long_poll else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        // Registered before the check so that a push in between is not missed.
+        let woken = pushed.notified();
+        if !state.lock().unwrap().jobs.is_empty() {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return;
+        }
     }
 }
 
