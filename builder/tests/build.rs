@@ -48,7 +48,11 @@ fn context(dockerfile: &str, files: &[(&str, &[u8])]) -> tempfile::TempDir {
     for (name, bytes) in files {
         let p = dir.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        if name == &"busybox" {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
     dir
 }
