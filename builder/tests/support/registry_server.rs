@@ -628,7 +628,7 @@ async fn proxy_conn(
                 got += n;
             }
             // Linger 0 makes the close an RST, as a crashed middlebox would send.
-            let _ = client.set_linger(Some(Duration::ZERO));
+            let _ = client.set_zero_linger();
             drop(client);
             Some(())
         }
