@@ -7,6 +7,12 @@
 //! do) still read the whole layer. Block boundaries depend only on the byte count, never on the
 //! thread count, so the compressed bytes are the same on a 2-core CI runner and a 64-core
 //! workstation: digests stay reproducible.
+//!
+//! With more than one thread the work is a pipeline, so that nothing per-byte is left on the
+//! thread that makes the tar: that thread only copies bytes into blocks; workers deflate a block
+//! and CRC it; a sink thread, in stream order, hashes each block's input (the diff_id), combines
+//! the CRCs and writes the output (whose digest the blob writer computes). Blocks and output
+//! buffers are recycled, and at most `2 × threads` blocks are in flight.
 
 use super::error::LayerError;
 use crate::blob::{Digest, DigestWriter};
