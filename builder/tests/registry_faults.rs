@@ -140,6 +140,44 @@ async fn a_416_whose_range_does_not_advance_fails_clearly_and_leaves_no_tag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_accepted_without_progress_end_in_a_clear_error() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let image = make_image(&store, 208, &[3 * MIB]);
+    let c = client(&proxy.addr, |cfg| cfg.retries = 1);
+    // After the first chunk, every chunk is "accepted" while the Range stays put.
+    proxy.add_rule(
+        "PATCH",
+        "/blobs/uploads/",
+        1,
+        100,
+        Fault::Respond(
+            202,
+            vec![
+                ("Location".into(), "{path}".into()),
+                ("Range".into(), format!("0-{}", MIB - 1)),
+            ],
+        ),
+    );
+    let dest = r(&format!("{}/team/still:v1", proxy.addr));
+    let e = c
+        .push_image(std::slice::from_ref(&dest), &image, &store)
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    eprintln!("no progress: {msg}");
+    assert!(matches!(e, RegistryError::Protocol { .. }), "{e:?}");
+    assert!(
+        msg.contains("team/still") && msg.contains(&format!("stays at byte {MIB} of")),
+        "{msg}"
+    );
+    assert!(proxy.count("PATCH", "/blobs/uploads/") < 20);
+    assert_no_tag(&reg, "team/still", "v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reset_mid_blob_resumes_where_the_registry_stands() {
     let reg = Registry::plain();
     let proxy = Proxy::start(&reg.addr).await;

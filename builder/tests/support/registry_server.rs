@@ -456,7 +456,8 @@ async fn serve_token(mut conn: tokio::net::TcpStream, st: &IssuerState) -> Optio
 /// What the proxy does to a matching request instead of forwarding it.
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// Answer with this status and headers (the request body is read first).
+    /// Answer with this status and headers (the request body is read first); `{path}` in a
+    /// header value stands for the request's path.
     Respond(u16, Vec<(String, String)>),
     /// Read this many body bytes, forward nothing, then close the connection.
     CutAfter(usize),
@@ -597,6 +598,7 @@ async fn proxy_conn(
             }
             let mut resp = format!("HTTP/1.1 {status} Injected\r\n");
             for (k, v) in extra {
+                let v = v.replace("{path}", &path);
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
             resp.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
