@@ -142,6 +142,57 @@ async fn htpasswd_over_tls_with_a_custom_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_tls_verify_accepts_an_unknown_ca_for_the_named_registries_only() {
+    let reg = Registry::htpasswd_tls(&[("ci", CI_PASSWORD)]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let image = make_image(&store, 11, &[1024, 70_000]);
+    let dest = r(&format!("{}/team/skip:v1", reg.addr));
+    let creds = || {
+        CredentialResolver::new(Environment::new())
+            .with_credential(&reg.addr, Credential::basic("ci", CI_PASSWORD))
+    };
+    // Named: push and pull work without the CA.
+    let named = RegistryClient::new(
+        RegistryConfig {
+            skip_tls_verify_registries: vec![reg.addr.clone()],
+            ..config()
+        },
+        creds(),
+    )
+    .unwrap();
+    named
+        .push_image(std::slice::from_ref(&dest), &image, &store)
+        .await
+        .unwrap();
+    assert_eq!(
+        named.get_manifest(&dest).await.unwrap().bytes,
+        image.manifest
+    );
+    // Every registry: the same.
+    let all = RegistryClient::new(
+        RegistryConfig {
+            skip_tls_verify: true,
+            ..config()
+        },
+        creds(),
+    )
+    .unwrap();
+    assert_eq!(all.get_manifest(&dest).await.unwrap().bytes, image.manifest);
+    // Another registry named: this one is still verified, and its certificate refused.
+    let other = RegistryClient::new(
+        RegistryConfig {
+            skip_tls_verify_registries: vec!["127.0.0.1:1".into()],
+            ..config()
+        },
+        creds(),
+    )
+    .unwrap();
+    let e = other.get_manifest(&dest).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Transport { .. }), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_auth_rights_mounts_and_denials() {
     let issuer = TokenIssuer::start(&[
         ("ci", CI_PASSWORD, Some("team/")),

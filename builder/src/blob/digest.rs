@@ -17,7 +17,7 @@ impl Digest {
         Digest::from_hasher(Sha256::new_with_prefix(bytes))
     }
 
-    fn from_hasher(h: Sha256) -> Digest {
+    pub(crate) fn from_hasher(h: Sha256) -> Digest {
         let out = h.finalize();
         let mut hex = String::with_capacity(64);
         for b in out {

@@ -1,6 +1,7 @@
 //! The image module's one error type.
 
 use crate::blob::{BlobError, Digest};
+use crate::registry::ReferenceError;
 use std::path::PathBuf;
 
 /// Building, parsing or exporting an image failed.
@@ -53,13 +54,8 @@ pub enum ImageError {
         message: String,
     },
     /// An image reference (`registry/repo:tag`) that cannot be parsed.
-    #[error("invalid image reference {reference:?}: {message}")]
-    BadReference {
-        /// The reference as given.
-        reference: String,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 }
 
 impl ImageError {

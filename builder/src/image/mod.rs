@@ -14,7 +14,6 @@ pub mod json;
 pub mod manifest;
 pub mod media;
 pub mod platform_select;
-pub mod reference;
 pub mod time;
 
 pub use build::{BuiltImage, ImageBuilder, Layer};
@@ -24,4 +23,3 @@ pub use error::ImageError;
 pub use manifest::{parse_manifest, ImageIndex, ImageManifest, ParsedManifest};
 pub use media::{Compression, ImageFormat};
 pub use platform_select::{platform_matches, select_manifest};
-pub use reference::Reference;

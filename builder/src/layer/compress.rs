@@ -7,10 +7,18 @@
 //! do) still read the whole layer. Block boundaries depend only on the byte count, never on the
 //! thread count, so the compressed bytes are the same on a 2-core CI runner and a 64-core
 //! workstation: digests stay reproducible.
+//!
+//! With more than one thread the work is a pipeline, so that nothing per-byte is left on the
+//! thread that makes the tar: that thread only copies bytes into blocks; workers deflate a block
+//! and CRC it; a sink thread, in stream order, hashes each block's input (the diff_id), combines
+//! the CRCs and writes the output (whose digest the blob writer computes). Blocks and output
+//! buffers are recycled, and at most `2 × threads` blocks are in flight.
 
+use super::error::LayerError;
+use crate::blob::{Digest, DigestWriter};
 use flate2::{Compress, FlushCompress, Status};
-use std::collections::VecDeque;
-use std::io::{self, Write};
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -55,11 +63,19 @@ impl Compression {
     }
 }
 
-/// Compresses one gzip block as raw deflate; non-final blocks end with a sync flush so the
-/// next block can follow on a byte boundary.
-fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(flate2::Compression::new(level), false);
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+/// Room for one block's deflate output at any level, so the output buffer is never grown:
+/// zlib's `deflateBound` plus the sync flush's empty stored block.
+fn deflate_bound(n: usize) -> usize {
+    n + (n >> 12) + (n >> 14) + (n >> 25) + 64
+}
+
+/// Compresses one gzip block as raw deflate into `out` (cleared first); non-final blocks end
+/// with a sync flush so the next block can follow on a byte boundary. `c` is reset first: a
+/// reused compressor gives the same bytes as a new one, without allocating its tables again.
+fn deflate_block(c: &mut Compress, data: &[u8], last: bool, out: &mut Vec<u8>) -> io::Result<()> {
+    c.reset();
+    out.clear();
+    out.reserve(deflate_bound(data.len()));
     let flush = if last {
         FlushCompress::Finish
     } else {
@@ -73,7 +89,7 @@ fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
             .unwrap_or(usize::MAX)
             .min(data.len());
         let status = c
-            .compress_vec(&data[done..], &mut out, flush)
+            .compress_vec(&data[done..], out, flush)
             .map_err(io::Error::other)?;
         let consumed_all = c.total_in() == data.len() as u64;
         match status {
@@ -82,140 +98,290 @@ fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
             _ => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-type Job = (Vec<u8>, bool, SyncSender<io::Result<Vec<u8>>>);
+fn new_compress(level: u32) -> Compress {
+    Compress::new(flate2::Compression::new(level), false)
+}
 
-struct Pool {
+/// A block's deflate output and the CRC-32 of its input, both made on a worker.
+struct Deflated {
+    z: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+struct Job {
+    data: Arc<Vec<u8>>,
+    last: bool,
+    reply: SyncSender<io::Result<Deflated>>,
+}
+
+/// A block on its way to the sink, in stream order: its input (to hash) and where its
+/// compressed form will arrive.
+struct InFlight {
+    data: Arc<Vec<u8>>,
+    result: Receiver<io::Result<Deflated>>,
+}
+
+/// Output buffers handed back by the sink for workers to reuse: fresh 1 MiB buffers would
+/// cost page faults on every block.
+type Buffers = Arc<Mutex<Vec<Vec<u8>>>>;
+
+struct SinkEnd<W> {
+    out: W,
+    diff: Sha256,
+    crc: crc32fast::Hasher,
+}
+
+/// The ordered stage: hashes each block's input (the diff_id), waits for its deflate output,
+/// combines the CRCs and writes the output (whose digest the writer computes). Running here
+/// and not on the thread that makes the tar, these hashes overlap with everything else.
+fn sink<W: Write>(
+    mut out: W,
+    order: Receiver<InFlight>,
+    free: SyncSender<Vec<u8>>,
+    buffers: Buffers,
+    keep: usize,
+) -> io::Result<SinkEnd<W>> {
+    let mut diff = Sha256::new();
+    let mut crc = crc32fast::Hasher::new();
+    while let Ok(InFlight { data, result }) = order.recv() {
+        diff.update(&data[..]);
+        let d = result
+            .recv()
+            .map_err(|_| io::Error::other("gzip worker died"))??;
+        crc.combine(&d.crc);
+        out.write_all(&d.z)?;
+        if let Ok(mut pool) = buffers.lock() {
+            if pool.len() < keep {
+                pool.push(d.z);
+            }
+        }
+        // The worker dropped its handle before replying, so the block is ours again.
+        if let Ok(mut v) = Arc::try_unwrap(data) {
+            v.clear();
+            let _ = free.try_send(v);
+        }
+    }
+    Ok(SinkEnd { out, diff, crc })
+}
+
+/// Workers deflating blocks, and the sink writing them in order.
+struct Pipeline<W> {
     jobs: Option<SyncSender<Job>>,
+    order: Option<SyncSender<InFlight>>,
+    free: Receiver<Vec<u8>>,
     workers: Vec<JoinHandle<()>>,
+    sink: Option<JoinHandle<io::Result<SinkEnd<W>>>>,
 }
 
-impl Pool {
-    fn new(threads: usize, level: u32) -> io::Result<Pool> {
-        let (tx, rx) = sync_channel::<Job>(threads);
-        let rx = Arc::new(Mutex::new(rx));
+impl<W: Write + Send + 'static> Pipeline<W> {
+    fn new(out: W, threads: usize, level: u32) -> io::Result<Pipeline<W>> {
+        let (jobs_tx, jobs_rx) = sync_channel::<Job>(threads);
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        // Blocks in flight: at most this many wait for the sink, each 1 MiB in and out, so
+        // memory stays a few MiB per core whatever the layer's size.
+        let depth = threads * 2;
+        let (order_tx, order_rx) = sync_channel::<InFlight>(depth);
+        let (free_tx, free_rx) = sync_channel::<Vec<u8>>(depth + 2);
+        let buffers: Buffers = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
-            let rx = Arc::clone(&rx);
+            let rx = Arc::clone(&jobs_rx);
+            let buffers = Arc::clone(&buffers);
             let h = std::thread::Builder::new()
                 .name(format!("kiln-gzip-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((data, last, reply)) = job else { return };
-                    // The receiver may be gone if the writer was dropped on an error.
-                    let _ = reply.send(deflate_block(&data, level, last));
+                .spawn(move || {
+                    let mut c = new_compress(level);
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(Job { data, last, reply }) = job else {
+                            return;
+                        };
+                        let mut z = buffers
+                            .lock()
+                            .ok()
+                            .and_then(|mut p| p.pop())
+                            .unwrap_or_default();
+                        let r = deflate_block(&mut c, &data, last, &mut z).map(|()| {
+                            let mut crc = crc32fast::Hasher::new();
+                            crc.update(&data);
+                            Deflated { z, crc }
+                        });
+                        drop(data);
+                        // The sink may be gone if the writer was dropped on an error.
+                        let _ = reply.send(r);
+                    }
                 })?;
             workers.push(h);
         }
-        Ok(Pool {
-            jobs: Some(tx),
+        let keep = depth + threads + 1;
+        let sink = std::thread::Builder::new()
+            .name("kiln-gzip-sink".into())
+            .spawn(move || sink(out, order_rx, free_tx, buffers, keep))?;
+        Ok(Pipeline {
+            jobs: Some(jobs_tx),
+            order: Some(order_tx),
+            free: free_rx,
             workers,
+            sink: Some(sink),
         })
+    }
+
+    /// The sink's own error when it stopped on one (a failed write), else a generic one.
+    fn failure(&mut self) -> io::Error {
+        self.order = None;
+        self.jobs = None;
+        match self.sink.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => io::Error::other("gzip pipeline stopped"),
+        }
+    }
+
+    fn send(&mut self, data: Vec<u8>, last: bool) -> io::Result<()> {
+        let data = Arc::new(data);
+        let (tx, rx) = sync_channel(1);
+        let job = Job {
+            data: Arc::clone(&data),
+            last,
+            reply: tx,
+        };
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok())
+            && self
+                .order
+                .as_ref()
+                .is_some_and(|o| o.send(InFlight { data, result: rx }).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(self.failure())
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<SinkEnd<W>> {
+        self.order = None;
+        self.jobs = None;
+        let end = match self.sink.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(io::Error::other("gzip sink panicked")),
+        };
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        end
     }
 }
 
-impl Drop for Pool {
+impl<W> Drop for Pipeline<W> {
     fn drop(&mut self) {
+        self.order = None;
         self.jobs = None;
+        if let Some(s) = self.sink.take() {
+            let _ = s.join();
+        }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
     }
 }
 
-/// A gzip writer that deflates blocks on `threads` worker threads (inline when 1).
-pub(crate) struct ParGzWriter<W: Write> {
+/// Everything on the caller's thread: the one-core baseline, and what `threads == 1` asks for.
+struct Inline<W> {
     out: W,
-    level: u32,
-    block: Vec<u8>,
+    c: Compress,
+    z: Vec<u8>,
+    diff: Sha256,
     crc: crc32fast::Hasher,
-    total: u64,
-    pool: Option<Pool>,
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
-    max_pending: usize,
 }
 
-impl<W: Write> ParGzWriter<W> {
+enum Mode<W> {
+    Inline(Box<Inline<W>>),
+    Pipeline(Pipeline<W>),
+}
+
+/// A gzip writer that deflates blocks on `threads` worker threads (inline when 1), and
+/// computes the diff_id (sha256 of what is written to it) on the way.
+pub(crate) struct ParGzWriter<W: Write + Send + 'static> {
+    block: Vec<u8>,
+    total: u64,
+    mode: Mode<W>,
+}
+
+impl<W: Write + Send + 'static> ParGzWriter<W> {
     pub(crate) fn new(mut out: W, level: i32, threads: usize) -> io::Result<Self> {
         let level = u32::try_from(level.clamp(0, 9)).unwrap_or(1);
         // mtime 0 and OS "unknown": nothing about the host or the time of the build.
         out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
-        let pool = if threads > 1 {
-            Some(Pool::new(threads, level)?)
+        let mode = if threads > 1 {
+            Mode::Pipeline(Pipeline::new(out, threads, level)?)
         } else {
-            None
+            Mode::Inline(Box::new(Inline {
+                out,
+                c: new_compress(level),
+                z: Vec::new(),
+                diff: Sha256::new(),
+                crc: crc32fast::Hasher::new(),
+            }))
         };
         Ok(ParGzWriter {
-            out,
-            level,
             block: Vec::with_capacity(GZIP_BLOCK),
-            crc: crc32fast::Hasher::new(),
             total: 0,
-            pool,
-            pending: VecDeque::new(),
-            max_pending: threads * 2,
+            mode,
         })
     }
 
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(GZIP_BLOCK));
-        let Some(pool) = &self.pool else {
-            let z = deflate_block(&data, self.level, last)?;
-            return self.out.write_all(&z);
-        };
-        let (tx, rx) = sync_channel(1);
-        let jobs = pool
-            .jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("gzip workers stopped"))?;
-        jobs.send((data, last, tx))
-            .map_err(|_| io::Error::other("gzip workers stopped"))?;
-        self.pending.push_back(rx);
-        // Bounded: at most 2 blocks per thread in flight, so memory stays a few MiB per core.
-        while self.pending.len() > self.max_pending {
-            self.write_oldest()?;
+        match &mut self.mode {
+            Mode::Inline(s) => {
+                s.diff.update(&self.block);
+                s.crc.update(&self.block);
+                deflate_block(&mut s.c, &self.block, last, &mut s.z)?;
+                self.block.clear();
+                s.out.write_all(&s.z)
+            }
+            Mode::Pipeline(p) => {
+                let next = p
+                    .free
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(GZIP_BLOCK));
+                let data = std::mem::replace(&mut self.block, next);
+                p.send(data, last)
+            }
         }
-        Ok(())
     }
 
-    fn write_oldest(&mut self) -> io::Result<()> {
-        if let Some(rx) = self.pending.pop_front() {
-            let z = rx
-                .recv()
-                .map_err(|_| io::Error::other("gzip worker died"))??;
-            self.out.write_all(&z)?;
-        }
-        Ok(())
-    }
-
-    /// Compresses what is buffered, writes the trailer, and returns the inner writer.
-    pub(crate) fn finish(mut self) -> io::Result<W> {
+    /// Compresses what is buffered, writes the trailer; returns the diff_id and the inner
+    /// writer.
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, W)> {
         self.dispatch(true)?;
-        while !self.pending.is_empty() {
-            self.write_oldest()?;
-        }
-        let crc = std::mem::take(&mut self.crc).finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
+        let ParGzWriter { total, mode, .. } = self;
+        let (mut out, diff, crc) = match mode {
+            Mode::Inline(s) => {
+                let Inline { out, diff, crc, .. } = *s;
+                (out, diff, crc)
+            }
+            Mode::Pipeline(mut p) => {
+                let end = p.finish()?;
+                (end.out, end.diff, end.crc)
+            }
+        };
+        out.write_all(&crc.finalize().to_le_bytes())?;
         // ISIZE is the length modulo 2^32, as RFC 1952 defines it.
-        self.out
-            .write_all(&((self.total & 0xffff_ffff) as u32).to_le_bytes())?;
-        self.out.flush()?;
-        let ParGzWriter { out, .. } = self;
-        Ok(out)
+        out.write_all(&((total & 0xffff_ffff) as u32).to_le_bytes())?;
+        out.flush()?;
+        Ok((Digest::from_hasher(diff), out))
     }
 }
 
-impl<W: Write> Write for ParGzWriter<W> {
+impl<W: Write + Send + 'static> Write for ParGzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let room = GZIP_BLOCK - self.block.len();
         let n = buf.len().min(room);
         self.block.extend_from_slice(&buf[..n]);
-        self.crc.update(&buf[..n]);
         self.total += n as u64;
         if self.block.len() == GZIP_BLOCK {
             self.dispatch(false)?;
@@ -229,11 +395,18 @@ impl<W: Write> Write for ParGzWriter<W> {
     }
 }
 
-/// The compressor chosen for a layer, writing into `W`.
-pub(crate) enum Encoder<W: Write> {
-    None(W),
+/// zstd with the diff_id computed on the way.
+pub(crate) struct ZstdWriter<W: Write> {
+    z: zstd::stream::write::Encoder<'static, W>,
+    diff: Sha256,
+}
+
+/// The compressor chosen for a layer, writing into `W`; each computes the diff_id of what is
+/// written to it.
+pub(crate) enum Encoder<W: Write + Send + 'static> {
+    None(DigestWriter<W>),
     Gzip(ParGzWriter<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd(ZstdWriter<W>),
 }
 
 /// Worker threads to use when the caller says 0: every core.
@@ -241,7 +414,7 @@ pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-impl<W: Write> Encoder<W> {
+impl<W: Write + Send + 'static> Encoder<W> {
     pub(crate) fn new(
         out: W,
         c: Compression,
@@ -254,7 +427,7 @@ impl<W: Write> Encoder<W> {
             threads
         };
         Ok(match c {
-            Compression::None => Encoder::None(out),
+            Compression::None => Encoder::None(DigestWriter::new(out)),
             Compression::Gzip => Encoder::Gzip(ParGzWriter::new(
                 out,
                 level.unwrap_or(DEFAULT_GZIP_LEVEL),
@@ -267,26 +440,37 @@ impl<W: Write> Encoder<W> {
                 // on the worker count there, but differs from the single-threaded mode's.
                 z.multithread(u32::try_from(threads).unwrap_or(1))?;
                 z.include_checksum(true)?;
-                Encoder::Zstd(z)
+                Encoder::Zstd(ZstdWriter {
+                    z,
+                    diff: Sha256::new(),
+                })
             }
         })
     }
 
-    pub(crate) fn finish(self) -> io::Result<W> {
+    /// Ends the stream; returns the diff_id (sha256 of everything written) and the inner writer.
+    pub(crate) fn finish(self) -> io::Result<(Digest, W)> {
         match self {
-            Encoder::None(w) => Ok(w),
+            Encoder::None(w) => {
+                let (d, _, out) = w.finish();
+                Ok((d, out))
+            }
             Encoder::Gzip(g) => g.finish(),
-            Encoder::Zstd(z) => z.finish(),
+            Encoder::Zstd(z) => Ok((Digest::from_hasher(z.diff), z.z.finish()?)),
         }
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: Write + Send + 'static> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::None(w) => w.write(buf),
             Encoder::Gzip(g) => g.write(buf),
-            Encoder::Zstd(z) => z.write(buf),
+            Encoder::Zstd(z) => {
+                let n = z.z.write(buf)?;
+                z.diff.update(&buf[..n]);
+                Ok(n)
+            }
         }
     }
 
@@ -294,9 +478,33 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Encoder::None(w) => w.flush(),
             Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
+            Encoder::Zstd(z) => z.z.flush(),
         }
     }
+}
+
+/// Compresses the stream `src` into `out` as a layer would be (gzip on `threads` cores, 0 for
+/// all; zstd; or none) and returns the diff_id (sha256 of `src`) and `out`. For tar streams that
+/// come from elsewhere than [`crate::layer::write_layer`], and for measuring the compressor.
+pub fn compress_stream<R: Read, W: Write + Send + 'static>(
+    mut src: R,
+    out: W,
+    compression: Compression,
+    level: Option<i32>,
+    threads: usize,
+) -> Result<(Digest, W), LayerError> {
+    let mut enc = Encoder::new(out, compression, level, threads).map_err(LayerError::Stream)?;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LayerError::Stream(e)),
+        };
+        enc.write_all(&buf[..n]).map_err(LayerError::Stream)?;
+    }
+    enc.finish().map_err(LayerError::Stream)
 }
 
 #[cfg(test)]
@@ -321,7 +529,9 @@ mod tests {
         for chunk in data.chunks(7777) {
             w.write_all(chunk).unwrap();
         }
-        w.finish().unwrap()
+        let (diff_id, out) = w.finish().unwrap();
+        assert_eq!(diff_id, crate::blob::Digest::of(data));
+        out
     }
 
     #[test]
@@ -329,7 +539,9 @@ mod tests {
         for len in [0, 1, GZIP_BLOCK, GZIP_BLOCK + 1, 3 * GZIP_BLOCK + 12345] {
             let data = sample(len);
             let one = gzip(&data, 1);
+            let two = gzip(&data, 2);
             let four = gzip(&data, 4);
+            assert_eq!(one, two, "len {len}");
             assert_eq!(one, four, "len {len}");
             // A single-member reader sees everything: it is one gzip member.
             let mut back = Vec::new();
@@ -346,7 +558,9 @@ mod tests {
         let z = |t| {
             let mut e = Encoder::new(Vec::new(), Compression::Zstd, None, t).unwrap();
             e.write_all(&data).unwrap();
-            e.finish().unwrap()
+            let (diff_id, out) = e.finish().unwrap();
+            assert_eq!(diff_id, crate::blob::Digest::of(&data));
+            out
         };
         let (a, b) = (z(1), z(3));
         assert_eq!(a, b);

@@ -15,8 +15,8 @@ pub(crate) mod whiteout;
 mod write;
 
 pub use compress::{
-    Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP,
-    MEDIA_TYPE_TAR_ZSTD,
+    compress_stream, Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, MEDIA_TYPE_TAR,
+    MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
 };
 pub use error::LayerError;
 pub use extract::{extract, ExtractInfo, ExtractOptions};

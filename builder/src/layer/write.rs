@@ -61,8 +61,9 @@ pub fn write_layer(
     let blob = store.writer()?;
     let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
         .map_err(LayerError::Stream)?;
-    let (diff_id, enc) = write_tar(dir, opts, enc)?;
-    let blob = enc.finish().map_err(LayerError::Stream)?;
+    // The encoder computes the diff_id itself: parallel gzip hashes off this thread.
+    let enc = tar_into(dir, opts, enc)?;
+    let (diff_id, blob) = enc.finish().map_err(LayerError::Stream)?;
     let (digest, size) = blob.commit()?;
     Ok(LayerInfo {
         digest,
@@ -79,7 +80,14 @@ pub fn write_tar<W: Write>(
     opts: &LayerOptions,
     out: W,
 ) -> Result<(Digest, W), LayerError> {
-    let mut tar = TarWriter::new(DigestWriter::new(out));
+    let hashed = tar_into(dir, opts, DigestWriter::new(out))?;
+    let (diff_id, _, out) = hashed.finish();
+    Ok((diff_id, out))
+}
+
+/// Writes the tree at `dir` as an uncompressed tar into `out`.
+fn tar_into<W: Write>(dir: &Path, opts: &LayerOptions, out: W) -> Result<W, LayerError> {
+    let mut tar = TarWriter::new(out);
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; COPY_BUF];
     for item in Walker::new(dir, opts.overlay_whiteouts, &opts.exclude)? {
@@ -150,9 +158,7 @@ pub fn write_tar<W: Write>(
             }
         }
     }
-    let hashed = tar.finish().map_err(LayerError::Stream)?;
-    let (diff_id, _, out) = hashed.finish();
-    Ok((diff_id, out))
+    tar.finish().map_err(LayerError::Stream)
 }
 
 fn copy_file<W: Write>(

@@ -27,6 +27,10 @@ pub struct RegistryClient {
 
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
+    /// The client that accepts any certificate, for the registries named in
+    /// `skip_tls_verify_registries` (all of them with `skip_tls_verify`).
+    unverified: Option<reqwest::Client>,
+    skip_verify: Vec<String>,
     pub(crate) auth: Authenticator,
     pub(crate) config: RegistryConfig,
     insecure: Vec<String>,
@@ -126,9 +130,19 @@ impl RegistryClient {
         config: RegistryConfig,
         credentials: CredentialResolver,
     ) -> Result<RegistryClient, RegistryError> {
-        let http = super::tls::http_client(&config)?;
+        let http = super::tls::http_client(&config, !config.skip_tls_verify)?;
+        let unverified = if config.skip_tls_verify_registries.is_empty() || config.skip_tls_verify {
+            None
+        } else {
+            Some(super::tls::http_client(&config, false)?)
+        };
         // The token server may sit behind the same custom CA as the registry.
         let tokens = TokenClient::with_http_client(http.clone());
+        let skip_verify = config
+            .skip_tls_verify_registries
+            .iter()
+            .map(|h| normalize_host(h))
+            .collect();
         let insecure = config
             .insecure_registries
             .iter()
@@ -137,6 +151,8 @@ impl RegistryClient {
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
+                unverified,
+                skip_verify,
                 auth: Authenticator::new(credentials, tokens),
                 chunk_size: std::sync::atomic::AtomicUsize::new(config.chunk_size),
                 config,
@@ -156,6 +172,22 @@ impl RegistryClient {
             retries: c.retries,
             base: c.retry_base_delay,
             max: c.retry_max_delay,
+        }
+    }
+
+    /// The HTTP client for requests to `endpoint`: the one accepting any certificate when the
+    /// registry is named in `skip_tls_verify_registries`.
+    fn http_for(&self, endpoint: &Endpoint) -> &reqwest::Client {
+        match &self.inner.unverified {
+            Some(u)
+                if self
+                    .inner
+                    .skip_verify
+                    .contains(&normalize_host(&endpoint.key)) =>
+            {
+                u
+            }
+            _ => &self.inner.http,
         }
     }
 
@@ -245,8 +277,7 @@ impl RegistryClient {
                 None
             };
             let mut rb = self
-                .inner
-                .http
+                .http_for(req.endpoint)
                 .request(req.method.clone(), url.clone())
                 .headers(req.headers.clone());
             if let Some(a) = &authorization {

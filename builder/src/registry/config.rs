@@ -17,6 +17,11 @@ pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     /// PEM files of extra CA certificates trusted for TLS (`--registry-certificate`).
     pub ca_certificates: Vec<PathBuf>,
+    /// Accept any TLS certificate from every registry and token server (`--skip-tls-verify`):
+    /// the connection is encrypted but not authenticated.
+    pub skip_tls_verify: bool,
+    /// Hosts (with port) whose TLS certificates are not verified (`--skip-tls-verify-registry`).
+    pub skip_tls_verify_registries: Vec<String>,
     /// Retries of a failed request on 5xx, 429 and broken connections (`--push-retry`).
     pub retries: u32,
     /// First backoff delay; doubled on each retry.
@@ -42,6 +47,8 @@ impl Default for RegistryConfig {
         RegistryConfig {
             insecure_registries: Vec::new(),
             ca_certificates: Vec::new(),
+            skip_tls_verify: false,
+            skip_tls_verify_registries: Vec::new(),
             retries: 3,
             retry_base_delay: Duration::from_millis(250),
             retry_max_delay: Duration::from_secs(30),

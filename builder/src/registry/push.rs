@@ -229,3 +229,20 @@ impl RegistryClient {
         Ok(report)
     }
 }
+
+impl From<&crate::image::BuiltImage> for ImageToPush {
+    /// The image as written to the blob store, ready to push (no mount sources).
+    fn from(image: &crate::image::BuiltImage) -> ImageToPush {
+        let blob = |d: &crate::image::Descriptor| BlobToPush {
+            digest: d.digest.clone(),
+            size: d.size,
+            mount_from: None,
+        };
+        ImageToPush {
+            layers: image.layers.iter().map(blob).collect(),
+            config: blob(&image.config),
+            manifest: image.manifest.clone(),
+            media_type: image.media_type.to_string(),
+        }
+    }
+}

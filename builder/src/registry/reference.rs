@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 /// The registry short names without a registry part resolve to.
 pub const DOCKER_HUB: &str = "docker.io";
+/// Docker Hub's name in go-containerregistry (and so kaniko) output.
+pub const DOCKER_HUB_KANIKO: &str = "index.docker.io";
 /// The host that serves Docker Hub's registry API.
 pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 const MAX_NAME_LEN: usize = 255;
@@ -137,6 +139,46 @@ impl Reference {
             (None, Some(t)) => t.clone(),
             (None, None) => "latest".to_string(),
         }
+    }
+
+    /// `registry/repository` as go-containerregistry (and so kaniko) names it, the form kaniko
+    /// writes before `@digest` in `--image-name-with-digest-file`: Docker Hub is
+    /// `index.docker.io` there (`index.docker.io/library/busybox`), not `docker.io`, and CI
+    /// scripts that parse kaniko's file expect exactly that text.
+    pub fn kaniko_name(&self) -> String {
+        let registry = if self.repository.registry == DOCKER_HUB {
+            DOCKER_HUB_KANIKO
+        } else {
+            &self.repository.registry
+        };
+        format!("{registry}/{}", self.repository.name)
+    }
+
+    /// The short form Docker shows (`busybox`, `user/app`, `example.com/app`).
+    pub fn familiar_name(&self) -> String {
+        let repo = &self.repository;
+        if repo.registry != DOCKER_HUB {
+            return repo.to_string();
+        }
+        match repo.name.strip_prefix("library/") {
+            Some(short) if !short.contains('/') => short.to_string(),
+            _ => repo.name.clone(),
+        }
+    }
+
+    /// `familiar_name:tag`, as `docker save` writes to `RepoTags`; `None` without a tag.
+    pub fn familiar_tagged(&self) -> Option<String> {
+        self.tag
+            .as_ref()
+            .map(|t| format!("{}:{t}", self.familiar_name()))
+    }
+
+    /// The fully qualified `registry/repository:tag` containerd names images by (`docker.io`
+    /// for Docker Hub); `None` without a tag.
+    pub fn containerd_name(&self) -> Option<String> {
+        self.tag
+            .as_ref()
+            .map(|t| format!("{}:{t}", self.repository))
     }
 
     /// The same repository with another tag and no digest.
@@ -340,6 +382,34 @@ mod tests {
             Repository::parse("host:5000/app").unwrap().to_string(),
             "host:5000/app"
         );
+    }
+
+    #[test]
+    fn exporter_names() {
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!(r.kaniko_name(), "index.docker.io/library/busybox");
+        assert_eq!(r.familiar_name(), "busybox");
+        assert_eq!(r.familiar_tagged().unwrap(), "busybox:latest");
+        assert_eq!(
+            r.containerd_name().unwrap(),
+            "docker.io/library/busybox:latest"
+        );
+        let r = Reference::parse("localhost:5000/a/b:1.2").unwrap();
+        assert_eq!(r.kaniko_name(), "localhost:5000/a/b");
+        assert_eq!(r.familiar_tagged().unwrap(), "localhost:5000/a/b:1.2");
+        assert_eq!(r.containerd_name().unwrap(), "localhost:5000/a/b:1.2");
+        let r = Reference::parse("docker.io/user/app:v1").unwrap();
+        assert_eq!(r.kaniko_name(), "index.docker.io/user/app");
+        assert_eq!(r.familiar_tagged().unwrap(), "user/app:v1");
+        let r = Reference::parse("docker.io/library/a/b").unwrap();
+        assert_eq!(r.familiar_name(), "library/a/b");
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let r = Reference::parse(&format!("busybox@{d}")).unwrap();
+        assert_eq!(r.familiar_tagged(), None);
+        assert_eq!(r.containerd_name(), None);
+        for bad in ["", "UPPER", "a//b", "a:b:c/", "x:-bad", "reg.io/"] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

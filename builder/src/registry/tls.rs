@@ -4,9 +4,14 @@
 use super::config::RegistryConfig;
 use super::error::RegistryError;
 
-/// Builds the shared HTTP client for `config`.
-pub fn http_client(config: &RegistryConfig) -> Result<reqwest::Client, RegistryError> {
+/// Builds the shared HTTP client for `config`; with `verify` false it accepts any server
+/// certificate (for the registries `--skip-tls-verify` names).
+pub fn http_client(
+    config: &RegistryConfig,
+    verify: bool,
+) -> Result<reqwest::Client, RegistryError> {
     let mut b = reqwest::Client::builder()
+        .danger_accept_invalid_certs(!verify)
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.connect_timeout)

@@ -160,6 +160,9 @@ impl RegistryClient {
         let op = format!("upload blob {}", u.digest);
         let mut offset = 0u64;
         let mut failures = 0;
+        // Chunks accepted without the registry's offset moving forward: a registry in that
+        // state would otherwise be fed the same bytes forever.
+        let mut stalled = 0;
         while offset < u.size {
             let chunk = self.inner.chunk_size.load(Ordering::Relaxed).max(1) as u64;
             let len = chunk.min(u.size - offset);
@@ -195,8 +198,24 @@ impl RegistryClient {
                             ));
                         }
                     };
-                    offset = reported.unwrap_or(offset + len);
-                    failures = 0;
+                    let next_offset = reported.unwrap_or(offset + len);
+                    if next_offset <= offset {
+                        stalled += 1;
+                        if stalled > policy.retries {
+                            return Err(protocol_error(
+                                u.repo,
+                                &op,
+                                &format!(
+                                    "the registry accepts chunks but its upload stays at byte {next_offset} of {}",
+                                    u.size
+                                ),
+                            ));
+                        }
+                    } else {
+                        stalled = 0;
+                        failures = 0;
+                    }
+                    offset = next_offset;
                     None
                 }
                 Ok(resp)
@@ -214,22 +233,33 @@ impl RegistryClient {
                         let after = super::retry::parse_retry_after(
                             resp.headers().get(reqwest::header::RETRY_AFTER),
                         );
-                        Some((status_error(u.repo, &op, resp).await, after))
+                        Some((status_error(u.repo, &op, resp).await, after, s == 416))
                     } else {
                         return Err(status_error(u.repo, &op, resp).await);
                     }
                 }
-                Err(e @ RegistryError::Transport { .. }) => Some((e, None)),
+                Err(e @ RegistryError::Transport { .. }) => Some((e, None, false)),
                 Err(e) => return Err(e),
             };
-            if let Some((e, retry_after)) = failed {
+            if let Some((e, retry_after, unsatisfiable)) = failed {
                 if failures >= policy.retries {
                     return Err(e);
                 }
                 tokio::time::sleep(policy.delay(failures, retry_after)).await;
                 failures += 1;
                 // An error here (session lost) goes up and restarts the upload afresh.
-                let (l, o) = self.upload_status(u, &loc).await?;
+                let (l, o) = self.upload_status(u, &loc, offset).await?;
+                if unsatisfiable && o == offset {
+                    // Both sides agree where the upload stands, yet the registry refuses the
+                    // next bytes: sending them again would get the same answer.
+                    return Err(protocol_error(
+                        u.repo,
+                        &op,
+                        &format!(
+                            "the registry refused bytes {range} with 416 (range not satisfiable) although its upload stands at byte {o}; the upload cannot go on"
+                        ),
+                    ));
+                }
                 loc = l;
                 offset = o;
             }
@@ -251,8 +281,14 @@ impl RegistryClient {
         Err(status_error(u.repo, &op, resp).await)
     }
 
-    /// `GET` of the session: where it stands (next offset) and its current URL.
-    async fn upload_status(&self, u: &Upload<'_>, loc: &Url) -> Result<(Url, u64), RegistryError> {
+    /// `GET` of the session: where it stands (next offset) and its current URL. `sent_from` is
+    /// where the failed request started, to read distribution's ambiguous `0-0`.
+    async fn upload_status(
+        &self,
+        u: &Upload<'_>,
+        loc: &Url,
+        sent_from: u64,
+    ) -> Result<(Url, u64), RegistryError> {
         let op = format!("resume upload of blob {}", u.digest);
         let req = Req::new(
             Method::GET,
@@ -268,8 +304,13 @@ impl RegistryClient {
             return Err(status_error(u.repo, &op, resp).await);
         }
         let next = location(&resp, loc).unwrap_or_else(|| loc.clone());
-        // No Range means nothing received yet.
-        let offset = range_end(&resp).map_or(0, |e| e + 1);
+        // No Range means nothing received yet. distribution writes `0-0` for an empty session as
+        // for one byte: when nothing was confirmed before, it is the empty one.
+        let offset = match range_end(&resp) {
+            None => 0,
+            Some(0) if sent_from == 0 => 0,
+            Some(e) => e + 1,
+        };
         if offset > u.size {
             return Err(protocol_error(
                 u.repo,

@@ -225,7 +225,12 @@ struct IssuerState {
     key: p256::ecdsa::SigningKey,
     issued: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Seconds the registry accepts a token for.
+    valid_secs: u64,
 }
+
+/// docker-registry accepts tokens this long after their `exp` (clock skew leeway).
+const REGISTRY_EXP_LEEWAY_SECS: u64 = 60;
 
 impl TokenIssuer {
     pub const SERVICE: &'static str = "kiln-test-registry";
@@ -233,6 +238,16 @@ impl TokenIssuer {
 
     /// `users`: (name, password, push prefix).
     pub async fn start(users: &[(&str, &str, Option<&str>)]) -> TokenIssuer {
+        TokenIssuer::start_with_validity(users, 300).await
+    }
+
+    /// Like [`TokenIssuer::start`], but the registry accepts each token only `valid_secs`
+    /// seconds while `expires_in` still says 300: a token revoked early, or a client clock
+    /// behind the registry's, so the client learns of the expiry from a 401.
+    pub async fn start_with_validity(
+        users: &[(&str, &str, Option<&str>)],
+        valid_secs: u64,
+    ) -> TokenIssuer {
         use p256::pkcs8::DecodePrivateKey;
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
         let dir = tempfile::tempdir().unwrap();
@@ -265,6 +280,7 @@ impl TokenIssuer {
             key,
             issued: issued.clone(),
             requests: requests.clone(),
+            valid_secs,
         });
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
@@ -413,7 +429,7 @@ async fn serve_token(mut conn: tokio::net::TcpStream, st: &IssuerState) -> Optio
     });
     let claims = serde_json::json!({
         "iss": TokenIssuer::ISSUER, "sub": user, "aud": TokenIssuer::SERVICE,
-        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", st.issued.lock().unwrap().len()),
+        "exp": now + st.valid_secs - REGISTRY_EXP_LEEWAY_SECS, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", st.issued.lock().unwrap().len()),
         "access": access,
     });
     let signing_input = format!(
@@ -440,12 +456,17 @@ async fn serve_token(mut conn: tokio::net::TcpStream, st: &IssuerState) -> Optio
 /// What the proxy does to a matching request instead of forwarding it.
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// Answer with this status and headers (the request body is read first).
+    /// Answer with this status and headers (the request body is read first); `{path}` in a
+    /// header value stands for the request's path.
     Respond(u16, Vec<(String, String)>),
     /// Read this many body bytes, forward nothing, then close the connection.
     CutAfter(usize),
     /// Forward the request head and this many body bytes to the registry, then close both.
     ForwardThenCut(usize),
+    /// Read this many body bytes, then reset the connection (RST, not FIN).
+    ResetAfter(usize),
+    /// Wait this long, then forward as usual.
+    Delay(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -577,6 +598,7 @@ async fn proxy_conn(
             }
             let mut resp = format!("HTTP/1.1 {status} Injected\r\n");
             for (k, v) in extra {
+                let v = v.replace("{path}", &path);
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
             resp.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
@@ -594,6 +616,21 @@ async fn proxy_conn(
                 }
                 got += n;
             }
+            drop(client);
+            Some(())
+        }
+        Some(Fault::ResetAfter(limit)) => {
+            let mut got = rest.len();
+            let mut tmp = vec![0u8; 64 << 10];
+            while got < limit.min(content_length) {
+                let n = client.read(&mut tmp).await.ok()?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            // Linger 0 makes the close an RST, as a crashed middlebox would send.
+            let _ = client.set_zero_linger();
             drop(client);
             Some(())
         }
@@ -621,23 +658,35 @@ async fn proxy_conn(
             drop(client);
             Some(())
         }
-        None => {
-            let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
-            let mut head = format!("{first}\r\n");
-            for h in &headers {
-                let name = h.split(':').next().unwrap_or("").trim();
-                if !name.eq_ignore_ascii_case("connection") {
-                    head.push_str(h);
-                    head.push_str("\r\n");
-                }
-            }
-            head.push_str("Connection: close\r\n\r\n");
-            up.write_all(head.as_bytes()).await.ok()?;
-            up.write_all(&rest).await.ok()?;
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
-            Some(())
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            forward(client, upstream, &first, &headers, &rest).await
+        }
+        None => forward(client, upstream, &first, &headers, &rest).await,
+    }
+}
+
+async fn forward(
+    mut client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    first: &str,
+    headers: &[String],
+    rest: &[u8],
+) -> Option<()> {
+    let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
+    let mut head = format!("{first}\r\n");
+    for h in headers {
+        let name = h.split(':').next().unwrap_or("").trim();
+        if !name.eq_ignore_ascii_case("connection") {
+            head.push_str(h);
+            head.push_str("\r\n");
         }
     }
+    head.push_str("Connection: close\r\n\r\n");
+    up.write_all(head.as_bytes()).await.ok()?;
+    up.write_all(rest).await.ok()?;
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+    Some(())
 }
 
 /// A plain HTTP server standing in for blob storage behind a redirect: serves `body` to any

@@ -4,7 +4,7 @@
 use super::write_atomic;
 use crate::blob::Digest;
 use crate::image::error::ImageError;
-use crate::image::reference::Reference;
+use crate::registry::Reference;
 use std::path::Path;
 
 /// Writes `digest` (`sha256:<hex>`) to `path`, without a trailing newline.
@@ -22,7 +22,7 @@ pub fn image_name_with_digest(
     let mut out = String::new();
     for d in destinations {
         let r = Reference::parse(d)?;
-        out.push_str(&r.name());
+        out.push_str(&r.kaniko_name());
         out.push('@');
         out.push_str(&digest.to_string());
         out.push('\n');
