@@ -501,7 +501,8 @@ fn rootless_helper() {
             "sh".into(),
             "-c".into(),
             "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
-             cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc"
+             cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
+             rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
                 .into(),
         ],
         env: vec![],
@@ -539,6 +540,17 @@ fn rootless_as_an_unprivileged_user() {
     let t = tempfile::tempdir().unwrap();
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
     busybox_root(&t.path().join("lower"));
+    // Rootless layers are the user's own files (extracted by it); root's would be unmapped.
+    for d in [
+        "data",
+        "data/dir",
+        "data/dir/a",
+        "data/dir/b",
+        "data/old.txt",
+    ] {
+        std::os::unix::fs::lchown(t.path().join("lower").join(d), Some(65534), Some(65534))
+            .unwrap();
+    }
     for d in ["upper", "work"] {
         fs::create_dir(t.path().join(d)).unwrap();
         std::os::unix::fs::chown(t.path().join(d), Some(65534), Some(65534)).unwrap();
@@ -580,7 +592,12 @@ fn rootless_as_an_unprivileged_user() {
         .map(|e| e.unwrap().file_name())
         .collect();
     upper.sort();
-    assert_eq!(upper, ["made"]);
+    assert_eq!(upper, ["data", "made"]);
+    // Rootless overlay marks with user.* xattrs.
+    let opaque = xattr(&t.path().join("upper/data/dir"), "user.overlay.opaque");
+    assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
+    let wh = fs::symlink_metadata(t.path().join("upper/data/old.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
 }
 
 #[test]
