@@ -311,7 +311,9 @@ fn a_hundred_lower_dirs_mount() {
     lower.push(r.path("lower"));
     let total: usize = lower.iter().map(|l| l.as_os_str().len() + 1).sum();
     assert!(total > 4096, "the option string would fit: {total}");
-    let mut spec = r.spec("ls /layers | wc -l; cat /same.txt");
+    let mut spec = r.spec(
+        "ls /layers | wc -l; cat /same.txt; echo; grep -o 'lowerdir[^,]*' /proc/mounts | head -1",
+    );
     spec.rootfs = RootFs::Overlay {
         lower,
         upper: r.path("upper"),
@@ -319,7 +321,26 @@ fn a_hundred_lower_dirs_mount() {
     };
     let (o, out) = run(&spec);
     assert_eq!(o.exit, ExitKind::Code(0), "{out}");
-    assert_eq!(out, "99\n99");
+    let legacy = std::env::var("KILN_SANDBOX_LEGACY_MOUNT").as_deref() == Ok("1");
+    let expect = if legacy {
+        "99\n99\nlowerdir=0:1:2:".to_string()
+    } else {
+        "99\n99\nlowerdir+=/".to_string()
+    };
+    assert!(out.starts_with(&expect), "{out}");
+}
+
+#[test]
+fn a_hundred_lower_dirs_mount_the_legacy_way() {
+    need_root!();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_hundred_lower_dirs_mount", "--test-threads=1"])
+        .env("KILN_SANDBOX_LEGACY_MOUNT", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
 /// Records when each chunk of output arrived.
@@ -480,7 +501,8 @@ fn rootless_helper() {
             "sh".into(),
             "-c".into(),
             "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
-             cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc"
+             cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
+             rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
                 .into(),
         ],
         env: vec![],
@@ -518,6 +540,17 @@ fn rootless_as_an_unprivileged_user() {
     let t = tempfile::tempdir().unwrap();
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
     busybox_root(&t.path().join("lower"));
+    // Rootless layers are the user's own files (extracted by it); root's would be unmapped.
+    for d in [
+        "data",
+        "data/dir",
+        "data/dir/a",
+        "data/dir/b",
+        "data/old.txt",
+    ] {
+        std::os::unix::fs::lchown(t.path().join("lower").join(d), Some(65534), Some(65534))
+            .unwrap();
+    }
     for d in ["upper", "work"] {
         fs::create_dir(t.path().join(d)).unwrap();
         std::os::unix::fs::chown(t.path().join(d), Some(65534), Some(65534)).unwrap();
@@ -559,7 +592,12 @@ fn rootless_as_an_unprivileged_user() {
         .map(|e| e.unwrap().file_name())
         .collect();
     upper.sort();
-    assert_eq!(upper, ["made"]);
+    assert_eq!(upper, ["data", "made"]);
+    // Rootless overlay marks with user.* xattrs.
+    let opaque = xattr(&t.path().join("upper/data/dir"), "user.overlay.opaque");
+    assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
+    let wh = fs::symlink_metadata(t.path().join("upper/data/old.txt")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
 }
 
 #[test]
@@ -580,4 +618,64 @@ fn fixed_cost_of_one_run() {
         "sandbox: one run of /bin/true: median {:?} (min {:?}, max {:?}) over 20",
         times[10], times[0], times[19]
     );
+}
+
+/// The kiln half of [`process_dies_with_kiln`]: runs a long sleep with its output on stdout.
+#[test]
+fn death_helper() {
+    let Ok(base) = std::env::var("KILN_SANDBOX_DEATH_DIR") else {
+        return;
+    };
+    let base = PathBuf::from(base);
+    let spec = RunSpec {
+        rootfs: RootFs::Overlay {
+            lower: vec![base.join("lower")],
+            upper: base.join("upper"),
+            work: base.join("work"),
+        },
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo started; sleep 987654".into(),
+        ],
+        env: vec![],
+        workdir: "/".into(),
+        user: "app".into(),
+        network: Network::Host,
+        hostname: "death".into(),
+        mounts: vec![],
+        isolation: Isolation::Auto,
+    };
+    let _ = sandbox::run(&spec, &mut std::io::stdout());
+}
+
+fn sleepers() -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c.windows(6).any(|w| w == b"987654"))
+        .count()
+}
+
+#[test]
+fn process_dies_with_kiln() {
+    need_root!();
+    use std::io::BufRead;
+    let r = Root::new();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "death_helper", "--nocapture", "--test-threads=1"])
+        .env("KILN_SANDBOX_DEATH_DIR", r.tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("started")));
+    assert_eq!(sleepers(), 1, "the sandboxed sleep runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleepers() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sleepers(), 0, "the sandboxed process outlived kiln");
 }

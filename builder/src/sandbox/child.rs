@@ -13,7 +13,7 @@ use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags,
     OpenTreeFlags, UnmountFlags,
 };
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 
 /// What the child got from the parent, prepared before the clone.
 pub(crate) struct Child<'a> {
@@ -129,11 +129,11 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
         )?,
         Step::MountOverlay {
             target,
-            lowers,
-            upper,
-            work,
-            userxattr,
-        } => mount_overlay(target, lowers, upper, work, *userxattr, index, c)?,
+            legacy,
+            legacy_only: true,
+            ..
+        } => mount_overlay_legacy(target, legacy_ref(legacy))?,
+        Step::MountOverlay { .. } => mount_overlay(step, index, c)?,
         Step::BindRoot { path } => {
             rustix::mount::mount_bind_recursive(path.as_c_str(), path.as_c_str())?
         }
@@ -222,18 +222,40 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
     Ok(())
 }
 
-fn mount_overlay(
-    target: &CStr,
-    lowers: &[std::ffi::CString],
-    upper: &CStr,
-    work: &CStr,
-    userxattr: bool,
-    index: u32,
-    c: &Child<'_>,
-) -> R {
-    let fs = rustix::mount::fsopen(c"overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+fn legacy_ref(legacy: &Option<(CString, CString)>) -> Option<(&CStr, &CStr)> {
+    legacy.as_ref().map(|(d, o)| (d.as_c_str(), o.as_c_str()))
+}
+
+fn mount_overlay(step: &Step, index: u32, c: &Child<'_>) -> R {
+    let Step::MountOverlay {
+        target,
+        lowers,
+        upper,
+        work,
+        userxattr,
+        legacy,
+        ..
+    } = step
+    else {
+        return Err(Errno::INVAL);
+    };
+    let (userxattr, legacy) = (*userxattr, legacy_ref(legacy));
+    let fs = match rustix::mount::fsopen(c"overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
+        Ok(fs) => fs,
+        // Before Linux 5.2: no new mount API.
+        Err(Errno::NOSYS) => return mount_overlay_legacy(target, legacy),
+        Err(e) => return Err(e),
+    };
+    if let Some(first) = lowers.first() {
+        // Before Linux 6.8 overlay has no `lowerdir+` and refuses the key.
+        match rustix::mount::fsconfig_set_string(&fs, c"lowerdir+", first.as_c_str()) {
+            Ok(()) => {}
+            Err(Errno::INVAL) if legacy.is_some() => return mount_overlay_legacy(target, legacy),
+            Err(e) => return Err(e),
+        }
+    }
     let configured = (|| -> Result<(), Errno> {
-        for l in lowers {
+        for l in lowers.iter().skip(1) {
             rustix::mount::fsconfig_set_string(&fs, c"lowerdir+", l.as_c_str())?;
         }
         rustix::mount::fsconfig_set_string(&fs, c"upperdir", upper)?;
@@ -277,6 +299,27 @@ fn mount_overlay(
         }
         report(c, index, e, &msg[..len]);
     }
+    Ok(())
+}
+
+/// Mounts the overlay with `mount(2)` and an option string naming the lowers by short
+/// relative links (the string is limited to a page).
+fn mount_overlay_legacy(target: &CStr, legacy: Option<(&CStr, &CStr)>) -> R {
+    let Some((links, data)) = legacy else {
+        return Err(Errno::NOSYS);
+    };
+    if data.to_bytes().len() >= 4096 {
+        return Err(Errno::TOOBIG);
+    }
+    rustix::process::chdir(links)?;
+    rustix::mount::mount(
+        c"overlay",
+        target,
+        c"overlay",
+        MountFlags::empty(),
+        Some(data),
+    )?;
+    rustix::process::chdir(c"/")?;
     Ok(())
 }
 

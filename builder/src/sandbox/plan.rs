@@ -27,6 +27,8 @@ pub(crate) enum Root {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
+        /// A directory holding symlinks `0`, `1`, ... to the lowers, for the legacy mount.
+        links: Option<PathBuf>,
     },
     /// A directory used as it is.
     Dir(PathBuf),
@@ -63,6 +65,8 @@ pub(crate) struct Setup {
     pub program: String,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Mount the overlay only the legacy way (tests; `KILN_SANDBOX_LEGACY_MOUNT=1`).
+    pub legacy_only: bool,
 }
 
 /// One thing the child does.
@@ -77,6 +81,11 @@ pub(crate) enum Step {
         upper: CString,
         work: CString,
         userxattr: bool,
+        /// For kernels without the new mount API or `lowerdir+`: a directory of short links
+        /// to the lowers (`0`, `1`, ...) and the `mount(2)` option string naming them.
+        legacy: Option<(CString, CString)>,
+        /// Use only the legacy way.
+        legacy_only: bool,
     },
     /// Binds a directory onto itself so it can become the root.
     BindRoot { path: CString },
@@ -162,14 +171,33 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
                 lowers,
                 upper,
                 work,
+                links,
             } => {
+                let userxattr = s.mode == Mode::Rootless;
                 steps.push(Step::MakeRootPrivate);
                 steps.push(Step::MountOverlay {
                     target: cp(target),
                     lowers: lowers.iter().map(|l| cp(l)).collect(),
                     upper: cp(upper),
                     work: cp(work),
-                    userxattr: s.mode == Mode::Rootless,
+                    userxattr,
+                    legacy: links.as_ref().map(|dir| {
+                        let names: Vec<String> = (0..lowers.len()).map(|i| i.to_string()).collect();
+                        let mut data = format!(
+                            "lowerdir={},upperdir={},workdir={}",
+                            names.join(":"),
+                            upper.display(),
+                            work.display()
+                        );
+                        data.push_str(if userxattr {
+                            ",userxattr"
+                        } else {
+                            ",redirect_dir=off"
+                        });
+                        data.push_str(",metacopy=off,index=off");
+                        (cp(dir), c(data))
+                    }),
+                    legacy_only: s.legacy_only,
                 });
                 target.clone()
             }
@@ -356,6 +384,7 @@ mod tests {
                 lowers: vec!["/l1".into(), "/l0".into()],
                 upper: "/u".into(),
                 work: "/w".into(),
+                links: Some("/k".into()),
             },
             new_netns: true,
             hostname: "kiln".into(),
@@ -373,6 +402,7 @@ mod tests {
             program: "/bin/sh".into(),
             argv: vec!["sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin".into())],
+            legacy_only: false,
         }
     }
 
@@ -390,10 +420,22 @@ mod tests {
     #[test]
     fn root_plan_orders_mounts_before_pivot_and_ids_after() {
         let steps = build(&setup(Mode::Chroot));
-        assert_eq!(steps[0], Step::MakeRootPrivate);
-        assert!(
-            matches!(&steps[1], Step::MountOverlay { lowers, userxattr: false, .. }
-            if lowers == &[c("/l1"), c("/l0")])
+        assert_eq!(steps[0], Step::StdinNull);
+        assert_eq!(steps[1], Step::MakeRootPrivate);
+        let Step::MountOverlay {
+            lowers,
+            userxattr: false,
+            legacy: Some((dir, data)),
+            ..
+        } = &steps[2]
+        else {
+            panic!("{:?}", steps[2]);
+        };
+        assert_eq!(lowers, &[c("/l1"), c("/l0")]);
+        assert_eq!(dir, &c("/k"));
+        assert_eq!(
+            data,
+            &c("lowerdir=0:1,upperdir=/u,workdir=/w,redirect_dir=off,metacopy=off,index=off")
         );
         let pivot = pos(&steps, "enter root /m");
         for m in [

@@ -235,6 +235,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
             lowers: lower.clone(),
             upper: upper.clone(),
             work: work.clone(),
+            links: None,
         },
         RootFs::Dir(d) => Root::Dir(d.clone()),
     };
@@ -309,7 +310,12 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
             }
         }
         match &mut root {
-            Root::Overlay { target, lowers, .. } => {
+            Root::Overlay {
+                target,
+                lowers,
+                links,
+                ..
+            } => {
                 // Missing mount points go into an extra lower layer of their own, so the
                 // step's upper directory never holds them.
                 if !missing.is_empty() {
@@ -333,6 +339,13 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
                 let m = tmp()?;
                 *target = m.path().to_path_buf();
                 temps.push(m);
+                let l = tmp()?;
+                for (i, lower) in lowers.iter().enumerate() {
+                    let link = l.path().join(i.to_string());
+                    std::os::unix::fs::symlink(lower, &link).map_err(|e| io_err(&link, e))?;
+                }
+                *links = Some(l.path().to_path_buf());
+                temps.push(l);
             }
             Root::Dir(d) => {
                 for (path, dir) in &missing {
@@ -364,6 +377,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
             program,
             argv: spec.argv.clone(),
             env,
+            legacy_only: std::env::var("KILN_SANDBOX_LEGACY_MOUNT").as_deref() == Ok("1"),
         },
         _temps: temps,
         created,
