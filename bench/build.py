@@ -55,7 +55,10 @@ CMD ["ls", "/files"]
 
 
 def sh(*argv, **kw):
-    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')[-2000:]}")
+    return p
 
 
 def free_port():
@@ -187,7 +190,7 @@ def make_bases(registry, work):
         os.makedirs(CACHE, exist_ok=True)
         ctr = sh(*buildah(root, "from", "--tls-verify=false", small)).stdout.decode().strip()
         sh(*buildah(root, "run", "--isolation", "chroot", ctr, "--", "sh", "-c",
-                    f"head -c {BIG_MB}M /dev/urandom > /big.bin"))
+                    f"dd if=/dev/urandom of=/big.bin bs=1048576 count={BIG_MB} 2>/dev/null"))
         sh(*buildah(root, "commit", "-q", "--rm", ctr, "bench-big"))
         sh(*buildah(root, "push", "-q", "bench-big", f"oci:{big_dir}"))
     sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{big_dir}", f"docker://{registry.addr}/bench/big:1")
