@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Build benchmarks of issue 4: kiln against `buildah bud` and Docker with BuildKit.
+
+One script, one machine, one run; contenders alternate (see harness.py). Scenarios:
+  cold      build + push, no local state, no cache
+  cached    rebuild with no change from a registry cache on fresh local state
+            (kiln --cache-repo, BuildKit --cache-from with an inline cache, buildah --layers
+            --cache-from/--cache-to)
+  copy-big  a COPY-only image on a base of >= 150 MB: time, and base-layer bytes downloaded,
+            counted from the registry's access log (GETs of the base layer's blob)
+Peak RSS is GNU time's; for Docker it is the client's only (the work happens in dockerd), so
+dockerd's own high-water mark (VmHWM) is printed beside it.
+
+Needs root and: apt-get install -y buildah docker.io docker-registry busybox-static.
+kiln is `$KILN_BIN` or target/release/kiln (cargo build --release -p kiln-builder); when it
+cannot build (not implemented yet) it is reported as "not implemented" and left out.
+
+Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Contender, compare  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = "/var/cache/kiln-bench"
+DOCKER = "/usr/bin/docker"  # docker.io's 20.10 client: BuildKit without the buildx plugin
+BIG_MB = 160
+
+APP_DOCKERFILE = """ARG BASE
+FROM ${BASE}
+RUN mkdir -p /app/gen && i=0 && while [ $i -lt 3000 ]; do echo "generated line $i" > /app/gen/f$i; i=$((i+1)); done
+COPY src/ /app/src/
+RUN seq 1 2000000 > /app/numbers && sha256sum /app/numbers > /app/numbers.sum
+RUN rm -rf /app/gen/f1*
+ENV APP=bench
+CMD ["ls", "/app"]
+"""
+
+COPY_DOCKERFILE = """ARG BASE
+FROM ${BASE}
+COPY files/ /files/
+CMD ["ls", "/files"]
+"""
+
+
+def sh(*argv, **kw):
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')[-2000:]}")
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Registry:
+    """docker-registry with an access log, so downloaded bytes can be counted."""
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "registry")
+        os.makedirs(self.dir)
+        self.addr = f"127.0.0.1:{free_port()}"
+        cfg = os.path.join(self.dir, "config.yml")
+        with open(cfg, "w") as f:
+            f.write(
+                f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {self.dir}/data\n  delete:\n    enabled: true\n"
+                f"http:\n  addr: {self.addr}\n"
+            )
+        self.log_path = os.path.join(self.dir, "log")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/docker-registry", "serve", cfg],
+            stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        for _ in range(100):
+            try:
+                socket.create_connection(self.addr.split(":"), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("registry did not start")
+
+    def blob_bytes(self, digest):
+        """Bytes served for GETs of `digest` so far (combined-format access log lines)."""
+        total = 0
+        pat = re.compile(r'"GET [^"]*/blobs/' + re.escape(digest) + r' [^"]*" (\d{3}) (\d+)')
+        with open(self.log_path, errors="replace") as f:
+            for line in f:
+                m = pat.search(line)
+                if m and m.group(1) in ("200", "206"):
+                    total += int(m.group(2))
+        return total
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Dockerd:
+    """A dockerd of its own (data root, exec root, socket), BuildKit on, our registry insecure."""
+
+    def __init__(self, work, registry):
+        self.dir = os.path.join(work, "dockerd")
+        os.makedirs(self.dir)
+        self.sock = f"unix://{self.dir}/sock"
+        self.proc = subprocess.Popen(
+            ["/usr/sbin/dockerd", "--data-root", f"{self.dir}/root", "--exec-root", f"{self.dir}/exec",
+             "--pidfile", f"{self.dir}/pid", "-H", self.sock, "--bridge=none", "--iptables=false",
+             "--ip6tables=false", "--insecure-registry", registry.addr],
+            stdout=subprocess.DEVNULL, stderr=open(f"{self.dir}/log", "w"))
+        for _ in range(300):
+            if subprocess.run([DOCKER, "-H", self.sock, "version"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise SystemExit("dockerd did not start; see " + f"{self.dir}/log")
+
+    def argv(self, *args):
+        return [DOCKER, "-H", self.sock, *args]
+
+    def reset(self):
+        """No local state: every image and all build cache gone."""
+        subprocess.run(self.argv("builder", "prune", "-af"), capture_output=True)
+        subprocess.run(self.argv("system", "prune", "-af"), capture_output=True)
+
+    def hwm_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def buildah(root, *args):
+    return ["/usr/bin/buildah", "--root", f"{root}/root", "--runroot", f"{root}/runroot",
+            "--storage-driver", "overlay", *args]
+
+
+def wipe_buildah(root):
+    subprocess.run(buildah(root, "rm", "--all"), capture_output=True)
+    subprocess.run(buildah(root, "rmi", "--all", "--force"), capture_output=True)
+    subprocess.run(["umount", "-l", f"{root}/root/overlay"], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def make_contexts(work):
+    app = os.path.join(work, "app")
+    os.makedirs(os.path.join(app, "src"))
+    with open(os.path.join(app, "Dockerfile"), "w") as f:
+        f.write(APP_DOCKERFILE)
+    for i in range(200):
+        with open(os.path.join(app, "src", f"s{i}.txt"), "w") as f:
+            f.write(f"source file {i}\n" * 50)
+    cp = os.path.join(work, "copy")
+    os.makedirs(os.path.join(cp, "files"))
+    with open(os.path.join(cp, "Dockerfile"), "w") as f:
+        f.write(COPY_DOCKERFILE)
+    for i in range(20):
+        with open(os.path.join(cp, "files", f"f{i}"), "wb") as f:
+            f.write(os.urandom(256 << 10))
+    return app, cp
+
+
+def make_bases(registry, work):
+    """The corpus's busybox base, and a big one (busybox + a 160 MB random layer) cached in CACHE."""
+    root = os.path.join(work, "buildah-base")
+    g = buildah(root)[1:]
+    sh("sh", os.path.join(REPO, "tests/corpus/make-base.sh"), registry.addr, "bench/base:1", *g)
+    small = f"{registry.addr}/bench/base:1"
+    big_dir = os.path.join(CACHE, f"big-base-{BIG_MB}")
+    if not os.path.exists(os.path.join(big_dir, "index.json")):
+        os.makedirs(CACHE, exist_ok=True)
+        ctr = sh(*buildah(root, "from", "--tls-verify=false", small)).stdout.decode().strip()
+        sh(*buildah(root, "run", "--isolation", "chroot", ctr, "--", "sh", "-c",
+                    f"dd if=/dev/urandom of=/big.bin bs=1048576 count={BIG_MB} 2>/dev/null"))
+        sh(*buildah(root, "commit", "-q", "--rm", ctr, "bench-big"))
+        sh(*buildah(root, "push", "-q", "bench-big", f"oci:{big_dir}"))
+    sh("skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{big_dir}", f"docker://{registry.addr}/bench/big:1")
+    man = json.loads(sh("skopeo", "inspect", "--raw", "--tls-verify=false",
+                        f"docker://{registry.addr}/bench/big:1").stdout)
+    big_layer = max(man["layers"], key=lambda l: l["size"])
+    wipe_buildah(root)
+    return small, f"{registry.addr}/bench/big:1", big_layer
+
+
+def kiln_bin():
+    return os.environ.get("KILN_BIN", os.path.join(REPO, "target/release/kiln"))
+
+
+def kiln_works(registry, small, app, work):
+    """Whether `kiln build` can build the app image now (it is being written)."""
+    out = os.path.join(work, "kiln-probe")
+    p = subprocess.run([kiln_bin(), "build", "--context", app, "--dockerfile", f"{app}/Dockerfile",
+                        "--build-arg", f"BASE={small}", "--no-push", "--oci-layout-path", out,
+                        "--insecure-registry", registry.addr, "--cache-dir", f"{work}/kiln-probe-cache"],
+                       capture_output=True)
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace").strip().splitlines()
+        print(f"kiln: not implemented ({err[-1] if err else p.returncode}); left out")
+        return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="cold,cached,copy-big")
+    opts = ap.parse_args()
+    only = set(opts.only.split(","))
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (buildah --isolation chroot and dockerd need it)")
+    work = tempfile.mkdtemp(prefix="kiln-bench-")
+    registry = Registry(work)
+    dockerd = None
+    try:
+        app, cp = make_contexts(work)
+        small, big, big_layer = make_bases(registry, work)
+        dockerd = Dockerd(work, registry)
+        with_kiln = os.path.exists(kiln_bin()) and kiln_works(registry, small, app, work)
+        if not os.path.exists(kiln_bin()):
+            print(f"kiln: {kiln_bin()} missing (cargo build --release -p kiln-builder); left out")
+        reg = registry.addr
+        n = [0]
+
+        def tag(name):
+            n[0] += 1
+            return f"{reg}/bench/{name}:{n[0]}"
+
+        def kiln(ctx, base, *extra):
+            return Contender("kiln", ["sh", "-c", " ".join([
+                kiln_bin(), "build", "--context", ctx, "--dockerfile", f"{ctx}/Dockerfile",
+                "--build-arg", f"BASE={base}", "--insecure-registry", reg,
+                "--destination", "$DEST", "--cache-dir", "$STATE/kiln-cache", *extra])])
+
+        def bah(ctx, base, *extra):
+            b = " ".join(buildah("$STATE/buildah"))
+            return Contender("buildah bud", ["sh", "-c",
+                f"{b} bud -q --isolation chroot --tls-verify=false --build-arg BASE={base} {' '.join(extra)} "
+                f"-t $DEST {ctx} >/dev/null && {b} push -q --tls-verify=false $DEST docker://$DEST"])
+
+        def bk(ctx, base, *extra):
+            d = " ".join(dockerd.argv())
+            return Contender("docker BuildKit", ["sh", "-c",
+                f"{d} build -q --network host --build-arg BASE={base} {' '.join(extra)} -t $DEST {ctx} >/dev/null "
+                f"&& {d} push -q $DEST >/dev/null"], env={"DOCKER_BUILDKIT": "1"})
+
+        def fresh(c):
+            """Before each run: no local state for anyone, a new destination tag."""
+            state = os.path.join(work, "state")
+            wipe_buildah(os.path.join(state, "buildah"))
+            shutil.rmtree(state, ignore_errors=True)
+            os.makedirs(state)
+            dockerd.reset()
+            c.env.update({"STATE": state, "DEST": tag(c.name.split()[0])})
+
+        def field(c):
+            return [c] if (c.name != "kiln" or with_kiln) else []
+
+        if "cold" in only:
+            cs = field(kiln(app, small)) + [bah(app, small), bk(app, small)]
+            compare("cold build + push", cs, runs=opts.runs, setup=fresh)
+
+        if "cached" in only:
+            kc = kiln(app, small, "--cache=true", f"--cache-repo={reg}/bench/kiln-cache")
+            bc = bah(app, small, "--layers", f"--cache-from={reg}/bench/buildah-cache",
+                     f"--cache-to={reg}/bench/buildah-cache")
+            dc = bk(app, small, f"--cache-from={reg}/bench/docker-cache:1", "--build-arg BUILDKIT_INLINE_CACHE=1")
+            cs = field(kc) + [bc, dc]
+            # Fill each registry cache once, untimed.
+            for c in cs:
+                fresh(c)
+                if c.name.startswith("docker"):
+                    c.env["DEST"] = f"{reg}/bench/docker-cache:1"
+                subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
+            compare("rebuild, no change, registry cache, fresh local state", cs, runs=opts.runs, setup=fresh)
+
+        if "copy-big" in only:
+            cs = field(kiln(cp, big)) + [bah(cp, big), bk(cp, big)]
+            compare(f"COPY-only image on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=fresh)
+            # One more run each, alone, to count what it downloads of the base's big layer.
+            print("  base-layer bytes downloaded (one build each, fresh local state):")
+            for c in cs:
+                fresh(c)
+                b0 = registry.blob_bytes(big_layer["digest"])
+                subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
+                got = registry.blob_bytes(big_layer["digest"]) - b0
+                print(f"    {c.name:<24} {got / (1 << 20):8.1f} MiB")
+        print(f"\ndockerd peak RSS (VmHWM over the whole run): {dockerd.hwm_mib():.1f} MiB")
+    finally:
+        if dockerd:
+            dockerd.stop()
+        registry.stop()
+        subprocess.run(["sh", "-c", f"grep -o '{work}[^ ]*' /proc/mounts | sort -r | xargs -r umount -l"])
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,736 @@
+//! Equivalence with a peer (issue 4, "Evidence"): every case of `tests/corpus/` is built by
+//! `buildah bud --isolation chroot` and by `kiln build`, and the two images must hold the same
+//! files (path, type, mode, uid/gid, size, content digest, link target, hard-link group) and the
+//! same config (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
+//! StopSignal, Healthcheck). Where a case has an `expect` file, running the image's
+//! Entrypoint + Cmd (with `buildah run`, which applies the image's User, WorkingDir and Env as
+//! `docker run` does) must print exactly that.
+//!
+//! Always run (needs root, buildah, docker-registry, busybox-static; skipped with a reason when
+//! one is absent):
+//! - the buildah half: each case builds, its `expect` holds, and a second build of the case in a
+//!   fresh buildah storage compares equal to the first (the comparison is deterministic);
+//! - `mutations_are_detected`: a layout changed by a mode, a whiteout, an opaque directory, a new
+//!   hard link or a config field compares unequal.
+//!
+//! The kiln half runs when `KILN_EQUIVALENCE=1` (off until `kiln build` is implemented, so that
+//! main stays green). When on, a case kiln cannot build FAILS; nothing is skipped. kiln's binary
+//! is `$KILN_BIN`, else `kiln` in the target directory this test runs from (`target/debug/kiln`
+//! for `cargo test`): this crate cannot use `CARGO_BIN_EXE_kiln` (that is only set for
+//! kiln-builder's own tests), so build it first:
+//! `cargo build -p kiln-builder --bin kiln && KILN_EQUIVALENCE=1 cargo test -p kiln-tests --test equivalence`.
+//!
+//! Other knobs: `KILN_CORPUS_CASES=sub1,sub2` runs only cases whose name contains one of them;
+//! `KILN_CORPUS_KEEP=1` keeps the work directory (images, and a `.txt` listing of each);
+//! `KILN_CORPUS_JOBS=N` builds N cases at once (default 2); `KILN_EQUIVALENCE_STORAGE_DRIVER`
+//! picks buildah's storage driver (default `overlay`: its layers are overlay upper directories,
+//! as kiln's, BuildKit's and Docker's are; with `vfs` buildah diffs trees and breaks a hard link
+//! made in a later step to a file of an earlier one differently, see 17-hardlinks).
+//!
+//! Corpus conventions (see tests/corpus/README.md): `FROM ${BASE}` with `ARG BASE` on top, BASE
+//! passed as a build argument naming the busybox image this test pushes to its own registry.
+
+#[path = "../../builder/tests/support/registry_server.rs"]
+mod registry_server;
+
+use kiln_tests::image_tree::{self, ImageTree};
+use registry_server::Registry;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BASE_REF: &str = "kiln-corpus/base:1";
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+}
+
+/// Why this machine cannot run the buildah half, if it cannot.
+fn missing_tools() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if uid.stdout != b"0\n" {
+        return Some("not root: buildah --isolation chroot needs root".into());
+    }
+    for tool in [
+        "/usr/bin/buildah",
+        registry_server::REGISTRY_BIN,
+        "/usr/bin/busybox",
+    ] {
+        if !Path::new(tool).exists() {
+            return Some(format!(
+                "{tool} missing (apt-get install -y buildah docker-registry busybox-static)"
+            ));
+        }
+    }
+    None
+}
+
+fn tail(bytes: &[u8], lines: usize) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn run(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            tail(&out.stdout, 20),
+            tail(&out.stderr, 30)
+        ))
+    }
+}
+
+/// One buildah storage (root + runroot), so builds can be made on a fresh state.
+struct Buildah {
+    root: PathBuf,
+    runroot: PathBuf,
+    driver: String,
+}
+
+impl Buildah {
+    fn new(dir: &Path) -> Buildah {
+        Buildah {
+            root: dir.join("root"),
+            runroot: dir.join("runroot"),
+            driver: std::env::var("KILN_EQUIVALENCE_STORAGE_DRIVER").unwrap_or("overlay".into()),
+        }
+    }
+
+    fn global(&self) -> Vec<String> {
+        vec![
+            "--root".into(),
+            self.root.display().to_string(),
+            "--runroot".into(),
+            self.runroot.display().to_string(),
+            "--storage-driver".into(),
+            self.driver.clone(),
+        ]
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("/usr/bin/buildah");
+        c.args(self.global());
+        // Keep the machine's containers.conf/registries.conf from changing what is compared.
+        c.env("BUILDAH_ISOLATION", "chroot");
+        c
+    }
+}
+
+impl Drop for Buildah {
+    fn drop(&mut self) {
+        let _ = self.cmd().args(["rm", "--all"]).output();
+        if self.driver == "overlay" {
+            // containers/storage bind-mounts its overlay home onto itself; it is ours to undo.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.root.join("overlay"))
+                .output();
+        }
+    }
+}
+
+/// A registry holding the corpus's base image, and two buildah storages.
+struct Rig {
+    registry: Registry,
+    base: String,
+    first: Buildah,
+    second: Buildah,
+    work: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let registry = Registry::plain();
+        let work = tempfile::tempdir().unwrap();
+        let first = Buildah::new(&work.path().join("buildah-1"));
+        let second = Buildah::new(&work.path().join("buildah-2"));
+        let t = Instant::now();
+        run(Command::new("sh")
+            .arg(corpus_dir().join("make-base.sh"))
+            .arg(&registry.addr)
+            .arg(BASE_REF)
+            .args(first.global()))
+        .unwrap_or_else(|e| panic!("making the base image: {e}"));
+        eprintln!("base image pushed in {:.1}s", t.elapsed().as_secs_f64());
+        let base = format!("{}/{BASE_REF}", registry.addr);
+        Rig {
+            registry,
+            base,
+            first,
+            second,
+            work,
+        }
+    }
+}
+
+/// One directory of the corpus and what its files ask for.
+struct Case {
+    name: String,
+    dir: PathBuf,
+    /// What kiln builds.
+    dockerfile: PathBuf,
+    /// What buildah builds: `Dockerfile.peer` where buildah 1.28 cannot parse the original
+    /// (heredocs), the same Dockerfile otherwise.
+    peer_dockerfile: PathBuf,
+    build_args: Vec<String>,
+    target: Option<String>,
+    /// `id=ID,src=ABSOLUTE` for `--secret`.
+    secrets: Vec<String>,
+    expect: Option<String>,
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `KILN_CORPUS_CASES` filter (empty: every case).
+fn case_filter() -> Vec<String> {
+    std::env::var("KILN_CORPUS_CASES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cases whose name contains one of `filter` (all when it is empty), sorted by name.
+fn load_cases(filter: &[String]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for e in std::fs::read_dir(corpus_dir()).unwrap() {
+        let dir = e.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !dir.join("Dockerfile").is_file() {
+            continue;
+        }
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let peer = dir.join("Dockerfile.peer");
+        let secrets = lines(&dir.join("secrets"))
+            .into_iter()
+            .map(|l| {
+                let (id, src) = l
+                    .split_once(",src=")
+                    .unwrap_or_else(|| panic!("{name}/secrets: want id=ID,src=FILE, got {l}"));
+                format!("{id},src={}", dir.join(src).display())
+            })
+            .collect();
+        cases.push(Case {
+            dockerfile: dir.join("Dockerfile"),
+            peer_dockerfile: if peer.is_file() {
+                peer
+            } else {
+                dir.join("Dockerfile")
+            },
+            build_args: lines(&dir.join("build-args")),
+            target: lines(&dir.join("target")).into_iter().next(),
+            secrets,
+            expect: std::fs::read_to_string(dir.join("expect")).ok(),
+            name,
+            dir,
+        });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+/// Builds `case` with buildah into `store` and writes it to `out` as a `dir:` image.
+///
+/// `--format docker` and `dir:` rather than `oci:`: buildah drops HEALTHCHECK from OCI-format
+/// images (and converting on `push oci:` drops it too), and Healthcheck is compared. `dir:`
+/// keeps the Docker config as built; the reader takes either layout.
+fn buildah_build(rig: &Rig, store: &Buildah, case: &Case, out: &Path) -> Result<String, String> {
+    let tag = format!(
+        "localhost/corpus/{}-{}",
+        case.name,
+        store
+            .root
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    );
+    let mut c = store.cmd();
+    c.args([
+        "bud",
+        "--isolation",
+        "chroot",
+        "--layers",
+        "--format",
+        "docker",
+    ])
+    .arg("--tls-verify=false")
+    .arg("--build-arg")
+    .arg(format!("BASE={}", rig.base));
+    for a in &case.build_args {
+        c.arg("--build-arg").arg(a);
+    }
+    if let Some(t) = &case.target {
+        c.arg("--target").arg(t);
+    }
+    for s in &case.secrets {
+        c.arg("--secret").arg(s);
+    }
+    c.arg("-f")
+        .arg(&case.peer_dockerfile)
+        .arg("-t")
+        .arg(&tag)
+        .arg(&case.dir);
+    run(&mut c).map_err(|e| format!("buildah bud: {e}"))?;
+    run(store
+        .cmd()
+        .args(["push", "-q", &tag])
+        .arg(format!("dir:{}", out.display())))
+    .map_err(|e| format!("buildah push: {e}"))?;
+    Ok(tag)
+}
+
+/// kiln's binary: `$KILN_BIN`, else `kiln` beside this test's `deps/` directory.
+fn kiln_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("KILN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = profile_dir.join("kiln");
+    assert!(
+        bin.is_file(),
+        "KILN_EQUIVALENCE=1 but {} does not exist: run `cargo build -p kiln-builder --bin kiln` \
+         first (same profile), or set KILN_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Builds `case` with kiln (kaniko's flag names) into the OCI layout `out`.
+fn kiln_build(rig: &Rig, case: &Case, out: &Path) -> Result<(), String> {
+    let mut c = Command::new(kiln_bin());
+    c.arg("build")
+        .arg("--context")
+        .arg(&case.dir)
+        .arg("--dockerfile")
+        .arg(&case.dockerfile)
+        .arg("--build-arg")
+        .arg(format!("BASE={}", rig.base))
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(out)
+        .arg("--insecure-registry")
+        .arg(&rig.registry.addr)
+        .arg("--cache-dir")
+        .arg(rig.work.path().join("kiln-cache"));
+    for a in &case.build_args {
+        c.arg("--build-arg").arg(a);
+    }
+    if let Some(t) = &case.target {
+        c.arg("--target").arg(t);
+    }
+    for s in &case.secrets {
+        // Not a kaniko flag: BuildKit's and buildah's spelling, which issue 4 asks for.
+        c.arg("--secret").arg(s);
+    }
+    run(&mut c)
+        .map(|_| ())
+        .map_err(|e| format!("kiln build: {e}"))
+}
+
+/// Runs the image's Entrypoint + Cmd in a buildah container of `image` and checks its stdout
+/// against the case's `expect`.
+fn check_expect(store: &Buildah, case: &Case, image: &str, tree: &ImageTree) -> Result<(), String> {
+    let Some(expect) = &case.expect else {
+        return Ok(());
+    };
+    let strings = |f: &str| -> Vec<String> {
+        tree.config
+            .get(f)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut argv = strings("Entrypoint");
+    argv.extend(strings("Cmd"));
+    let ctr = run(store.cmd().args(["from", "-q", "--pull-never", image]))
+        .map_err(|e| format!("buildah from {image}: {e}"))?;
+    let ctr = String::from_utf8_lossy(&ctr.stdout).trim().to_string();
+    let res = store
+        .cmd()
+        .args(["run", "--isolation", "chroot", &ctr, "--"])
+        .args(&argv)
+        .stdin(Stdio::null())
+        .output();
+    let _ = store.cmd().args(["rm", &ctr]).output();
+    let out = res.map_err(|e| format!("buildah run: {e}"))?;
+    let got = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || got != *expect {
+        return Err(format!(
+            "running {argv:?} ({}) printed:\n{got}--- but expect says:\n{expect}--- stderr:\n{}",
+            out.status,
+            tail(&out.stderr, 10)
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and normalises an image, and leaves its listing in `DIR.txt` for whoever keeps the
+/// work directory (`KILN_CORPUS_KEEP=1`).
+fn read_normalised(dir: &Path) -> Result<ImageTree, String> {
+    let mut t =
+        image_tree::read_image(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    image_tree::normalise(&mut t);
+    let _ = std::fs::write(dir.with_extension("txt"), image_tree::listing(&t));
+    Ok(t)
+}
+
+fn compare(a: &ImageTree, b: &ImageTree, an: &str, bn: &str) -> Result<(), String> {
+    let d = image_tree::diff(a, b, an, bn);
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} differences:\n{}", d.len(), d.join("\n")))
+    }
+}
+
+/// Everything checked for one case; the error names every check that failed.
+fn check_case(rig: &Rig, case: &Case, with_kiln: bool) -> Result<(), String> {
+    let out = rig.work.path().join("images").join(&case.name);
+    std::fs::create_dir_all(&out).unwrap();
+    let mut errors = Vec::new();
+    let peer_dir = out.join("buildah-1");
+    let tag = buildah_build(rig, &rig.first, case, &peer_dir)?;
+    let peer = read_normalised(&peer_dir)?;
+    if let Err(e) = check_expect(&rig.first, case, &tag, &peer) {
+        errors.push(format!("buildah image: {e}"));
+    }
+    let again_dir = out.join("buildah-2");
+    match buildah_build(rig, &rig.second, case, &again_dir)
+        .and_then(|_| read_normalised(&again_dir))
+    {
+        Ok(again) => {
+            if let Err(e) = compare(&peer, &again, "buildah", "buildah again") {
+                errors.push(format!("buildah twice (fresh storage) differs: {e}"));
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+    if with_kiln {
+        let kiln_dir = out.join("kiln-oci");
+        match kiln_build(rig, case, &kiln_dir).and_then(|_| read_normalised(&kiln_dir)) {
+            Ok(kiln) => {
+                if let Err(e) = compare(&peer, &kiln, "buildah", "kiln") {
+                    errors.push(format!("kiln differs from buildah: {e}"));
+                }
+                let image = format!("oci:{}", kiln_dir.display());
+                let pulled = run(rig.first.cmd().args(["pull", "-q", &image]));
+                let id = pulled.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+                match id {
+                    Ok(id) => {
+                        if let Err(e) = check_expect(&rig.first, case, &id, &kiln) {
+                            errors.push(format!("kiln image: {e}"));
+                        }
+                    }
+                    Err(e) => errors.push(format!("loading kiln's layout into buildah: {e}")),
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// A case's name, how long it took and what failed.
+type CaseResult = (String, Duration, Result<(), String>);
+
+#[test]
+fn corpus_builds_alike() {
+    if let Some(why) = missing_tools() {
+        // CI (.ci/run) sets KILN_REQUIRE_REGISTRY: there a missing tool fails instead of skipping.
+        assert!(
+            std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
+            "corpus_builds_alike: {why}"
+        );
+        eprintln!("SKIPPED corpus_builds_alike: {why}");
+        return;
+    }
+    let with_kiln = std::env::var("KILN_EQUIVALENCE").as_deref() == Ok("1");
+    if !with_kiln {
+        eprintln!(
+            "kiln half OFF: set KILN_EQUIVALENCE=1 (after `cargo build -p kiln-builder --bin kiln`) \
+             to compare kiln's images with buildah's; running the buildah half only"
+        );
+    }
+    let filter = case_filter();
+    let cases = load_cases(&filter);
+    assert!(
+        !cases.is_empty(),
+        "no corpus case selected (KILN_CORPUS_CASES filters by name)"
+    );
+    if filter.is_empty() {
+        assert!(
+            cases.len() >= 30,
+            "the corpus has {} cases, issue 4 asks for 30",
+            cases.len()
+        );
+    }
+    let rig = Rig::start();
+    let jobs: usize = std::env::var("KILN_CORPUS_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .unwrap_or(2);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<CaseResult>> = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(case) = cases.get(i) else { break };
+                let t = Instant::now();
+                let r = check_case(&rig, case, with_kiln);
+                let took = t.elapsed();
+                eprintln!(
+                    "{} {} ({:.1}s)",
+                    if r.is_ok() { "ok  " } else { "FAIL" },
+                    case.name,
+                    took.as_secs_f64()
+                );
+                results.lock().unwrap().push((case.name.clone(), took, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(n, _, r)| r.as_ref().err().map(|e| format!("=== {n}\n{e}")))
+        .collect();
+    eprintln!(
+        "{} cases in {:.1}s with {jobs} jobs ({}), {} failed",
+        results.len(),
+        start.elapsed().as_secs_f64(),
+        if with_kiln {
+            "buildah twice + kiln"
+        } else {
+            "buildah twice"
+        },
+        failed.len()
+    );
+    if std::env::var_os("KILN_CORPUS_KEEP").is_some() {
+        eprintln!("work directory kept: {}", rig.work.keep().display());
+    }
+    assert!(failed.is_empty(), "\n{}", failed.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The comparison itself must see differences.
+
+/// Appends an uncompressed layer made of `entries` to the `dir:` image in `dir`.
+fn add_layer(dir: &Path, build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) {
+    let mut b = tar::Builder::new(Vec::new());
+    build(&mut b);
+    let bytes = b.into_inner().unwrap();
+    let hex = sha256_hex(&bytes);
+    std::fs::write(dir.join(&hex), &bytes).unwrap();
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+        "digest": format!("sha256:{hex}"),
+        "size": bytes.len(),
+    }));
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(path).unwrap();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn mutations_are_detected() {
+    if let Some(why) = missing_tools() {
+        // CI (.ci/run) sets KILN_REQUIRE_REGISTRY: there a missing tool fails instead of skipping.
+        assert!(
+            std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
+            "mutations_are_detected: {why}"
+        );
+        eprintln!("SKIPPED mutations_are_detected: {why}");
+        return;
+    }
+    let rig = Rig::start();
+    let case = load_cases_named("17-hardlinks");
+    let orig = rig.work.path().join("orig");
+    buildah_build(&rig, &rig.first, &case, &orig).unwrap();
+    let base = read_normalised(&orig).unwrap();
+    assert!(base.files.contains_key("h/a") && base.files.contains_key("bin/busybox"));
+    assert!(
+        image_tree::diff(&base, &read_normalised(&orig).unwrap(), "a", "b").is_empty(),
+        "an image compares equal to itself"
+    );
+
+    let mutated = |name: &str, build: &dyn Fn(&mut tar::Builder<Vec<u8>>)| -> Vec<String> {
+        let dir = rig.work.path().join(name);
+        copy_dir(&orig, &dir);
+        add_layer(&dir, build);
+        let t = read_normalised(&dir).unwrap();
+        let d = image_tree::diff(&base, &t, "orig", name);
+        eprintln!("{name}:\n{}", d.join("\n"));
+        d
+    };
+
+    // A mode changed (setuid added) on a file of the base.
+    let d = mutated("mode", &|b| {
+        let data = std::fs::read("/usr/bin/busybox").unwrap();
+        let h = header(
+            "bin/busybox",
+            tar::EntryType::Regular,
+            0o4755,
+            data.len() as u64,
+        );
+        b.append(&h, &data[..]).unwrap();
+    });
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("~ /bin/busybox") && d[0].contains("4755"),
+        "{d:?}"
+    );
+
+    // A whiteout: the file disappears.
+    let d = mutated("whiteout", &|b| {
+        b.append(
+            &header("h/.wh.c", tar::EntryType::Regular, 0o644, 0),
+            &[][..],
+        )
+        .unwrap();
+    });
+    assert!(d.iter().any(|l| l.starts_with("- /h/c")), "{d:?}");
+
+    // An opaque directory: everything the lower layers had under /h goes; a new file stays.
+    let d = mutated("opaque", &|b| {
+        b.append(&header("h/", tar::EntryType::Directory, 0o755, 0), &[][..])
+            .unwrap();
+        b.append(
+            &header("h/.wh..wh..opq", tar::EntryType::Regular, 0o644, 0),
+            &[][..],
+        )
+        .unwrap();
+        b.append(
+            &header("h/fresh", tar::EntryType::Regular, 0o644, 3),
+            &b"new"[..],
+        )
+        .unwrap();
+    });
+    let gone: Vec<&String> = base.files.keys().filter(|k| k.starts_with("h/")).collect();
+    assert!(!gone.is_empty());
+    for k in gone {
+        assert!(
+            d.iter().any(|l| l.starts_with(&format!("- /{k}:"))),
+            "{k}: {d:?}"
+        );
+    }
+    assert!(d.iter().any(|l| l.starts_with("+ /h/fresh")), "{d:?}");
+
+    // A hard link added: both names now list each other.
+    let d = mutated("hardlink", &|b| {
+        b.append(
+            &header("h/extra", tar::EntryType::Regular, 0o644, 2),
+            &b"x\n"[..],
+        )
+        .unwrap();
+        let mut h = header("h/extra-link", tar::EntryType::Link, 0o644, 0);
+        h.set_link_name("h/extra").unwrap();
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    });
+    assert!(
+        d.iter()
+            .any(|l| l.starts_with("+ /h/extra-link") && l.contains("links=[\"h/extra\"]")),
+        "{d:?}"
+    );
+
+    // Content changed, same size.
+    let d = mutated("content", &|b| {
+        let old = base.files.get("h/a").unwrap();
+        let data = vec![b'z'; old.size as usize];
+        b.append(
+            &header("h/a", tar::EntryType::Regular, old.mode, old.size),
+            &data[..],
+        )
+        .unwrap();
+    });
+    assert!(
+        d.iter()
+            .any(|l| l.starts_with("~ /h/a") && l.contains("sha256=")),
+        "{d:?}"
+    );
+
+    // A config field changed.
+    let dir = rig.work.path().join("config");
+    copy_dir(&orig, &dir);
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let chex = m["config"]["digest"].as_str().unwrap()[7..].to_string();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(&chex)).unwrap()).unwrap();
+    cfg["config"]["Cmd"] = serde_json::json!(["echo", "changed"]);
+    cfg["config"]["ExposedPorts"] = serde_json::json!({"8080/tcp": {}});
+    let bytes = serde_json::to_vec(&cfg).unwrap();
+    let nhex = sha256_hex(&bytes);
+    std::fs::write(dir.join(&nhex), &bytes).unwrap();
+    m["config"]["digest"] = serde_json::json!(format!("sha256:{nhex}"));
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let d = image_tree::diff(&base, &read_normalised(&dir).unwrap(), "orig", "config");
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d[0].contains("config Cmd") && d[1].contains("config ExposedPorts"),
+        "{d:?}"
+    );
+}
+
+fn load_cases_named(name: &str) -> Case {
+    let mut c = load_cases(&[name.to_string()]);
+    let i = c.iter().position(|c| c.name == name).unwrap();
+    c.swap_remove(i)
+}
