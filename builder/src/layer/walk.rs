@@ -49,6 +49,8 @@ struct Frame {
 pub(crate) struct Walker {
     stack: Vec<Frame>,
     overlay: bool,
+    /// The tree's `.wh.` files are its whiteouts already (an upper in OCI form).
+    oci_whiteouts: bool,
     exclude: Vec<Vec<u8>>,
 }
 
@@ -98,7 +100,13 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
 impl Walker {
     /// Walks `root` (not emitted itself). With `overlay`, char devices 0:0 and opaque
     /// directories are turned into OCI whiteouts. `exclude` paths are relative to `root`.
-    pub(crate) fn new(root: &Path, overlay: bool, exclude: &[PathBuf]) -> Result<Self, LayerError> {
+    /// With `oci_whiteouts`, `.wh.` names are emitted as they are instead of refused.
+    pub(crate) fn new(
+        root: &Path,
+        overlay: bool,
+        oci_whiteouts: bool,
+        exclude: &[PathBuf],
+    ) -> Result<Self, LayerError> {
         let exclude = exclude
             .iter()
             .map(|p| {
@@ -112,6 +120,7 @@ impl Walker {
         let mut w = Walker {
             stack: Vec::new(),
             overlay,
+            oci_whiteouts,
             exclude,
         };
         let meta = std::fs::symlink_metadata(root).map_err(io_at(root))?;
@@ -140,9 +149,7 @@ impl Walker {
             if self.exclude.contains(&child_rel) {
                 continue;
             }
-            // Without the overlay spelling the tree may be an upper already in OCI form (a
-            // tree diff's, where mknod of a whiteout was refused): its `.wh.` files are meant.
-            if self.overlay && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            if !self.oci_whiteouts && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
                 return Err(LayerError::Unsupported {
                     path: abs.join(&name),
                     reason: "a file named .wh.* would be read as a whiteout by every runtime"

@@ -30,6 +30,10 @@ pub struct LayerOptions {
     /// Turn overlay whiteouts (0:0 char devices, opaque xattrs) into OCI whiteouts: set when
     /// the tree is an overlay upper directory, clear for a whole rootfs.
     pub overlay_whiteouts: bool,
+    /// The tree is an upper directory whose deletions are already OCI whiteout files (a
+    /// tree diff's, where `mknod` of a whiteout was refused): its `.wh.` names go into the
+    /// layer as they are instead of being refused.
+    pub oci_whiteouts: bool,
     /// Paths (relative to the tree) left out with everything under them, such as the mount
     /// points the sandbox added.
     pub exclude: Vec<PathBuf>,
@@ -90,7 +94,13 @@ fn tar_into<W: Write>(dir: &Path, opts: &LayerOptions, out: W) -> Result<W, Laye
     let mut tar = TarWriter::new(out);
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; COPY_BUF];
-    for item in Walker::new(dir, opts.overlay_whiteouts, &opts.exclude)? {
+    let walker = Walker::new(
+        dir,
+        opts.overlay_whiteouts,
+        opts.oci_whiteouts,
+        &opts.exclude,
+    )?;
+    for item in walker {
         match item? {
             Item::Whiteout { rel, meta } | Item::Opaque { rel, meta } => {
                 let mut h = base_header(rel, &meta, opts);

@@ -7,7 +7,7 @@ use crate::layer::{write_layer, LayerInfo, LayerOptions};
 use std::path::Path;
 
 /// Writes the upper directory of an overlay mount (overlay whiteouts) as a layer; the
-/// `overlay_whiteouts` of `opts` is ignored.
+/// `overlay_whiteouts` and `oci_whiteouts` of `opts` are ignored.
 pub fn commit(
     upper: &Path,
     store: &BlobStore,
@@ -26,5 +26,6 @@ pub fn commit_as(
 ) -> Result<LayerInfo, SnapshotError> {
     let mut o = opts.clone();
     o.overlay_whiteouts = whiteouts == Whiteouts::Overlay;
+    o.oci_whiteouts = whiteouts == Whiteouts::Oci;
     Ok(write_layer(store, upper, &o)?)
 }

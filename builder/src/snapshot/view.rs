@@ -197,3 +197,60 @@ impl FsView for OverlayView {
         Ok(all)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(p: &Path, s: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, s).unwrap();
+    }
+
+    #[test]
+    fn user_xattr_opaque_whiteouts_and_type_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let (top, bottom) = (t.path().join("top"), t.path().join("bottom"));
+        write(&bottom.join("etc/a"), "a");
+        write(&bottom.join("etc/b"), "b");
+        write(&bottom.join("opt/x"), "x");
+        write(&bottom.join("f"), "file");
+        std::os::unix::fs::symlink("etc", bottom.join("l")).unwrap();
+        write(&top.join("opt/y"), "y");
+        rustix::fs::setxattr(
+            top.join("opt").as_path(),
+            "user.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        // Whiteout devices need no privilege since Linux 5.8.
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            top.join("etc/a"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        write(&top.join("f/inside"), "f is a dir");
+        write(&top.join("l/z"), "l is a dir");
+        let v = OverlayView::new(vec![top, bottom]);
+        let names = |p: &str| v.read_dir(Path::new(p)).unwrap();
+        assert_eq!(names("/"), ["etc", "f", "l", "opt"]);
+        assert_eq!(names("/etc"), ["b"]);
+        assert_eq!(names("/opt"), ["y"]);
+        assert!(v.lstat(Path::new("/etc/a")).unwrap().is_none());
+        assert!(v.lstat(Path::new("/opt/x")).unwrap().is_none());
+        assert_eq!(
+            names("/l"),
+            ["z"],
+            "a directory on top hides the symlink below"
+        );
+        assert!(v.lstat(Path::new("/l/b")).unwrap().is_none());
+        assert!(v.lstat(Path::new("/etc/b/c")).unwrap().is_none());
+        assert!(v.xattrs(Path::new("/opt")).unwrap().is_empty());
+        assert!(v.open(Path::new("/etc/a")).is_err());
+    }
+}
