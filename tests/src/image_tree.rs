@@ -57,7 +57,7 @@ pub enum Kind {
 }
 
 /// One path of the flattened filesystem, with the attributes the comparison looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Type.
     pub kind: Kind,
@@ -78,6 +78,26 @@ pub struct Entry {
     /// Which file this is, for hard-link groups; not compared itself.
     inode: u64,
 }
+
+/// Equal when every compared attribute is: the inode only groups hard links while reading.
+impl PartialEq for Entry {
+    fn eq(&self, o: &Entry) -> bool {
+        (
+            self.kind,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.size,
+            &self.sha256,
+            &self.target,
+            &self.links,
+        ) == (
+            o.kind, o.mode, o.uid, o.gid, o.size, &o.sha256, &o.target, &o.links,
+        )
+    }
+}
+
+impl Eq for Entry {}
 
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

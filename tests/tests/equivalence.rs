@@ -151,7 +151,15 @@ struct Rig {
 impl Rig {
     fn start() -> Rig {
         let registry = Registry::plain();
-        let work = tempfile::tempdir().unwrap();
+        // buildah names an image pulled from `oci:DIR` after DIR, and image names are lower
+        // case: the work directory's random part must be too.
+        static RIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = RIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let work = tempfile::Builder::new()
+            .prefix(&format!("kiln-corpus-{}-{n}", std::process::id()))
+            .rand_bytes(0)
+            .tempdir()
+            .unwrap();
         let first = Buildah::new(&work.path().join("buildah-1"));
         let second = Buildah::new(&work.path().join("buildah-2"));
         let t = Instant::now();

@@ -14,11 +14,9 @@ mod prepare;
 mod spawn;
 mod userns;
 pub mod users;
-mod view;
 
 pub use prepare::DEFAULT_PATH;
 pub use users::{resolve_group, resolve_user, Ids, UserError};
-pub use view::OverlayView;
 
 use plan::Mode;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 
 use super::plan::{Bind, Mode, Root, Setup};
 use super::userns::IdMap;
-use super::view::OverlayView;
+use crate::snapshot::OverlayView;
 use super::{users, Network, RootFs, RunSpec, SandboxError};
 use crate::fsview::{read_small, resolve, DirView, FsView, Kind};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
