@@ -6,8 +6,7 @@
 //! right checksum. The same job at a commit whose RUN fails ends as `script_failure` with kiln's
 //! exit code, and pushes nothing.
 //!
-//! Gated while `kiln build` is being written: runs only with `KILN_E2E_BUILD=1`. `KILN_BIN`
-//! names the `kiln` binary; without it the test builds `kiln-builder`'s `kiln` in this target
+//! `KILN_BIN` names the `kiln` binary; without it the test builds `kiln-builder`'s `kiln` in this target
 //! directory and profile.
 
 #[path = "../../runner/tests/common/mod.rs"]
@@ -54,14 +53,6 @@ const SCRIPT: &[&str] = &[
     "echo \"pushing $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA as $CI_REGISTRY_USER:$CI_REGISTRY_PASSWORD\"",
     "kiln build --context $CI_PROJECT_DIR --dockerfile $CI_PROJECT_DIR/Dockerfile --destination $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA --insecure-registry $CI_REGISTRY",
 ];
-
-fn enabled() -> bool {
-    if std::env::var("KILN_E2E_BUILD").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("skipped: the build-image end-to-end test runs with KILN_E2E_BUILD=1");
-    false
-}
 
 /// The `kiln` binary: `KILN_BIN`, else built next to this test (same target dir and profile).
 fn kiln_bin() -> PathBuf {
@@ -324,9 +315,6 @@ fn assert_no_secret(trace: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_image_job_pushes_to_registry_and_a_failing_run_is_a_script_failure() {
-    if !enabled() {
-        return;
-    }
     let kiln = kiln_bin();
     let reg = Registry::start(RegistryAuth::Htpasswd(&[(USER, PASSWORD)]), false);
     let client = registry_client(&reg);

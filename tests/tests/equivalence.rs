@@ -13,12 +13,11 @@
 //! - `mutations_are_detected`: a layout changed by a mode, a whiteout, an opaque directory, a new
 //!   hard link or a config field compares unequal.
 //!
-//! The kiln half runs when `KILN_EQUIVALENCE=1` (off until `kiln build` is implemented, so that
-//! main stays green). When on, a case kiln cannot build FAILS; nothing is skipped. kiln's binary
+//! A case kiln cannot build FAILS; nothing is skipped. kiln's binary
 //! is `$KILN_BIN`, else `kiln` in the target directory this test runs from (`target/debug/kiln`
 //! for `cargo test`): this crate cannot use `CARGO_BIN_EXE_kiln` (that is only set for
 //! kiln-builder's own tests), so build it first:
-//! `cargo build -p kiln-builder --bin kiln && KILN_EQUIVALENCE=1 cargo test -p kiln-tests --test equivalence`.
+//! `cargo build -p kiln-builder --bin kiln && cargo test -p kiln-tests --test equivalence`.
 //!
 //! Other knobs: `KILN_CORPUS_CASES=sub1,sub2` runs only cases whose name contains one of them;
 //! `KILN_CORPUS_KEEP=1` keeps the work directory (images, and a `.txt` listing of each);
@@ -320,7 +319,7 @@ fn kiln_bin() -> PathBuf {
     let bin = profile_dir.join("kiln");
     assert!(
         bin.is_file(),
-        "KILN_EQUIVALENCE=1 but {} does not exist: run `cargo build -p kiln-builder --bin kiln` \
+        "{} does not exist: run `cargo build -p kiln-builder --bin kiln` \
          first (same profile), or set KILN_BIN",
         bin.display()
     );
@@ -482,13 +481,7 @@ fn corpus_builds_alike() {
         eprintln!("SKIPPED corpus_builds_alike: {why}");
         return;
     }
-    let with_kiln = std::env::var("KILN_EQUIVALENCE").as_deref() == Ok("1");
-    if !with_kiln {
-        eprintln!(
-            "kiln half OFF: set KILN_EQUIVALENCE=1 (after `cargo build -p kiln-builder --bin kiln`) \
-             to compare kiln's images with buildah's; running the buildah half only"
-        );
-    }
+    let with_kiln = true;
     let filter = case_filter();
     let cases = load_cases(&filter);
     assert!(

@@ -66,12 +66,7 @@ pub(crate) fn source_view<'a>(
     )))
 }
 
-fn request(
-    c: &Copy,
-    cfg: &StageConfig,
-    chown: Option<(u32, u32)>,
-    from: bool,
-) -> CopyRequest {
+fn request(c: &Copy, cfg: &StageConfig, chown: Option<(u32, u32)>, from: bool) -> CopyRequest {
     let mut sources = Vec::new();
     let mut heredocs = Vec::new();
     for s in &c.sources {
@@ -186,8 +181,19 @@ pub(crate) fn workdir(
         ids(at, &cfg.config.user, &view)?
     };
     let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
-    let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
-        .map_err(|e| at.err(super::error::chain(&e)))?;
+    // Missing parents are root's (as buildah makes them); the directory itself is USER's.
+    let wd = Path::new(&cfg.config.working_dir);
+    let err = |e: copy::CopyError| at.err(super::error::chain(&e));
+    let mut created = false;
+    if let Some(parent) = wd
+        .parent()
+        .filter(|p| owner != (0, 0) && *p != Path::new("/"))
+    {
+        created |= copy::mkdir_workdir(&view, &dirs.upper, &parent.to_string_lossy(), (0, 0))
+            .map_err(err)?;
+    }
+    created |=
+        copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner).map_err(err)?;
     if !created {
         return Ok(None);
     }

@@ -103,12 +103,18 @@ impl Layers {
     }
 
     /// The lower directories of a stack of layers, top-most first (as overlay wants them).
+    ///
+    /// Two steps can make the same layer (a RUN that rewrites what an earlier step wrote), and
+    /// overlay refuses a directory twice (ELOOP). Every path of a repeated layer resolves to its
+    /// top-most copy, so dropping the lower copies changes nothing in the merged tree.
     pub fn lowers(&self, stack: &[LayerRef]) -> Result<Vec<PathBuf>, BuildError> {
-        let mut dirs = stack
-            .iter()
-            .map(|l| self.lower(l))
-            .collect::<Result<Vec<_>, _>>()?;
-        dirs.reverse();
+        let mut dirs = Vec::with_capacity(stack.len());
+        for l in stack.iter().rev() {
+            let dir = self.lower(l)?;
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
         Ok(dirs)
     }
 }

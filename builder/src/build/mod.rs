@@ -190,8 +190,10 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
         ),
         _ => None,
     };
-    let ignore =
-        crate::context::dockerignore::DockerIgnore::load_for_dockerfile(&opts.context, &opts.dockerfile)?;
+    let ignore = crate::context::dockerignore::DockerIgnore::load_for_dockerfile(
+        &opts.context,
+        &opts.dockerfile,
+    )?;
     let context = crate::copy::ContextView::new(crate::context::walk::BuildContext::with_ignore(
         &opts.context,
         ignore,

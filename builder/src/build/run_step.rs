@@ -133,11 +133,11 @@ pub(crate) fn run(
         network: match r.network {
             StepNetwork::None => Network::None,
             StepNetwork::Host => Network::Host,
-            StepNetwork::Default => b.opts.network.clone(),
+            StepNetwork::Default => b.opts.network,
         },
         hostname: "kiln".to_string(),
         mounts,
-        isolation: b.opts.isolation.clone(),
+        isolation: b.opts.isolation,
     };
     let mut out = b.progress.command_output(format!("{} | ", at.label));
     let outcome = sandbox::run(&spec, &mut out).map_err(|e| at.err(super::error::chain(&e)))?;

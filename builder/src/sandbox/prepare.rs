@@ -4,9 +4,9 @@
 
 use super::plan::{Bind, Mode, Root, Setup};
 use super::userns::IdMap;
-use crate::snapshot::OverlayView;
 use super::{users, Network, RootFs, RunSpec, SandboxError};
 use crate::fsview::{read_small, resolve, DirView, FsView, Kind};
+use crate::snapshot::OverlayView;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
