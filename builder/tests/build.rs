@@ -68,19 +68,50 @@ fn push_base(registry: &str, cache: &Path) -> String {
         &[("busybox", &busybox)],
     );
     let base = format!("{registry}/base:1");
-    let o = kiln(&[
+    ok(&build(
+        ctx.path(),
+        registry,
+        cache,
+        &["--destination", &base],
+    ));
+    base
+}
+
+/// `kiln build` of `ctx` with plain HTTP to `registry` and its own `cache` dir, plus `extra`.
+fn build(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "build",
         "--context",
-        ctx.path().to_str().unwrap(),
-        "--destination",
-        &base,
+        ctx.to_str().unwrap(),
         "--insecure-registry",
         registry,
         "--cache-dir",
         cache.to_str().unwrap(),
-    ]);
-    ok(&o);
-    base
+    ];
+    args.extend_from_slice(extra);
+    kiln(&args)
+}
+
+/// A registry, a work dir with a cache, and the busybox base pushed to the registry.
+struct Fixture {
+    reg: Registry,
+    work: tempfile::TempDir,
+    cache: PathBuf,
+    base: String,
+}
+
+fn fixture() -> Fixture {
+    need_tools();
+    let reg = Registry::plain();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let base = push_base(&reg.addr, &cache);
+    Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    }
 }
 
 fn skopeo_digest(image: &str) -> String {
@@ -125,11 +156,12 @@ fn flatten(image: &str, work: &Path) -> PathBuf {
 
 #[test]
 fn builds_runs_steps_and_pushes_what_skopeo_reads_back() {
-    need_tools();
-    let reg = Registry::plain();
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let base = push_base(&reg.addr, &cache);
+    let Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    } = fixture();
     let ctx = context(
         &format!(
             "FROM {base}\nENV GREETING=hi\nWORKDIR /app\nCOPY --chown=app:app hello.txt ./\n\
@@ -141,19 +173,17 @@ fn builds_runs_steps_and_pushes_what_skopeo_reads_back() {
     );
     let dest = format!("{}/app:1", reg.addr);
     let digest_file = work.path().join("digest");
-    let o = kiln(&[
-        "build",
-        "--context",
-        ctx.path().to_str().unwrap(),
-        "--destination",
-        &dest,
-        "--insecure-registry",
+    let o = build(
+        ctx.path(),
         &reg.addr,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--digest-file",
-        digest_file.to_str().unwrap(),
-    ]);
+        &cache,
+        &[
+            "--destination",
+            &dest,
+            "--digest-file",
+            digest_file.to_str().unwrap(),
+        ],
+    );
     ok(&o);
     let err = text(&o.stderr);
     assert!(err.contains("RUN echo"), "progress names the steps:\n{err}");
@@ -185,25 +215,12 @@ fn builds_runs_steps_and_pushes_what_skopeo_reads_back() {
 
 #[test]
 fn a_failing_run_names_the_step_its_exit_code_and_output() {
-    need_tools();
-    let reg = Registry::plain();
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let base = push_base(&reg.addr, &cache);
+    let f = fixture();
     let ctx = context(
-        &format!("FROM {base}\n\nRUN echo about to fail && exit 3\n"),
+        &format!("FROM {}\n\nRUN echo about to fail && exit 3\n", f.base),
         &[],
     );
-    let o = kiln(&[
-        "build",
-        "--context",
-        ctx.path().to_str().unwrap(),
-        "--no-push",
-        "--insecure-registry",
-        &reg.addr,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
+    let o = build(ctx.path(), &f.reg.addr, &f.cache, &["--no-push"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     let last = err.lines().rfind(|l| l.starts_with("kiln: ")).unwrap_or("");
@@ -214,30 +231,21 @@ fn a_failing_run_names_the_step_its_exit_code_and_output() {
 
 #[test]
 fn a_rebuild_hits_the_cache_and_gives_the_same_image() {
-    need_tools();
-    let reg = Registry::plain();
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let base = push_base(&reg.addr, &cache);
+    let Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    } = fixture();
     let ctx = context(
         &format!("FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n"),
         &[("a.txt", b"A\n")],
     );
     let build = |digest: &Path| {
-        kiln(&[
-            "build",
-            "--context",
-            ctx.path().to_str().unwrap(),
-            "--no-push",
-            "--insecure-registry",
-            &reg.addr,
-            "--cache",
-            "--reproducible",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--digest-file",
-            digest.to_str().unwrap(),
-        ])
+        let flags = ["--no-push", "--cache", "--reproducible", "--digest-file"];
+        let mut extra = flags.to_vec();
+        extra.push(digest.to_str().unwrap());
+        build(ctx.path(), &reg.addr, &cache, &extra)
     };
     let (d1, d2, d3) = (
         work.path().join("d1"),
@@ -291,23 +299,10 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
     );
     proxy.clear();
     let dest = format!("{}/lazy:1", proxy.addr);
-    let args: Vec<String> = [
-        "build",
-        "--context",
-        ctx.path().to_str().unwrap(),
-        "--destination",
-        &dest,
-        "--insecure-registry",
-        &proxy.addr,
-        "--cache-dir",
-        cache2.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let (ctx_dir, addr) = (ctx.path().to_path_buf(), proxy.addr.clone());
+    let d = dest.clone();
     let o = tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        kiln(&a)
+        build(&ctx_dir, &addr, &cache2, &["--destination", &d])
     })
     .await
     .unwrap();

@@ -30,7 +30,8 @@ impl DirView {
     }
 }
 
-fn kind(ft: std::fs::FileType) -> Kind {
+/// The [`Kind`] of a host file type.
+pub(crate) fn kind(ft: std::fs::FileType) -> Kind {
     if ft.is_dir() {
         Kind::Dir
     } else if ft.is_symlink() {

@@ -11,6 +11,7 @@ mod dir;
 mod rooted;
 
 pub(crate) use dir::entry as dir_entry;
+pub(crate) use dir::kind as file_kind;
 pub use dir::{host_xattrs, DirView};
 pub use rooted::Rooted;
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -65,22 +65,7 @@ impl Manifest {
 }
 
 pub(crate) fn kind_of(m: &Metadata) -> Kind {
-    let ft = m.file_type();
-    if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_char_device() {
-        Kind::CharDevice
-    } else if ft.is_block_device() {
-        Kind::BlockDevice
-    } else if ft.is_fifo() {
-        Kind::Fifo
-    } else if ft.is_socket() {
-        Kind::Socket
-    } else {
-        Kind::File
-    }
+    crate::fsview::file_kind(m.file_type())
 }
 
 fn ns(sec: i64, nsec: i64) -> i64 {
