@@ -131,6 +131,8 @@ pub(crate) struct Build<'a> {
     pub mode: snapshot::Mode,
     pub context: crate::copy::ContextView,
     pub counts: std::sync::Mutex<(usize, usize)>,
+    /// Steps started so far, numbering progress lines.
+    pub steps: std::sync::atomic::AtomicUsize,
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -212,6 +214,7 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
         mode,
         context,
         counts: std::sync::Mutex::new((0, 0)),
+        steps: std::sync::atomic::AtomicUsize::new(0),
     };
     let done = stage::run_all(&b)?;
     let outcome = output::finish(&b, done)?;

@@ -120,7 +120,7 @@ mod tests {
     fn output_is_split_into_prefixed_lines_and_the_tail_is_kept() {
         let sink = Sink::default();
         let p = Progress::to(Box::new(sink.clone()), false);
-        let mut o = p.command_output("  | ".into());
+        let mut o = p.command_output("#3 ".into());
         o.write_all(b"one\ntw").unwrap();
         o.write_all(b"o\r\n").unwrap();
         for i in 0..20 {
@@ -129,8 +129,8 @@ mod tests {
         o.write_all(b"last").unwrap();
         let tail = o.finish();
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert!(text.starts_with("  | one\n  | two\n  | n0\n"), "{text}");
-        assert!(text.ends_with("  | n19\n  | last\n"));
+        assert!(text.starts_with("#3 one\n#3 two\n#3 n0\n"), "{text}");
+        assert!(text.ends_with("#3 n19\n#3 last\n"));
         assert_eq!(tail.len(), TAIL_LINES);
         assert_eq!(tail.last().unwrap(), "last");
         assert_eq!(tail[0], "n9");

@@ -139,7 +139,7 @@ pub(crate) fn run(
         mounts,
         isolation: b.opts.isolation,
     };
-    let mut out = b.progress.command_output(format!("{} | ", at.label));
+    let mut out = b.progress.command_output(format!("{} ", at.tag));
     let outcome = sandbox::run(&spec, &mut out).map_err(|e| at.err(super::error::chain(&e)))?;
     let tail = out.finish();
     let status = match outcome.exit {

@@ -118,6 +118,8 @@ pub(crate) struct At<'a> {
     pub stage: &'a Stage,
     pub step: &'a Step,
     pub label: String,
+    /// `#N`, the step's number in the whole build (prefixes its output lines).
+    pub tag: String,
 }
 
 impl At<'_> {
@@ -139,12 +141,17 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
     cfg.author = st.builder.image_config_mut().author.clone();
     let total = stage.steps.len();
     for (n, step) in stage.steps.iter().enumerate() {
+        // BuildKit's plain progress shape, which the Docker backend prints too: `#N [stage
+        // n/m] INSTRUCTION`, then `#N text` for what the step prints.
+        let num = b.steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let label = format!("[{} {}/{}]", stage.label(), n + 1, total);
+        let tag = format!("#{num}");
         let at = At {
             b,
             stage,
             step,
             label: label.clone(),
+            tag: tag.clone(),
         };
         let ins = &step.instruction;
         match ins {
@@ -160,9 +167,9 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                     _ => None,
                 };
                 st.key = step_key(&st.key, step, &env, inputs.as_ref(), &platform);
-                b.progress.line(&format!("{label} {ins}"));
+                b.progress.line(&format!("{tag} {label} {ins}"));
                 if let Some(hit) = lookup(b, &st.key) {
-                    b.progress.line(&format!("{label} cached"));
+                    b.progress.line(&format!("{tag} CACHED"));
                     b.counts.lock().expect("counts").1 += 1;
                     apply_layer(&mut st, hit);
                     continue;
@@ -192,7 +199,7 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
             Instruction::From(_) | Instruction::Arg(_) => {}
             _ => {
                 if let Some(h) = cfg.apply(ins) {
-                    b.progress.line(&format!("{label} {ins}"));
+                    b.progress.line(&format!("{tag} {label} {ins}"));
                     st.builder.add_history(h);
                 }
                 let env = run_step::environment(b, step, &cfg);

@@ -109,6 +109,10 @@ pub struct BuildArgs {
     /// RUN steps' network: host (default) or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// CA certificates (PEM) to trust for registries' TLS: `FILE` or kaniko's `HOST=FILE`
+    /// (repeatable).
+    #[arg(long, value_name = "[HOST=]FILE")]
+    pub registry_certificate: Vec<String>,
     /// Image format: oci (default) or docker.
     #[arg(long, default_value = "oci")]
     pub format: String,

@@ -9,6 +9,7 @@ use kiln::layer::{Compression, LayerOptions};
 use kiln::plan::{self, Base, Platform};
 use kiln::registry::{CredentialResolver, Environment, Reference, RegistryConfig, Repository};
 use kiln::sandbox::{Isolation, Network};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// kaniko's default `--cache-ttl`: two weeks.
@@ -53,13 +54,17 @@ pub fn options(
     if let Some(n) = args.push_retry {
         registry.retries = n;
     }
-    if on(args.skip_tls_verify) {
-        return Err(usage(
-            "--skip-tls-verify is not supported: give the registry's CA with --registry-certificate \
-             or use --insecure-registry for plain HTTP"
-                .into(),
-        ));
-    }
+    registry.skip_tls_verify = on(args.skip_tls_verify);
+    // kaniko's form is `host=FILE`; kiln trusts the CA for every registry, so the host is
+    // optional.
+    registry.ca_certificates = args
+        .registry_certificate
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((_, file)) => PathBuf::from(file),
+            None => PathBuf::from(c),
+        })
+        .collect();
     if on(args.insecure) {
         // kaniko's --insecure is about pushing: destinations and the cache repository.
         let hosts = destinations
