@@ -863,6 +863,11 @@ fn buildah_peer_agrees_on_copy_results() {
     chmod(&ctx.join("dir/sub"), 0o750);
     std::os::unix::fs::symlink("x", ctx.join("dir/lnk")).unwrap();
     set_mtime(&ctx.join("dir/x"), 1_500_000_000);
+    // Whole seconds everywhere: kiln keeps a source's mtime to the second and buildah rounds a
+    // fractional one, so "now" with nanoseconds compared unequal about half the time.
+    set_mtime(&ctx.join("a.txt"), 1_500_000_002);
+    set_mtime(&ctx.join("dir/sub/y"), 1_500_000_003);
+    set_mtime(&ctx.join("dir/lnk"), 1_500_000_004);
     set_mtime(&ctx.join("dir/sub"), 1_500_000_001);
     let steps: [(&str, CopyRequest); 4] = [
         ("COPY a.txt /dst/", req(&["a.txt"], "/dst/")),
