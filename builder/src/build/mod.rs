@@ -220,8 +220,3 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
     let outcome = output::finish(&b, done)?;
     Ok(outcome)
 }
-
-/// The cache directory to use when none is given: `$KILN_CACHE_DIR`, else the system's.
-pub fn default_cache_dir() -> PathBuf {
-    crate::cache::default_dir()
-}

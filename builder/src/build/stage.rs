@@ -193,7 +193,7 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                         continue;
                     }
                 };
-                store(b, &st.key, &made)?;
+                store(b, &st.key, &made);
                 apply_layer(&mut st, made);
             }
             Instruction::From(_) | Instruction::Arg(_) => {}
@@ -263,8 +263,9 @@ fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<NewLayer> {
     }
 }
 
-/// Records a step's layer in the local cache and the cache repository.
-fn store(b: &Build<'_>, key: &CacheKey, made: &NewLayer) -> Result<(), BuildError> {
+/// Records a step's layer in the local cache and the cache repository; a cache that cannot be
+/// written slows the next build down and never fails this one.
+fn store(b: &Build<'_>, key: &CacheKey, made: &NewLayer) {
     let l = &made.layer.layer;
     let cached = CachedStep {
         layer: Some(CachedLayer {
@@ -288,5 +289,4 @@ fn store(b: &Build<'_>, key: &CacheKey, made: &NewLayer) -> Result<(), BuildErro
             ));
         }
     }
-    Ok(())
 }
