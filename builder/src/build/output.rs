@@ -62,7 +62,12 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             layers.push(BlobToPush {
                 digest: l.layer.digest.clone(),
                 size: l.layer.size,
-                mount_from: if local { None } else { l.source.clone() },
+                // Only a repository of the destination's registry can be mounted from.
+                mount_from: if same_registry {
+                    l.source.clone()
+                } else {
+                    None
+                },
             });
         }
         let to_push = ImageToPush {
