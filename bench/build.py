@@ -8,6 +8,8 @@ One script, one machine, one run; contenders alternate (see harness.py). Scenari
             --cache-from/--cache-to)
   copy-big  a COPY-only image on a base of >= 150 MB: time, and base-layer bytes downloaded,
             counted from the registry's access log (GETs of the base layer's blob)
+  copy-link the same with `COPY --link`: kiln only (buildah 1.28 and docker.io 20.10's built-in
+            frontend refuse the flag)
 Peak RSS is GNU time's; for Docker it is the client's only (the work happens in dockerd), so
 dockerd's own high-water mark (VmHWM) is printed beside it.
 
@@ -15,7 +17,7 @@ Needs root and: apt-get install -y buildah docker.io docker-registry busybox-sta
 kiln is `$KILN_BIN` or target/release/kiln (cargo build --release -p kiln-builder); when it
 cannot build (not implemented yet) it is reported as "not implemented" and left out.
 
-Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big]
+Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link]
 """
 
 import argparse
@@ -49,7 +51,7 @@ CMD ["ls", "/app"]
 
 COPY_DOCKERFILE = """ARG BASE
 FROM ${BASE}
-COPY files/ /files/
+COPY{link} files/ /files/
 CMD ["ls", "/files"]
 """
 
@@ -172,11 +174,17 @@ def make_contexts(work):
     cp = os.path.join(work, "copy")
     os.makedirs(os.path.join(cp, "files"))
     with open(os.path.join(cp, "Dockerfile"), "w") as f:
-        f.write(COPY_DOCKERFILE)
+        f.write(COPY_DOCKERFILE.replace("{link}", ""))
     for i in range(20):
         with open(os.path.join(cp, "files", f"f{i}"), "wb") as f:
             f.write(os.urandom(256 << 10))
-    return app, cp
+    # The same context with `COPY --link`: a layer that does not depend on the base, so a
+    # builder need not download it (buildah 1.28 refuses the flag, so it sits this one out).
+    link = os.path.join(work, "copy-link")
+    shutil.copytree(cp, link)
+    with open(os.path.join(link, "Dockerfile"), "w") as f:
+        f.write(COPY_DOCKERFILE.replace("{link}", " --link"))
+    return app, cp, link
 
 
 def make_bases(registry, work):
@@ -222,7 +230,7 @@ def kiln_works(registry, small, app, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="cold,cached,copy-big")
+    ap.add_argument("--only", default="cold,cached,copy-big,copy-link")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     if os.geteuid() != 0:
@@ -231,7 +239,7 @@ def main():
     registry = Registry(work)
     dockerd = None
     try:
-        app, cp = make_contexts(work)
+        app, cp, link = make_contexts(work)
         small, big, big_layer = make_bases(registry, work)
         dockerd = Dockerd(work, registry)
         with_kiln = os.path.exists(kiln_bin()) and kiln_works(registry, small, app, work)
@@ -292,9 +300,8 @@ def main():
                 subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
             compare("rebuild, no change, registry cache, fresh local state", cs, runs=opts.runs, setup=fresh)
 
-        if "copy-big" in only:
-            cs = field(kiln(cp, big)) + [bah(cp, big), bk(cp, big)]
-            compare(f"COPY-only image on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=fresh)
+        def copy_only(title, cs):
+            compare(f"{title} on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=fresh)
             # One more run each, alone, to count what it downloads of the base's big layer.
             print("  base-layer bytes downloaded (one build each, fresh local state):")
             for c in cs:
@@ -303,6 +310,14 @@ def main():
                 subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
                 got = registry.blob_bytes(big_layer["digest"]) - b0
                 print(f"    {c.name:<24} {got / (1 << 20):8.1f} MiB")
+
+        if "copy-big" in only:
+            copy_only("COPY-only image", field(kiln(cp, big)) + [bah(cp, big), bk(cp, big)])
+        if "copy-link" in only and with_kiln:
+            # kiln alone: buildah 1.28 refuses `--link`, and docker.io 20.10's built-in Dockerfile
+            # frontend does too (it needs the `docker/dockerfile:1.4` frontend image, which these
+            # machines cannot pull).
+            copy_only("COPY --link-only image", [kiln(link, big)])
         print(f"\ndockerd peak RSS (VmHWM over the whole run): {dockerd.hwm_mib():.1f} MiB")
     finally:
         if dockerd:

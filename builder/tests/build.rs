@@ -327,6 +327,95 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
     );
 }
 
+/// kaniko's CI shape: every job starts empty and shares only the cache repository. A rebuild
+/// with no change runs no step, downloads no layer, and pushes the same image by mounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
+    need_tools();
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let work = tempfile::tempdir().unwrap();
+    let base = push_base(&proxy.addr, &work.path().join("cache-base"));
+    let ctx = context(
+        &format!(
+            "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\nENV X=1\nRUN rm /etc/doomed\n"
+        ),
+        &[("a.txt", b"A\n")],
+    );
+    let cache_repo = format!("--cache-repo={}/cache", proxy.addr);
+    let run = |n: u32| {
+        let (ctx, addr, cache_repo) = (
+            ctx.path().to_path_buf(),
+            proxy.addr.clone(),
+            cache_repo.clone(),
+        );
+        let cache = work.path().join(format!("cache{n}"));
+        let dest = format!("{}/app:{n}", proxy.addr);
+        let digest = work.path().join(format!("digest{n}"));
+        async move {
+            let d = dest.clone();
+            let o = tokio::task::spawn_blocking(move || {
+                let extra = [
+                    "--destination",
+                    &d,
+                    "--cache",
+                    &cache_repo,
+                    "--reproducible",
+                ];
+                let mut extra = extra.to_vec();
+                let digest = digest.to_str().unwrap().to_string();
+                extra.extend(["--digest-file", &digest]);
+                let o = build(&ctx, &addr, &cache, &extra);
+                (o, std::fs::read_to_string(&digest).unwrap_or_default())
+            })
+            .await
+            .unwrap();
+            (o, dest)
+        }
+    };
+    let ((o1, d1), _) = run(1).await;
+    ok(&o1);
+    assert!(
+        text(&o1.stderr).contains("3 steps run, 0 cached"),
+        "{}",
+        text(&o1.stderr)
+    );
+    proxy.clear();
+    let ((o2, d2), dest2) = run(2).await;
+    ok(&o2);
+    let err = text(&o2.stderr);
+    assert!(err.contains("0 steps run, 3 cached"), "{err}");
+    assert!(err.contains("0 B downloaded"), "{err}");
+    assert_eq!(d1, d2, "the cached rebuild gives another image");
+    // No layer blob crossed the wire: neither the base's nor the cached steps'.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{dest2}"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let layers: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers.len(), 3 + 3, "base layers and three steps: {manifest}");
+    for l in &layers {
+        let gets = proxy.count("GET", &format!("/blobs/{l}"));
+        assert_eq!(gets, 0, "layer {l} downloaded by the cached rebuild");
+    }
+    let root = flatten(&dest2, work.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("b.txt")).unwrap(),
+        "A\nA\n"
+    );
+    assert!(!root.join("etc/doomed").exists());
+}
+
 #[test]
 fn the_demo_builds_its_embedded_dockerfile() {
     need_tools();

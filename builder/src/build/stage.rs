@@ -215,10 +215,16 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
 }
 
 fn apply_layer(st: &mut StageDone, made: NewLayer) {
-    st.builder.add_layer(
+    let (layer, history) = (
         made.layer.layer.clone(),
         History::created_by(made.created_by),
     );
+    // A cache-repository hit stays remote until a step reads it or the push mounts it.
+    if made.layer.source.is_some() {
+        st.builder.add_remote_layer(layer, history);
+    } else {
+        st.builder.add_layer(layer, history);
+    }
     st.layers.push(made.layer);
 }
 

@@ -30,8 +30,9 @@ pub struct Layer {
 pub struct ImageBuilder {
     config: ImageConfig,
     layers: Vec<Descriptor>,
-    /// Layers this build made: the only ones that must already be in the store (a base image's
-    /// layers may be fetched lazily, or never, when a registry can mount them).
+    /// Layers this build stored: the only ones that must already be in the store (a base
+    /// image's layers and cache-repository hits stay remote until read, or for ever when the
+    /// destination registry can mount them).
     new_layers: Vec<Descriptor>,
     /// History entries from here on are this build's, and get `created` if they have none.
     new_history_from: usize,
@@ -151,11 +152,23 @@ impl ImageBuilder {
     }
 
     /// Appends a layer the build stored, with the history entry of the step that made it.
-    pub fn add_layer(&mut self, layer: Layer, mut history: History) -> &mut Self {
+    pub fn add_layer(&mut self, layer: Layer, history: History) -> &mut Self {
+        self.push_layer(layer, history, true)
+    }
+
+    /// Appends a layer whose blob stays in a registry (a step found in the cache repository):
+    /// [`ImageBuilder::write`] does not look for it in the store, and a push mounts it.
+    pub fn add_remote_layer(&mut self, layer: Layer, history: History) -> &mut Self {
+        self.push_layer(layer, history, false)
+    }
+
+    fn push_layer(&mut self, layer: Layer, mut history: History, stored: bool) -> &mut Self {
         let desc = Descriptor::new(layer.media_type, layer.digest, layer.size);
         self.config.rootfs.diff_ids.push(layer.diff_id);
         self.layers.push(desc.clone());
-        self.new_layers.push(desc);
+        if stored {
+            self.new_layers.push(desc);
+        }
         history.empty_layer = false;
         self.config.history.push(history);
         self
