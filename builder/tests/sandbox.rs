@@ -243,6 +243,37 @@ fn proc_dev_sys_and_host_files_are_there_and_not_in_upper() {
     assert!(r.upper().is_empty(), "{:?}", r.upper());
 }
 
+/// What Docker hides from a container is hidden from a step, in every confined mode: host
+/// memory and keys read as nothing, kernel settings cannot be written even by root.
+#[test]
+fn kernel_interfaces_are_masked_and_read_only() {
+    need_root!();
+    let script = "wc -c < /proc/keys; wc -c < /proc/timer_list; wc -c < /proc/interrupts; \
+         ls -A /sys/firmware | wc -l; \
+         grep -c '' /proc/sys/kernel/hostname; \
+         (echo 1 > /proc/sys/vm/overcommit_ratio) 2>/dev/null || echo sys-refused; \
+         grep ' /proc/sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1";
+    // The host has all of these, with content: else the test could not see them hidden.
+    for p in ["/proc/keys", "/proc/timer_list", "/proc/interrupts"] {
+        assert!(
+            !fs::read(p).unwrap().is_empty(),
+            "{p} empty or missing here"
+        );
+    }
+    for p in ["/sys/firmware"] {
+        assert!(fs::read_dir(p).unwrap().next().is_some(), "{p} empty here");
+    }
+    for isolation in [Isolation::Auto, Isolation::Rootless] {
+        let r = Root::new();
+        let mut spec = r.spec(script);
+        spec.isolation = isolation;
+        let (o, out) = run(&spec);
+        assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?}: {out}");
+        assert_eq!(out, "0\n0\n0\n0\n1\nsys-refused\nro\n", "{isolation:?}");
+        assert!(r.upper().is_empty(), "{:?}", r.upper());
+    }
+}
+
 #[test]
 fn bind_mounts_are_visible_and_not_in_upper() {
     need_root!();

@@ -7,7 +7,7 @@
 
 use super::plan::{Step, DEFAULT_CAPS};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{Mode, OFlags, CWD};
+use rustix::fs::{FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags,
@@ -189,6 +189,29 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
             )?;
         }
         Step::Symlink { target, link } => rustix::fs::symlink(target.as_c_str(), link.as_c_str())?,
+        Step::Mask { target } => match rustix::fs::lstat(target.as_c_str()) {
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                rustix::mount::mount(
+                    c"tmpfs",
+                    target.as_c_str(),
+                    c"tmpfs",
+                    MountFlags::RDONLY
+                        | MountFlags::NOSUID
+                        | MountFlags::NODEV
+                        | MountFlags::NOEXEC,
+                    Some(c"size=0"),
+                )?
+            }
+            // Still the host's /dev: the root has not changed yet.
+            Ok(_) => bind(c"/dev/null", target, false, true)?,
+        },
+        Step::ReadOnly { target } => match rustix::fs::lstat(target.as_c_str()) {
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+            Ok(_) => bind(target, target, true, true)?,
+        },
         Step::Hostname { name } => rustix::system::sethostname(name.as_bytes())?,
         Step::LoopbackUp => loopback_up()?,
         Step::PivotRoot { new_root } => {

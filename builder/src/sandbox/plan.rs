@@ -112,6 +112,11 @@ pub(crate) enum Step {
     CreateFile { path: CString },
     /// Creates a symlink.
     Symlink { target: CString, link: CString },
+    /// Hides a kernel file or directory (`/dev/null` bound over a file, an empty read-only
+    /// tmpfs over a directory); a path this kernel does not have is skipped.
+    Mask { target: CString },
+    /// Binds a path onto itself read-only; a path this kernel does not have is skipped.
+    ReadOnly { target: CString },
     /// Sets the UTS hostname.
     Hostname { name: CString },
     /// Brings `lo` up in the new network namespace.
@@ -158,6 +163,33 @@ fn under(root: &Path, inner: &str) -> CString {
 
 /// The capabilities Docker gives a container by default (bit numbers).
 pub(crate) const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// Kernel interfaces a build step has no business reading (host memory, keys, timers, firmware):
+/// hidden, as Docker and BuildKit hide them (containerd's default spec).
+pub(crate) const MASKED_PATHS: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// Kernel settings a root step could otherwise change for the whole host (`/proc/sys`):
+/// read-only, as Docker and BuildKit make them.
+pub(crate) const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// The steps for `s`, in order.
 pub(crate) fn build(s: &Setup) -> Vec<Step> {
@@ -271,6 +303,16 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
                 target: under(r, "/sys"),
             });
         }
+        for p in READONLY_PATHS {
+            steps.push(Step::ReadOnly {
+                target: under(r, p),
+            });
+        }
+        for p in MASKED_PATHS {
+            steps.push(Step::Mask {
+                target: under(r, p),
+            });
+        }
         for b in &s.binds {
             steps.push(Step::Bind {
                 source: cp(&b.source),
@@ -355,6 +397,8 @@ impl Step {
             ),
             Step::CreateFile { path } => format!("create {}", show(path)),
             Step::Symlink { link, .. } => format!("create symlink {}", show(link)),
+            Step::Mask { target } => format!("mask {}", show(target)),
+            Step::ReadOnly { target } => format!("make {} read-only", show(target)),
             Step::Hostname { name } => format!("set hostname {}", show(name)),
             Step::LoopbackUp => "bring up lo".into(),
             Step::PivotRoot { new_root } => format!("enter root {}", show(new_root)),
