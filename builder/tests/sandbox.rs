@@ -532,14 +532,16 @@ fn rootless_helper() {
         argv: vec![
             "sh".into(),
             "-c".into(),
-            "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
-             cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
-             rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
-                .into(),
+            std::env::var("KILN_SANDBOX_HELPER_SCRIPT").unwrap_or_else(|_| {
+                "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
+                 cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
+                 rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
+                    .into()
+            }),
         ],
         env: vec![],
         workdir: "/".into(),
-        user: String::new(),
+        user: std::env::var("KILN_SANDBOX_HELPER_USER").unwrap_or_default(),
         network: Network::None,
         hostname: "rootless".into(),
         mounts: vec![],
@@ -653,6 +655,142 @@ fn fixed_cost_of_one_run() {
 }
 
 /// The kiln half of [`process_dies_with_kiln`]: runs a long sleep with its output on stdout.
+/// Undoes the test's changes to the host's user database.
+struct SubidUser {
+    saved: Vec<(&'static str, Option<Vec<u8>>)>,
+}
+
+impl Drop for SubidUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(SUBID_USER)
+            .output();
+        for (file, content) in &self.saved {
+            match content {
+                Some(c) => fs::write(file, c).unwrap(),
+                None => {
+                    let _ = fs::remove_file(file);
+                }
+            }
+        }
+    }
+}
+
+const SUBID_USER: &str = "kiln-subid-test";
+const SUBID_START: u32 = 400_000;
+
+/// Rootless with subordinate ids from a real `/etc/subuid` and `/etc/subgid` (through the
+/// setuid `newuidmap`/`newgidmap`): users other than root inside the step become the
+/// subordinate ids on the host, so `chown` and `USER app` work without privileges.
+#[test]
+fn rootless_with_subordinate_ids_maps_other_users() {
+    need_root!();
+    for tool in ["newuidmap", "newgidmap", "useradd", "setpriv"] {
+        assert!(
+            ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+                .iter()
+                .any(|d| Path::new(d).join(tool).exists()),
+            "{tool} missing (apt-get install uidmap passwd util-linux)"
+        );
+    }
+    let mut guard = SubidUser { saved: Vec::new() };
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        guard.saved.push((file, fs::read(file).ok()));
+    }
+    let _ = std::process::Command::new("userdel")
+        .arg(SUBID_USER)
+        .output();
+    let o = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/bin/sh",
+            SUBID_USER,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "useradd: {o:?}");
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let mut text = fs::read_to_string(file).unwrap_or_default();
+        text.push_str(&format!("{SUBID_USER}:{SUBID_START}:65536\n"));
+        fs::write(file, text).unwrap();
+    }
+    let id = |flag: &str| -> u32 {
+        let o = std::process::Command::new("id")
+            .args([flag, SUBID_USER])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+
+    let t = tempfile::tempdir().unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let lower = t.path().join("lower");
+    busybox_root(&lower);
+    // The layer as the user extracts it: root's files are the user's, app's the subordinate's.
+    for e in walkdir(&lower) {
+        std::os::unix::fs::lchown(&e, Some(uid), Some(gid)).unwrap();
+    }
+    let sub = |inner: u32| SUBID_START + inner - 1;
+    std::os::unix::fs::chown(lower.join("home/app"), Some(sub(1000)), Some(sub(1000))).unwrap();
+    for d in ["upper", "work"] {
+        fs::create_dir(t.path().join(d)).unwrap();
+        std::os::unix::fs::chown(t.path().join(d), Some(uid), Some(gid)).unwrap();
+    }
+    let exe = t.path().join("helper");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = |user: &str, script: &str| {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+            ])
+            .arg(&exe)
+            .args(["--exact", "rootless_helper", "--nocapture"])
+            .args(["--test-threads=1"])
+            .env("KILN_SANDBOX_HELPER_DIR", t.path())
+            .env("KILN_SANDBOX_HELPER_USER", user)
+            .env("KILN_SANDBOX_HELPER_SCRIPT", script)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = helper("", "echo x > /made && chown 1000:2000 /made && id -u");
+    assert!(out.contains("OUTCOME Code(0)"), "{out}");
+    assert!(out.contains("OUTPUT<0\n>"), "{out}");
+    let made = fs::metadata(t.path().join("upper/made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (sub(1000), sub(2000)));
+    let out = helper("app", "id && echo a > /home/app/f");
+    assert!(out.contains("OUTCOME Code(0)"), "{out}");
+    assert!(
+        out.contains("OUTPUT<uid=1000(app) gid=1000(app) groups=1000(app),2000(somegroup)\n>"),
+        "{out}"
+    );
+    let f = fs::metadata(t.path().join("upper/home/app/f")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (sub(1000), sub(1000)));
+    drop(guard);
+}
+
+/// Every path under `dir`, `dir` included.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i].clone();
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                all.push(e.unwrap().path());
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
 #[test]
 fn death_helper() {
     let Ok(base) = std::env::var("KILN_SANDBOX_DEATH_DIR") else {
