@@ -1,4 +1,4 @@
-//! Upload throughput of a 200 MiB blob to a local `docker-registry`, monolithic vs chunked.
+//! Upload throughput of a 200 MiB blob to a local `docker-registry`, monolithic vs chunk sizes.
 //! Ignored by default: `cargo test --release -p kiln-builder --test registry_bench -- --ignored --nocapture`.
 
 #[path = "support/registry_server.rs"]
@@ -22,6 +22,9 @@ async fn push_200_mib_monolithic_vs_chunked() {
         ("monolithic", u64::MAX, 4 << 20),
         ("chunked 4 MiB", 0, 4 << 20),
         ("chunked 16 MiB", 0, 16 << 20),
+        ("chunked 64 MiB", 0, 64 << 20),
+        ("chunked 128 MiB (default)", 0, 128 << 20),
+        ("one streamed PATCH", 0, usize::MAX),
     ]
     .into_iter()
     .enumerate()
