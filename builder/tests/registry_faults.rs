@@ -326,3 +326,65 @@ async fn a_429_on_a_chunk_waits_as_long_as_retry_after_says() {
     assert_eq!(proxy.count("GET", "/blobs/uploads/"), 1, "{log:#?}");
     assert_eq!(c.get_manifest(&dest).await.unwrap().bytes, image.manifest);
 }
+
+/// A download broken mid-body goes on from the bytes already written (a `Range` request), and
+/// the blob is stored only when the whole of it matches its digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_mid_body_resumes_from_where_it_broke() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path().join("pushed")).unwrap();
+    let image = make_image(&store, 303, &[4 * MIB]);
+    let c = client(&proxy.addr, |cfg| cfg.retries = 2);
+    let dest = r(&format!("{}/resume/app:1", proxy.addr));
+    c.push_image(std::slice::from_ref(&dest), &image, &store)
+        .await
+        .unwrap();
+    let layer = &image.layers[0];
+    let blob_path = format!("/blobs/{}", layer.digest);
+
+    // Three cuts in a row, each after about a megabyte: more than `retries`, yet each attempt
+    // brings bytes, so the download goes on to the end.
+    proxy.clear();
+    proxy.add_rule("GET", &blob_path, 0, 3, Fault::CutResponseAfter(MIB));
+    let pulled = BlobStore::open(dir.path().join("pulled")).unwrap();
+    let n = c
+        .pull_blob(&dest.repository, &layer.digest, Some(layer.size), &pulled)
+        .await
+        .unwrap();
+    assert_eq!(n, layer.size);
+    assert_eq!(pulled.size(&layer.digest), Some(layer.size));
+    let gets: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&blob_path))
+        .collect();
+    assert_eq!(gets.len(), 4, "{gets:#?}");
+    assert!(!gets[0].contains("Range"), "{gets:#?}");
+    let mut last = 0;
+    for g in &gets[1..] {
+        let from: u64 = g
+            .split("Range: bytes=")
+            .nth(1)
+            .and_then(|r| r.trim_end_matches('-').parse().ok())
+            .unwrap_or_else(|| panic!("no resuming Range in {g}"));
+        assert!(from > last, "resumed at {from} after {last}: {gets:#?}");
+        last = from;
+    }
+    assert!(last < layer.size);
+
+    // A server that ignores Range sends the whole blob again: the download starts over and
+    // still stores exactly the blob.
+    proxy.clear();
+    proxy.add_rule("GET", &blob_path, 0, 1, Fault::CutResponseAfter(MIB));
+    proxy.add_rule("GET", &blob_path, 0, 1, Fault::DropRange);
+    let pulled = BlobStore::open(dir.path().join("pulled-again")).unwrap();
+    let n = c
+        .pull_blob(&dest.repository, &layer.digest, Some(layer.size), &pulled)
+        .await
+        .unwrap();
+    assert_eq!(n, layer.size);
+    assert_eq!(pulled.size(&layer.digest), Some(layer.size));
+    assert_eq!(proxy.count("GET", &blob_path), 2);
+}

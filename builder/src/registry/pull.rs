@@ -4,7 +4,7 @@
 use super::client::{protocol_error, status_error, transport_error, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
 use super::reference::{Reference, Repository};
-use crate::blob::{BlobError, BlobStore, Digest};
+use crate::blob::{BlobError, BlobStore, BlobWriter, Digest};
 use kiln_registry_auth::{Scope, ScopeSet};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -215,7 +215,9 @@ impl RegistryClient {
 
     /// Downloads blob `digest` of `repo` into `store` (nothing is stored unless the bytes match
     /// the digest). `size`, from the manifest, bounds what is read. Returns the blob's size. A
-    /// blob already in the store is not fetched again.
+    /// blob already in the store is not fetched again. A body that breaks mid-way is continued
+    /// with a `Range` request from the bytes already written, as Docker and containerd do, so a
+    /// flaky link costs the lost bytes, not the whole layer again.
     pub async fn pull_blob(
         &self,
         repo: &Repository,
@@ -229,20 +231,43 @@ impl RegistryClient {
         self.on_pull_endpoints(&repo.registry, |ep| async move {
             let policy = self.retry_policy();
             let mut attempt = 0;
+            let mut w = store.writer()?;
             loop {
-                match self.pull_blob_at(&ep, repo, digest, size, store).await {
+                let before = w.size();
+                match self
+                    .pull_blob_at(&ep, repo, digest, size, store, &mut w)
+                    .await
+                {
+                    Ok(()) => break,
                     Err(RegistryError::Transport { .. }) if attempt < policy.retries => {
-                        // The body broke mid-way: start over (the partial file was dropped).
+                        // Bytes that came in are progress: only a fruitless attempt counts.
+                        if w.size() == before {
+                            attempt += 1;
+                        }
                         tokio::time::sleep(policy.delay(attempt, None)).await;
-                        attempt += 1;
                     }
-                    other => return other,
+                    Err(e) => return Err(e),
                 }
+            }
+            match w.commit_expecting(digest) {
+                Ok((_, size)) => Ok(size),
+                Err(BlobError::DigestMismatch { expected, actual }) => {
+                    Err(RegistryError::DigestMismatch {
+                        registry: repo.registry.clone(),
+                        repository: repo.name.clone(),
+                        what: "blob".into(),
+                        expected,
+                        actual,
+                    })
+                }
+                Err(e) => Err(e.into()),
             }
         })
         .await
     }
 
+    /// One GET of the blob into `w`, from where `w` stands (a `Range` request when it holds
+    /// bytes already; a registry that answers with the whole blob makes `w` start over).
     async fn pull_blob_at(
         &self,
         ep: &Endpoint,
@@ -250,21 +275,17 @@ impl RegistryClient {
         digest: &Digest,
         size: Option<u64>,
         store: &BlobStore,
-    ) -> Result<u64, RegistryError> {
+        w: &mut BlobWriter,
+    ) -> Result<(), RegistryError> {
         let scopes = pull_scopes(repo);
         let url = self.url(ep, repo, &format!("blobs/{digest}"))?;
         let op = format!("get blob {digest}");
-        let mut resp = self
-            .send(Req::new(
-                Method::GET,
-                url,
-                ep,
-                repo,
-                &scopes,
-                Action::Pull,
-                &op,
-            ))
-            .await?;
+        let from = w.size();
+        let mut req = Req::new(Method::GET, url, ep, repo, &scopes, Action::Pull, &op);
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, &format!("bytes={from}-"));
+        }
+        let mut resp = self.send(req).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
                 registry: repo.registry.clone(),
@@ -272,10 +293,31 @@ impl RegistryClient {
                 what: format!("blob {digest}"),
             });
         }
-        if resp.status() != StatusCode::OK {
-            return Err(status_error(repo, &op, resp).await);
-        }
-        let limit = match (size, resp.content_length()) {
+        let rest = match resp.status() {
+            StatusCode::OK => {
+                if from > 0 {
+                    *w = store.writer()?;
+                }
+                resp.content_length()
+            }
+            StatusCode::PARTIAL_CONTENT if from > 0 => {
+                let start = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range_start);
+                if start != Some(from) {
+                    return Err(protocol_error(
+                        repo,
+                        &op,
+                        &format!("asked for bytes from {from}, got a range starting at {start:?}"),
+                    ));
+                }
+                resp.content_length()
+            }
+            _ => return Err(status_error(repo, &op, resp).await),
+        };
+        let limit = match (size, rest.map(|r| r + w.size())) {
             (Some(s), Some(c)) if c != s => {
                 return Err(protocol_error(
                     repo,
@@ -285,7 +327,6 @@ impl RegistryClient {
             }
             (s, c) => s.or(c),
         };
-        let mut w = store.writer()?;
         let io = |source| RegistryError::Io {
             path: store.path(digest),
             source,
@@ -298,22 +339,36 @@ impl RegistryClient {
                         return Err(protocol_error(repo, &op, "blob longer than announced"));
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => return Ok(()),
                 Err(e) => return Err(transport_error(repo, &op, e)),
             }
         }
-        match w.commit_expecting(digest) {
-            Ok((_, size)) => Ok(size),
-            Err(BlobError::DigestMismatch { expected, actual }) => {
-                Err(RegistryError::DigestMismatch {
-                    registry: repo.registry.clone(),
-                    repository: repo.name.clone(),
-                    what: "blob".into(),
-                    expected,
-                    actual,
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
+    }
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` value.
+fn content_range_start(v: &str) -> Option<u64> {
+    v.trim()
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_range_start;
+
+    #[test]
+    fn content_range_start_reads_the_first_byte() {
+        assert_eq!(
+            content_range_start("bytes 1048576-4194303/4194304"),
+            Some(1048576)
+        );
+        assert_eq!(content_range_start("bytes 0-9/*"), Some(0));
+        assert_eq!(content_range_start("bytes */100"), None);
+        assert_eq!(content_range_start("items 0-9/10"), None);
     }
 }

@@ -467,6 +467,11 @@ pub enum Fault {
     ResetAfter(usize),
     /// Wait this long, then forward as usual.
     Delay(Duration),
+    /// Forward the request; pass this many bytes of the response back (head included), then
+    /// close the connection: a download broken mid-body.
+    CutResponseAfter(usize),
+    /// Forward the request without its `Range` header: a server that ignores ranges.
+    DropRange,
 }
 
 #[derive(Clone, Debug)]
@@ -563,7 +568,14 @@ async fn proxy_conn(
     let mut it = first.split(' ');
     let method = it.next()?.to_string();
     let path = it.next()?.to_string();
-    log.lock().unwrap().push(format!("{method} {path}"));
+    // A download's Range shows in the log: resumption is what tests look for.
+    match header(&headers, "range") {
+        Some(range) => log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {path} Range: {range}")),
+        None => log.lock().unwrap().push(format!("{method} {path}")),
+    }
     let fault = {
         let mut rules = rules.lock().unwrap();
         let mut hit = None;
@@ -661,6 +673,36 @@ async fn proxy_conn(
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             forward(client, upstream, &first, &headers, &rest).await
+        }
+        Some(Fault::CutResponseAfter(limit)) => {
+            let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
+            up.write_all(format!("{first}\r\n{}\r\n\r\n", headers.join("\r\n")).as_bytes())
+                .await
+                .ok()?;
+            up.write_all(&rest).await.ok()?;
+            let mut sent = 0;
+            let mut tmp = vec![0u8; 64 << 10];
+            while sent < limit {
+                let n = up.read(&mut tmp).await.ok()?;
+                if n == 0 {
+                    break;
+                }
+                let n = n.min(limit - sent);
+                client.write_all(&tmp[..n]).await.ok()?;
+                sent += n;
+            }
+            client.flush().await.ok()?;
+            drop(up);
+            drop(client);
+            Some(())
+        }
+        Some(Fault::DropRange) => {
+            let kept: Vec<String> = headers
+                .iter()
+                .filter(|h| !h.to_ascii_lowercase().starts_with("range:"))
+                .cloned()
+                .collect();
+            forward(client, upstream, &first, &kept, &rest).await
         }
         None => forward(client, upstream, &first, &headers, &rest).await,
     }
