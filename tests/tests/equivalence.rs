@@ -2,16 +2,19 @@
 //! `buildah bud --isolation chroot` and by `kiln build`, and the two images must hold the same
 //! files (path, type, mode, uid/gid, size, content digest, link target, hard-link group) and the
 //! same config (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
-//! StopSignal, Healthcheck). Where a case has an `expect` file, running the image's
-//! Entrypoint + Cmd (with `buildah run`, which applies the image's User, WorkingDir and Env as
-//! `docker run` does) must print exactly that.
+//! StopSignal, Healthcheck). Where a case has an `expect` file, running each image must print
+//! exactly that on stdout: kiln's with `docker run --rm --network none` in a real `dockerd`
+//! (started once for the test, loaded from kiln's `--tar-path` tarball), buildah's with
+//! `buildah run` of its Entrypoint + Cmd (which applies the image's User, WorkingDir and Env as
+//! `docker run` does).
 //!
-//! Always run (needs root, buildah, docker-registry, busybox-static; skipped with a reason when
-//! one is absent):
+//! Always run (needs root, buildah, docker-registry, busybox-static, docker.io; skipped with a
+//! reason when one is absent, failed instead under CI's `KILN_REQUIRE_REGISTRY`):
 //! - the buildah half: each case builds, its `expect` holds, and a second build of the case in a
 //!   fresh buildah storage compares equal to the first (the comparison is deterministic);
 //! - `mutations_are_detected`: a layout changed by a mode, a whiteout, an opaque directory, a new
-//!   hard link or a config field compares unequal.
+//!   hard link or a config field compares unequal, and `docker run` of an image whose case has a
+//!   wrong `expect` is reported.
 //!
 //! A case kiln cannot build FAILS; nothing is skipped. kiln's binary
 //! is `$KILN_BIN`, else `kiln` in the target directory this test runs from (`target/debug/kiln`
@@ -29,9 +32,12 @@
 //! Corpus conventions (see tests/corpus/README.md): `FROM ${BASE}` with `ARG BASE` on top, BASE
 //! passed as a build argument naming the busybox image this test pushes to its own registry.
 
+#[path = "../../builder/tests/support/dockerd.rs"]
+mod dockerd;
 #[path = "../../builder/tests/support/registry_server.rs"]
 mod registry_server;
 
+use dockerd::Dockerd;
 use kiln_tests::image_tree::{self, ImageTree};
 use registry_server::Registry;
 use std::path::{Path, PathBuf};
@@ -56,12 +62,17 @@ fn missing_tools() -> Option<String> {
         "/usr/bin/buildah",
         registry_server::REGISTRY_BIN,
         "/usr/bin/busybox",
+        dockerd::DOCKERD_BIN,
     ] {
         if !Path::new(tool).exists() {
             return Some(format!(
-                "{tool} missing (apt-get install -y buildah docker-registry busybox-static)"
+                "{tool} missing (apt-get install -y buildah docker-registry busybox-static docker.io)"
             ));
         }
+    }
+    let cli = Command::new("docker").arg("--version").output();
+    if !cli.is_ok_and(|o| o.status.success()) {
+        return Some("the docker CLI is missing (apt-get install -y docker.io)".into());
     }
     None
 }
@@ -138,12 +149,18 @@ impl Drop for Buildah {
     }
 }
 
-/// A registry holding the corpus's base image, and two buildah storages.
+/// A registry holding the corpus's base image, two buildah storages, and a Docker daemon that
+/// runs kiln's images.
 struct Rig {
     registry: Registry,
     base: String,
     first: Buildah,
     second: Buildah,
+    /// Stopped (SIGTERM, so it unmounts what it mounted) when the rig drops, on a failed
+    /// assertion too.
+    docker: Dockerd,
+    /// Time spent in `docker load` + `docker run`, summed over the cases.
+    docker_time: Mutex<Duration>,
     work: tempfile::TempDir,
 }
 
@@ -170,11 +187,16 @@ impl Rig {
         .unwrap_or_else(|e| panic!("making the base image: {e}"));
         eprintln!("base image pushed in {:.1}s", t.elapsed().as_secs_f64());
         let base = format!("{}/{BASE_REF}", registry.addr);
+        let t = Instant::now();
+        let docker = Dockerd::start();
+        eprintln!("dockerd started in {:.1}s", t.elapsed().as_secs_f64());
         Rig {
             registry,
             base,
             first,
             second,
+            docker,
+            docker_time: Mutex::new(Duration::ZERO),
             work,
         }
     }
@@ -216,10 +238,16 @@ fn case_filter() -> Vec<String> {
         .collect()
 }
 
-/// The cases whose name contains one of `filter` (all when it is empty), sorted by name.
+/// The cases of the corpus whose name contains one of `filter` (all when it is empty), sorted
+/// by name.
 fn load_cases(filter: &[String]) -> Vec<Case> {
+    load_cases_in(&corpus_dir(), filter)
+}
+
+/// The cases (directories with a `Dockerfile`) of `root` whose name contains one of `filter`.
+fn load_cases_in(root: &Path, filter: &[String]) -> Vec<Case> {
     let mut cases = Vec::new();
-    for e in std::fs::read_dir(corpus_dir()).unwrap() {
+    for e in std::fs::read_dir(root).unwrap() {
         let dir = e.unwrap().path();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         if !dir.join("Dockerfile").is_file() {
@@ -326,8 +354,14 @@ fn kiln_bin() -> PathBuf {
     bin
 }
 
-/// Builds `case` with kiln (kaniko's flag names) into the OCI layout `out`.
-fn kiln_build(rig: &Rig, case: &Case, out: &Path) -> Result<(), String> {
+/// The name kiln tags `case`'s image with in its `--tar-path` tarball.
+fn kiln_tag(case: &Case) -> String {
+    format!("kiln-corpus/{}:kiln", case.name)
+}
+
+/// Builds `case` with kiln (kaniko's flag names) into the OCI layout `out` and the `docker load`
+/// tarball `tar`, tagged [`kiln_tag`] as `--destination` with `--no-push` does.
+fn kiln_build(rig: &Rig, case: &Case, out: &Path, tar: &Path) -> Result<(), String> {
     let mut c = Command::new(kiln_bin());
     c.arg("build")
         .arg("--context")
@@ -336,9 +370,13 @@ fn kiln_build(rig: &Rig, case: &Case, out: &Path) -> Result<(), String> {
         .arg(&case.dockerfile)
         .arg("--build-arg")
         .arg(format!("BASE={}", rig.base))
+        .arg("--destination")
+        .arg(kiln_tag(case))
         .arg("--no-push")
         .arg("--oci-layout-path")
         .arg(out)
+        .arg("--tar-path")
+        .arg(tar)
         .arg("--insecure-registry")
         .arg(&rig.registry.addr)
         .arg("--cache-dir")
@@ -386,15 +424,62 @@ fn check_expect(store: &Buildah, case: &Case, image: &str, tree: &ImageTree) -> 
         .output();
     let _ = store.cmd().args(["rm", &ctr]).output();
     let out = res.map_err(|e| format!("buildah run: {e}"))?;
+    compare_output(case, expect, &format!("buildah run of {argv:?}"), &out)
+}
+
+/// Whether a run of `case`'s image succeeded and printed exactly `expect` on stdout; the error
+/// names the case, how it was run, and both outputs.
+fn compare_output(case: &Case, expect: &str, how: &str, out: &Output) -> Result<(), String> {
     let got = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || got != *expect {
+    if out.status.success() && got == expect {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {how} ({}) printed:\n{got}--- but expect says:\n{expect}--- stderr:\n{}",
+        case.name,
+        out.status,
+        tail(&out.stderr, 10)
+    ))
+}
+
+/// Loads kiln's tarball `tar` of `case` into the rig's `dockerd` and checks that
+/// `docker run --rm --network none` of it prints the case's `expect`.
+///
+/// `docker load` of `--tar-path` rather than a push and `docker pull`: it is kaniko's documented
+/// way to hand an image to a local daemon, it checks kiln's docker-tar exporter (layout, tag)
+/// against the real consumer, and pushing is covered by the registry and dind tests already.
+fn docker_check(rig: &Rig, case: &Case, tar: &Path) -> Result<(), String> {
+    let Some(expect) = &case.expect else {
+        return Ok(());
+    };
+    let t = Instant::now();
+    let res = docker_load_run(&rig.docker, case, expect, tar);
+    *rig.docker_time.lock().unwrap() += t.elapsed();
+    res
+}
+
+fn docker_load_run(docker: &Dockerd, case: &Case, expect: &str, tar: &Path) -> Result<(), String> {
+    let tag = kiln_tag(case);
+    let loaded = run(docker.docker().arg("load").arg("-i").arg(tar))
+        .map_err(|e| format!("{}: docker load of kiln's tarball: {e}", case.name))?;
+    let loaded = String::from_utf8_lossy(&loaded.stdout);
+    // Docker names what it loaded by the tarball's RepoTags: the tag kiln was given.
+    if !loaded
+        .lines()
+        .any(|l| l.strip_prefix("Loaded image: ") == Some(tag.as_str()))
+    {
         return Err(format!(
-            "running {argv:?} ({}) printed:\n{got}--- but expect says:\n{expect}--- stderr:\n{}",
-            out.status,
-            tail(&out.stderr, 10)
+            "{}: docker load did not load {tag}; it said:\n{loaded}",
+            case.name
         ));
     }
-    Ok(())
+    let out = docker
+        .docker()
+        .args(["run", "--rm", "--network", "none", &tag])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: docker run: {e}", case.name))?;
+    compare_output(case, expect, &format!("docker run of {tag}"), &out)
 }
 
 /// Reads and normalises an image, and leaves its listing in `DIR.txt` for whoever keeps the
@@ -417,7 +502,7 @@ fn compare(a: &ImageTree, b: &ImageTree, an: &str, bn: &str) -> Result<(), Strin
 }
 
 /// Everything checked for one case; the error names every check that failed.
-fn check_case(rig: &Rig, case: &Case, with_kiln: bool) -> Result<(), String> {
+fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
     let out = rig.work.path().join("images").join(&case.name);
     std::fs::create_dir_all(&out).unwrap();
     let mut errors = Vec::new();
@@ -438,27 +523,18 @@ fn check_case(rig: &Rig, case: &Case, with_kiln: bool) -> Result<(), String> {
         }
         Err(e) => errors.push(e),
     }
-    if with_kiln {
-        let kiln_dir = out.join("kiln-oci");
-        match kiln_build(rig, case, &kiln_dir).and_then(|_| read_normalised(&kiln_dir)) {
-            Ok(kiln) => {
-                if let Err(e) = compare(&peer, &kiln, "buildah", "kiln") {
-                    errors.push(format!("kiln differs from buildah: {e}"));
-                }
-                let image = format!("oci:{}", kiln_dir.display());
-                let pulled = run(rig.first.cmd().args(["pull", "-q", &image]));
-                let id = pulled.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-                match id {
-                    Ok(id) => {
-                        if let Err(e) = check_expect(&rig.first, case, &id, &kiln) {
-                            errors.push(format!("kiln image: {e}"));
-                        }
-                    }
-                    Err(e) => errors.push(format!("loading kiln's layout into buildah: {e}")),
-                }
+    let kiln_dir = out.join("kiln-oci");
+    let kiln_tar = out.join("kiln.tar");
+    match kiln_build(rig, case, &kiln_dir, &kiln_tar).and_then(|_| read_normalised(&kiln_dir)) {
+        Ok(kiln) => {
+            if let Err(e) = compare(&peer, &kiln, "buildah", "kiln") {
+                errors.push(format!("kiln differs from buildah: {e}"));
             }
-            Err(e) => errors.push(e),
+            if let Err(e) = docker_check(rig, case, &kiln_tar) {
+                errors.push(format!("kiln image: {e}"));
+            }
         }
+        Err(e) => errors.push(e),
     }
     if errors.is_empty() {
         Ok(())
@@ -481,7 +557,6 @@ fn corpus_builds_alike() {
         eprintln!("SKIPPED corpus_builds_alike: {why}");
         return;
     }
-    let with_kiln = true;
     let filter = case_filter();
     let cases = load_cases(&filter);
     assert!(
@@ -509,7 +584,7 @@ fn corpus_builds_alike() {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(case) = cases.get(i) else { break };
                 let t = Instant::now();
-                let r = check_case(&rig, case, with_kiln);
+                let r = check_case(&rig, case);
                 let took = t.elapsed();
                 eprintln!(
                     "{} {} ({:.1}s)",
@@ -528,15 +603,12 @@ fn corpus_builds_alike() {
         .filter_map(|(n, _, r)| r.as_ref().err().map(|e| format!("=== {n}\n{e}")))
         .collect();
     eprintln!(
-        "{} cases in {:.1}s with {jobs} jobs ({}), {} failed",
+        "{} cases in {:.1}s with {jobs} jobs (buildah twice + kiln), {} failed; \
+         docker load + run of kiln's images took {:.1}s in all",
         results.len(),
         start.elapsed().as_secs_f64(),
-        if with_kiln {
-            "buildah twice + kiln"
-        } else {
-            "buildah twice"
-        },
-        failed.len()
+        failed.len(),
+        rig.docker_time.lock().unwrap().as_secs_f64()
     );
     if std::env::var_os("KILN_CORPUS_KEEP").is_some() {
         eprintln!("work directory kept: {}", rig.work.keep().display());
@@ -728,6 +800,36 @@ fn mutations_are_detected() {
         d[0].contains("config Cmd") && d[1].contains("config ExposedPorts"),
         "{d:?}"
     );
+
+    // A case whose `expect` is wrong, built by kiln and run by docker: the check names the
+    // case, what `expect` says and what the image printed; with the right `expect` it passes.
+    let cases = rig.work.path().join("cases");
+    let dir = cases.join("01-minimal-wrong-expect");
+    copy_dir(&corpus_dir().join("01-minimal"), &dir);
+    std::fs::write(dir.join("expect"), "not what it prints\n").unwrap();
+    let wrong = load_cases_in(&cases, &[]).pop().unwrap();
+    assert_eq!(wrong.name, "01-minimal-wrong-expect");
+    let tar = rig.work.path().join("wrong-expect.tar");
+    kiln_build(
+        &rig,
+        &wrong,
+        &rig.work.path().join("wrong-expect-oci"),
+        &tar,
+    )
+    .unwrap();
+    let e = docker_check(&rig, &wrong, &tar).unwrap_err();
+    eprintln!("wrong expect:\n{e}");
+    assert!(
+        e.starts_with("01-minimal-wrong-expect: docker run")
+            && e.contains("printed:\nhello from the corpus\n")
+            && e.contains("expect says:\nnot what it prints\n"),
+        "{e}"
+    );
+    let right = Case {
+        expect: Some("hello from the corpus\n".into()),
+        ..wrong
+    };
+    docker_check(&rig, &right, &tar).unwrap();
 }
 
 fn load_cases_named(name: &str) -> Case {

@@ -133,6 +133,28 @@ impl Dockerd {
     }
 }
 
+impl Dockerd {
+    /// Lazily unmounts whatever the daemon left mounted under its directory (a daemon killed
+    /// before it finished stopping leaves `exec/netns/default` and container mounts), deepest
+    /// first, so the directory can be removed.
+    fn unmount_leftovers(&self) {
+        let Ok(dir) = self.dir.path().canonicalize() else {
+            return;
+        };
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<PathBuf> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(&dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in points {
+            let _ = Command::new("umount").arg("-l").arg(&p).status();
+        }
+    }
+}
+
 impl Drop for Dockerd {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -142,11 +164,13 @@ impl Drop for Dockerd {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.unmount_leftovers();
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.unmount_leftovers();
     }
 }
