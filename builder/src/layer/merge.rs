@@ -163,15 +163,15 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
         for name in names {
             let child = join(&rel, name.as_bytes());
             match resolve(&dirs, &name)? {
+                // A deletion that hides nothing below is no entry at all.
                 None => {}
-                Some(Resolved::Whiteout(meta)) => {
-                    if (self.below)(&child)? != Below::Absent {
-                        let mut out = WHITEOUT_PREFIX.as_bytes().to_vec();
-                        out.extend_from_slice(name.as_bytes());
-                        let rel = join(&rel, &out);
-                        whiteouts.push((rel.clone(), Pending::Ready(Item::Whiteout { rel, meta })));
-                    }
+                Some(Resolved::Whiteout(meta)) if (self.below)(&child)? != Below::Absent => {
+                    let mut out = WHITEOUT_PREFIX.as_bytes().to_vec();
+                    out.extend_from_slice(name.as_bytes());
+                    let rel = join(&rel, &out);
+                    whiteouts.push((rel.clone(), Pending::Ready(Item::Whiteout { rel, meta })));
                 }
+                Some(Resolved::Whiteout(_)) => {}
                 Some(Resolved::Other(abs)) => {
                     let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
                     let (xattrs, _) = read_xattrs(&abs)?;
