@@ -610,3 +610,126 @@ fn single_snapshot_appends_one_layer_with_the_same_filesystem() {
     );
     assert_eq!(skopeo_digest(&again), skopeo_digest(&single));
 }
+
+/// An overlayfs mount of an empty directory, unmounted on drop.
+struct OverlayMount {
+    dir: tempfile::TempDir,
+}
+
+impl OverlayMount {
+    fn new() -> OverlayMount {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["l", "u", "w", "m"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let p = |d: &str| dir.path().join(d).display().to_string();
+        let o = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                p("l"),
+                p("u"),
+                p("w")
+            ))
+            .arg(p("m"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount overlay: {}", text(&o.stderr));
+        OverlayMount { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("m")
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.path()).status();
+    }
+}
+
+/// kaniko-in-a-container's situation for real: the cache directory is on overlayfs, where the
+/// kernel refuses an overlay upper directory, so steps are snapshotted by comparing trees. The
+/// log says so and why, and the image is the overlay-mode build's, digest for digest.
+#[test]
+fn without_overlay_the_tree_diff_builds_the_same_image() {
+    let Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    } = fixture();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting the overlayfs that holds the cache needs root");
+        return;
+    }
+    let ctx = context(
+        &format!(
+            "FROM {base}\nCOPY conf.txt /etc/app/conf.txt\n\
+             RUN echo new > /new.txt && echo changed >> /etc/passwd && rm /etc/doomed && \
+             mkdir -p /srv/tmp && echo t > /srv/tmp/t && ln -s /etc/app/conf.txt /conf\n\
+             RUN rm -r /srv/tmp /new.txt && echo more >> /etc/app/conf.txt && chmod 600 /conf\n\
+             COPY conf.txt /srv/again.txt\n"
+        ),
+        &[("conf.txt", b"x=1\n")],
+    );
+    let on_overlay = OverlayMount::new();
+    let (overlay_dest, tree_dest) = (
+        format!("{}/mode:overlay", reg.addr),
+        format!("{}/mode:treediff", reg.addr),
+    );
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &cache,
+        &["--reproducible", "--destination", &overlay_dest],
+    );
+    ok(&o);
+    assert!(!text(&o.stderr).contains("overlay cannot be mounted"));
+    let tree_cache = on_overlay.path().join("cache");
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &tree_cache,
+        &["--reproducible", "--destination", &tree_dest],
+    );
+    ok(&o);
+    let err = text(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("overlay cannot be mounted here"))
+        .unwrap_or_else(|| panic!("the log names the fallback:\n{err}"));
+    assert!(
+        line.contains("overlay mount failed")
+            && line.contains("the cache directory is on overlayfs"),
+        "and its reason: {line}"
+    );
+    let (w1, w2) = (work.path().join("w1"), work.path().join("w2"));
+    for w in [&w1, &w2] {
+        std::fs::create_dir(w).unwrap();
+    }
+    let want = tree_listing(&flatten(&overlay_dest, &w1));
+    let got = tree_listing(&flatten(&tree_dest, &w2));
+    assert_eq!(got, want, "the two modes' filesystems differ");
+    assert_eq!(skopeo_digest(&tree_dest), skopeo_digest(&overlay_dest));
+
+    // The layers extracted there keep OCI whiteouts (whiteout devices are refused on
+    // overlayfs too); --single-snapshot reads them as such.
+    let single = format!("{}/mode:treediff-single", reg.addr);
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &tree_cache,
+        &[
+            "--reproducible",
+            "--single-snapshot",
+            "--destination",
+            &single,
+        ],
+    );
+    ok(&o);
+    let w3 = work.path().join("w3");
+    std::fs::create_dir(&w3).unwrap();
+    assert_eq!(tree_listing(&flatten(&single, &w3)), want);
+}

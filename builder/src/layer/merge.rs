@@ -11,7 +11,7 @@
 
 use super::error::{io_at, LayerError};
 use super::walk::{read_xattrs, Item};
-use super::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::whiteout::{has_opaque_marker, oci_whiteout_of, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::Metadata;
@@ -57,8 +57,18 @@ fn resolve(dirs: &[PathBuf], name: &OsStr) -> Result<Option<Resolved>, LayerErro
     let mut found: Vec<PathBuf> = Vec::new();
     for d in dirs {
         let p = d.join(name);
-        let Some(m) = lstat(&p)? else { continue };
-        if is_whiteout(&m) {
+        let (m, deleted) = match lstat(&p)? {
+            Some(m) => {
+                let w = is_whiteout(&m);
+                (m, w)
+            }
+            None => match oci_whiteout_of(&p).map_err(io_at(&p))? {
+                // A layer extracted where whiteout devices are refused.
+                Some(m) => (m, true),
+                None => continue,
+            },
+        };
+        if deleted {
             return Ok(Some(if found.is_empty() {
                 Resolved::Whiteout(m)
             } else {
@@ -67,7 +77,7 @@ fn resolve(dirs: &[PathBuf], name: &OsStr) -> Result<Option<Resolved>, LayerErro
             }));
         }
         if m.is_dir() {
-            let (_, opaque) = read_xattrs(&p)?;
+            let opaque = read_xattrs(&p)?.1 || has_opaque_marker(&p);
             found.push(p);
             if opaque {
                 return Ok(Some(Resolved::Dir(found, true)));
@@ -144,13 +154,17 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
         for d in &dirs {
             for e in std::fs::read_dir(d).map_err(io_at(d))? {
                 let name = e.map_err(io_at(d))?.file_name();
-                if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
-                    return Err(LayerError::Unsupported {
-                        path: d.join(&name),
-                        reason: "a file named .wh.* in an extracted layer".into(),
-                    });
+                // OCI spelling, where whiteout devices were refused: the marker is read with
+                // the directory, a whiteout names the path `resolve` finds deleted.
+                match name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+                    Some(_) if name == OPAQUE_MARKER => {}
+                    Some(hidden) => {
+                        names.insert(OsStr::from_bytes(hidden).to_os_string());
+                    }
+                    None => {
+                        names.insert(name);
+                    }
                 }
-                names.insert(name);
             }
         }
         let mut whiteouts = Vec::new();
@@ -500,5 +514,27 @@ mod tests {
         assert!(!want.iter().any(|l| l.starts_with("usr/bin/tool")));
         assert!(!want.iter().any(|l| l.starts_with("opt/x")));
         assert_eq!(listing(&two), want);
+    }
+
+    #[test]
+    fn layers_extracted_with_oci_whiteouts_merge_alike() {
+        let t = tempfile::tempdir().unwrap();
+        let (l1, l2) = (t.path().join("1"), t.path().join("2"));
+        write(&l1.join("etc/new"), "added then deleted");
+        write(&l1.join("opt/old"), "hidden");
+        write(&l2.join("etc/.wh.new"), "");
+        write(&l2.join("etc/.wh.doomed"), "");
+        write(&l2.join("opt/.wh..wh..opq"), "");
+        write(&l2.join("opt/fresh"), "f");
+        assert_eq!(
+            merged(&[&l1, &l2], &["etc/", "etc/doomed", "opt/", "opt/base"]),
+            [
+                "etc/",
+                "etc/.wh.doomed",
+                "opt/",
+                "opt/.wh..wh..opq",
+                "opt/fresh=f"
+            ]
+        );
     }
 }
