@@ -448,3 +448,288 @@ fn the_demo_builds_its_embedded_dockerfile() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["Labels"]["org.opencontainers.image.title"], "kiln demo");
 }
+
+/// Every path under `root` with its type, mode, owner, mtime and content or link target.
+fn tree_listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let what = if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else {
+                kiln::blob::Digest::of(&std::fs::read(&p).unwrap()).to_string()
+            };
+            out.push(format!(
+                "{} {what} {:o} {}:{} {}",
+                p.strip_prefix(root).unwrap().display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.mtime()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn raw_json(image: &str, config: bool) -> serde_json::Value {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--tls-verify=false"]);
+    cmd.arg(if config { "--config" } else { "--raw" });
+    let o = cmd.arg(format!("docker://{image}")).output().unwrap();
+    assert!(o.status.success(), "skopeo: {}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `--single-snapshot` over a chain of two stages: files added, overwritten, deleted from the
+/// base, deleted after an earlier step added them, a directory of the base replaced (opaque);
+/// the image holds the base's layers and one more, and its filesystem is the per-step image's.
+/// A rebuild from the step cache squashes the cached layers into the very same image.
+#[test]
+fn single_snapshot_appends_one_layer_with_the_same_filesystem() {
+    let Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    } = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {base} AS a\nCOPY one.txt /app/one.txt\n\
+             RUN echo added > /app/new && echo v1 > /app/over && mkdir -p /app/dir && \
+             echo x > /app/dir/x && echo t > /etc/tmpfile\n\
+             ENV STAGE=a\n\
+             FROM a\n\
+             RUN echo v2 > /app/over && rm /etc/doomed /app/new && rm -r /app/dir && \
+             ln -s /app/over /app/link\n\
+             RUN mkdir /bb && cp /bin/busybox /bb/ && /bb/busybox rm -rf /bin && \
+             /bb/busybox mkdir /bin && /bb/busybox mv /bb/busybox /bin/ && \
+             /bin/busybox ln -s busybox /bin/sh && /bin/busybox rmdir /bb\n\
+             CMD [\"sh\"]\n"
+        ),
+        &[("one.txt", b"one\n")],
+    );
+    let flags = ["--reproducible", "--cache"];
+    let layered = format!("{}/squash:layers", reg.addr);
+    let single = format!("{}/squash:single", reg.addr);
+    let again = format!("{}/squash:again", reg.addr);
+    let mut extra = flags.to_vec();
+    extra.extend(["--destination", &layered]);
+    ok(&build(ctx.path(), &reg.addr, &cache, &extra));
+    let fresh = work.path().join("cache-fresh");
+    let mut extra = flags.to_vec();
+    extra.extend(["--single-snapshot", "--destination", &single]);
+    let o = build(ctx.path(), &reg.addr, &fresh, &extra);
+    ok(&o);
+    let err = text(&o.stderr);
+    assert!(err.contains("4 steps run, 0 cached"), "{err}");
+    assert!(err.contains("single snapshot: 4 layers"), "{err}");
+
+    let base_manifest = raw_json(&base, false);
+    let base_layers = base_manifest["layers"].as_array().unwrap().len();
+    let base_history = raw_json(&base, true)["history"].as_array().unwrap().len();
+    let m = raw_json(&single, false);
+    assert_eq!(
+        m["layers"].as_array().unwrap().len(),
+        base_layers + 1,
+        "the base's layers and one: {m}"
+    );
+    assert_eq!(
+        m["layers"].as_array().unwrap()[..base_layers],
+        base_manifest["layers"].as_array().unwrap()[..],
+        "the base's layers are untouched"
+    );
+    let cfg = raw_json(&single, true);
+    let history = cfg["history"].as_array().unwrap();
+    assert_eq!(history.len(), base_history + 1, "{cfg}");
+    let last = &history[base_history];
+    assert!(
+        last["created_by"].as_str().unwrap().starts_with("CMD"),
+        "named after the last instruction, as kaniko does: {last}"
+    );
+    assert!(last.get("empty_layer").is_none(), "{last}");
+    assert_eq!(
+        cfg["config"]["Env"],
+        serde_json::json!(["STAGE=a"]),
+        "{cfg}"
+    );
+
+    let (w1, w2) = (work.path().join("w1"), work.path().join("w2"));
+    for w in [&w1, &w2] {
+        std::fs::create_dir(w).unwrap();
+    }
+    let want = tree_listing(&flatten(&layered, &w1));
+    let got = tree_listing(&flatten(&single, &w2));
+    assert_eq!(got, want, "the merged filesystems differ");
+    let root = w2.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("app/over")).unwrap(),
+        "v2\n"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("app/link")).unwrap(),
+        Path::new("/app/over")
+    );
+    assert!(!root.join("app/new").exists() && !root.join("app/dir").exists());
+    let names = |d: &str| {
+        let mut v: Vec<_> = std::fs::read_dir(root.join(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names("etc"),
+        ["group", "passwd", "tmpfile"],
+        "the base's doomed is gone"
+    );
+    assert_eq!(
+        names("bin"),
+        ["busybox", "sh"],
+        "the replaced /bin hides the base's"
+    );
+
+    // Every step cached: the squash reads the cached layers and gives the same image.
+    let mut extra = flags.to_vec();
+    extra.extend(["--single-snapshot", "--destination", &again]);
+    let o = build(ctx.path(), &reg.addr, &cache, &extra);
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("0 steps run, 4 cached"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(skopeo_digest(&again), skopeo_digest(&single));
+}
+
+/// An overlayfs mount of an empty directory, unmounted on drop.
+struct OverlayMount {
+    dir: tempfile::TempDir,
+}
+
+impl OverlayMount {
+    fn new() -> OverlayMount {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["l", "u", "w", "m"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let p = |d: &str| dir.path().join(d).display().to_string();
+        let o = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                p("l"),
+                p("u"),
+                p("w")
+            ))
+            .arg(p("m"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount overlay: {}", text(&o.stderr));
+        OverlayMount { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("m")
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.path()).status();
+    }
+}
+
+/// kaniko-in-a-container's situation for real: the cache directory is on overlayfs, where the
+/// kernel refuses an overlay upper directory, so steps are snapshotted by comparing trees. The
+/// log says so and why, and the image is the overlay-mode build's, digest for digest.
+#[test]
+fn without_overlay_the_tree_diff_builds_the_same_image() {
+    let Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    } = fixture();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting the overlayfs that holds the cache needs root");
+        return;
+    }
+    let ctx = context(
+        &format!(
+            "FROM {base}\nCOPY conf.txt /etc/app/conf.txt\n\
+             RUN echo new > /new.txt && echo changed >> /etc/passwd && rm /etc/doomed && \
+             mkdir -p /srv/tmp && echo t > /srv/tmp/t && ln -s /etc/app/conf.txt /conf\n\
+             RUN rm -r /srv/tmp /new.txt && echo more >> /etc/app/conf.txt && chmod 600 /conf\n\
+             COPY conf.txt /srv/again.txt\n"
+        ),
+        &[("conf.txt", b"x=1\n")],
+    );
+    let on_overlay = OverlayMount::new();
+    let (overlay_dest, tree_dest) = (
+        format!("{}/mode:overlay", reg.addr),
+        format!("{}/mode:treediff", reg.addr),
+    );
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &cache,
+        &["--reproducible", "--destination", &overlay_dest],
+    );
+    ok(&o);
+    assert!(!text(&o.stderr).contains("overlay cannot be mounted"));
+    let tree_cache = on_overlay.path().join("cache");
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &tree_cache,
+        &["--reproducible", "--destination", &tree_dest],
+    );
+    ok(&o);
+    let err = text(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("overlay cannot be mounted here"))
+        .unwrap_or_else(|| panic!("the log names the fallback:\n{err}"));
+    assert!(
+        line.contains("overlay mount failed")
+            && line.contains("the cache directory is on overlayfs"),
+        "and its reason: {line}"
+    );
+    let (w1, w2) = (work.path().join("w1"), work.path().join("w2"));
+    for w in [&w1, &w2] {
+        std::fs::create_dir(w).unwrap();
+    }
+    let want = tree_listing(&flatten(&overlay_dest, &w1));
+    let got = tree_listing(&flatten(&tree_dest, &w2));
+    assert_eq!(got, want, "the two modes' filesystems differ");
+    assert_eq!(skopeo_digest(&tree_dest), skopeo_digest(&overlay_dest));
+
+    // The layers extracted there keep OCI whiteouts (whiteout devices are refused on
+    // overlayfs too); --single-snapshot reads them as such.
+    let single = format!("{}/mode:treediff-single", reg.addr);
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &tree_cache,
+        &[
+            "--reproducible",
+            "--single-snapshot",
+            "--destination",
+            &single,
+        ],
+    );
+    ok(&o);
+    let w3 = work.path().join("w3");
+    std::fs::create_dir(&w3).unwrap();
+    assert_eq!(tree_listing(&flatten(&single, &w3)), want);
+}

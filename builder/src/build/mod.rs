@@ -13,6 +13,7 @@ mod layers;
 mod output;
 pub mod progress;
 mod run_step;
+mod squash;
 mod stage;
 
 pub use base::{BaseResolver, ResolvedBase};
@@ -85,6 +86,8 @@ pub struct BuildOptions {
     pub image_name_with_digest_file: Option<PathBuf>,
     /// `--reproducible`: the time every timestamp is set to.
     pub reproducible: Option<i64>,
+    /// `--single-snapshot`: the layers the build adds above the image base become one.
+    pub single_snapshot: bool,
     /// Registry client settings.
     pub registry: RegistryConfig,
     /// Registry credentials.

@@ -9,6 +9,9 @@ use crate::registry::{BlobToPush, ImageToPush};
 /// Writes the target image and sends it to every output asked for.
 pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcome, BuildError> {
     let opts = b.opts;
+    if opts.single_snapshot {
+        super::squash::squash(b, &mut target)?;
+    }
     for (k, v) in &opts.labels {
         target
             .builder

@@ -87,7 +87,8 @@ pub struct BuildArgs {
     /// Layer compression: gzip or zstd.
     #[arg(long)]
     pub compression: Option<String>,
-    /// Take one snapshot at the end of each stage instead of one per step.
+    /// Append one layer to the base image: everything the build adds, merged (steps still run,
+    /// and are cached, one by one).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub single_snapshot: Option<bool>,
     /// Paths left out of snapshots (repeatable).

@@ -127,9 +127,6 @@ pub fn options(
             .collect(),
         ..LayerOptions::default()
     };
-    if on(args.single_snapshot) {
-        eprintln!("kiln: note: --single-snapshot is ignored: kiln writes one layer per step");
-    }
     let isolation = match args.isolation.as_str() {
         "auto" => Isolation::Auto,
         "rootless" => Isolation::Rootless,
@@ -176,6 +173,7 @@ pub fn options(
         digest_file: args.digest_file.clone(),
         image_name_with_digest_file: args.image_name_with_digest_file.clone(),
         reproducible,
+        single_snapshot: on(args.single_snapshot),
         registry,
         credentials: CredentialResolver::new(Environment::from_process()),
         layer,

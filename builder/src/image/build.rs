@@ -36,6 +36,8 @@ pub struct ImageBuilder {
     new_layers: Vec<Descriptor>,
     /// History entries from here on are this build's, and get `created` if they have none.
     new_history_from: usize,
+    /// Layers of the image base (the first image, not a stage, in a chain of FROMs).
+    base_layers: usize,
     format: ImageFormat,
     created: Option<i64>,
     annotations: BTreeMap<String, String>,
@@ -113,6 +115,7 @@ impl ImageBuilder {
         config.rootfs.kind = "layers".to_string();
         ImageBuilder {
             new_history_from: config.history.len(),
+            base_layers: layers.len(),
             config,
             layers,
             new_layers: Vec::new(),
@@ -172,6 +175,36 @@ impl ImageBuilder {
         history.empty_layer = false;
         self.config.history.push(history);
         self
+    }
+
+    /// How many layers come from the image base (the first image in a chain of stages).
+    pub fn base_layer_count(&self) -> usize {
+        self.base_layers
+    }
+
+    /// Replaces every layer and history entry this build added (above the image base) with
+    /// `layer`, the merge of those layers (`--single-snapshot`). Its one history entry is
+    /// named after the build's last instruction, as kaniko names it; the entries of steps
+    /// that made no layer go too (kaniko writes none). `stored` as for
+    /// [`ImageBuilder::add_layer`] (true) or [`ImageBuilder::add_remote_layer`] (false).
+    pub fn squash(&mut self, layer: Layer, stored: bool) -> &mut Self {
+        let n = self.base_layers;
+        self.layers.truncate(n);
+        self.config.rootfs.diff_ids.truncate(n);
+        let kept = &self.layers;
+        self.new_layers.retain(|l| kept.contains(l));
+        let last = self
+            .config
+            .history
+            .get(self.new_history_from..)
+            .and_then(|h| h.last());
+        let history = History {
+            created: last.and_then(|h| h.created.clone()),
+            created_by: last.and_then(|h| h.created_by.clone()),
+            ..History::default()
+        };
+        self.config.history.truncate(self.new_history_from);
+        self.push_layer(layer, history, stored)
     }
 
     /// Appends the history entry of a step that made no layer (`ENV`, `CMD`, ...).

@@ -368,6 +368,17 @@ impl Extractor<'_> {
                     }
                     r => r,
                 }
+                .or_else(|e| match e {
+                    // No xattr to be had: the marker stays in OCI spelling (see below).
+                    rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP => rustix::fs::openat(
+                        dir,
+                        os(base),
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map(drop),
+                    e => Err(e),
+                })
                 .map_err(|e| self.root.err(parent_rel, e))?;
                 return Ok(());
             }
@@ -388,14 +399,27 @@ impl Extractor<'_> {
         let p = child(hidden);
         if self.opts.overlay_whiteouts {
             remove_all_at(dir, hidden).map_err(|e| self.root.err(&p, e))?;
-            rustix::fs::mknodat(
+            match rustix::fs::mknodat(
                 dir,
                 os(hidden),
                 FileType::CharacterDevice,
                 Mode::empty(),
                 rustix::fs::makedev(0, 0),
-            )
-            .map_err(|e| self.root.err(&p, e))?;
+            ) {
+                // Where whiteout devices are refused (inside an overlay mount, where kiln
+                // runs without overlay anyway), the OCI spelling stays: readers of extracted
+                // layers ([`crate::snapshot::OverlayView`]) know both.
+                Err(rustix::io::Errno::PERM) => {
+                    rustix::fs::openat(
+                        dir,
+                        os(base),
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(|e| self.root.err(&p, e))?;
+                }
+                r => r.map_err(|e| self.root.err(&p, e))?,
+            }
         } else if !self.touched.contains(&p) {
             remove_all_at(dir, hidden).map_err(|e| self.root.err(&p, e))?;
         }

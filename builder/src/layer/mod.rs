@@ -8,6 +8,7 @@
 mod compress;
 mod error;
 mod extract;
+mod merge;
 mod safe_fs;
 mod tar_write;
 mod walk;
@@ -20,5 +21,6 @@ pub use compress::{
 };
 pub use error::LayerError;
 pub use extract::{extract, ExtractInfo, ExtractOptions};
+pub use merge::Below;
 pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-pub use write::{write_layer, write_tar, LayerInfo, LayerOptions};
+pub use write::{write_layer, write_merged_layer, write_tar, LayerInfo, LayerOptions};

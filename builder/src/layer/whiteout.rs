@@ -45,3 +45,26 @@ pub(crate) fn unsupported_overlay_xattr(name: &[u8]) -> Option<&'static str> {
 pub(crate) fn is_opaque_xattr(name: &[u8], value: &[u8]) -> bool {
     OPAQUE_XATTRS.iter().any(|o| o.as_bytes() == name) && value == b"y"
 }
+
+/// The OCI whiteout file that deletes `path` in an extracted layer, if there is one: a layer
+/// extracted where whiteout devices are refused keeps whiteouts in OCI spelling.
+pub(crate) fn oci_whiteout_of(
+    path: &std::path::Path,
+) -> std::io::Result<Option<std::fs::Metadata>> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(None);
+    };
+    let mut wh = std::ffi::OsString::from(WHITEOUT_PREFIX);
+    wh.push(name);
+    match std::fs::symlink_metadata(dir.join(wh)) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the extracted directory `dir` holds the OCI opaque marker (see
+/// [`oci_whiteout_of`]).
+pub(crate) fn has_opaque_marker(dir: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(dir.join(OPAQUE_MARKER)).is_ok()
+}

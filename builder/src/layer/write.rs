@@ -3,6 +3,7 @@
 
 use super::compress::{Compression, Encoder};
 use super::error::{io_at, LayerError};
+use super::merge::{Below, MergeWalker};
 use super::tar_write::{EntryHeader, Kind, TarWriter};
 use super::walk::{Item, Walker};
 use crate::blob::{BlobStore, Digest, DigestWriter};
@@ -89,18 +90,52 @@ pub fn write_tar<W: Write>(
     Ok((diff_id, out))
 }
 
+/// Writes the merged diff of `layers` (extracted layer directories in overlay form, top-most
+/// first) as one layer into `store`: what applying them one after the other changes, with
+/// deletions kept only where `below` (what the layers under them hold, by path relative to the
+/// root) says they hide something. `overlay_whiteouts`, `oci_whiteouts` and `exclude` of
+/// `opts` are ignored.
+pub fn write_merged_layer(
+    store: &BlobStore,
+    layers: &[PathBuf],
+    below: impl FnMut(&[u8]) -> Result<Below, LayerError>,
+    opts: &LayerOptions,
+) -> Result<LayerInfo, LayerError> {
+    let blob = store.writer()?;
+    let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
+        .map_err(LayerError::Stream)?;
+    let enc = tar_items(MergeWalker::new(layers, below)?, opts, enc)?;
+    let (diff_id, blob) = enc.finish().map_err(LayerError::Stream)?;
+    let (digest, size) = blob.commit()?;
+    Ok(LayerInfo {
+        digest,
+        size,
+        diff_id,
+        media_type: opts.compression.media_type(),
+    })
+}
+
 /// Writes the tree at `dir` as an uncompressed tar into `out`.
 fn tar_into<W: Write>(dir: &Path, opts: &LayerOptions, out: W) -> Result<W, LayerError> {
-    let mut tar = TarWriter::new(out);
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut buf = vec![0u8; COPY_BUF];
     let walker = Walker::new(
         dir,
         opts.overlay_whiteouts,
         opts.oci_whiteouts,
         &opts.exclude,
     )?;
-    for item in walker {
+    tar_items(walker, opts, out)
+}
+
+/// Writes `items` (in layer order) as an uncompressed tar into `out`.
+fn tar_items<W: Write>(
+    items: impl Iterator<Item = Result<Item, LayerError>>,
+    opts: &LayerOptions,
+    out: W,
+) -> Result<W, LayerError> {
+    let mut tar = TarWriter::new(out);
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    for item in items {
         match item? {
             Item::Whiteout { rel, meta } | Item::Opaque { rel, meta } => {
                 let mut h = base_header(rel, &meta, opts);

@@ -70,11 +70,32 @@ fn probe_now(cache: &LayerCache) -> Mode {
         .arg(d.join("m"));
     match cmd.output() {
         Ok(out) if out.status.success() => Mode::Overlay,
-        Ok(out) => tree_diff(format!(
-            "overlay mount failed{}: {}",
-            if root { "" } else { " in a user namespace" },
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        Ok(out) => {
+            // mount(8) explains in several lines and points at dmesg: one line for the log,
+            // and the usual cause named when it is the one.
+            let said = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.contains("dmesg"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let cause = if on_overlayfs(&cache.tmp_dir()) {
+                " (the cache directory is on overlayfs, which the kernel refuses as an upper \
+                 directory: pass --cache-dir on another filesystem, such as a volume)"
+            } else {
+                ""
+            };
+            tree_diff(format!(
+                "overlay mount failed{}: {said}{cause}",
+                if root { "" } else { " in a user namespace" },
+            ))
+        }
         Err(e) => tree_diff(format!("cannot run unshare to try an overlay mount: {e}")),
     }
+}
+
+/// Whether `dir` is on an overlayfs mount.
+fn on_overlayfs(dir: &std::path::Path) -> bool {
+    const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as u64 == OVERLAYFS_SUPER_MAGIC)
 }

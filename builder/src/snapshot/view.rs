@@ -1,7 +1,10 @@
 //! Merged layers read the way overlayfs reads them, without mounting anything.
 
 use crate::fsview::{host_xattrs, Entry, FsView};
+use crate::layer::whiteout::{has_opaque_marker, oci_whiteout_of};
+use crate::layer::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io;
@@ -37,6 +40,7 @@ fn is_opaque(path: &Path) -> bool {
             let mut v = [0u8; 4];
             matches!(rustix::fs::lgetxattr(path, *name, &mut v), Ok(1) if v[0] == b'y')
         })
+        || has_opaque_marker(path)
 }
 
 fn lstat(p: &Path) -> io::Result<Option<Metadata>> {
@@ -89,12 +93,22 @@ impl OverlayView {
             };
         }
         while let Some(name) = comps.next() {
+            if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                // Whiteouts in OCI spelling are bookkeeping, never entries (layers cannot
+                // hold such names).
+                return Ok(None);
+            }
             rel.push(name);
             let mut dirs = Vec::new();
             let mut first: Option<(PathBuf, Metadata)> = None;
             for &i in &layers {
                 let host = self.lowers[i].join(&rel);
-                let Some(m) = lstat(&host)? else { continue };
+                let Some(m) = lstat(&host)? else {
+                    if oci_whiteout_of(&host)?.is_some() {
+                        break;
+                    }
+                    continue;
+                };
                 if is_whiteout(&m) {
                     break;
                 }
@@ -160,6 +174,15 @@ impl FsView for OverlayView {
             for e in std::fs::read_dir(&dir)? {
                 let e = e?;
                 let name = e.file_name();
+                if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+                    // A whiteout in OCI spelling (see `crate::layer::extract`).
+                    if hidden != &OPAQUE_MARKER.as_bytes()[WHITEOUT_PREFIX.len()..] {
+                        names
+                            .entry(OsStr::from_bytes(hidden).to_os_string())
+                            .or_insert(false);
+                    }
+                    continue;
+                }
                 if names.contains_key(&name) {
                     continue;
                 }
@@ -252,5 +275,24 @@ mod tests {
         assert!(v.lstat(Path::new("/etc/b/c")).unwrap().is_none());
         assert!(v.xattrs(Path::new("/opt")).unwrap().is_empty());
         assert!(v.open(Path::new("/etc/a")).is_err());
+    }
+
+    #[test]
+    fn oci_spelled_whiteouts_and_opaque_markers_hide_what_is_below() {
+        let t = tempfile::tempdir().unwrap();
+        let (top, bottom) = (t.path().join("top"), t.path().join("bottom"));
+        write(&bottom.join("etc/a"), "a");
+        write(&bottom.join("etc/b"), "b");
+        write(&bottom.join("opt/x"), "x");
+        write(&top.join("etc/.wh.a"), "");
+        write(&top.join("opt/.wh..wh..opq"), "");
+        write(&top.join("opt/y"), "y");
+        let v = OverlayView::new(vec![top, bottom]);
+        let names = |p: &str| v.read_dir(Path::new(p)).unwrap();
+        assert_eq!(names("/etc"), ["b"]);
+        assert_eq!(names("/opt"), ["y"]);
+        assert!(v.lstat(Path::new("/etc/a")).unwrap().is_none());
+        assert!(v.lstat(Path::new("/etc/.wh.a")).unwrap().is_none());
+        assert!(v.lstat(Path::new("/opt/x")).unwrap().is_none());
     }
 }

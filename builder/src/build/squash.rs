@@ -1,0 +1,79 @@
+//! `--single-snapshot`: the target's layers above its image base merged into one before the
+//! image is written. Steps still ran one by one and the step cache keeps their own layers;
+//! only the output image changes.
+
+use super::error::BuildError;
+use super::layers::LayerRef;
+use super::stage::StageDone;
+use super::{wrap, Build};
+use crate::fsview::{FsView, Kind};
+use crate::image::Layer;
+use crate::layer::{self, Below, LayerError};
+use crate::snapshot::OverlayView;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Replaces the layers `target` added above its image base with their merge.
+pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildError> {
+    let n = target.builder.base_layer_count();
+    let new = &target.layers[n.min(target.layers.len())..];
+    let made = new.len();
+    if made == 0 {
+        return Ok(());
+    }
+    let merged = if made == 1 {
+        // One layer is its own merge: only the history changes.
+        new[0].clone()
+    } else {
+        let uppers = b.layers.lowers(new)?;
+        let base = &target.layers[..n];
+        // The base is read (and so extracted) only when a deletion must be judged.
+        let mut view: Option<OverlayView> = None;
+        let below = |rel: &[u8]| -> Result<Below, LayerError> {
+            if view.is_none() {
+                let lowers = b.layers.lowers(base).map_err(|e| LayerError::Io {
+                    path: "image base".into(),
+                    source: std::io::Error::other(super::error::chain(&e)),
+                })?;
+                view = Some(OverlayView::new(lowers));
+            }
+            let p = Path::new("/").join(OsStr::from_bytes(rel));
+            let found = view
+                .as_ref()
+                .expect("set above")
+                .lstat(&p)
+                .map_err(|source| LayerError::Io { path: p, source })?;
+            Ok(match found {
+                None => Below::Absent,
+                Some(e) if e.kind == Kind::Dir => Below::Dir,
+                Some(_) => Below::Other,
+            })
+        };
+        let mut opts = b.opts.layer.clone();
+        if let Some(t) = b.opts.reproducible {
+            opts.reproducible_epoch = Some(t);
+        }
+        let info = layer::write_merged_layer(&b.layers.store, &uppers, below, &opts)
+            .map_err(|e| wrap("--single-snapshot")(&e))?;
+        LayerRef {
+            layer: Layer {
+                digest: info.digest,
+                size: info.size,
+                diff_id: info.diff_id,
+                media_type: info.media_type.to_string(),
+            },
+            source: None,
+        }
+    };
+    target
+        .builder
+        .squash(merged.layer.clone(), merged.source.is_none());
+    target.layers.truncate(n);
+    target.layers.push(merged);
+    b.progress.line(&format!(
+        "single snapshot: {made} layer{} above the base written as one",
+        if made == 1 { "" } else { "s" }
+    ));
+    Ok(())
+}
