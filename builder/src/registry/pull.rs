@@ -5,6 +5,7 @@ use super::client::{protocol_error, status_error, transport_error, Endpoint, Reg
 use super::error::{Action, RegistryError};
 use super::reference::{Reference, Repository};
 use crate::blob::{BlobError, BlobStore, Digest};
+use crate::transfer::BlobProgress;
 use kiln_registry_auth::{Scope, ScopeSet};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -223,6 +224,20 @@ impl RegistryClient {
         size: Option<u64>,
         store: &BlobStore,
     ) -> Result<u64, RegistryError> {
+        self.pull_blob_counted(repo, digest, size, store, None)
+            .await
+    }
+
+    /// [`RegistryClient::pull_blob`], reporting the bytes received to `progress` (the caller
+    /// finishes it).
+    pub async fn pull_blob_counted(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+        store: &BlobStore,
+        progress: Option<&BlobProgress>,
+    ) -> Result<u64, RegistryError> {
         if let Some(size) = store.size(digest) {
             return Ok(size);
         }
@@ -230,7 +245,10 @@ impl RegistryClient {
             let policy = self.retry_policy();
             let mut attempt = 0;
             loop {
-                match self.pull_blob_at(&ep, repo, digest, size, store).await {
+                match self
+                    .pull_blob_at(&ep, repo, digest, size, store, progress)
+                    .await
+                {
                     Err(RegistryError::Transport { .. }) if attempt < policy.retries => {
                         // The body broke mid-way: start over (the partial file was dropped).
                         tokio::time::sleep(policy.delay(attempt, None)).await;
@@ -250,6 +268,7 @@ impl RegistryClient {
         digest: &Digest,
         size: Option<u64>,
         store: &BlobStore,
+        progress: Option<&BlobProgress>,
     ) -> Result<u64, RegistryError> {
         let scopes = pull_scopes(repo);
         let url = self.url(ep, repo, &format!("blobs/{digest}"))?;
@@ -294,6 +313,9 @@ impl RegistryClient {
             match resp.chunk().await {
                 Ok(Some(c)) => {
                     w.write_all(&c).map_err(io)?;
+                    if let Some(p) = progress {
+                        p.at(w.size());
+                    }
                     if limit.is_some_and(|n| w.size() > n) {
                         return Err(protocol_error(repo, &op, "blob longer than announced"));
                     }
