@@ -121,6 +121,7 @@ impl Width {
                 .ok()
                 .map(|w| w.ws_col as usize)
                 .filter(|&w| w > 0)
+                .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
                 .unwrap_or(80),
         }
         // The last column would wrap the line on some terminals.

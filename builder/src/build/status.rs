@@ -155,6 +155,7 @@ impl StatusView {
         width: usize,
     ) -> String {
         let mut parts = Vec::new();
+        let mut finished = Vec::new();
         for (i, s) in transfers.iter().enumerate() {
             let rate = self.rates[i].sample(now, s.bytes_done);
             if s.blobs == 0 {
@@ -166,11 +167,14 @@ impl StatusView {
             } else {
                 let at = *self.finished_at[i].get_or_insert(now);
                 if now.saturating_duration_since(at) < LINGER {
-                    parts.push(transfer_text(KINDS[i], s, None));
+                    finished.push(transfer_text(KINDS[i], s, None));
                 }
             }
         }
-        let moving = parts.join("  ");
+        let moving = parts.join(" │ ");
+        // Of what finished, the latest in the pipeline first: a cut end loses the least news.
+        let finished: Vec<String> = finished.into_iter().rev().collect();
+        let finished = finished.join(" │ ");
         let step = steps.iter().max_by_key(|s| s.id).map(|s| {
             let secs = now.saturating_duration_since(s.since).as_secs();
             let more = match steps.len() {
@@ -182,24 +186,19 @@ impl StatusView {
             } else {
                 more
             };
-            (s.text.as_str(), tail)
+            // The step's text gives way to what is moving when the line is short; finished
+            // work gives way to the step.
+            let room = width
+                .saturating_sub(moving.chars().count() + 3)
+                .saturating_sub(tail.chars().count())
+                .max(12);
+            format!("{}{tail}", truncate(&s.text, room))
         });
-        let line = match step {
-            None => moving,
-            Some((text, tail)) => {
-                // The step's text gives way to what is moving when the line is short.
-                let room = width
-                    .saturating_sub(moving.chars().count() + 3)
-                    .saturating_sub(tail.chars().count())
-                    .max(12);
-                let step = format!("{}{tail}", truncate(text, room));
-                if moving.is_empty() {
-                    step
-                } else {
-                    format!("{step} │ {moving}")
-                }
-            }
-        };
+        let line = [step.unwrap_or_default(), moving, finished]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(" │ ");
         truncate(&line, width)
     }
 }
@@ -392,6 +391,12 @@ mod tests {
         assert_eq!(
             v.text(at(1600), [done, idle, idle, idle], &steps[..1], 200),
             "#1 [a 1/2] RUN sleep 5 1s │ pulled 2/2 layers  4.0/4.0 MiB"
+        );
+        let push = snap(3, 1, 3 * MIB, MIB);
+        assert_eq!(
+            v.text(at(1700), [done, idle, done, push], &[], 200),
+            "pushing 1/3 layers  1.0/3.0 MiB  602 KiB/s │ compressed 2/2 layers  4.0/4.0 MiB │ pulled 2/2 layers  4.0/4.0 MiB",
+            "active work first, then the latest finished"
         );
         assert_eq!(
             v.text(at(3700), [done, idle, idle, idle], &steps[..1], 200),
