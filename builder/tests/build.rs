@@ -551,3 +551,40 @@ fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes()
     assert!(err.lines().all(|l| l.starts_with('[')), "{err}");
     assert!(err.contains("RUN cat /data.bin"), "{err}");
 }
+
+/// `--progress=auto` (the default) on a terminal: tty outside CI, plain with `CI` set. The
+/// terminal is a pty from util-linux's `script`.
+#[test]
+fn auto_progress_is_tty_on_a_terminal_unless_ci_is_set() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: /usr/bin/script (util-linux) is not installed");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let ctx = context(
+        "FROM scratch\nCOPY a.bin /a.bin\n",
+        &[("a.bin", &support::random_bytes(5, 1 << 20))],
+    );
+    let run = |ci: Option<&str>, cache: &str| {
+        let line = format!(
+            "{} build -c {} --no-push --cache-dir {}",
+            env!("CARGO_BIN_EXE_kiln"),
+            ctx.path().display(),
+            work.path().join(cache).display()
+        );
+        let mut c = Command::new("/usr/bin/script");
+        c.args(["-qec", &line, "/dev/null"]).env_remove("CI");
+        if let Some(v) = ci {
+            c.env("CI", v);
+        }
+        let o = c.output().unwrap();
+        ok(&o);
+        text(&o.stdout)
+    };
+    let tty = run(None, "c1");
+    assert!(tty.contains("\r\x1b[2K"), "{tty:?}");
+    assert!(tty.contains("compressed 1/1 layers"), "{tty:?}");
+    let ci = run(Some("true"), "c2");
+    assert!(!ci.contains('\x1b'), "{ci:?}");
+    assert!(ci.contains("COPY a.bin /a.bin"), "{ci:?}");
+}
