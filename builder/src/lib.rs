@@ -20,5 +20,6 @@ pub mod plan;
 pub mod registry;
 pub mod sandbox;
 pub mod snapshot;
+pub mod transfer;
 
 pub use error::{Error, Result};

@@ -733,3 +733,143 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
     std::fs::create_dir(&w3).unwrap();
     assert_eq!(tree_listing(&flatten(&single, &w3)), want);
 }
+
+/// The status draws in a `--progress=tty` stream: what follows each erase that is not a line
+/// scrolling above (a line ends in `\n`; what follows it is the status put back).
+fn status_draws(err: &str) -> Vec<&str> {
+    err.split("\r\x1b[2K")
+        .skip(1)
+        .filter(|s| !s.contains('\n') && !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes() {
+    let Fixture {
+        reg, work, base, ..
+    } = fixture();
+    let data = support::random_bytes(41, 3 << 20);
+    let ctx = context(
+        &format!(
+            "FROM {base}\nCOPY data.bin /data.bin\nRUN cat /data.bin /data.bin > /twice.bin\n"
+        ),
+        &[("data.bin", &data)],
+    );
+    // A fresh cache: the RUN needs the base's layers pulled and extracted.
+    let dest = format!("{}/progress:tty", reg.addr);
+    let fresh = work.path().join("fresh");
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &fresh,
+        &["--destination", &dest, "--progress=tty"],
+    );
+    ok(&o);
+    let err = text(&o.stderr);
+    let draws = status_draws(&err);
+    assert!(draws.len() >= 2, "the status line is redrawn: {err:?}");
+    assert!(
+        draws.iter().any(|d| d.contains("RUN cat /data.bin")),
+        "the running step is shown: {draws:#?}"
+    );
+    assert!(
+        draws
+            .iter()
+            .any(|d| d.contains("pull") || d.contains("extract")),
+        "the base's layers are shown moving: {draws:#?}"
+    );
+    // The pushed manifest: what the last status must count.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{dest}"))
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let total: u64 = layers.iter().map(|l| l["size"].as_u64().unwrap()).sum();
+    let mib = total as f64 / f64::from(1 << 20);
+    let last = format!(
+        "pushed {n}/{n} layers  {mib:.1}/{mib:.1} MiB",
+        n = layers.len()
+    );
+    let digest = kiln::blob::Digest::of(&raw.stdout);
+    // The summary replaces the status line, whose last state counts the pushed layers.
+    let segments: Vec<&str> = err.split("\r\x1b[2K").collect();
+    let summary = segments
+        .iter()
+        .position(|s| s.starts_with(&format!("pushed {dest}@{digest}\n")))
+        .unwrap_or_else(|| panic!("no summary after an erased status: {err:?}"));
+    assert!(
+        segments[summary - 1].starts_with(&format!("{last} │ ")),
+        "expected {last:?} last, got {:?}",
+        segments[summary - 1]
+    );
+    let last_draw = draws.iter().rposition(|d| d.starts_with(&last)).unwrap();
+    assert!(
+        draws[..last_draw]
+            .iter()
+            .any(|d| d.starts_with("pushing ") || d.starts_with("compress")),
+        "{draws:#?}"
+    );
+    let tail: Vec<&str> = err.lines().rev().take(2).collect();
+    assert!(
+        tail[0].starts_with(&format!("built {digest} ("))
+            && tail[1].ends_with(&format!("\r\x1b[2Kpushed {dest}@{digest}")),
+        "the summary ends the output: {tail:?}"
+    );
+    assert!(!err.contains("s] #"), "no timestamps in tty mode: {err:?}");
+
+    // Plain keeps the lines alone: no erase, no carriage return, timestamps in a pipe.
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &work.path().join("fresh2"),
+        &[
+            "--destination",
+            &format!("{}/progress:plain", reg.addr),
+            "--progress=plain",
+        ],
+    );
+    ok(&o);
+    let err = text(&o.stderr);
+    assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
+    assert!(err.lines().all(|l| l.starts_with('[')), "{err}");
+    assert!(err.contains("RUN cat /data.bin"), "{err}");
+}
+
+/// `--progress=auto` (the default) on a terminal: tty outside CI, plain with `CI` set. The
+/// terminal is a pty from util-linux's `script`.
+#[test]
+fn auto_progress_is_tty_on_a_terminal_unless_ci_is_set() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: /usr/bin/script (util-linux) is not installed");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let ctx = context(
+        "FROM scratch\nCOPY a.bin /a.bin\n",
+        &[("a.bin", &support::random_bytes(5, 1 << 20))],
+    );
+    let run = |ci: Option<&str>, cache: &str| {
+        let line = format!(
+            "{} build -c {} --no-push --cache-dir {}",
+            env!("CARGO_BIN_EXE_kiln"),
+            ctx.path().display(),
+            work.path().join(cache).display()
+        );
+        let mut c = Command::new("/usr/bin/script");
+        c.args(["-qec", &line, "/dev/null"]).env_remove("CI");
+        if let Some(v) = ci {
+            c.env("CI", v);
+        }
+        let o = c.output().unwrap();
+        ok(&o);
+        text(&o.stdout)
+    };
+    let tty = run(None, "c1");
+    assert!(tty.contains("\r\x1b[2K"), "{tty:?}");
+    assert!(tty.contains("compressed 1/1 layers"), "{tty:?}");
+    let ci = run(Some("true"), "c2");
+    assert!(!ci.contains('\x1b'), "{ci:?}");
+    assert!(ci.contains("COPY a.bin /a.bin"), "{ci:?}");
+}

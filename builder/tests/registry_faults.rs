@@ -388,3 +388,88 @@ async fn a_download_cut_mid_body_resumes_from_where_it_broke() {
     assert_eq!(pulled.size(&layer.digest), Some(layer.size));
     assert_eq!(proxy.count("GET", &blob_path), 2);
 }
+
+/// A counted push reports every layer byte once, as it goes, through a delayed chunk and a
+/// connection reset mid-chunk (whose resent bytes are not counted again); a counted pull
+/// reports a blob's bytes before the caller finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_transfers_report_each_byte_once_through_a_reset() {
+    use kiln::transfer::{Transfer, TransferSnapshot};
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let image = make_image(&store, 207, &[3 * MIB, 100 << 10]);
+    let total: u64 = image.layers.iter().map(|l| l.size).sum();
+    let c = client(&proxy.addr, |_| {});
+    proxy.add_rule(
+        "PATCH",
+        "/blobs/uploads/",
+        1,
+        1,
+        Fault::Delay(Duration::from_millis(800)),
+    );
+    // Rules apply first match first: the first PATCH passes, the second waits, the third is
+    // reset half-way.
+    proxy.add_rule("PATCH", "/blobs/uploads/", 0, 1, Fault::ResetAfter(MIB / 2));
+    let t = Transfer::new();
+    let dest = r(&format!("{}/team/counted:v1", proxy.addr));
+    let push = {
+        let (c, t, image, store, dest) = (
+            c.clone(),
+            t.clone(),
+            image.clone(),
+            store.clone(),
+            dest.clone(),
+        );
+        tokio::spawn(async move {
+            c.push_image_counted(std::slice::from_ref(&dest), &image, &store, Some(&t))
+                .await
+        })
+    };
+    // While the second chunk is held back, the first is counted and the rest is not.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mid = t.snapshot();
+    assert_eq!(
+        (mid.blobs, mid.bytes),
+        (2, total),
+        "announced up front: {mid:?}"
+    );
+    assert!(
+        mid.bytes_done >= MIB as u64 && mid.bytes_done < total && mid.active(),
+        "{mid:?}"
+    );
+    push.await.unwrap().unwrap();
+    assert!(
+        proxy.count("PATCH", "/blobs/uploads/") >= 4,
+        "{:#?}",
+        proxy.requests()
+    );
+    assert_eq!(
+        t.snapshot(),
+        TransferSnapshot {
+            blobs: 2,
+            blobs_done: 2,
+            bytes: total,
+            bytes_done: total,
+            open_ended: false
+        }
+    );
+    let pulled = BlobStore::open(dir.path().join("pulled")).unwrap();
+    let big = &image.layers[0];
+    let t = Transfer::new();
+    let p = t.blob(Some(big.size));
+    c.pull_blob_counted(
+        &dest.repository,
+        &big.digest,
+        Some(big.size),
+        &pulled,
+        Some(&p),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.snapshot().bytes_done, big.size, "counted as received");
+    assert_eq!(t.snapshot().blobs_done, 0);
+    p.finish();
+    assert_eq!(t.snapshot().blobs_done, 1);
+}

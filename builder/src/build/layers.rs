@@ -3,10 +3,12 @@
 //! shared layer cache, the blob store, or its registry — in that order.
 
 use super::error::BuildError;
+use super::progress::Transfers;
 use crate::blob::BlobStore;
 use crate::image::Layer;
 use crate::registry::{RegistryClient, Repository};
 use crate::snapshot::LayerCache;
+use crate::transfer::{Counted, Transfer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,15 +32,19 @@ pub struct Layers {
     client: RegistryClient,
     runtime: Arc<tokio::runtime::Runtime>,
     downloaded: AtomicU64,
+    pulls: Arc<Transfer>,
+    extracts: Arc<Transfer>,
 }
 
 impl Layers {
-    /// Layers from `cache`, `store`, or through `client`.
+    /// Layers from `cache`, `store`, or through `client`, downloads and extractions counted
+    /// in `transfers`.
     pub fn new(
         cache: LayerCache,
         store: BlobStore,
         client: RegistryClient,
         runtime: Arc<tokio::runtime::Runtime>,
+        transfers: &Transfers,
     ) -> Self {
         Layers {
             cache,
@@ -46,6 +52,8 @@ impl Layers {
             client,
             runtime,
             downloaded: AtomicU64::new(0),
+            pulls: transfers.pull.clone(),
+            extracts: transfers.extract.clone(),
         }
     }
 
@@ -65,16 +73,21 @@ impl Layers {
                 message: "is neither in the local store nor in a known repository".into(),
             });
         };
+        let progress = self.pulls.blob(Some(l.layer.size));
         let n = self
             .runtime
-            .block_on(
-                self.client
-                    .pull_blob(repo, &l.layer.digest, Some(l.layer.size), &self.store),
-            )
+            .block_on(self.client.pull_blob_counted(
+                repo,
+                &l.layer.digest,
+                Some(l.layer.size),
+                &self.store,
+                Some(&progress),
+            ))
             .map_err(|e| BuildError::Output {
                 what: format!("pulling layer {} from {repo}", l.layer.digest),
                 message: super::error::chain(&e),
             })?;
+        progress.finish();
         self.downloaded.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -90,16 +103,17 @@ impl Layers {
             path: path.clone(),
             source,
         })?;
-        self.cache
-            .extract(
-                &l.layer.diff_id,
-                &l.layer.media_type,
-                std::io::BufReader::new(file),
-            )
+        let counted = Counted::new(file, Some(self.extracts.blob(Some(l.layer.size))));
+        let mut reader = std::io::BufReader::new(counted);
+        let dir = self
+            .cache
+            .extract(&l.layer.diff_id, &l.layer.media_type, &mut reader)
             .map_err(|e| BuildError::Output {
                 what: format!("extracting layer {}", l.layer.digest),
                 message: super::error::chain(&e),
-            })
+            })?;
+        reader.into_inner().finish();
+        Ok(dir)
     }
 
     /// The lower directories of a stack of layers, top-most first (as overlay wants them).

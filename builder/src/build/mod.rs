@@ -15,11 +15,12 @@ pub mod progress;
 mod run_step;
 mod squash;
 mod stage;
+mod status;
 
 pub use base::{BaseResolver, ResolvedBase};
 pub use error::BuildError;
 pub use layers::LayerRef;
-pub use progress::Progress;
+pub use progress::{Progress, ProgressMode};
 
 use crate::blob::BlobStore;
 use crate::cache::{LocalCache, RepoCache};
@@ -154,6 +155,13 @@ fn wrap(what: &str) -> impl FnOnce(&dyn std::error::Error) -> BuildError + '_ {
 
 /// Builds the image `opts` describe, printing progress to `progress`.
 pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
+    let result = build_with(opts, progress.clone());
+    // An error goes below on a line of its own, not after the status line.
+    progress.settle();
+    result
+}
+
+fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
     let file = opts.dockerfile.display().to_string();
     let df = crate::dockerfile::parse(&opts.dockerfile_text, &opts.dockerfile)?;
     std::fs::create_dir_all(&opts.cache_dir).map_err(io_err(&opts.cache_dir))?;
@@ -203,12 +211,19 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
         &opts.context,
         ignore,
     )?);
+    let layers = layers::Layers::new(
+        cache,
+        store,
+        client.clone(),
+        runtime.clone(),
+        progress.transfers(),
+    );
     let b = Build {
         opts,
         file,
         plan,
         progress,
-        layers: layers::Layers::new(cache, store, client.clone(), runtime.clone()),
+        layers,
         runtime,
         client,
         bases,

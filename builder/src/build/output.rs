@@ -85,8 +85,15 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
         };
         let report = b
             .runtime
-            .block_on(b.client.push_image(&opts.destinations, &to_push, store))
+            .block_on(b.client.push_image_counted(
+                &opts.destinations,
+                &to_push,
+                store,
+                Some(&b.progress.transfers().push),
+            ))
             .map_err(|e| wrap(&format!("pushing to {}", names.join(", ")))(&e))?;
+        // The summary replaces the status line.
+        b.progress.settle();
         for d in &opts.destinations {
             b.progress.line(&format!("pushed {d}@{}", report.digest));
         }
@@ -100,6 +107,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
         digest_file::write_image_name_with_digest_file(path, &names, &image.digest)
             .map_err(|e| wrap(&format!("--image-name-with-digest-file {}", path.display()))(&e))?;
     }
+    b.progress.settle();
     let (run, cached) = *b.counts.lock().expect("counts");
     let downloaded = b.layers.downloaded();
     b.progress.line(&format!(

@@ -1,48 +1,277 @@
 //! What a build prints: one line per step, RUN output indented under its step, a summary at the
 //! end. In CI (output not a terminal) each line starts with the time since the build began, so a
-//! job log shows where the time went.
+//! job log shows where the time went. On a terminal (`--progress=tty`) the lines scroll above a
+//! status line that shows the running step and the layers moving (see [`super::status`]).
 
+use super::status::{Running, StatusLine, StatusView, INTERVAL};
+use crate::transfer::Transfer;
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 /// Lines of a failing command's output repeated in the error.
 const TAIL_LINES: usize = 12;
 
+/// BuildKit's `--progress`: what a build's output looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// `tty` on a terminal outside CI, `plain` otherwise.
+    Auto,
+    /// One line per event, timestamped when standard error is not a terminal.
+    Plain,
+    /// The lines scroll above a status line redrawn in place.
+    Tty,
+}
+
+impl std::str::FromStr for ProgressMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ProgressMode::Auto),
+            "plain" => Ok(ProgressMode::Plain),
+            "tty" => Ok(ProgressMode::Tty),
+            other => Err(format!("{other:?}: expected auto, plain or tty")),
+        }
+    }
+}
+
+impl ProgressMode {
+    /// Plain or tty: `auto` is tty when the output is a terminal, `CI` is unset or empty and
+    /// `TERM` is not `dumb` (a terminal that cannot erase a line).
+    pub fn resolve(self, terminal: bool, ci: Option<&str>, term: Option<&str>) -> ProgressMode {
+        match self {
+            ProgressMode::Auto => {
+                let in_ci = ci.is_some_and(|v| !v.is_empty());
+                if terminal && !in_ci && term != Some("dumb") {
+                    ProgressMode::Tty
+                } else {
+                    ProgressMode::Plain
+                }
+            }
+            m => m,
+        }
+    }
+}
+
+/// The counters a build's work reports to; the status line reads them.
+#[derive(Debug, Default)]
+pub struct Transfers {
+    /// Layers downloaded from registries.
+    pub pull: Arc<Transfer>,
+    /// Layers unpacked into the layer cache (bytes of the blob read).
+    pub extract: Arc<Transfer>,
+    /// Layers written (bytes of tar fed to the compressor).
+    pub compress: Arc<Transfer>,
+    /// Layers pushed (a layer the registry had or mounted counts as sent).
+    pub push: Arc<Transfer>,
+}
+
+impl Transfers {
+    fn snapshots(&self) -> [crate::transfer::TransferSnapshot; 4] {
+        [
+            self.pull.snapshot(),
+            self.extract.snapshot(),
+            self.compress.snapshot(),
+            self.push.snapshot(),
+        ]
+    }
+}
+
 /// Where build progress goes.
 #[derive(Clone)]
 pub struct Progress {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     start: Instant,
     timestamps: bool,
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
+    transfers: Transfers,
+    screen: Mutex<Screen>,
+    /// Dropped to stop the redrawing thread.
+    ticker: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+struct Screen {
+    out: Box<dyn Write + Send>,
+    /// The status line, in tty mode until the build's end.
+    status: Option<StatusLine>,
+    view: StatusView,
+    steps: Vec<Running>,
+    next_step: u64,
+    width: Width,
+}
+
+/// How wide the status line may be.
+#[derive(Debug, Clone, Copy)]
+enum Width {
+    Fixed(usize),
+    /// Standard error's terminal, asked at each redraw (it may be resized).
+    Stderr,
+}
+
+impl Width {
+    fn get(self) -> usize {
+        match self {
+            Width::Fixed(w) => w,
+            Width::Stderr => rustix::termios::tcgetwinsize(std::io::stderr())
+                .ok()
+                .map(|w| w.ws_col as usize)
+                .filter(|&w| w > 0)
+                .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+                .unwrap_or(80),
+        }
+        // The last column would wrap the line on some terminals.
+        .saturating_sub(1)
+        .max(20)
+    }
+}
+
+impl Screen {
+    fn redraw(&mut self, transfers: &Transfers, now: Instant, force: bool) {
+        let Some(status) = &mut self.status else {
+            return;
+        };
+        let text = self
+            .view
+            .text(now, transfers.snapshots(), &self.steps, self.width.get());
+        if let Some(bytes) = status.draw(now, &text, force) {
+            // Progress is best effort: a closed stderr must not fail the build.
+            let _ = self.out.write_all(bytes.as_bytes());
+            let _ = self.out.flush();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let screen = self.screen.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut s) = screen.status.take() {
+            let _ = screen.out.write_all(s.close().as_bytes());
+            let _ = screen.out.flush();
+        }
+    }
 }
 
 impl Progress {
-    /// Progress on standard error, timestamped when it is not a terminal.
+    /// Progress on standard error, as `--progress=auto` gives it.
     pub fn stderr() -> Self {
-        let tty = std::io::stderr().is_terminal();
-        Progress::to(Box::new(std::io::stderr()), !tty)
+        Progress::for_stderr(ProgressMode::Auto)
     }
 
-    /// Progress into `out`.
-    pub fn to(out: Box<dyn Write + Send>, timestamps: bool) -> Self {
-        Progress {
-            start: Instant::now(),
-            timestamps,
-            out: Arc::new(Mutex::new(out)),
+    /// Progress on standard error in `mode`.
+    pub fn for_stderr(mode: ProgressMode) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let ci = std::env::var("CI").ok();
+        let term = std::env::var("TERM").ok();
+        match mode.resolve(tty, ci.as_deref(), term.as_deref()) {
+            ProgressMode::Tty => {
+                Progress::new(Box::new(std::io::stderr()), false, Some(Width::Stderr))
+            }
+            _ => Progress::to(Box::new(std::io::stderr()), !tty),
         }
     }
 
-    /// Prints one line.
+    /// Plain progress into `out`.
+    pub fn to(out: Box<dyn Write + Send>, timestamps: bool) -> Self {
+        Progress::new(out, timestamps, None)
+    }
+
+    /// Terminal progress into `out`, its status line at most `width` columns.
+    pub fn tty(out: Box<dyn Write + Send>, width: usize) -> Self {
+        Progress::new(out, false, Some(Width::Fixed(width)))
+    }
+
+    fn new(out: Box<dyn Write + Send>, timestamps: bool, status: Option<Width>) -> Self {
+        let shared = Arc::new(Shared {
+            start: Instant::now(),
+            timestamps,
+            transfers: Transfers::default(),
+            screen: Mutex::new(Screen {
+                out,
+                status: status.map(|_| StatusLine::new(INTERVAL)),
+                view: StatusView::default(),
+                steps: Vec::new(),
+                next_step: 0,
+                width: status.unwrap_or(Width::Fixed(80)),
+            }),
+            ticker: Mutex::new(None),
+        });
+        if status.is_some() {
+            let (tx, rx) = mpsc::channel();
+            let weak = Arc::downgrade(&shared);
+            let handle = std::thread::spawn(move || tick(weak, rx));
+            *shared.ticker.lock().expect("ticker") = Some((tx, handle));
+        }
+        Progress { shared }
+    }
+
+    /// The counters the build's work reports to.
+    pub fn transfers(&self) -> &Transfers {
+        &self.shared.transfers
+    }
+
+    fn screen(&self) -> std::sync::MutexGuard<'_, Screen> {
+        // A thread that panicked while printing leaves a screen as good as any.
+        self.shared.screen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Prints one line (above the status line, which is erased first and drawn again after).
     pub fn line(&self, text: &str) {
-        let mut out = self.out.lock().expect("progress output");
+        let mut screen = self.screen();
+        let s = &mut *screen;
+        let hide = s.status.as_ref().map_or("", StatusLine::hide);
+        let unhide = s.status.as_ref().map_or("", StatusLine::unhide);
         // Progress is best effort: a closed stderr must not fail the build.
-        let _ = if self.timestamps {
-            writeln!(out, "[{:>7.2}s] {text}", self.start.elapsed().as_secs_f64())
+        let _ = if self.shared.timestamps {
+            writeln!(
+                s.out,
+                "{hide}[{:>7.2}s] {text}",
+                self.shared.start.elapsed().as_secs_f64()
+            )
         } else {
-            writeln!(out, "{text}")
+            writeln!(s.out, "{hide}{text}")
         };
+        if !unhide.is_empty() {
+            let _ = s.out.write_all(unhide.as_bytes());
+        }
+        let _ = s.out.flush();
+    }
+
+    /// Prints a step's line and shows the step on the status line until the guard is dropped.
+    pub fn step(&self, text: &str) -> StepGuard {
+        self.line(text);
+        let mut s = self.screen();
+        s.next_step += 1;
+        let id = s.next_step;
+        s.steps.push(Running {
+            id,
+            text: text.to_string(),
+            since: Instant::now(),
+        });
+        StepGuard {
+            progress: self.clone(),
+            id,
+        }
+    }
+
+    /// Ends the status line: its last state drawn (so the final counts are seen even when the
+    /// work ended between two redraws), then erased; later lines print without it.
+    pub fn settle(&self) {
+        let ticker = self.shared.ticker.lock().expect("ticker").take();
+        if let Some((tx, handle)) = ticker {
+            drop(tx);
+            let _ = handle.join();
+        }
+        let mut s = self.screen();
+        s.redraw(&self.shared.transfers, Instant::now(), true);
+        if let Some(mut status) = s.status.take() {
+            let _ = s.out.write_all(status.close().as_bytes());
+            let _ = s.out.flush();
+        }
     }
 
     /// A writer for a command's output: whole lines, prefixed with `prefix`, the last ones kept.
@@ -53,6 +282,29 @@ impl Progress {
             partial: Vec::new(),
             tail: VecDeque::new(),
         }
+    }
+}
+
+/// Redraws the status line until the progress is settled or gone.
+fn tick(shared: Weak<Shared>, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut s = shared.screen.lock().unwrap_or_else(|e| e.into_inner());
+        s.redraw(&shared.transfers, Instant::now(), false);
+    }
+}
+
+/// A step on the status line; dropping it takes the step off.
+pub struct StepGuard {
+    progress: Progress,
+    id: u64,
+}
+
+impl Drop for StepGuard {
+    fn drop(&mut self) {
+        self.progress.screen().steps.retain(|s| s.id != self.id);
     }
 }
 
@@ -145,6 +397,56 @@ mod tests {
         assert!(
             text.starts_with('[') && text.ends_with("s] hello\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn auto_is_tty_only_on_a_terminal_outside_ci() {
+        use ProgressMode::*;
+        assert_eq!(Auto.resolve(true, None, Some("xterm")), Tty);
+        assert_eq!(Auto.resolve(true, Some(""), None), Tty);
+        assert_eq!(Auto.resolve(true, Some("true"), Some("xterm")), Plain);
+        assert_eq!(Auto.resolve(false, None, Some("xterm")), Plain);
+        assert_eq!(Auto.resolve(true, None, Some("dumb")), Plain);
+        assert_eq!(Tty.resolve(false, Some("true"), None), Tty);
+        assert_eq!(Plain.resolve(true, None, None), Plain);
+        assert_eq!("tty".parse::<ProgressMode>(), Ok(Tty));
+        assert!("fancy".parse::<ProgressMode>().is_err());
+    }
+
+    #[test]
+    fn a_tty_line_erases_the_status_first_and_settling_draws_the_final_counts_then_erases() {
+        let sink = Sink::default();
+        let p = Progress::tty(Box::new(sink.clone()), 100);
+        let push = p.transfers().push.blob(Some(900));
+        push.at(300);
+        let step = p.step("#1 [stage 1/1] RUN x");
+        std::thread::sleep(INTERVAL * 3);
+        let text = || String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let drawn = text();
+        assert!(
+            drawn.ends_with("\r\x1b[2K#1 [stage 1/1] RUN x │ pushing 0/1 layers  300/900 B"),
+            "{drawn:?}"
+        );
+        p.line("#1 out");
+        assert!(
+            text()
+                .ends_with("\r\x1b[2K#1 out\n#1 [stage 1/1] RUN x │ pushing 0/1 layers  300/900 B"),
+            "{:?}",
+            text()
+        );
+        drop(step);
+        push.finish();
+        p.settle();
+        let all = text();
+        assert!(
+            all.ends_with("\r\x1b[2Kpushed 1/1 layers  900/900 B\r\x1b[2K"),
+            "{all:?}"
+        );
+        p.line("built");
+        assert!(
+            text().ends_with("\r\x1b[2Kbuilt\n"),
+            "no status after settling"
         );
     }
 }

@@ -180,6 +180,7 @@ pub(crate) fn commit(
     if let Some(t) = b.opts.reproducible {
         opts.reproducible_epoch = Some(t);
     }
+    opts.progress = Some(b.progress.transfers().compress.clone());
     let info = snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts)
         .map_err(|e| at.err(super::error::chain(&e)))?;
     if whiteouts == Whiteouts::Overlay {

@@ -167,7 +167,8 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                     _ => None,
                 };
                 st.key = step_key(&st.key, step, &env, inputs.as_ref(), &platform);
-                b.progress.line(&format!("{tag} {label} {ins}"));
+                // Shown on the status line until the step ends.
+                let _running = b.progress.step(&format!("{tag} {label} {ins}"));
                 if let Some(hit) = lookup(b, &st.key) {
                     b.progress.line(&format!("{tag} CACHED"));
                     b.counts.lock().expect("counts").1 += 1;

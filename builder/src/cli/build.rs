@@ -117,6 +117,11 @@ pub struct BuildArgs {
     /// Image format: oci (default) or docker.
     #[arg(long, default_value = "oci")]
     pub format: String,
+    /// Progress output (BuildKit's flag): auto (tty on a terminal outside CI, else plain), plain
+    /// (one line per event, timestamped when not on a terminal) or tty (a status line with the
+    /// running step and the layers moving, redrawn in place).
+    #[arg(long, default_value = "auto")]
+    pub progress: kiln::build::ProgressMode,
     /// Who runs the build, and where the Docker daemon is.
     #[command(flatten)]
     pub backend: super::docker_backend::BackendArgs,
@@ -231,7 +236,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let opts = super::build_options::options(args, source, &plan)?;
-    let outcome = kiln::build::build(&opts, kiln::build::Progress::stderr())?;
+    let progress = kiln::build::Progress::for_stderr(args.progress);
+    let outcome = kiln::build::build(&opts, progress)?;
     println!("{}", outcome.image.digest);
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::merge::{Below, MergeWalker};
 use super::tar_write::{EntryHeader, Kind, TarWriter};
 use super::walk::{Item, Walker};
 use crate::blob::{BlobStore, Digest, DigestWriter};
+use crate::transfer::Counted;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io::{self, Write};
@@ -38,6 +39,8 @@ pub struct LayerOptions {
     /// Paths (relative to the tree) left out with everything under them, such as the mount
     /// points the sandbox added.
     pub exclude: Vec<PathBuf>,
+    /// Where the bytes of the tar stream going into the compressor are counted.
+    pub progress: Option<std::sync::Arc<crate::transfer::Transfer>>,
 }
 
 /// A layer written to the blob store: what a manifest and an image config need.
@@ -66,8 +69,9 @@ pub fn write_layer(
     let blob = store.writer()?;
     let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
         .map_err(LayerError::Stream)?;
+    let counted = Counted::new(enc, opts.progress.as_ref().map(|t| t.blob(None)));
     // The encoder computes the diff_id itself: parallel gzip hashes off this thread.
-    let enc = tar_into(dir, opts, enc)?;
+    let enc = tar_into(dir, opts, counted)?.finish();
     let (diff_id, blob) = enc.finish().map_err(LayerError::Stream)?;
     let (digest, size) = blob.commit()?;
     Ok(LayerInfo {

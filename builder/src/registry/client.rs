@@ -7,6 +7,7 @@ use super::config::RegistryConfig;
 use super::error::{Action, RegistryError};
 use super::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use super::retry::{self, RetryPolicy};
+use crate::transfer::BlobProgress;
 use kiln_registry_auth::{
     normalize_host, parse_www_authenticate_headers, preferred, CredentialResolver, ScopeSet,
     TokenClient,
@@ -58,11 +59,12 @@ pub(crate) struct Endpoint {
 pub(crate) enum Body {
     Empty,
     Bytes(bytes::Bytes),
-    /// `len` bytes of a file from `offset`, streamed.
+    /// `len` bytes of a file from `offset`, streamed, each chunk reported to `progress`.
     File {
         path: PathBuf,
         offset: u64,
         len: u64,
+        progress: Option<Arc<BlobProgress>>,
     },
 }
 
@@ -299,8 +301,13 @@ impl RegistryClient {
                     }
                 }
                 Body::Bytes(b) => rb.body(b.clone()),
-                Body::File { path, offset, len } => {
-                    let body = file_body(path, *offset, *len).await?;
+                Body::File {
+                    path,
+                    offset,
+                    len,
+                    progress,
+                } => {
+                    let body = file_body(path, *offset, *len, progress.clone()).await?;
                     rb.header(CONTENT_LENGTH, len.to_string()).body(body)
                 }
             };
@@ -530,7 +537,13 @@ pub(crate) fn location(resp: &reqwest::Response, base: &Url) -> Option<Url> {
     base.join(l).ok()
 }
 
-async fn file_body(path: &PathBuf, offset: u64, len: u64) -> Result<reqwest::Body, RegistryError> {
+async fn file_body(
+    path: &PathBuf,
+    offset: u64,
+    len: u64,
+    progress: Option<Arc<BlobProgress>>,
+) -> Result<reqwest::Body, RegistryError> {
+    use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let io = |source| RegistryError::Io {
         path: path.clone(),
@@ -539,6 +552,17 @@ async fn file_body(path: &PathBuf, offset: u64, len: u64) -> Result<reqwest::Bod
     let mut f = tokio::fs::File::open(path).await.map_err(io)?;
     f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
     let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10);
+    let Some(progress) = progress else {
+        return Ok(reqwest::Body::wrap_stream(stream));
+    };
+    // Handed to the connection is as far as a client can see; the registry's answer settles it.
+    let mut position = offset;
+    let stream = stream.inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            position += c.len() as u64;
+            progress.at(position);
+        }
+    });
     Ok(reqwest::Body::wrap_stream(stream))
 }
 

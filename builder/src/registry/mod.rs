@@ -10,7 +10,8 @@
 //!
 //! The builder calls [`RegistryClient::get_manifest`], [`RegistryClient::pull_blob`],
 //! [`RegistryClient::ensure_blob`], [`RegistryClient::put_manifest`] and
-//! [`RegistryClient::push_image`].
+//! [`RegistryClient::push_image`]; the `_counted` variants of the pull and push calls report
+//! bytes per chunk to [`crate::transfer`] counters (no terminal is known here).
 
 mod auth;
 mod client;

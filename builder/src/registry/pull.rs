@@ -5,6 +5,7 @@ use super::client::{protocol_error, status_error, transport_error, Endpoint, Reg
 use super::error::{Action, RegistryError};
 use super::reference::{Reference, Repository};
 use crate::blob::{BlobError, BlobStore, BlobWriter, Digest};
+use crate::transfer::BlobProgress;
 use kiln_registry_auth::{Scope, ScopeSet};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -225,23 +226,38 @@ impl RegistryClient {
         size: Option<u64>,
         store: &BlobStore,
     ) -> Result<u64, RegistryError> {
+        self.pull_blob_counted(repo, digest, size, store, None)
+            .await
+    }
+
+    /// [`RegistryClient::pull_blob`], reporting the bytes received to `progress` (the caller
+    /// finishes it).
+    pub async fn pull_blob_counted(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+        store: &BlobStore,
+        progress: Option<&BlobProgress>,
+    ) -> Result<u64, RegistryError> {
         if let Some(size) = store.size(digest) {
             return Ok(size);
         }
         self.on_pull_endpoints(&repo.registry, |ep| async move {
             let policy = self.retry_policy();
             let mut attempt = 0;
-            let mut w = store.writer()?;
+            let mut sink = Sink {
+                store,
+                w: store.writer()?,
+                progress,
+            };
             loop {
-                let before = w.size();
-                match self
-                    .pull_blob_at(&ep, repo, digest, size, store, &mut w)
-                    .await
-                {
+                let before = sink.w.size();
+                match self.pull_blob_at(&ep, repo, digest, size, &mut sink).await {
                     Ok(()) => break,
                     Err(RegistryError::Transport { .. }) if attempt < policy.retries => {
                         // Bytes that came in are progress: only a fruitless attempt counts.
-                        if w.size() == before {
+                        if sink.w.size() == before {
                             attempt += 1;
                         }
                         tokio::time::sleep(policy.delay(attempt, None)).await;
@@ -249,7 +265,7 @@ impl RegistryClient {
                     Err(e) => return Err(e),
                 }
             }
-            match w.commit_expecting(digest) {
+            match sink.w.commit_expecting(digest) {
                 Ok((_, size)) => Ok(size),
                 Err(BlobError::DigestMismatch { expected, actual }) => {
                     Err(RegistryError::DigestMismatch {
@@ -266,17 +282,17 @@ impl RegistryClient {
         .await
     }
 
-    /// One GET of the blob into `w`, from where `w` stands (a `Range` request when it holds
-    /// bytes already; a registry that answers with the whole blob makes `w` start over).
+    /// One GET of the blob into the sink, from where its writer stands (a `Range` request when
+    /// it holds bytes already; a registry that answers with the whole blob makes it start over).
     async fn pull_blob_at(
         &self,
         ep: &Endpoint,
         repo: &Repository,
         digest: &Digest,
         size: Option<u64>,
-        store: &BlobStore,
-        w: &mut BlobWriter,
+        sink: &mut Sink<'_>,
     ) -> Result<(), RegistryError> {
+        let Sink { store, w, progress } = sink;
         let scopes = pull_scopes(repo);
         let url = self.url(ep, repo, &format!("blobs/{digest}"))?;
         let op = format!("get blob {digest}");
@@ -335,6 +351,9 @@ impl RegistryClient {
             match resp.chunk().await {
                 Ok(Some(c)) => {
                     w.write_all(&c).map_err(io)?;
+                    if let Some(p) = progress {
+                        p.at(w.size());
+                    }
                     if limit.is_some_and(|n| w.size() > n) {
                         return Err(protocol_error(repo, &op, "blob longer than announced"));
                     }
@@ -344,6 +363,13 @@ impl RegistryClient {
             }
         }
     }
+}
+
+/// Where a download goes: the writer survives a broken body, so the next request resumes.
+struct Sink<'a> {
+    store: &'a BlobStore,
+    w: BlobWriter,
+    progress: Option<&'a BlobProgress>,
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` value.

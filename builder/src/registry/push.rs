@@ -7,10 +7,12 @@ use super::error::{Action, RegistryError};
 use super::reference::{Reference, Repository};
 use super::upload::{Start, Upload};
 use crate::blob::{BlobStore, Digest};
+use crate::transfer::{BlobProgress, Transfer};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use kiln_registry_auth::{Scope, ScopeSet};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
+use std::sync::Arc;
 
 /// A blob of the local store to make present in a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,32 @@ impl RegistryClient {
         blob: &BlobToPush,
         store: &BlobStore,
     ) -> Result<BlobOutcome, RegistryError> {
+        self.ensure_blob_counted(repo, blob, store, None).await
+    }
+
+    /// [`RegistryClient::ensure_blob`], reporting the bytes sent to `progress` and finishing it
+    /// once the blob is present (also when it existed or was mounted).
+    pub async fn ensure_blob_counted(
+        &self,
+        repo: &Repository,
+        blob: &BlobToPush,
+        store: &BlobStore,
+        progress: Option<&Arc<BlobProgress>>,
+    ) -> Result<BlobOutcome, RegistryError> {
+        let outcome = self.ensure_blob_at(repo, blob, store, progress).await?;
+        if let Some(p) = progress {
+            p.finish();
+        }
+        Ok(outcome)
+    }
+
+    async fn ensure_blob_at(
+        &self,
+        repo: &Repository,
+        blob: &BlobToPush,
+        store: &BlobStore,
+        progress: Option<&Arc<BlobProgress>>,
+    ) -> Result<BlobOutcome, RegistryError> {
         let ep = self.endpoint(&repo.registry)?;
         let scopes = push_scopes(repo);
         if let Some(size) = self
@@ -112,6 +140,7 @@ impl RegistryClient {
             digest: &blob.digest,
             size: blob.size,
             path: &path,
+            progress,
         };
         self.upload(&u, session).await?;
         Ok(BlobOutcome::Uploaded)
@@ -173,6 +202,20 @@ impl RegistryClient {
         image: &ImageToPush,
         store: &BlobStore,
     ) -> Result<PushReport, RegistryError> {
+        self.push_image_counted(destinations, image, store, None)
+            .await
+    }
+
+    /// [`RegistryClient::push_image`], counting the layers of every destination repository in
+    /// `layers` (announced all at once first, so its totals are the push's from the start; a
+    /// layer the registry has or mounts counts as sent). The config is not counted.
+    pub async fn push_image_counted(
+        &self,
+        destinations: &[Reference],
+        image: &ImageToPush,
+        store: &BlobStore,
+        layers: Option<&Arc<Transfer>>,
+    ) -> Result<PushReport, RegistryError> {
         let mut repos: Vec<&Repository> = Vec::new();
         for d in destinations {
             if !repos.contains(&&d.repository) {
@@ -185,7 +228,18 @@ impl RegistryClient {
             blobs: Vec::new(),
         };
         let parallel = self.inner.config.parallel_uploads.max(1);
+        let mut counted: Vec<Vec<Option<Arc<BlobProgress>>>> = repos
+            .iter()
+            .map(|_| {
+                image
+                    .layers
+                    .iter()
+                    .map(|l| layers.map(|t| Arc::new(t.blob(Some(l.size)))))
+                    .collect()
+            })
+            .collect();
         for (i, repo) in repos.iter().enumerate() {
+            let progress = std::mem::take(&mut counted[i]);
             let earlier = repos[..i]
                 .iter()
                 .find(|r| r.registry == repo.registry)
@@ -198,14 +252,17 @@ impl RegistryClient {
                 b
             };
             let layers: Vec<BlobToPush> = image.layers.iter().map(with_source).collect();
-            let outcomes: Vec<(Digest, BlobOutcome)> = stream::iter(layers)
-                .map(|b| async move {
-                    let o = self.ensure_blob(repo, &b, store).await?;
-                    Ok::<_, RegistryError>((b.digest, o))
-                })
-                .buffer_unordered(parallel)
-                .try_collect()
-                .await?;
+            let outcomes: Vec<(Digest, BlobOutcome)> =
+                stream::iter(layers.into_iter().zip(progress))
+                    .map(|(b, p)| async move {
+                        let o = self
+                            .ensure_blob_counted(repo, &b, store, p.as_ref())
+                            .await?;
+                        Ok::<_, RegistryError>((b.digest, o))
+                    })
+                    .buffer_unordered(parallel)
+                    .try_collect()
+                    .await?;
             let config = with_source(&image.config);
             let co = self.ensure_blob(repo, &config, store).await?;
             report

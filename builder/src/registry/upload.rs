@@ -6,11 +6,13 @@ use super::client::{location, protocol_error, status_error, Body, Endpoint, Regi
 use super::error::{Action, RegistryError};
 use super::reference::Repository;
 use crate::blob::Digest;
+use crate::transfer::BlobProgress;
 use kiln_registry_auth::ScopeSet;
 use reqwest::header::{CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode, Url};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Smallest chunk a 413 may halve the chunk size to.
 const MIN_CHUNK: usize = 64 << 10;
@@ -32,6 +34,8 @@ pub(crate) struct Upload<'a> {
     pub(crate) digest: &'a Digest,
     pub(crate) size: u64,
     pub(crate) path: &'a Path,
+    /// Where the bytes sent are counted.
+    pub(crate) progress: Option<&'a Arc<BlobProgress>>,
 }
 
 /// A failure after which a fresh session may succeed.
@@ -144,6 +148,7 @@ impl RegistryClient {
             path: u.path.to_path_buf(),
             offset: 0,
             len: u.size,
+            progress: u.progress.cloned(),
         })
         .no_retry();
         let resp = self.send(req).await?;
@@ -182,6 +187,7 @@ impl RegistryClient {
                 path: u.path.to_path_buf(),
                 offset,
                 len,
+                progress: u.progress.cloned(),
             })
             .no_retry();
             let failed = match self.send(req).await {
