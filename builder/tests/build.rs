@@ -403,7 +403,11 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
         .iter()
         .map(|l| l["digest"].as_str().unwrap())
         .collect();
-    assert_eq!(layers.len(), 3 + 3, "base layers and three steps: {manifest}");
+    assert_eq!(
+        layers.len(),
+        3 + 3,
+        "base layers and three steps: {manifest}"
+    );
     for l in &layers {
         let gets = proxy.count("GET", &format!("/blobs/{l}"));
         assert_eq!(gets, 0, "layer {l} downloaded by the cached rebuild");
