@@ -2,6 +2,9 @@
 //! tree (a `DirView`) and an empty upper directory that is inspected afterwards. Runs as root
 //! (owners, device nodes, `security.capability`).
 
+#[path = "support/tree.rs"]
+mod tree;
+
 use kiln::copy::{copy, inputs_digest, mkdir_workdir, ContextView, CopyError, CopyRequest};
 use kiln::fsview::DirView;
 use std::fs;
@@ -86,24 +89,6 @@ fn owner(p: &Path) -> (u32, u32) {
     (m.uid(), m.gid())
 }
 
-/// Every path in the upper, relative, sorted.
-fn listing(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn file_to_slash_dest_keeps_its_name_and_creates_the_dest_0755_root() {
     let e = env();
@@ -119,7 +104,7 @@ fn file_to_slash_dest_keeps_its_name_and_creates_the_dest_0755_root() {
     assert_eq!(owner(&f), (0, 0), "context files become root's");
     assert_eq!(mode(&e.upper.join("dst")), 0o755);
     assert_eq!(owner(&e.upper.join("dst")), (0, 0));
-    assert_eq!(listing(&e.upper), ["dst", "dst/a.txt"]);
+    assert_eq!(tree::names(&e.upper), ["dst", "dst/a.txt"]);
 }
 
 #[test]
@@ -154,7 +139,10 @@ fn directory_source_copies_its_contents_with_their_metadata() {
     set_mtime(&e.ctx.join("dir/sub"), 2_000_000);
     chmod(&e.ctx.join("dir"), 0o700);
     run(&e, &req(&["dir"], "/out")).unwrap();
-    assert_eq!(listing(&e.upper), ["out", "out/sub", "out/sub/y", "out/x"]);
+    assert_eq!(
+        tree::names(&e.upper),
+        ["out", "out/sub", "out/sub/y", "out/x"]
+    );
     assert_eq!(mode(&e.upper.join("out/sub")), 0o750);
     assert_eq!(meta(&e.upper.join("out/sub")).mtime(), 2_000_000);
     // BuildKit creates the missing destination itself (0755), it does not take dir's mode.
@@ -171,12 +159,15 @@ fn several_sources_need_a_directory_destination() {
     assert!(err
         .to_string()
         .contains("must be a directory and end with a /"));
-    assert!(listing(&e.upper).is_empty(), "nothing written");
+    assert!(tree::names(&e.upper).is_empty(), "nothing written");
     let err = run(&e, &req(&["*"], "/file")).unwrap_err();
     assert!(matches!(err, CopyError::NotADirDest { .. }), "{err}");
     fs::create_dir(e.parent.join("existing")).unwrap();
     run(&e, &req(&["a", "b"], "/existing")).unwrap();
-    assert_eq!(listing(&e.upper), ["existing", "existing/a", "existing/b"]);
+    assert_eq!(
+        tree::names(&e.upper),
+        ["existing", "existing/a", "existing/b"]
+    );
 }
 
 #[test]
@@ -199,7 +190,7 @@ fn globs_follow_go_filepath_match_and_double_star_is_not_recursive() {
     run(&e, &req(&["**.txt"], "/dstar/")).unwrap();
     run(&e, &req(&["d*/x.txt"], "/sub/")).unwrap();
     run(&e, &req(&["d?"], "/dirs/")).unwrap();
-    let l = listing(&e.upper);
+    let l = tree::names(&e.upper);
     let under = |d: &str| -> Vec<String> {
         l.iter()
             .filter_map(|p| p.strip_prefix(&format!("{d}/")).map(String::from))
@@ -225,7 +216,7 @@ fn empty_wildcard_copies_nothing_but_a_missing_path_is_an_error() {
     write(&e.ctx.join("a.txt"), "A");
     run(&e, &req(&["*.nothing"], "/dst/")).unwrap();
     assert_eq!(
-        listing(&e.upper),
+        tree::names(&e.upper),
         ["dst"],
         "the destination is still created"
     );
@@ -252,7 +243,7 @@ fn existing_parent_dirs_are_copied_up_with_the_parents_metadata() {
     set_mtime(&e.parent.join("usr"), 3_000_002);
     run(&e, &req(&["tool"], "/usr/local/bin")).unwrap();
     assert_eq!(
-        listing(&e.upper),
+        tree::names(&e.upper),
         ["usr", "usr/local", "usr/local/bin", "usr/local/bin/tool"],
         "an existing directory destination receives the file; the parent's other files stay below"
     );
@@ -278,7 +269,7 @@ fn destination_resolves_symlinks_in_the_parent() {
     run(&e, &req(&["a.txt"], "/link/")).unwrap();
     run(&e, &req(&["a.txt"], "/rel/sub/b.txt")).unwrap();
     assert_eq!(
-        listing(&e.upper),
+        tree::names(&e.upper),
         ["opt", "opt/a.txt", "opt/sub", "opt/sub/b.txt"]
     );
 }
@@ -455,7 +446,7 @@ fn exclude_patterns_drop_entries_and_wildcard_matches() {
     r.excludes = vec!["*.log".into()];
     run(&e, &r).unwrap();
     assert_eq!(
-        listing(&e.upper),
+        tree::names(&e.upper),
         [
             "out",
             "out/a.txt",
@@ -479,7 +470,7 @@ fn dockerignored_files_are_invisible_even_through_globs() {
     write(&e.ctx.join("logs/a.log"), "a");
     write(&e.ctx.join("logs/keep.log"), "keep");
     run(&e, &req(&["*"], "/all/")).unwrap();
-    let l = listing(&e.upper);
+    let l = tree::names(&e.upper);
     assert!(l.contains(&"all/public.txt".to_string()));
     assert!(
         l.contains(&"all/keep.log".to_string()),
@@ -713,7 +704,7 @@ fn add_url_downloads_names_and_verifies() {
     let err = run(&e, &r).unwrap_err();
     assert!(matches!(err, CopyError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("checksum mismatch"));
-    assert!(!e.upper.join("bad").exists() || listing(&e.upper.join("bad")).is_empty());
+    assert!(!e.upper.join("bad").exists() || tree::names(&e.upper.join("bad")).is_empty());
 
     let mut r = req(&[&format!("{base}/nope")], "/x/");
     r.add = true;
@@ -798,9 +789,9 @@ fn workdir_creates_missing_components_only() {
     set_mtime(&e.parent.join("srv"), 6_000_000);
     std::os::unix::fs::symlink("/srv", e.parent.join("app")).unwrap();
     assert!(!mkdir_workdir(&DirView::new(&e.parent), &e.upper, "/srv", (0, 0)).unwrap());
-    assert!(listing(&e.upper).is_empty());
+    assert!(tree::names(&e.upper).is_empty());
     assert!(mkdir_workdir(&DirView::new(&e.parent), &e.upper, "/app/x/y", (1000, 1000)).unwrap());
-    assert_eq!(listing(&e.upper), ["srv", "srv/x", "srv/x/y"]);
+    assert_eq!(tree::names(&e.upper), ["srv", "srv/x", "srv/x/y"]);
     assert_eq!(owner(&e.upper.join("srv/x/y")), (1000, 1000));
     assert_eq!(mode(&e.upper.join("srv/x")), 0o755);
     assert_eq!(meta(&e.upper.join("srv")).mtime(), 6_000_000);

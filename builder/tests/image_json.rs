@@ -152,6 +152,41 @@ fn a_docker_engine_config_with_nulls_and_extra_fields_parses() {
     assert!(c.rootfs.diff_ids.is_empty());
 }
 
+/// Every field of the config types may be missing, and every list or map may be `null`: both
+/// read as the type's default (as Go's `encoding/json` leaves a field it gets nothing for).
+#[test]
+fn missing_fields_and_null_collections_read_as_defaults() {
+    assert_eq!(ImageConfig::parse(b"{}").unwrap(), ImageConfig::default());
+    assert_eq!(RootFs::default().kind, "layers");
+    let nulls =
+        ImageConfig::parse(br#"{"os.features":null,"config":null,"rootfs":null,"history":null}"#)
+            .unwrap();
+    assert_eq!(nulls, ImageConfig::default());
+    let config: ContainerConfig = serde_json::from_str(
+        r#"{"ExposedPorts":null,"Env":null,"Volumes":null,"Labels":null,"OnBuild":null,
+            "Shell":null,"Healthcheck":{"Test":null}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config,
+        ContainerConfig {
+            healthcheck: Some(Healthcheck::default()),
+            ..ContainerConfig::default()
+        }
+    );
+    let rootfs: RootFs = serde_json::from_str(r#"{"diff_ids":null}"#).unwrap();
+    assert_eq!(rootfs, RootFs::default());
+    assert_eq!(
+        serde_json::from_str::<History>("{}").unwrap(),
+        History::default()
+    );
+    let platform: ImagePlatform =
+        serde_json::from_str(r#"{"os.features":null,"features":null}"#).unwrap();
+    assert_eq!(platform, ImagePlatform::default());
+    // Scalars keep their types: `null` for a string is still an error, as before.
+    assert!(serde_json::from_str::<ContainerConfig>(r#"{"User":null}"#).is_err());
+}
+
 #[test]
 fn bad_configs_are_errors_not_panics() {
     for bad in [

@@ -2,6 +2,9 @@
 //! links out of the tree) naming the entry, writes nothing outside the target, and applies OCI
 //! whiteouts to lower content.
 
+#[path = "support/tree.rs"]
+mod tree;
+
 use kiln::layer::{self, ExtractOptions, LayerError};
 use std::fs;
 use std::path::Path;
@@ -224,26 +227,10 @@ fn whiteouts_remove_lower_content_but_not_the_layer_own() {
     ]);
     layer::extract(&upper[..], &target, &ExtractOptions::default()).unwrap();
     let mut names: Vec<String> = Vec::new();
-    for e in walk(&target) {
+    for e in tree::names(&target) {
         names.push(e);
     }
     assert_eq!(names, ["dir", "dir/-first", "dir/new", "kept"]);
-}
-
-fn walk(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if fs::symlink_metadata(&p).unwrap().is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

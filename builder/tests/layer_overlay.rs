@@ -3,11 +3,12 @@
 //! extracted (either applying whiteouts, or keeping them as overlay whiteouts under a second
 //! overlay mount) reproduces the merged view.
 
+#[path = "support/tree.rs"]
+mod tree;
+
 use kiln::blob::BlobStore;
 use kiln::layer::{self, Compression, ExtractOptions, LayerOptions};
-use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,67 +33,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
-    for p in names {
-        out.push(p.strip_prefix(root).unwrap().to_path_buf());
-        if fs::symlink_metadata(&p).unwrap().is_dir() {
-            collect(root, &p, out);
-        }
-    }
-}
-
-/// What a container would see: type, content, mode, owner, mtime, link target, hard links.
-fn listing(root: &Path) -> Vec<String> {
-    let mut all = Vec::new();
-    collect(root, root, &mut all);
-    let mut inodes: HashMap<u64, String> = HashMap::new();
-    all.iter()
-        .map(|rel| {
-            let p = root.join(rel);
-            let m = fs::symlink_metadata(&p).unwrap();
-            let ft = m.file_type();
-            let kind = if ft.is_dir() {
-                "dir".to_string()
-            } else if ft.is_symlink() {
-                format!("link->{}", fs::read_link(&p).unwrap().display())
-            } else if ft.is_file() {
-                let mut s = Vec::new();
-                fs::File::open(&p).unwrap().read_to_end(&mut s).unwrap();
-                format!("file {}", kiln::blob::Digest::of(&s))
-            } else if ft.is_char_device() {
-                format!("chr {}", m.rdev())
-            } else {
-                "other".into()
-            };
-            let group = if !ft.is_dir() && m.nlink() > 1 {
-                inodes
-                    .entry(m.ino())
-                    .or_insert_with(|| rel.display().to_string())
-                    .clone()
-            } else {
-                String::new()
-            };
-            let mode = if ft.is_symlink() {
-                0
-            } else {
-                m.mode() & 0o7777
-            };
-            format!(
-                "{} {kind} {mode:o} {}:{} mtime={} hl={group}",
-                rel.display(),
-                m.uid(),
-                m.gid(),
-                m.mtime()
-            )
-        })
-        .collect()
 }
 
 fn write(p: &Path, data: &str) {
@@ -146,7 +86,7 @@ fn fixture() -> Fixture {
         fs::set_permissions(merged.join("keep/x"), fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink("../etc/os-release", merged.join("keep/rel")).unwrap();
         std::os::unix::fs::lchown(merged.join("keep/added"), Some(1000), Some(100)).unwrap();
-        listing(&merged)
+        tree::listing(&merged, false)
     };
     Fixture {
         _tmp: tmp,
@@ -293,7 +233,7 @@ fn lower_plus_layer_extracted_reproduces_the_merged_view() {
     layer::extract(store.read(&base.digest).unwrap(), &applied, &x).unwrap();
     let info = layer::extract(store.read(&step.digest).unwrap(), &applied, &x).unwrap();
     assert_eq!(info.diff_id, step.diff_id);
-    assert_eq!(listing(&applied), f.merged_listing);
+    assert_eq!(tree::listing(&applied, false), f.merged_listing);
     assert!(!applied.join("gone.txt").exists());
     assert!(!applied.join("data/a").exists() && !applied.join("data/sub").exists());
 }
@@ -329,7 +269,7 @@ fn a_layer_extracted_with_overlay_whiteouts_serves_as_an_overlay_lower() {
         &format!("lowerdir={}:{}", as_lower.display(), f.lower.display()),
         &view,
     );
-    assert_eq!(listing(&view), f.merged_listing);
+    assert_eq!(tree::listing(&view, false), f.merged_listing);
 }
 
 #[test]

@@ -2,15 +2,15 @@
 //! metadata survive, the same tree always gives the same digests, and the epoch options set
 //! mtimes.
 
+#[path = "support/tree.rs"]
+mod tree;
+
 use kiln::blob::BlobStore;
 use kiln::layer::{self, Compression, ExtractOptions, LayerOptions};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
-use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 /// `security.capability` v2 granting cap_net_raw, effective and permitted (what
 /// `setcap cap_net_raw+ep` writes).
@@ -148,8 +148,7 @@ fn build_tree(root: &Path, reverse: bool) {
         s(root);
     }
     // Fixed mtimes everywhere (children before parents, as creating children changes them).
-    let mut all = Vec::new();
-    collect(root, root, &mut all);
+    let mut all = tree::paths(root);
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, p) in all.iter().enumerate() {
         set_mtime(&root.join(p), 1_600_000_000 + (i as i64 % 7) * 1000);
@@ -157,90 +156,6 @@ fn build_tree(root: &Path, reverse: bool) {
             set_atime(&root.join(p), 42);
         }
     }
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
-    for p in names {
-        out.push(p.strip_prefix(root).unwrap().to_path_buf());
-        if fs::symlink_metadata(&p).unwrap().is_dir() {
-            collect(root, &p, out);
-        }
-    }
-}
-
-fn xattrs(p: &Path) -> Vec<String> {
-    let mut names = vec![0u8; 4096];
-    let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap();
-    let mut out = Vec::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name_s = String::from_utf8_lossy(name).into_owned();
-        if name_s == "security.selinux" {
-            continue;
-        }
-        let mut v = vec![0u8; 4096];
-        let k = rustix::fs::lgetxattr(p, std::ffi::OsStr::from_bytes(name), &mut v[..]).unwrap();
-        out.push(format!("{name_s}={:?}", &v[..k]));
-    }
-    out.sort();
-    out
-}
-
-/// Every path with its type, mode, owner, size, mtime, device, link target, content digest,
-/// xattrs and hard-link group.
-fn listing(root: &Path) -> Vec<String> {
-    let mut all = Vec::new();
-    collect(root, root, &mut all);
-    let mut inodes: HashMap<u64, String> = HashMap::new();
-    all.iter()
-        .map(|rel| {
-            let p = root.join(rel);
-            let m = fs::symlink_metadata(&p).unwrap();
-            let ft = m.file_type();
-            let kind = if ft.is_dir() {
-                "dir".to_string()
-            } else if ft.is_symlink() {
-                format!("link->{}", fs::read_link(&p).unwrap().display())
-            } else if ft.is_file() {
-                let mut s = Vec::new();
-                fs::File::open(&p).unwrap().read_to_end(&mut s).unwrap();
-                format!("file {} {}", m.len(), kiln::blob::Digest::of(&s))
-            } else if ft.is_char_device() {
-                format!("chr {}", m.rdev())
-            } else if ft.is_block_device() {
-                format!("blk {}", m.rdev())
-            } else if ft.is_fifo() {
-                "fifo".into()
-            } else {
-                "other".into()
-            };
-            let group = if !ft.is_dir() && m.nlink() > 1 {
-                inodes
-                    .entry(m.ino())
-                    .or_insert_with(|| rel.display().to_string())
-                    .clone()
-            } else {
-                String::new()
-            };
-            let mode = if ft.is_symlink() {
-                0
-            } else {
-                m.mode() & 0o7777
-            };
-            format!(
-                "{} {kind} {mode:o} {}:{} mtime={} xattrs={:?} hl={group}",
-                rel.display(),
-                m.uid(),
-                m.gid(),
-                m.mtime(),
-                xattrs(&p),
-            )
-        })
-        .collect()
 }
 
 fn opts(c: Compression) -> LayerOptions {
@@ -256,7 +171,7 @@ fn every_kind_of_entry_survives_write_then_extract() {
     let src = tmp.path().join("src");
     fs::create_dir(&src).unwrap();
     build_tree(&src, false);
-    let want = listing(&src);
+    let want = tree::listing(&src, true);
     assert!(
         want.iter().any(|l| l.contains("security.capability")),
         "{want:#?}"
@@ -274,7 +189,7 @@ fn every_kind_of_entry_survives_write_then_extract() {
         )
         .unwrap();
         assert_eq!(got.diff_id, info.diff_id, "{c:?}");
-        assert_eq!(listing(&dst), want, "{c:?}");
+        assert_eq!(tree::listing(&dst, true), want, "{c:?}");
     }
     // A real peer agrees about the file capability.
     if let Ok(out) = std::process::Command::new("getcap")
@@ -294,7 +209,7 @@ fn the_same_tree_gives_the_same_digests_whatever_the_inode_order_or_atimes() {
     fs::create_dir(&b).unwrap();
     build_tree(&a, false);
     build_tree(&b, true);
-    assert_eq!(listing(&a), listing(&b));
+    assert_eq!(tree::listing(&a, true), tree::listing(&b, true));
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
     for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
         let one = layer::write_layer(&store, &a, &opts(c)).unwrap();

@@ -1,6 +1,8 @@
 //! The local executor: git sources, file variables, kiln on PATH, clean-up.
 
 mod common;
+#[path = "common/git.rs"]
+mod git_repo;
 
 use base64::Engine;
 use common::*;
@@ -8,39 +10,16 @@ use kiln_runner::gitlab::JobState;
 use kiln_runner::job::run_job;
 use serde_json::json;
 use std::path::Path;
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=kiln",
-            "-c",
-            "user.email=kiln@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// A repository with three commits on `main`; returns the commits' shas, oldest first.
 fn make_repo(dir: &Path) -> Vec<String> {
-    git(dir, &["init", "-q", "-b", "main"]);
-    let mut shas = Vec::new();
-    for v in 1..=3 {
-        std::fs::write(dir.join("file.txt"), format!("version-{v}\n")).unwrap();
-        git(dir, &["add", "file.txt"]);
-        git(dir, &["commit", "-q", "-m", &format!("v{v}")]);
-        shas.push(git(dir, &["rev-parse", "HEAD"]));
-    }
-    shas
+    git_repo::init(dir);
+    (1..=3)
+        .map(|v| {
+            std::fs::write(dir.join("file.txt"), format!("version-{v}\n")).unwrap();
+            git_repo::commit_all(dir, &format!("v{v}"))
+        })
+        .collect()
 }
 
 fn with_git(spec: &JobSpec, git_info: serde_json::Value) -> kiln_runner::gitlab::JobResponse {

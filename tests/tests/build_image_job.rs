@@ -11,6 +11,8 @@
 
 #[path = "../../runner/tests/common/mod.rs"]
 mod fake_gitlab;
+#[path = "../../runner/tests/common/git.rs"]
+mod git_repo;
 #[path = "../../builder/tests/support/registry_server.rs"]
 mod registry_server;
 
@@ -87,30 +89,10 @@ fn kiln_bin() -> PathBuf {
     bin
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=kiln",
-            "-c",
-            "user.email=kiln@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A repository on `main` with two commits: a Dockerfile that builds, then one whose RUN fails.
 /// Returns their shas.
 fn make_repo(dir: &Path, base: &str) -> (String, String) {
-    git(dir, &["init", "-q", "-b", "main"]);
+    git_repo::init(dir);
     std::fs::write(dir.join("hello.txt"), "hello from the repository\n").unwrap();
     std::fs::write(
         dir.join("Dockerfile"),
@@ -119,16 +101,13 @@ fn make_repo(dir: &Path, base: &str) -> (String, String) {
         ),
     )
     .unwrap();
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-q", "-m", "builds"]);
-    let good = git(dir, &["rev-parse", "HEAD"]);
+    let good = git_repo::commit_all(dir, "builds");
     std::fs::write(
         dir.join("Dockerfile"),
         format!("FROM {base}\nRUN echo about-to-fail && exit 7\nCOPY hello.txt /app/hello.txt\n"),
     )
     .unwrap();
-    git(dir, &["commit", "-q", "-am", "RUN fails"]);
-    let bad = git(dir, &["rev-parse", "HEAD"]);
+    let bad = git_repo::commit_all(dir, "RUN fails");
     (good, bad)
 }
 

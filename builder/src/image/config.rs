@@ -19,46 +19,39 @@ fn is_zero(n: &i64) -> bool {
 
 /// An image config.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImageConfig {
     /// When the image was created (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     /// Who made the image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// CPU architecture.
-    #[serde(default)]
     pub architecture: String,
     /// Operating system.
-    #[serde(default)]
     pub os: String,
     /// OS version (Windows).
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
     /// OS features (Windows).
     #[serde(
         rename = "os.features",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub os_features: Vec<String>,
     /// CPU variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// Defaults for containers run from the image.
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(deserialize_with = "null_default")]
     pub config: ContainerConfig,
     /// The layers' uncompressed digests.
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(deserialize_with = "null_default")]
     pub rootfs: RootFs,
     /// How each layer (or empty step) was made.
     #[serde(
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
@@ -67,14 +60,14 @@ pub struct ImageConfig {
 
 /// The `config` object: what a container runs with by default.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerConfig {
     /// `USER`.
-    #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "User", skip_serializing_if = "String::is_empty")]
     pub user: String,
     /// `EXPOSE`: `80/tcp` → `{}`.
     #[serde(
         rename = "ExposedPorts",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
@@ -82,62 +75,42 @@ pub struct ContainerConfig {
     /// `ENV`, as `KEY=value`, in order.
     #[serde(
         rename = "Env",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub env: Vec<String>,
     /// `ENTRYPOINT`; `None` when unset.
-    #[serde(
-        rename = "Entrypoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Entrypoint", skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     /// `CMD`; `None` when unset.
-    #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Cmd", skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
     /// `VOLUME`: path → `{}`.
     #[serde(
         rename = "Volumes",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub volumes: BTreeMap<String, EmptyObject>,
     /// `WORKDIR`.
-    #[serde(
-        rename = "WorkingDir",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "WorkingDir", skip_serializing_if = "String::is_empty")]
     pub working_dir: String,
     /// `LABEL`.
     #[serde(
         rename = "Labels",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
     /// `STOPSIGNAL`.
-    #[serde(
-        rename = "StopSignal",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(rename = "StopSignal", skip_serializing_if = "String::is_empty")]
     pub stop_signal: String,
     /// `HEALTHCHECK` (a Docker extension OCI runtimes ignore).
-    #[serde(
-        rename = "Healthcheck",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Healthcheck", skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
     /// `ONBUILD` triggers (Docker extension).
     #[serde(
         rename = "OnBuild",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
@@ -145,52 +118,52 @@ pub struct ContainerConfig {
     /// `SHELL` (Docker extension).
     #[serde(
         rename = "Shell",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub shell: Vec<String>,
     /// Whether `Entrypoint`/`Cmd` are already escaped for Windows command lines.
-    #[serde(rename = "ArgsEscaped", default, skip_serializing_if = "is_false")]
+    #[serde(rename = "ArgsEscaped", skip_serializing_if = "is_false")]
     pub args_escaped: bool,
 }
 
 /// `HEALTHCHECK`; durations in nanoseconds, zero meaning "inherit" (as Docker's Go type).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Healthcheck {
     /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`; empty inherits.
     #[serde(
         rename = "Test",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub test: Vec<String>,
     /// Time between checks.
-    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    #[serde(rename = "Interval", skip_serializing_if = "is_zero")]
     pub interval: i64,
     /// Time after which a check is considered hung.
-    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    #[serde(rename = "Timeout", skip_serializing_if = "is_zero")]
     pub timeout: i64,
     /// Time to start before failures count.
-    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    #[serde(rename = "StartPeriod", skip_serializing_if = "is_zero")]
     pub start_period: i64,
     /// Time between checks during the start period.
-    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    #[serde(rename = "StartInterval", skip_serializing_if = "is_zero")]
     pub start_interval: i64,
     /// Consecutive failures before unhealthy.
-    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero")]
+    #[serde(rename = "Retries", skip_serializing_if = "is_zero")]
     pub retries: i64,
 }
 
 /// `rootfs`: the layers as the runtime sees them (uncompressed digests).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RootFs {
     /// Always `layers`.
-    #[serde(rename = "type", default = "layers_type")]
+    #[serde(rename = "type")]
     pub kind: String,
     /// The digest of each layer's uncompressed tar, base first.
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(deserialize_with = "null_default")]
     pub diff_ids: Vec<Digest>,
 }
 
@@ -209,21 +182,22 @@ impl Default for RootFs {
 
 /// One history entry: a step, with or without a layer.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct History {
     /// When the step ran (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     /// The instruction, as `docker history` shows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     /// Who made it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// A comment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// True when the step made no layer (ENV, CMD, ...).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "is_false")]
     pub empty_layer: bool,
 }
 

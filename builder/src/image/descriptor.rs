@@ -63,34 +63,27 @@ impl Descriptor {
 
 /// The platform object of the OCI image spec (`architecture`, `os`, `os.version`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImagePlatform {
     /// CPU architecture (Go's `GOARCH`).
-    #[serde(default)]
     pub architecture: String,
     /// Operating system (Go's `GOOS`).
-    #[serde(default)]
     pub os: String,
     /// OS version (Windows builds).
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
     /// Required OS features (Windows).
     #[serde(
         rename = "os.features",
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub os_features: Vec<String>,
     /// CPU variant (`v7`, `v8`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// CPU features (Docker manifest lists only; reserved).
     #[serde(
-        default,
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]

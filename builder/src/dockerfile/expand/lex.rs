@@ -308,6 +308,15 @@ impl Walk<'_> {
         }
     }
 
+    /// The value of `name`; unset, `written` when the lexer skips unset variables, else empty.
+    fn lookup_or(&mut self, name: &str, written: impl FnOnce() -> String) -> String {
+        match self.lookup(name) {
+            Some(v) => v,
+            None if self.lexer.skip_unset_env => written(),
+            None => String::new(),
+        }
+    }
+
     /// `$name` or `${…}`, the `$` being the next character.
     fn dollar(&mut self) -> Result<String, String> {
         if self.depth >= MAX_DEPTH {
@@ -326,7 +335,7 @@ impl Walk<'_> {
             if name.is_empty() {
                 return Ok("$".into());
             }
-            return Ok(self.lookup(&name).unwrap_or_default());
+            return Ok(self.lookup_or(&name, || format!("${name}")));
         }
         self.pos += 1;
         match self.peek() {
@@ -341,7 +350,7 @@ impl Walk<'_> {
         let mut modifier = op.to_string();
         let mut null_is_unset = false;
         match op {
-            '}' => Ok(self.lookup(&name).unwrap_or_default()),
+            '}' => Ok(self.lookup_or(&name, || format!("${{{name}}}"))),
             '/' => self.replace(&name),
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 if op == ':' {
@@ -366,6 +375,9 @@ impl Walk<'_> {
                     Err(e) => return Err(e),
                 };
                 let value = self.lookup(&name);
+                if value.is_none() && self.lexer.skip_unset_env {
+                    return Ok(format!("${{{name}{modifier}{word}}}"));
+                }
                 let empty = null_is_unset && value.as_deref() == Some("");
                 match op {
                     '-' => Ok(match value {
@@ -424,7 +436,12 @@ impl Walk<'_> {
             Err(_) if self.peek().is_none() => return Err(missing_brace()),
             Err(e) => return Err(e),
         };
-        let value: Vec<char> = self.lookup(name).unwrap_or_default().chars().collect();
+        let value = self.lookup(name);
+        if value.is_none() && self.lexer.skip_unset_env {
+            // BuildKit writes `//` back as a single `/`.
+            return Ok(format!("${{{name}/{pat}/{replacement}}}"));
+        }
+        let value: Vec<char> = value.unwrap_or_default().chars().collect();
         let pat: Vec<char> = pat.chars().collect();
         pattern::replace(&pat, &value, &replacement, all).map_err(|e| bad_pattern(&pat, &e))
     }

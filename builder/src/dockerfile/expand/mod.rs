@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::dockerfile::parser::go_quote;
+
 mod lex;
 mod pattern;
 #[cfg(test)]
@@ -89,6 +91,9 @@ pub struct Lexer {
     pub raw_quotes: bool,
     /// Keep escape characters in the output (heredoc bodies).
     pub raw_escapes: bool,
+    /// Leave unset variables as written (`$A`, `${A:-x}`) instead of expanding them, as
+    /// BuildKit's `SkipUnsetEnv` does for heredoc detection.
+    pub skip_unset_env: bool,
 }
 
 impl Lexer {
@@ -98,6 +103,7 @@ impl Lexer {
             escape,
             raw_quotes: false,
             raw_escapes: false,
+            skip_unset_env: false,
         }
     }
 
@@ -130,37 +136,4 @@ impl Lexer {
             message: format!("failed to process {}: {e}", go_quote(word)),
         })
     }
-}
-
-/// Quotes `s` roughly as Go's `%q` does, so messages read like BuildKit's.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            ' ' => out.push(' '),
-            c if c.is_control() || c.is_whitespace() || c == lex::BOM => {
-                let n = u32::from(c);
-                if n < 0x80 {
-                    out.push_str(&format!("\\x{n:02x}"));
-                } else if n <= 0xFFFF {
-                    out.push_str(&format!("\\u{n:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

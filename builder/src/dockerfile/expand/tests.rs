@@ -121,6 +121,29 @@ fn raw_quotes_and_escapes() {
 }
 
 #[test]
+fn skip_unset_env_keeps_unset_variables_as_written() {
+    let e = env(&[("A", "x"), ("EMPTY", "")]);
+    let lexer = Lexer {
+        skip_unset_env: true,
+        ..Lexer::new('\\')
+    };
+    let w = |s: &str| lexer.process_word(s, &e).unwrap();
+    // Set variables expand as ever, even inside a kept form.
+    assert_eq!(w("$A ${A} ${A:-d} ${EMPTY:-d} ${A/x/y}"), "x x x d y");
+    assert_eq!(
+        w("$U ${U} ${U:-$A} ${U?} ${U#p} ${U//p/r}"),
+        "$U ${U} ${U:-x} ${U?} ${U#p} ${U/p/r}"
+    );
+    let (_, matches) = lexer.process_word_with_matches("$U $A", &e).unwrap();
+    assert_eq!(matches.matched, set(&["A"]));
+    assert_eq!(matches.unmatched, set(&["U"]));
+    // Syntax errors stay errors: the form is checked before the variable is looked up.
+    for bad in ["${U:#p}", "${U!}", "${U:-x", "${}"] {
+        assert!(lexer.process_word(bad, &e).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn nested_defaults() {
     let e = env(&[("b", "B"), ("EMPTY", "")]);
     assert_eq!(word("${a:-${b:-c}}", &e), "B");

@@ -1,7 +1,26 @@
 //! Heredoc markers (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`) in RUN/COPY/ADD lines.
 
-use super::shellwords::process_words;
+use std::collections::BTreeMap;
+
 use super::Heredoc;
+use crate::dockerfile::expand::{ExpandError, Lexer};
+
+/// Splits `text` into words as BuildKit's heredoc detection does: its shell lexer with `\` as
+/// the escape, an empty environment and `SkipUnsetEnv`, so variables stay as written;
+/// `raw_quotes`/`raw_escapes` keep quotes/escapes in the words.
+fn process_words(
+    text: &str,
+    raw_quotes: bool,
+    raw_escapes: bool,
+) -> Result<Vec<String>, ExpandError> {
+    let lexer = Lexer {
+        raw_quotes,
+        raw_escapes,
+        skip_unset_env: true,
+        ..Lexer::new('\\')
+    };
+    lexer.process_words(text, &BTreeMap::new())
+}
 
 /// Matches `^(\d*)<<(-?)([^<]*)$`; returns (chomp, delimiter text) when the word is a marker.
 fn marker(word: &str) -> Option<(bool, &str)> {
@@ -75,6 +94,33 @@ mod tests {
             .into_iter()
             .map(|h| h.name)
             .collect()
+    }
+
+    fn w(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn words() {
+        let ok =
+            |text, raw_quotes, raw_escapes| process_words(text, raw_quotes, raw_escapes).unwrap();
+        assert_eq!(ok("a 'b c' \"d\"", false, false), w(&["a", "b c", "d"]));
+        assert_eq!(ok("a 'b c'", true, false), w(&["a", "'b c'"]));
+        assert_eq!(ok("a\\ b", false, false), w(&["a b"]));
+        assert_eq!(ok("a\\ b", true, true), w(&["a\\ b"]));
+        // Unset variables stay as written, whatever their form; `//` comes back as `/`.
+        assert_eq!(
+            ok(
+                "$A ${B} ${C:-x y} ${D?} ${E:?m} ${F#p} ${G//p/r} $",
+                false,
+                false
+            ),
+            w(&["$A", "${B}", "${C:-x", "y}", "${D?}", "${E:?m}", "${F#p}", "${G/p/r}", "$"])
+        );
+        assert_eq!(ok("''", false, false), Vec::<String>::new());
+        for bad in ["'a", "\"a", "${}", "${a", "${a!}", "${a:#p}", "${a:-x"] {
+            assert!(process_words(bad, false, false).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ mod heredoc;
 mod json;
 mod known;
 mod lines;
-mod shellwords;
 mod split;
 #[cfg(test)]
 mod tests;
