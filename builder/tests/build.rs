@@ -5,6 +5,8 @@
 
 #[path = "support/registry_server.rs"]
 mod support;
+#[path = "support/tree.rs"]
+mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -449,35 +451,13 @@ fn the_demo_builds_its_embedded_dockerfile() {
     assert_eq!(v["Labels"]["org.opencontainers.image.title"], "kiln demo");
 }
 
-/// Every path under `root` with its type, mode, owner, mtime and content or link target.
-fn tree_listing(root: &Path) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let what = if m.is_dir() {
-                stack.push(p.clone());
-                "dir".to_string()
-            } else if m.file_type().is_symlink() {
-                format!("-> {}", std::fs::read_link(&p).unwrap().display())
-            } else {
-                kiln::blob::Digest::of(&std::fs::read(&p).unwrap()).to_string()
-            };
-            out.push(format!(
-                "{} {what} {:o} {}:{} {}",
-                p.strip_prefix(root).unwrap().display(),
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                m.mtime()
-            ));
-        }
-    }
-    out.sort();
-    out
+/// The filesystem of `image` as a listing (type, size, content, mode, owner, mtime, link target,
+/// hard-link group), read through skopeo into a fresh directory under `work` named `into`.
+fn image_listing(image: &str, work: &Path, into: &str) -> (Vec<String>, PathBuf) {
+    let dir = work.join(into);
+    std::fs::create_dir(&dir).unwrap();
+    let root = flatten(image, &dir);
+    (tree::listing(&root, false), root)
 }
 
 fn raw_json(image: &str, config: bool) -> serde_json::Value {
@@ -562,14 +542,9 @@ fn single_snapshot_appends_one_layer_with_the_same_filesystem() {
         "{cfg}"
     );
 
-    let (w1, w2) = (work.path().join("w1"), work.path().join("w2"));
-    for w in [&w1, &w2] {
-        std::fs::create_dir(w).unwrap();
-    }
-    let want = tree_listing(&flatten(&layered, &w1));
-    let got = tree_listing(&flatten(&single, &w2));
+    let (want, _) = image_listing(&layered, work.path(), "w1");
+    let (got, root) = image_listing(&single, work.path(), "w2");
     assert_eq!(got, want, "the merged filesystems differ");
-    let root = w2.join("rootfs");
     assert_eq!(
         std::fs::read_to_string(root.join("app/over")).unwrap(),
         "v2\n"
@@ -705,12 +680,8 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
             && line.contains("the cache directory is on overlayfs"),
         "and its reason: {line}"
     );
-    let (w1, w2) = (work.path().join("w1"), work.path().join("w2"));
-    for w in [&w1, &w2] {
-        std::fs::create_dir(w).unwrap();
-    }
-    let want = tree_listing(&flatten(&overlay_dest, &w1));
-    let got = tree_listing(&flatten(&tree_dest, &w2));
+    let (want, _) = image_listing(&overlay_dest, work.path(), "w1");
+    let (got, _) = image_listing(&tree_dest, work.path(), "w2");
     assert_eq!(got, want, "the two modes' filesystems differ");
     assert_eq!(skopeo_digest(&tree_dest), skopeo_digest(&overlay_dest));
 
@@ -729,9 +700,7 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
         ],
     );
     ok(&o);
-    let w3 = work.path().join("w3");
-    std::fs::create_dir(&w3).unwrap();
-    assert_eq!(tree_listing(&flatten(&single, &w3)), want);
+    assert_eq!(image_listing(&single, work.path(), "w3").0, want);
 }
 
 /// The status draws in a `--progress=tty` stream: what follows each erase that is not a line

@@ -348,13 +348,20 @@ async fn a_download_cut_mid_body_resumes_from_where_it_broke() {
     // brings bytes, so the download goes on to the end.
     proxy.clear();
     proxy.add_rule("GET", &blob_path, 0, 3, Fault::CutResponseAfter(MIB));
-    let pulled = BlobStore::open(dir.path().join("pulled")).unwrap();
-    let n = c
-        .pull_blob(&dest.repository, &layer.digest, Some(layer.size), &pulled)
-        .await
-        .unwrap();
-    assert_eq!(n, layer.size);
-    assert_eq!(pulled.size(&layer.digest), Some(layer.size));
+    // The whole blob, stored under its digest, or the pull fails.
+    let pull_whole = |into: &str| {
+        let pulled = BlobStore::open(dir.path().join(into)).unwrap();
+        let (c, repo) = (&c, &dest.repository);
+        async move {
+            let n = c
+                .pull_blob(repo, &layer.digest, Some(layer.size), &pulled)
+                .await
+                .unwrap();
+            assert_eq!(n, layer.size);
+            assert_eq!(pulled.size(&layer.digest), Some(layer.size));
+        }
+    };
+    pull_whole("pulled").await;
     let gets: Vec<String> = proxy
         .requests()
         .into_iter()
@@ -379,13 +386,7 @@ async fn a_download_cut_mid_body_resumes_from_where_it_broke() {
     proxy.clear();
     proxy.add_rule("GET", &blob_path, 0, 1, Fault::CutResponseAfter(MIB));
     proxy.add_rule("GET", &blob_path, 0, 1, Fault::DropRange);
-    let pulled = BlobStore::open(dir.path().join("pulled-again")).unwrap();
-    let n = c
-        .pull_blob(&dest.repository, &layer.digest, Some(layer.size), &pulled)
-        .await
-        .unwrap();
-    assert_eq!(n, layer.size);
-    assert_eq!(pulled.size(&layer.digest), Some(layer.size));
+    pull_whole("pulled-again").await;
     assert_eq!(proxy.count("GET", &blob_path), 2);
 }
 

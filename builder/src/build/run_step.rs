@@ -7,7 +7,6 @@ use super::stage::{At, Done, NewLayer};
 use super::{Build, SecretSource};
 use crate::dockerfile::instructions::{Command, Mount, MountType, Network as StepNetwork, Run};
 use crate::executor::metadata::StageConfig;
-use crate::image::Layer;
 use crate::plan::Step;
 use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
 use crate::snapshot::{self, Whiteouts};
@@ -176,11 +175,7 @@ pub(crate) fn commit(
     whiteouts: Whiteouts,
 ) -> Result<NewLayer, BuildError> {
     let b = at.b;
-    let mut opts = b.opts.layer.clone();
-    if let Some(t) = b.opts.reproducible {
-        opts.reproducible_epoch = Some(t);
-    }
-    opts.progress = Some(b.progress.transfers().compress.clone());
+    let opts = layer_options(b);
     let info = snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts)
         .map_err(|e| at.err(super::error::chain(&e)))?;
     if whiteouts == Whiteouts::Overlay {
@@ -189,16 +184,22 @@ pub(crate) fn commit(
     }
     Ok(NewLayer {
         layer: LayerRef {
-            layer: Layer {
-                digest: info.digest,
-                size: info.size,
-                diff_id: info.diff_id,
-                media_type: info.media_type.to_string(),
-            },
+            layer: info.into(),
             source: None,
         },
         created_by: at.step.instruction.to_string(),
     })
+}
+
+/// How this build writes a layer: the user's compression and ignored paths, `--reproducible`
+/// times, bytes counted for the progress display.
+pub(crate) fn layer_options(b: &Build<'_>) -> crate::layer::LayerOptions {
+    let mut opts = b.opts.layer.clone();
+    if let Some(t) = b.opts.reproducible {
+        opts.reproducible_epoch = Some(t);
+    }
+    opts.progress = Some(b.progress.transfers().compress.clone());
+    opts
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BuildError> {

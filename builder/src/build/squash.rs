@@ -7,7 +7,6 @@ use super::layers::LayerRef;
 use super::stage::StageDone;
 use super::{wrap, Build};
 use crate::fsview::{FsView, Kind};
-use crate::image::Layer;
 use crate::layer::{self, Below, LayerError};
 use crate::snapshot::OverlayView;
 use std::ffi::OsStr;
@@ -50,19 +49,11 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
                 Some(_) => Below::Other,
             })
         };
-        let mut opts = b.opts.layer.clone();
-        if let Some(t) = b.opts.reproducible {
-            opts.reproducible_epoch = Some(t);
-        }
+        let opts = super::run_step::layer_options(b);
         let info = layer::write_merged_layer(&b.layers.store, &uppers, below, &opts)
             .map_err(|e| wrap("--single-snapshot")(&e))?;
         LayerRef {
-            layer: Layer {
-                digest: info.digest,
-                size: info.size,
-                diff_id: info.diff_id,
-                media_type: info.media_type.to_string(),
-            },
+            layer: info.into(),
             source: None,
         }
     };

@@ -25,6 +25,17 @@ pub struct Layer {
     pub media_type: String,
 }
 
+impl From<crate::layer::LayerInfo> for Layer {
+    fn from(info: crate::layer::LayerInfo) -> Self {
+        Layer {
+            digest: info.digest,
+            size: info.size,
+            diff_id: info.diff_id,
+            media_type: info.media_type.to_string(),
+        }
+    }
+}
+
 /// Collects an image's config and layers, then writes config and manifest blobs.
 #[derive(Debug, Clone)]
 pub struct ImageBuilder {

@@ -66,12 +66,21 @@ pub fn write_layer(
     dir: &Path,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
+    store_layer(store, walk(dir, opts)?, opts)
+}
+
+/// Tars `items` through the compressor into a new blob of `store`.
+fn store_layer(
+    store: &BlobStore,
+    items: impl Iterator<Item = Result<Item, LayerError>>,
+    opts: &LayerOptions,
+) -> Result<LayerInfo, LayerError> {
     let blob = store.writer()?;
     let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
         .map_err(LayerError::Stream)?;
     let counted = Counted::new(enc, opts.progress.as_ref().map(|t| t.blob(None)));
     // The encoder computes the diff_id itself: parallel gzip hashes off this thread.
-    let enc = tar_into(dir, opts, counted)?.finish();
+    let enc = tar_items(items, opts, counted)?.finish();
     let (diff_id, blob) = enc.finish().map_err(LayerError::Stream)?;
     let (digest, size) = blob.commit()?;
     Ok(LayerInfo {
@@ -89,7 +98,7 @@ pub fn write_tar<W: Write>(
     opts: &LayerOptions,
     out: W,
 ) -> Result<(Digest, W), LayerError> {
-    let hashed = tar_into(dir, opts, DigestWriter::new(out))?;
+    let hashed = tar_items(walk(dir, opts)?, opts, DigestWriter::new(out))?;
     let (diff_id, _, out) = hashed.finish();
     Ok((diff_id, out))
 }
@@ -105,29 +114,17 @@ pub fn write_merged_layer(
     below: impl FnMut(&[u8]) -> Result<Below, LayerError>,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
-    let blob = store.writer()?;
-    let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
-        .map_err(LayerError::Stream)?;
-    let enc = tar_items(MergeWalker::new(layers, below)?, opts, enc)?;
-    let (diff_id, blob) = enc.finish().map_err(LayerError::Stream)?;
-    let (digest, size) = blob.commit()?;
-    Ok(LayerInfo {
-        digest,
-        size,
-        diff_id,
-        media_type: opts.compression.media_type(),
-    })
+    store_layer(store, MergeWalker::new(layers, below)?, opts)
 }
 
-/// Writes the tree at `dir` as an uncompressed tar into `out`.
-fn tar_into<W: Write>(dir: &Path, opts: &LayerOptions, out: W) -> Result<W, LayerError> {
-    let walker = Walker::new(
+/// The tree at `dir` in layer order, read as `opts` says.
+fn walk(dir: &Path, opts: &LayerOptions) -> Result<Walker, LayerError> {
+    Walker::new(
         dir,
         opts.overlay_whiteouts,
         opts.oci_whiteouts,
         &opts.exclude,
-    )?;
-    tar_items(walker, opts, out)
+    )
 }
 
 /// Writes `items` (in layer order) as an uncompressed tar into `out`.
