@@ -3,6 +3,8 @@
 //! deletions, pushed and read back with skopeo, the lazy-base push, a failing RUN, the layer
 //! cache, and the demo.
 
+#[path = "support/overlay.rs"]
+mod overlay;
 #[path = "support/registry_server.rs"]
 mod support;
 #[path = "support/tree.rs"]
@@ -586,44 +588,6 @@ fn single_snapshot_appends_one_layer_with_the_same_filesystem() {
     assert_eq!(skopeo_digest(&again), skopeo_digest(&single));
 }
 
-/// An overlayfs mount of an empty directory, unmounted on drop.
-struct OverlayMount {
-    dir: tempfile::TempDir,
-}
-
-impl OverlayMount {
-    fn new() -> OverlayMount {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["l", "u", "w", "m"] {
-            std::fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        let p = |d: &str| dir.path().join(d).display().to_string();
-        let o = Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o"])
-            .arg(format!(
-                "lowerdir={},upperdir={},workdir={}",
-                p("l"),
-                p("u"),
-                p("w")
-            ))
-            .arg(p("m"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "mount overlay: {}", text(&o.stderr));
-        OverlayMount { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("m")
-    }
-}
-
-impl Drop for OverlayMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.path()).status();
-    }
-}
-
 /// kaniko-in-a-container's situation for real: the cache directory is on overlayfs, where the
 /// kernel refuses an overlay upper directory, so steps are snapshotted by comparing trees. The
 /// log says so and why, and the image is the overlay-mode build's, digest for digest.
@@ -649,7 +613,20 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
         ),
         &[("conf.txt", b"x=1\n")],
     );
-    let on_overlay = OverlayMount::new();
+    let under = tempfile::tempdir().unwrap();
+    let p = |d: &str| under.path().join(d);
+    for d in ["l", "u", "w"] {
+        std::fs::create_dir(p(d)).unwrap();
+    }
+    let on_overlay = overlay::Mount::overlay(
+        &format!(
+            "lowerdir={},upperdir={},workdir={}",
+            p("l").display(),
+            p("u").display(),
+            p("w").display()
+        ),
+        &p("m"),
+    );
     let (overlay_dest, tree_dest) = (
         format!("{}/mode:overlay", reg.addr),
         format!("{}/mode:treediff", reg.addr),

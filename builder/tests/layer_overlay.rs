@@ -3,8 +3,12 @@
 //! extracted (either applying whiteouts, or keeping them as overlay whiteouts under a second
 //! overlay mount) reproduces the merged view.
 
+#[path = "support/overlay.rs"]
+mod overlay;
 #[path = "support/tree.rs"]
 mod tree;
+
+use overlay::{write, Mount};
 
 use kiln::blob::BlobStore;
 use kiln::layer::{self, Compression, ExtractOptions, LayerOptions};
@@ -12,33 +16,6 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Unmounts on drop, so a failing assertion does not leave the mount behind.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn overlay(options: &str, at: &Path) -> Mount {
-        fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o", options])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -o {options} failed");
-        Mount(at.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn write(p: &Path, data: &str) {
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
-}
 
 struct Fixture {
     _tmp: tempfile::TempDir,

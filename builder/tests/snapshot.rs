@@ -15,10 +15,13 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+#[path = "support/overlay.rs"]
+mod overlay;
+use overlay::{opaque, whiteout, write, Mount};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -33,74 +36,21 @@ macro_rules! need_root {
     };
 }
 
-/// Unmounts on drop, so a failing assertion does not leave the mount behind.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn overlay(lowers: &[PathBuf], upper_work: Option<(&Path, &Path)>, at: &Path) -> Mount {
-        Mount::overlay_with(lowers, upper_work, at, "")
+/// Overlay mount options for `lowers` (top-most first), with an upper and work dir if given,
+/// plus `extra`.
+fn overlay_options(lowers: &[PathBuf], upper_work: Option<(&Path, &Path)>, extra: &str) -> String {
+    let lowers: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    let mut o = format!("lowerdir={}", lowers.join(":"));
+    if let Some((u, w)) = upper_work {
+        o.push_str(&format!(
+            ",upperdir={},workdir={}",
+            u.display(),
+            w.display()
+        ));
     }
-
-    fn overlay_with(
-        lowers: &[PathBuf],
-        upper_work: Option<(&Path, &Path)>,
-        at: &Path,
-        extra: &str,
-    ) -> Mount {
-        fs::create_dir_all(at).unwrap();
-        let lowers: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
-        let mut o = format!("lowerdir={}", lowers.join(":"));
-        if let Some((u, w)) = upper_work {
-            o.push_str(&format!(
-                ",upperdir={},workdir={}",
-                u.display(),
-                w.display()
-            ));
-        }
-        o.push_str(",redirect_dir=off,metacopy=off");
-        o.push_str(extra);
-        let st = Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o", &o])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -o {o} failed");
-        Mount(at.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn write(p: &Path, data: &str) {
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
-}
-
-fn whiteout(p: &Path) {
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        p,
-        rustix::fs::FileType::CharacterDevice,
-        rustix::fs::Mode::empty(),
-        0,
-    )
-    .unwrap();
-}
-
-fn opaque(p: &Path) {
-    fs::create_dir_all(p).unwrap();
-    rustix::fs::setxattr(
-        p,
-        "trusted.overlay.opaque",
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    o.push_str(",redirect_dir=off,metacopy=off");
+    o.push_str(extra);
+    o
 }
 
 /// A tree in overlay form written as a layer blob.
@@ -270,7 +220,7 @@ fn merged_view_of_three_layers_equals_a_real_overlay_mount() {
     let ours = listing(&view);
     let merged = t.root.join("merged");
     let theirs = {
-        let _m = Mount::overlay(&t.lowers, None, &merged);
+        let _m = Mount::overlay(&overlay_options(&t.lowers, None, ""), &merged);
         listing(&DirView::new(&merged))
     };
     assert_eq!(ours, theirs);
@@ -419,7 +369,10 @@ fn commit_of_a_real_overlay_upper_then_adopt_and_get() {
     let step = step_dirs(&t.cache).unwrap();
     let merged = t.root.join("merged");
     let seen = {
-        let _m = Mount::overlay(&t.lowers, Some((&step.upper, &step.work)), &merged);
+        let _m = Mount::overlay(
+            &overlay_options(&t.lowers, Some((&step.upper, &step.work)), ""),
+            &merged,
+        );
         write(&merged.join("new.txt"), "created\n");
         fs::write(merged.join("etc/passwd"), "root:x:0:0::/root:/bin/bash\n").unwrap();
         fs::remove_file(merged.join("a/y")).unwrap();
@@ -731,11 +684,13 @@ fn bench_one_file_change_in_50000_file_lower() {
         let step = step_dirs(&cache).unwrap();
         let merged = tmp.path().join("merged");
         let t = Instant::now();
-        let m = Mount::overlay_with(
-            std::slice::from_ref(&lower),
-            Some((&step.upper, &step.work)),
+        let m = Mount::overlay(
+            &overlay_options(
+                std::slice::from_ref(&lower),
+                Some((&step.upper, &step.work)),
+                extra,
+            ),
             &merged,
-            extra,
         );
         let mount_ms = ms(t);
         fs::write(merged.join("d123/f12345"), "changed by RUN\n").unwrap();
