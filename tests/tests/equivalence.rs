@@ -543,18 +543,26 @@ fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
     }
 }
 
+/// Whether the tools `test` needs are here; without them it is skipped, except in CI (.ci/run
+/// sets KILN_REQUIRE_REGISTRY), where a missing tool fails it.
+fn tools_here(test: &str) -> bool {
+    let Some(why) = missing_tools() else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
+        "{test}: {why}"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
 /// A case's name, how long it took and what failed.
 type CaseResult = (String, Duration, Result<(), String>);
 
 #[test]
 fn corpus_builds_alike() {
-    if let Some(why) = missing_tools() {
-        // CI (.ci/run) sets KILN_REQUIRE_REGISTRY: there a missing tool fails instead of skipping.
-        assert!(
-            std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
-            "corpus_builds_alike: {why}"
-        );
-        eprintln!("SKIPPED corpus_builds_alike: {why}");
+    if !tools_here("corpus_builds_alike") {
         return;
     }
     let filter = case_filter();
@@ -663,13 +671,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn mutations_are_detected() {
-    if let Some(why) = missing_tools() {
-        // CI (.ci/run) sets KILN_REQUIRE_REGISTRY: there a missing tool fails instead of skipping.
-        assert!(
-            std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
-            "mutations_are_detected: {why}"
-        );
-        eprintln!("SKIPPED mutations_are_detected: {why}");
+    if !tools_here("mutations_are_detected") {
         return;
     }
     let rig = Rig::start();

@@ -599,15 +599,7 @@ async fn proxy_conn(
         .unwrap_or(0);
     match fault {
         Some(Fault::Respond(status, extra)) => {
-            let mut got = rest.len();
-            let mut tmp = vec![0u8; 64 << 10];
-            while got < content_length {
-                let n = client.read(&mut tmp).await.ok()?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
+            pass(&mut client, None, rest.len(), content_length).await?;
             let mut resp = format!("HTTP/1.1 {status} Injected\r\n");
             for (k, v) in extra {
                 let v = v.replace("{path}", &path);
@@ -619,51 +611,22 @@ async fn proxy_conn(
             Some(())
         }
         Some(Fault::CutAfter(limit)) => {
-            let mut got = rest.len();
-            let mut tmp = vec![0u8; 64 << 10];
-            while got < limit.min(content_length) {
-                let n = client.read(&mut tmp).await.ok()?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
+            pass(&mut client, None, rest.len(), limit.min(content_length)).await?;
             drop(client);
             Some(())
         }
         Some(Fault::ResetAfter(limit)) => {
-            let mut got = rest.len();
-            let mut tmp = vec![0u8; 64 << 10];
-            while got < limit.min(content_length) {
-                let n = client.read(&mut tmp).await.ok()?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
+            pass(&mut client, None, rest.len(), limit.min(content_length)).await?;
             // Linger 0 makes the close an RST, as a crashed middlebox would send.
             let _ = client.set_zero_linger();
             drop(client);
             Some(())
         }
         Some(Fault::ForwardThenCut(limit)) => {
-            let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
-            up.write_all(format!("{first}\r\n{}\r\n\r\n", headers.join("\r\n")).as_bytes())
-                .await
-                .ok()?;
-            let mut sent = rest.len().min(limit);
+            let mut up = send_head(upstream, &first, &headers).await?;
+            let sent = rest.len().min(limit);
             up.write_all(&rest[..sent]).await.ok()?;
-            let mut tmp = vec![0u8; 64 << 10];
-            while sent < limit {
-                let n = client.read(&mut tmp).await.ok()?;
-                if n == 0 {
-                    break;
-                }
-                let n = n.min(limit - sent);
-                up.write_all(&tmp[..n]).await.ok()?;
-                sent += n;
-            }
-            up.flush().await.ok()?;
+            pass(&mut client, Some(&mut up), sent, limit).await?;
             // Let the registry take in what it got before the connection drops.
             tokio::time::sleep(Duration::from_millis(200)).await;
             drop(up);
@@ -675,23 +638,9 @@ async fn proxy_conn(
             forward(client, upstream, &first, &headers, &rest).await
         }
         Some(Fault::CutResponseAfter(limit)) => {
-            let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
-            up.write_all(format!("{first}\r\n{}\r\n\r\n", headers.join("\r\n")).as_bytes())
-                .await
-                .ok()?;
+            let mut up = send_head(upstream, &first, &headers).await?;
             up.write_all(&rest).await.ok()?;
-            let mut sent = 0;
-            let mut tmp = vec![0u8; 64 << 10];
-            while sent < limit {
-                let n = up.read(&mut tmp).await.ok()?;
-                if n == 0 {
-                    break;
-                }
-                let n = n.min(limit - sent);
-                client.write_all(&tmp[..n]).await.ok()?;
-                sent += n;
-            }
-            client.flush().await.ok()?;
+            pass(&mut up, Some(&mut client), 0, limit).await?;
             drop(up);
             drop(client);
             Some(())
@@ -706,6 +655,45 @@ async fn proxy_conn(
         }
         None => forward(client, upstream, &first, &headers, &rest).await,
     }
+}
+
+/// Moves bytes from `from` into `to` (or nowhere) until `limit` have gone, counting `done`
+/// already, or `from` ends; flushes `to`.
+async fn pass(
+    from: &mut tokio::net::TcpStream,
+    mut to: Option<&mut tokio::net::TcpStream>,
+    mut done: usize,
+    limit: usize,
+) -> Option<()> {
+    let mut tmp = vec![0u8; 64 << 10];
+    while done < limit {
+        let n = from.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        let n = n.min(limit - done);
+        if let Some(to) = to.as_mut() {
+            to.write_all(&tmp[..n]).await.ok()?;
+        }
+        done += n;
+    }
+    if let Some(to) = to {
+        to.flush().await.ok()?;
+    }
+    Some(())
+}
+
+/// A new upstream connection with the request head sent as it came.
+async fn send_head(
+    upstream: SocketAddr,
+    first: &str,
+    headers: &[String],
+) -> Option<tokio::net::TcpStream> {
+    let mut up = tokio::net::TcpStream::connect(upstream).await.ok()?;
+    up.write_all(format!("{first}\r\n{}\r\n\r\n", headers.join("\r\n")).as_bytes())
+        .await
+        .ok()?;
+    Some(up)
 }
 
 async fn forward(
