@@ -308,3 +308,46 @@ fn rootless_opaque_xattr_and_the_x_value_and_whiteouts_only_when_asked() {
     );
     assert!(!off.iter().any(|e| e.0.contains(".wh.")), "{off:?}");
 }
+
+/// The tree-diff fallback's upper spells deletions as OCI files (`.wh.x`, `.wh..wh..opq`)
+/// where overlay has 0:0 devices and opaque xattrs; the same change gives the same layer, byte
+/// for byte, either way (deletions first in their directory, with a whiteout's header).
+#[test]
+fn an_oci_spelled_upper_gives_the_overlay_upper_s_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ovl, oci) = (dir.path().join("ovl"), dir.path().join("oci"));
+    for root in [&ovl, &oci] {
+        // Names sorting before `.wh.` (`.a`, `+x`) are where a mis-ordered deletion shows.
+        overlay::write(&root.join("etc/.a"), "a\n");
+        overlay::write(&root.join("etc/+x"), "x\n");
+        overlay::write(&root.join("app/new"), "n\n");
+    }
+    overlay::whiteout(&ovl.join("etc/gone"));
+    overlay::opaque(&ovl.join("app"));
+    overlay::write(&oci.join("etc/.wh.gone"), "");
+    overlay::write(&oci.join("app/.wh..wh..opq"), "");
+    let store = BlobStore::open(dir.path().join("store")).unwrap();
+    let opts = LayerOptions {
+        reproducible_epoch: Some(0),
+        ..LayerOptions::default()
+    };
+    let from_overlay = layer::write_layer(
+        &store,
+        &ovl,
+        &LayerOptions {
+            overlay_whiteouts: true,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let from_oci = layer::write_layer(
+        &store,
+        &oci,
+        &LayerOptions {
+            oci_whiteouts: true,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert_eq!(from_oci.diff_id, from_overlay.diff_id);
+}

@@ -156,6 +156,18 @@ impl Walker {
                         .into(),
                 });
             }
+            if self.oci_whiteouts && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                // Already OCI-spelled deletions: written as the overlay ones are (first, with
+                // a whiteout's header), so both snapshot modes give the same layer.
+                if name.as_bytes() == OPAQUE_MARKER.as_bytes() {
+                    if !opaque {
+                        entries.push((OPAQUE_MARKER.as_bytes().to_vec(), Pending::Opaque));
+                    }
+                } else {
+                    entries.push((name.as_bytes().to_vec(), Pending::Whiteout(name)));
+                }
+                continue;
+            }
             let ft = e.file_type().map_err(io_at(abs.join(&name)))?;
             if self.overlay && ft.is_char_device() {
                 let m = e.metadata().map_err(io_at(abs.join(&name)))?;

@@ -256,8 +256,9 @@ impl RegistryClient {
                 match self.pull_blob_at(&ep, repo, digest, size, &mut sink).await {
                     Ok(()) => break,
                     Err(RegistryError::Transport { .. }) if attempt < policy.retries => {
-                        // Bytes that came in are progress: only a fruitless attempt counts.
-                        if sink.w.size() == before {
+                        // Bytes that came in are progress: only a fruitless attempt counts
+                        // (a server ignoring Range restarts the writer: that is no progress).
+                        if sink.w.size() <= before {
                             attempt += 1;
                         }
                         tokio::time::sleep(policy.delay(attempt, None)).await;
