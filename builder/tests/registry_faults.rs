@@ -474,3 +474,54 @@ async fn counted_transfers_report_each_byte_once_through_a_reset() {
     p.finish();
     assert_eq!(t.snapshot().blobs_done, 1);
 }
+
+/// A layer left in the registry for a cross-repository mount (a base or cache layer never
+/// downloaded) still gets pushed when the registry refuses the mount: fetched from its source
+/// repository, then uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_mount_fetches_the_blob_from_its_source_and_uploads_it() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path().join("first")).unwrap();
+    let image = make_image(&store, 404, &[2 * MIB, MIB / 2]);
+    let c = client(&proxy.addr, |_| {});
+    let src = r(&format!("{}/base/img:1", proxy.addr));
+    c.push_image(std::slice::from_ref(&src), &image, &store)
+        .await
+        .unwrap();
+    // A fresh machine: only the config is local; the layers are the source's, to be mounted.
+    let fresh = BlobStore::open(dir.path().join("fresh")).unwrap();
+    fresh
+        .put(&store_bytes(&store, &image.config.digest))
+        .unwrap();
+    let mut remote = image.clone();
+    for l in &mut remote.layers {
+        l.mount_from = Some(src.repository.clone());
+    }
+    proxy.clear();
+    proxy.add_rule("POST", "mount=", 0, 100, Fault::Respond(403, vec![]));
+    let dest = r(&format!("{}/app/img:1", proxy.addr));
+    c.push_image(std::slice::from_ref(&dest), &remote, &fresh)
+        .await
+        .unwrap();
+    for l in &image.layers {
+        let from_source = format!("/v2/base/img/blobs/{}", l.digest);
+        assert_eq!(
+            proxy.count("GET", &from_source),
+            1,
+            "{:#?}",
+            proxy.requests()
+        );
+        assert_eq!(fresh.size(&l.digest), Some(l.size));
+    }
+    let got = client(&reg.addr, |_| {})
+        .get_manifest(&r(&format!("{}/app/img:1", reg.addr)))
+        .await
+        .unwrap();
+    assert_eq!(got.bytes, image.manifest);
+}
+
+fn store_bytes(store: &BlobStore, d: &kiln::blob::Digest) -> Vec<u8> {
+    std::fs::read(store.path(d)).unwrap()
+}

@@ -128,9 +128,16 @@ impl RegistryClient {
                 Err(e) => return Err(e),
             }
         }
-        let have = store.size(&blob.digest);
-        if have != Some(blob.size) {
-            return Err(crate::blob::BlobError::Missing(blob.digest.clone()).into());
+        if store.size(&blob.digest) != Some(blob.size) {
+            // A blob left remote for a mount the registry refused (mounting disabled, no pull
+            // right on the source): fetched from its source here, then uploaded like any other.
+            match &blob.mount_from {
+                Some(src) => {
+                    self.pull_blob(src, &blob.digest, Some(blob.size), store)
+                        .await?;
+                }
+                None => return Err(crate::blob::BlobError::Missing(blob.digest.clone()).into()),
+            }
         }
         let path = store.path(&blob.digest);
         let u = Upload {
