@@ -488,8 +488,8 @@ fn rootless_mode_as_root_maps_every_id() {
     let (o, out) = run(&spec);
     assert_eq!(o.exit, ExitKind::Code(0), "{out}");
     assert_eq!(fs::metadata(r.path("upper/f")).unwrap().uid(), 0);
-    let opaque_rootless = r.path("upper");
-    assert!(opaque_rootless.exists());
+    // The refused write as app left nothing; root's landed, owned by root.
+    assert_eq!(r.upper(), ["f"]);
 }
 
 #[test]
@@ -635,6 +635,7 @@ fn rootless_as_an_unprivileged_user() {
 }
 
 #[test]
+#[ignore = "benchmark: prints the sandbox's fixed cost (bench numbers, not a check)"]
 fn fixed_cost_of_one_run() {
     need_root!();
     let r = Root::new();
@@ -654,7 +655,6 @@ fn fixed_cost_of_one_run() {
     );
 }
 
-/// The kiln half of [`process_dies_with_kiln`]: runs a long sleep with its output on stdout.
 /// Undoes the test's changes to the host's user database.
 struct SubidUser {
     saved: Vec<(&'static str, Option<Vec<u8>>)>,
@@ -791,6 +791,7 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     all
 }
 
+/// The kiln half of [`process_dies_with_kiln`]: runs a long sleep with its output on stdout.
 #[test]
 fn death_helper() {
     let Ok(base) = std::env::var("KILN_SANDBOX_DEATH_DIR") else {

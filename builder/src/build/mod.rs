@@ -22,7 +22,6 @@ pub use error::BuildError;
 pub use layers::LayerRef;
 pub use progress::{Progress, ProgressMode};
 
-use crate::blob::BlobStore;
 use crate::cache::{LocalCache, RepoCache};
 use crate::image::{BuiltImage, ImageFormat};
 use crate::layer::LayerOptions;
@@ -174,7 +173,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
     );
     let client = RegistryClient::new(opts.registry.clone(), opts.credentials.clone())
         .map_err(|e| wrap("registry client")(&e))?;
-    let store = BlobStore::open(opts.cache_dir.join("blobs"))?;
+    let store = crate::cache::blob_store(&opts.cache_dir)?;
     let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone());
     let plan = plan::plan(&df, &opts.dockerfile, &opts.plan, &bases)?;
     for w in &plan.warnings {

@@ -114,7 +114,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
         "built {} ({} layers; {run} steps run, {cached} cached; {} downloaded)",
         image.digest,
         image.layers.len(),
-        human(downloaded)
+        super::status::bytes(downloaded)
     ));
     Ok(BuildOutcome {
         image,
@@ -123,19 +123,4 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
         steps_cached: cached,
         downloaded,
     })
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -14,9 +14,7 @@ use crate::blob::BlobStore;
 use crate::image::time::{now_unix, rfc3339};
 use crate::image::{parse_manifest, History, ImageBuilder, Layer, ParsedManifest};
 use crate::plan::Platform;
-use crate::registry::{
-    BlobToPush, ImageToPush, Reference, RegistryClient, RegistryError, Repository,
-};
+use crate::registry::{ImageToPush, Reference, RegistryClient, RegistryError, Repository};
 use std::time::Duration;
 
 /// Annotation: the kiln cache format the image was written in.
@@ -147,18 +145,7 @@ impl RepoCache {
                 b.add_history(history);
             }
         }
-        let built = b.write(store)?;
-        let blob = |d: &crate::image::Descriptor| BlobToPush {
-            digest: d.digest.clone(),
-            size: d.size,
-            mount_from: None,
-        };
-        let image = ImageToPush {
-            layers: built.layers.iter().map(blob).collect(),
-            config: blob(&built.config),
-            manifest: built.manifest.clone(),
-            media_type: built.media_type.to_string(),
-        };
+        let image = ImageToPush::from(&b.write(store)?);
         self.client
             .push_image(&[self.reference(key)], &image, store)
             .await?;
