@@ -680,17 +680,14 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
     assert_eq!(image_listing(&single, work.path(), "w3").0, want);
 }
 
-/// The status draws in a `--progress=tty` stream: what follows each erase that is not a line
-/// scrolling above (a line ends in `\n`; what follows it is the status put back).
-fn status_draws(err: &str) -> Vec<&str> {
-    err.split("\r\x1b[2K")
-        .skip(1)
-        .filter(|s| !s.contains('\n') && !s.is_empty())
-        .collect()
-}
-
+/// The one end-to-end progress test. What a terminal shows while a build runs is a pure function
+/// of the build's events (unit-tested on recorded sequences in `build/render.rs`); which events a
+/// 100 ms redraw catches depends on the machine, so this asserts only what cannot race: the last
+/// status before the summary counts exactly the pushed manifest's layers and bytes, plain output
+/// holds no escape codes, and `--progress=auto` picks tty on a terminal (a pty from util-linux's
+/// `script`) unless `CI` is set.
 #[test]
-fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes() {
+fn progress_ends_at_the_pushed_counts_and_plain_output_has_no_escapes() {
     let Fixture {
         reg, work, base, ..
     } = fixture();
@@ -701,29 +698,15 @@ fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes()
         ),
         &[("data.bin", &data)],
     );
-    // A fresh cache: the RUN needs the base's layers pulled and extracted.
     let dest = format!("{}/progress:tty", reg.addr);
-    let fresh = work.path().join("fresh");
     let o = build(
         ctx.path(),
         &reg.addr,
-        &fresh,
+        &work.path().join("fresh"),
         &["--destination", &dest, "--progress=tty"],
     );
     ok(&o);
     let err = text(&o.stderr);
-    let draws = status_draws(&err);
-    assert!(draws.len() >= 2, "the status line is redrawn: {err:?}");
-    assert!(
-        draws.iter().any(|d| d.contains("RUN cat /data.bin")),
-        "the running step is shown: {draws:#?}"
-    );
-    assert!(
-        draws
-            .iter()
-            .any(|d| d.contains("pull") || d.contains("extract")),
-        "the base's layers are shown moving: {draws:#?}"
-    );
     // The pushed manifest: what the last status must count.
     let raw = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", "--raw"])
@@ -739,7 +722,7 @@ fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes()
         n = layers.len()
     );
     let digest = kiln::blob::Digest::of(&raw.stdout);
-    // The summary replaces the status line, whose last state counts the pushed layers.
+    // Settling draws the final counts, then erases them; the summary follows alone.
     let segments: Vec<&str> = err.split("\r\x1b[2K").collect();
     let summary = segments
         .iter()
@@ -750,29 +733,13 @@ fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes()
         "expected {last:?} last, got {:?}",
         segments[summary - 1]
     );
-    let last_draw = draws.iter().rposition(|d| d.starts_with(&last)).unwrap();
-    // Work in flight was drawn before the end. Which kind a 100 ms tick catches depends on the
-    // machine (a 10 MiB push on loopback can fall between two ticks), so any moving transfer
-    // counts, wherever it sits in the line.
-    let moving = [
-        "pulling ",
-        "extracting ",
-        "compressing ",
-        "compressed ",
-        "pushing ",
-    ];
-    assert!(
-        draws[..last_draw]
-            .iter()
-            .any(|d| moving.iter().any(|m| d.contains(m))),
-        "{draws:#?}"
-    );
     let tail: Vec<&str> = err.lines().rev().take(2).collect();
     assert!(
         tail[0].starts_with(&format!("built {digest} ("))
             && tail[1].ends_with(&format!("\r\x1b[2Kpushed {dest}@{digest}")),
         "the summary ends the output: {tail:?}"
     );
+    assert!(err.contains("RUN cat /data.bin"), "{err:?}");
     assert!(!err.contains("s] #"), "no timestamps in tty mode: {err:?}");
 
     // Plain keeps the lines alone: no erase, no carriage return, timestamps in a pipe.
@@ -791,18 +758,13 @@ fn tty_progress_redraws_a_status_line_that_ends_at_the_pushed_layers_and_bytes()
     assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
     assert!(err.lines().all(|l| l.starts_with('[')), "{err}");
     assert!(err.contains("RUN cat /data.bin"), "{err}");
-}
 
-/// `--progress=auto` (the default) on a terminal: tty outside CI, plain with `CI` set. The
-/// terminal is a pty from util-linux's `script`.
-#[test]
-fn auto_progress_is_tty_on_a_terminal_unless_ci_is_set() {
+    // `--progress=auto` (the default) on a terminal.
     if !Path::new("/usr/bin/script").exists() {
-        eprintln!("skipped: /usr/bin/script (util-linux) is not installed");
+        eprintln!("auto not checked: /usr/bin/script (util-linux) is not installed");
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let ctx = context(
+    let small = context(
         "FROM scratch\nCOPY a.bin /a.bin\n",
         &[("a.bin", &support::random_bytes(5, 1 << 20))],
     );
@@ -810,7 +772,7 @@ fn auto_progress_is_tty_on_a_terminal_unless_ci_is_set() {
         let line = format!(
             "{} build -c {} --no-push --cache-dir {}",
             env!("CARGO_BIN_EXE_kiln"),
-            ctx.path().display(),
+            small.path().display(),
             work.path().join(cache).display()
         );
         let mut c = Command::new("/usr/bin/script");
@@ -823,8 +785,10 @@ fn auto_progress_is_tty_on_a_terminal_unless_ci_is_set() {
         text(&o.stdout)
     };
     let tty = run(None, "c1");
-    assert!(tty.contains("\r\x1b[2K"), "{tty:?}");
-    assert!(tty.contains("compressed 1/1 layers"), "{tty:?}");
+    assert!(
+        tty.contains("\r\x1b[2Kcompressed 1/1 layers"),
+        "settling draws the final counts: {tty:?}"
+    );
     let ci = run(Some("true"), "c2");
     assert!(!ci.contains('\x1b'), "{ci:?}");
     assert!(ci.contains("COPY a.bin /a.bin"), "{ci:?}");

@@ -12,6 +12,7 @@ pub mod error;
 mod layers;
 mod output;
 pub mod progress;
+mod render;
 mod run_step;
 mod squash;
 mod stage;

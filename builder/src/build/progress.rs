@@ -1,9 +1,12 @@
 //! What a build prints: one line per step, RUN output indented under its step, a summary at the
 //! end. In CI (output not a terminal) each line starts with the time since the build began, so a
 //! job log shows where the time went. On a terminal (`--progress=tty`) the lines scroll above a
-//! status line that shows the running step and the layers moving (see [`super::status`]).
+//! status line that shows the running step and the layers moving (see [`super::status`]). What
+//! is written for each event is [`super::render`]'s pure function; this module feeds it the
+//! build's events, a redraw clock and the counters.
 
-use super::status::{Running, StatusLine, StatusView, INTERVAL};
+use super::render::{Event, Renderer};
+use super::status::INTERVAL;
 use crate::transfer::Transfer;
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
@@ -87,20 +90,16 @@ pub struct Progress {
 }
 
 struct Shared {
-    start: Instant,
-    timestamps: bool,
     transfers: Transfers,
     screen: Mutex<Screen>,
     /// Dropped to stop the redrawing thread.
     ticker: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
+/// The renderer and where its output goes.
 struct Screen {
     out: Box<dyn Write + Send>,
-    /// The status line, in tty mode until the build's end.
-    status: Option<StatusLine>,
-    view: StatusView,
-    steps: Vec<Running>,
+    renderer: Renderer,
     next_step: u64,
     width: Width,
 }
@@ -131,14 +130,15 @@ impl Width {
 }
 
 impl Screen {
-    fn redraw(&mut self, transfers: &Transfers, now: Instant, force: bool) {
-        let Some(status) = &mut self.status else {
-            return;
+    fn apply(&mut self, event: Event) {
+        // Only a status line needs the width, and asking the terminal is a syscall.
+        let width = if self.renderer.has_status() {
+            self.width.get()
+        } else {
+            80
         };
-        let text = self
-            .view
-            .text(now, transfers.snapshots(), &self.steps, self.width.get());
-        if let Some(bytes) = status.draw(now, &text, force) {
+        let bytes = self.renderer.apply(Instant::now(), event, width);
+        if !bytes.is_empty() {
             // Progress is best effort: a closed stderr must not fail the build.
             let _ = self.out.write_all(bytes.as_bytes());
             let _ = self.out.flush();
@@ -149,10 +149,7 @@ impl Screen {
 impl Drop for Shared {
     fn drop(&mut self) {
         let screen = self.screen.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut s) = screen.status.take() {
-            let _ = screen.out.write_all(s.close().as_bytes());
-            let _ = screen.out.flush();
-        }
+        screen.apply(Event::Settle(self.transfers.snapshots()));
     }
 }
 
@@ -168,39 +165,39 @@ impl Progress {
         let ci = std::env::var("CI").ok();
         let term = std::env::var("TERM").ok();
         match mode.resolve(tty, ci.as_deref(), term.as_deref()) {
-            ProgressMode::Tty => {
-                Progress::new(Box::new(std::io::stderr()), false, Some(Width::Stderr))
-            }
+            ProgressMode::Tty => Progress::new(
+                Box::new(std::io::stderr()),
+                Renderer::tty(Instant::now()),
+                Width::Stderr,
+            ),
             _ => Progress::to(Box::new(std::io::stderr()), !tty),
         }
     }
 
     /// Plain progress into `out`.
     pub fn to(out: Box<dyn Write + Send>, timestamps: bool) -> Self {
-        Progress::new(out, timestamps, None)
+        let renderer = Renderer::plain(Instant::now(), timestamps);
+        Progress::new(out, renderer, Width::Fixed(80))
     }
 
     /// Terminal progress into `out`, its status line at most `width` columns.
     pub fn tty(out: Box<dyn Write + Send>, width: usize) -> Self {
-        Progress::new(out, false, Some(Width::Fixed(width)))
+        Progress::new(out, Renderer::tty(Instant::now()), Width::Fixed(width))
     }
 
-    fn new(out: Box<dyn Write + Send>, timestamps: bool, status: Option<Width>) -> Self {
+    fn new(out: Box<dyn Write + Send>, renderer: Renderer, width: Width) -> Self {
+        let ticks = renderer.has_status();
         let shared = Arc::new(Shared {
-            start: Instant::now(),
-            timestamps,
             transfers: Transfers::default(),
             screen: Mutex::new(Screen {
                 out,
-                status: status.map(|_| StatusLine::new(INTERVAL)),
-                view: StatusView::default(),
-                steps: Vec::new(),
+                renderer,
                 next_step: 0,
-                width: status.unwrap_or(Width::Fixed(80)),
+                width,
             }),
             ticker: Mutex::new(None),
         });
-        if status.is_some() {
+        if ticks {
             let (tx, rx) = mpsc::channel();
             let weak = Arc::downgrade(&shared);
             let handle = std::thread::spawn(move || tick(weak, rx));
@@ -221,36 +218,17 @@ impl Progress {
 
     /// Prints one line (above the status line, which is erased first and drawn again after).
     pub fn line(&self, text: &str) {
-        let mut screen = self.screen();
-        let s = &mut *screen;
-        let hide = s.status.as_ref().map_or("", StatusLine::hide);
-        let unhide = s.status.as_ref().map_or("", StatusLine::unhide);
-        // Progress is best effort: a closed stderr must not fail the build.
-        let _ = if self.shared.timestamps {
-            writeln!(
-                s.out,
-                "{hide}[{:>7.2}s] {text}",
-                self.shared.start.elapsed().as_secs_f64()
-            )
-        } else {
-            writeln!(s.out, "{hide}{text}")
-        };
-        if !unhide.is_empty() {
-            let _ = s.out.write_all(unhide.as_bytes());
-        }
-        let _ = s.out.flush();
+        self.screen().apply(Event::Line(text.to_string()));
     }
 
     /// Prints a step's line and shows the step on the status line until the guard is dropped.
     pub fn step(&self, text: &str) -> StepGuard {
-        self.line(text);
         let mut s = self.screen();
         s.next_step += 1;
         let id = s.next_step;
-        s.steps.push(Running {
+        s.apply(Event::StepStarted {
             id,
             text: text.to_string(),
-            since: Instant::now(),
         });
         StepGuard {
             progress: self.clone(),
@@ -266,12 +244,8 @@ impl Progress {
             drop(tx);
             let _ = handle.join();
         }
-        let mut s = self.screen();
-        s.redraw(&self.shared.transfers, Instant::now(), true);
-        if let Some(mut status) = s.status.take() {
-            let _ = s.out.write_all(status.close().as_bytes());
-            let _ = s.out.flush();
-        }
+        let snapshots = self.shared.transfers.snapshots();
+        self.screen().apply(Event::Settle(snapshots));
     }
 
     /// A writer for a command's output: whole lines, prefixed with `prefix`, the last ones kept.
@@ -291,8 +265,9 @@ fn tick(shared: Weak<Shared>, stop: mpsc::Receiver<()>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let snapshots = shared.transfers.snapshots();
         let mut s = shared.screen.lock().unwrap_or_else(|e| e.into_inner());
-        s.redraw(&shared.transfers, Instant::now(), false);
+        s.apply(Event::Tick(snapshots));
     }
 }
 
@@ -304,7 +279,9 @@ pub struct StepGuard {
 
 impl Drop for StepGuard {
     fn drop(&mut self) {
-        self.progress.screen().steps.retain(|s| s.id != self.id);
+        self.progress
+            .screen()
+            .apply(Event::StepEnded { id: self.id });
     }
 }
 
@@ -414,39 +391,27 @@ mod tests {
         assert!("fancy".parse::<ProgressMode>().is_err());
     }
 
+    /// The wiring to the renderer, asserting only what no redraw tick can change: whatever the
+    /// ticks drew meanwhile, settling leaves the final counts drawn and erased, and later lines
+    /// print alone.
     #[test]
-    fn a_tty_line_erases_the_status_first_and_settling_draws_the_final_counts_then_erases() {
+    fn settling_ends_at_the_final_counts_and_later_lines_print_alone() {
         let sink = Sink::default();
         let p = Progress::tty(Box::new(sink.clone()), 100);
         let push = p.transfers().push.blob(Some(900));
         push.at(300);
         let step = p.step("#1 [stage 1/1] RUN x");
-        std::thread::sleep(INTERVAL * 3);
-        let text = || String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        let drawn = text();
-        assert!(
-            drawn.ends_with("\r\x1b[2K#1 [stage 1/1] RUN x │ pushing 0/1 layers  300/900 B"),
-            "{drawn:?}"
-        );
         p.line("#1 out");
-        assert!(
-            text()
-                .ends_with("\r\x1b[2K#1 out\n#1 [stage 1/1] RUN x │ pushing 0/1 layers  300/900 B"),
-            "{:?}",
-            text()
-        );
         drop(step);
         push.finish();
         p.settle();
-        let all = text();
+        p.line("built");
+        let all = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(
-            all.ends_with("\r\x1b[2Kpushed 1/1 layers  900/900 B\r\x1b[2K"),
+            all.ends_with("\r\x1b[2Kpushed 1/1 layers  900/900 B\r\x1b[2Kbuilt\n"),
             "{all:?}"
         );
-        p.line("built");
-        assert!(
-            text().ends_with("\r\x1b[2Kbuilt\n"),
-            "no status after settling"
-        );
+        assert!(all.contains("#1 [stage 1/1] RUN x\n"), "{all:?}");
+        assert!(all.contains("#1 out\n"), "{all:?}");
     }
 }
