@@ -423,7 +423,10 @@ async fn shutdown_abort_reports_runner_system_failure() {
     let spec = JobSpec::new(20, &["echo started", "sleep 60"]).after(&["echo after"]);
     let (env, sd) = job_env(&fake, builds.path(), fast_timings());
     let h = tokio::spawn(run_job(env, job_response(&spec)));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_until("the script started", Duration::from_secs(20), || {
+        fake.trace().contains("started")
+    })
+    .await;
     sd.send(Shutdown::Abort).unwrap();
     let report = tokio::time::timeout(Duration::from_secs(15), h)
         .await

@@ -264,6 +264,14 @@ impl FakeGitlab {
         self.pushed.notify_waiters();
     }
 
+    /// Whether job `id` was acknowledged as running (its first update, recorded once answered).
+    pub fn saw_running(&self, id: u64) -> bool {
+        let path = format!("/api/v4/jobs/{id}");
+        self.requests()
+            .iter()
+            .any(|r| r.path == path && r.is_update() && r.json()["state"] == "running")
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
@@ -441,4 +449,18 @@ pub fn crc(data: &[u8]) -> String {
     let mut h = crc32fast::Hasher::new();
     h.update(data);
     format!("crc32:{:08x}", h.finalize())
+}
+
+/// Waits until `done` holds, looking every 20 ms, and panics naming `what` after `limit`. Tests
+/// wait for the state they need rather than sleep a guessed time, so a loaded machine makes them
+/// slower, never wrong.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not seen within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
