@@ -408,7 +408,7 @@ async fn counted_transfers_report_each_byte_once_through_a_reset() {
         "/blobs/uploads/",
         1,
         1,
-        Fault::Delay(Duration::from_millis(800)),
+        Fault::Delay(Duration::from_secs(3)),
     );
     // Rules apply first match first: the first PATCH passes, the second waits, the third is
     // reset half-way.
@@ -428,8 +428,13 @@ async fn counted_transfers_report_each_byte_once_through_a_reset() {
                 .await
         })
     };
-    // While the second chunk is held back, the first is counted and the rest is not.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // While the second chunk is held back (3 s, a long margin on a loaded machine), the first
+    // is counted and the rest is not.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.snapshot().bytes_done < MIB as u64 {
+        assert!(Instant::now() < deadline, "the first chunk is never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mid = t.snapshot();
     assert_eq!(
         (mid.blobs, mid.bytes),
