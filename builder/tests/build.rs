@@ -138,6 +138,13 @@ fn flatten(image: &str, work: &Path) -> PathBuf {
         .output()
         .unwrap();
     assert!(o.status.success(), "skopeo copy: {}", text(&o.stderr));
+    let root = work.join("rootfs");
+    unpack_layout(&layout, &root);
+    root
+}
+
+/// Extracts the first image of an OCI layout into `root`; returns its config.
+fn unpack_layout(layout: &Path, root: &Path) -> serde_json::Value {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let blob = |d: &str| {
@@ -145,17 +152,66 @@ fn flatten(image: &str, work: &Path) -> PathBuf {
             .join("blobs/sha256")
             .join(d.trim_start_matches("sha256:"))
     };
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let root = work.join("rootfs");
-    std::fs::create_dir_all(&root).unwrap();
+    let json = |d: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blob(d.as_str().unwrap())).unwrap()).unwrap()
+    };
+    let manifest = json(&index["manifests"][0]["digest"]);
+    std::fs::create_dir_all(root).unwrap();
     for l in manifest["layers"].as_array().unwrap() {
         let f = std::fs::File::open(blob(l["digest"].as_str().unwrap())).unwrap();
-        kiln::layer::extract(f, &root, &kiln::layer::ExtractOptions::default()).unwrap();
+        kiln::layer::extract(f, root, &kiln::layer::ExtractOptions::default()).unwrap();
     }
-    root
+    json(&manifest["config"]["digest"])
+}
+
+/// BuildKit's semantics where kiln once differed: a scratch image's config defaults (PATH,
+/// WorkingDir `/`), `root` named in COPY --chown and WORKDIR of a stage without /etc/passwd,
+/// the ARGs a stage inherits from the stage it is built on, and an ARG whose name is a
+/// variable. No registry: the image is read from an OCI layout.
+#[test]
+fn scratch_defaults_root_without_passwd_and_inherited_args_reach_the_image() {
+    let work = tempfile::tempdir().unwrap();
+    let ctx = context(
+        "FROM scratch AS base\nARG NAME=base\nUSER root\nWORKDIR /made\n\
+         FROM base AS dev\nARG NAME=\"$NAME-dev\"\nENV src=file3\nARG ${src}=a.txt\n\
+         COPY --chown=root:root $file3 /copied\nLABEL name=$NAME\n\
+         FROM scratch AS bare\nCOPY a.txt /\n",
+        &[("a.txt", b"hello\n")],
+    );
+    let build = |target: &str| {
+        let layout = work.path().join(target);
+        let o = kiln(&[
+            "build",
+            "-c",
+            ctx.path().to_str().unwrap(),
+            "--no-push",
+            "--target",
+            target,
+            "--cache-dir",
+            work.path().join("cache").to_str().unwrap(),
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+        ]);
+        ok(&o);
+        let root = work.path().join(format!("{target}-root"));
+        (unpack_layout(&layout, &root)["config"].clone(), root)
+    };
+    let path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let (bare, _) = build("bare");
+    assert_eq!(bare["Env"], serde_json::json!([path]), "{bare:#}");
+    assert_eq!(bare["WorkingDir"], "/", "{bare:#}");
+
+    let (dev, root) = build("dev");
+    assert_eq!(
+        dev["Env"],
+        serde_json::json!([path, "src=file3"]),
+        "{dev:#}"
+    );
+    assert_eq!(dev["WorkingDir"], "/made");
+    assert_eq!(dev["User"], "root");
+    assert_eq!(dev["Labels"]["name"], "base-dev", "{dev:#}");
+    assert_eq!(std::fs::read(root.join("copied")).unwrap(), b"hello\n");
+    assert!(root.join("made").is_dir());
 }
 
 #[test]

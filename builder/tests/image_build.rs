@@ -48,7 +48,7 @@ fn oci_by_default_with_exact_manifest_bytes() {
     );
     let config_bytes = std::fs::read(store.path(&image.config.digest)).unwrap();
     let expected_config = format!(
-        r#"{{"architecture":"amd64","config":{{}},"created":"1970-01-01T00:00:00Z","history":[{{"created":"1970-01-01T00:00:00Z","created_by":"COPY a /"}}],"os":"linux","rootfs":{{"diff_ids":["{}"],"type":"layers"}}}}"#,
+        r#"{{"architecture":"amd64","config":{{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"WorkingDir":"/"}},"created":"1970-01-01T00:00:00Z","history":[{{"created":"1970-01-01T00:00:00Z","created_by":"COPY a /"}}],"os":"linux","rootfs":{{"diff_ids":["{}"],"type":"layers"}}}}"#,
         l.diff_id
     );
     assert_eq!(

@@ -383,3 +383,63 @@ fn plan_errors_are_typed() {
     .unwrap_err();
     assert!(matches!(e, PlanError::UnknownTarget { .. }));
 }
+
+/// BuildKit: a stage built FROM another starts with that stage's ARGs in scope (its dispatch
+/// state appends the base's build args), so `ARG NAME="$NAME-dev"` extends the parent's value.
+#[test]
+fn a_stage_built_on_another_inherits_its_args() {
+    let text = "\
+FROM scratch AS base
+ARG NAME=\"base\"
+ARG BARE
+FROM base AS dev
+ARG NAME=\"$NAME-dev\"
+WORKDIR /$NAME/$BARE
+FROM scratch AS other
+ARG NAME=\"$NAME-other\"
+";
+    let p = plan_ok(text, &opts(&[], None));
+    assert_eq!(steps(&p, 1)[0], "ARG NAME=base-dev");
+    assert_eq!(steps(&p, 1)[1], "WORKDIR /base-dev/");
+    assert_eq!(p.stages[1].args["NAME"], "base-dev");
+    assert!(p.stages[1].declared_args.contains("BARE"));
+    // RUN steps of the child see the inherited value too.
+    assert!(p.stages[1].steps[1]
+        .args
+        .contains(&("NAME".to_string(), "base-dev".to_string())));
+    // A stage on scratch starts with none.
+    assert_eq!(steps(&p, 2)[0], "ARG NAME=-other");
+}
+
+/// BuildKit expands an ARG's name as well as its value: `ARG ${src}=...` declares the name the
+/// variable holds.
+#[test]
+fn an_arg_name_written_with_a_variable_is_expanded() {
+    let text = "\
+FROM scratch
+ENV src=file3
+ARG ${src}=context/bar/baz
+COPY $file3 /baz
+";
+    let p = plan_ok(text, &opts(&[], None));
+    assert_eq!(steps(&p, 0)[1], "ARG file3=context/bar/baz");
+    assert_eq!(steps(&p, 0)[2], "COPY context/bar/baz /baz");
+    // A build argument for the expanded name overrides the default.
+    let p = plan_ok(text, &opts(&[("file3", "cli")], None));
+    assert_eq!(steps(&p, 0)[2], "COPY cli /baz");
+    let e = plan_err("FROM scratch\nARG ${nothing}=x\n", &opts(&[], None));
+    assert!(
+        e.contains("Dockerfile:2") && e.contains("expands to an empty string"),
+        "{e}"
+    );
+}
+
+/// `FROM scratch` has BuildKit's default PATH in scope for expansion.
+#[test]
+fn scratch_starts_with_the_default_path() {
+    let p = plan_ok("FROM scratch\nENV P=$PATH\n", &opts(&[], None));
+    assert_eq!(
+        steps(&p, 0)[0],
+        "ENV P=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+}

@@ -432,7 +432,10 @@ async fn counted_transfers_report_each_byte_once_through_a_reset() {
     // is counted and the rest is not.
     let deadline = Instant::now() + Duration::from_secs(20);
     while t.snapshot().bytes_done < MIB as u64 {
-        assert!(Instant::now() < deadline, "the first chunk is never counted");
+        assert!(
+            Instant::now() < deadline,
+            "the first chunk is never counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mid = t.snapshot();

@@ -117,9 +117,18 @@ fn ids(at: &At<'_>, spec: &str, parent: &dyn FsView) -> Result<(u32, u32), Build
     };
     let passwd = read("/etc/passwd");
     let group = read("/etc/group");
-    let ids = users::resolve_user(passwd.as_deref(), group.as_deref(), spec)
+    let ids = users::resolve_user(passwd.as_deref(), group.as_deref(), &root_as_zero(spec))
         .map_err(|e| at.err(format!("--chown={spec}: {e}")))?;
     Ok((ids.uid, ids.gid))
+}
+
+/// BuildKit's file operations (COPY --chown, WORKDIR) take `root` as id 0 without reading
+/// /etc/passwd, so a stage with no passwd file (FROM scratch) can still name it.
+fn root_as_zero(spec: &str) -> String {
+    spec.split(':')
+        .map(|part| if part == "root" { "0" } else { part })
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn numeric_ids(spec: &str) -> Option<(u32, u32)> {

@@ -96,12 +96,18 @@ impl BuiltImage {
 }
 
 impl ImageBuilder {
-    /// An image with no base (`FROM scratch`) for `platform`.
+    /// An image with no base (`FROM scratch`) for `platform`, with BuildKit's defaults: the
+    /// default PATH and `/` as the working directory.
     pub fn scratch(platform: &Platform) -> ImageBuilder {
         let config = ImageConfig {
             architecture: platform.arch.clone(),
             os: platform.os.clone(),
             variant: platform.variant.clone(),
+            config: super::ContainerConfig {
+                env: vec![format!("PATH={}", super::config::DEFAULT_PATH)],
+                working_dir: "/".into(),
+                ..Default::default()
+            },
             ..ImageConfig::default()
         };
         ImageBuilder::new(config, Vec::new())

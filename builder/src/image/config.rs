@@ -17,6 +17,10 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+/// Docker's PATH for a Linux process whose environment has none; BuildKit also writes it into
+/// the config of an image built `FROM scratch`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// An image config.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -255,8 +255,13 @@ impl Planner<'_> {
             .stages
             .iter()
             .find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase()));
+        // A stage built FROM another starts with that stage's ARGs in scope, as BuildKit's
+        // dispatch state inherits its base's build args.
+        let inherited = by_name
+            .map(|s| (s.args.clone(), s.declared_args.clone()))
+            .unwrap_or_default();
         let (base, base_cfg) = if image.eq_ignore_ascii_case("scratch") {
-            (Base::Scratch, Some(BaseConfig::default()))
+            (Base::Scratch, Some(BaseConfig::scratch()))
         } else if let Some(s) = by_name {
             (
                 Base::Stage(s.index),
@@ -272,8 +277,8 @@ impl Planner<'_> {
             (Base::Image(image.clone()), bases.config(&image, &plat))
         };
         let mut scope = Scope {
-            args: BTreeMap::new(),
-            declared: BTreeSet::new(),
+            args: inherited.0,
+            declared: inherited.1,
             all_declared: chunk
                 .iter()
                 .filter_map(|l| match &l.instruction {
@@ -296,6 +301,8 @@ impl Planner<'_> {
             images: Vec::new(),
             env: Vec::new(),
             onbuild: Vec::new(),
+            args: BTreeMap::new(),
+            declared_args: BTreeSet::new(),
         };
         if let Base::Stage(b) = base {
             self.refs.push(vec![(b.to_string(), from_l.start_line)]);
@@ -325,6 +332,8 @@ impl Planner<'_> {
             }
         }
         stage.env = scope.env;
+        stage.args = scope.args;
+        stage.declared_args = scope.declared;
         if let Some(e) = errors.into_iter().next() {
             self.errors.insert(index, e);
         }
@@ -345,6 +354,20 @@ impl Planner<'_> {
             Instruction::Arg(decls) => {
                 let mut out = Vec::new();
                 for d in decls {
+                    // BuildKit expands an ARG's name as well as its value.
+                    let name = ex
+                        .word(&d.name)
+                        .map_err(|m| self.at(line, format!("ARG {}: {m}", d.name)))?;
+                    if name.is_empty() {
+                        return Err(self.at(
+                            line,
+                            format!("ARG: the name {:?} expands to an empty string", d.name),
+                        ));
+                    }
+                    let d = &instructions::ArgDecl {
+                        name,
+                        default: d.default.clone(),
+                    };
                     let value = match self.build_args.take(&d.name) {
                         Some(v) => Some(v),
                         None => match &d.default {

@@ -14,7 +14,7 @@ pub use platform::Platform;
 
 use crate::dockerfile::instructions::Instruction;
 use crate::error::DockerfileError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the plan needs to know besides the Dockerfile.
 #[derive(Debug, Clone)]
@@ -47,6 +47,16 @@ pub struct BaseConfig {
     pub env: Vec<(String, String)>,
     /// The image's ONBUILD triggers, run right after FROM.
     pub onbuild: Vec<String>,
+}
+
+impl BaseConfig {
+    /// What `FROM scratch` starts with: BuildKit's default PATH, no triggers.
+    pub fn scratch() -> Self {
+        BaseConfig {
+            env: vec![("PATH".into(), crate::image::config::DEFAULT_PATH.into())],
+            onbuild: Vec::new(),
+        }
+    }
 }
 
 /// Looks up base images' configurations (from a registry, a cache, or nowhere for a dry run).
@@ -114,6 +124,10 @@ pub struct Stage {
     pub env: Vec<(String, String)>,
     /// ONBUILD triggers the stage declares (passed to stages built on it).
     pub onbuild: Vec<String>,
+    /// The ARG values in scope at the end of the stage (stages built on it start with them).
+    pub args: BTreeMap<String, String>,
+    /// The ARG names declared by the end of the stage, with or without a value.
+    pub declared_args: BTreeSet<String>,
 }
 
 impl Stage {

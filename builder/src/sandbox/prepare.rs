@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// PATH for a process whose environment has none (Docker's).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::image::config::DEFAULT_PATH;
 
 /// A run's setup and what must be undone after it.
 pub(crate) struct Prepared {
