@@ -149,25 +149,28 @@ fn directory_source_copies_its_contents_with_their_metadata() {
     assert_eq!(mode(&e.upper.join("out")), 0o755);
 }
 
+/// BuildKit (unlike the classic builder and kaniko) accepts several sources, written or matched
+/// by a wildcard, to a destination that is not a directory: each is copied onto it in turn and
+/// the last one wins (checked with docker's BuildKit: `COPY dir/* dir/a.txt /foo` leaves `/foo`
+/// holding a.txt). An existing directory takes them all.
 #[test]
-fn several_sources_need_a_directory_destination() {
+fn several_sources_to_a_file_destination_leave_the_last() {
     let e = env();
     write(&e.ctx.join("a"), "a");
     write(&e.ctx.join("b"), "b");
-    let err = run(&e, &req(&["a", "b"], "/file")).unwrap_err();
-    assert!(matches!(err, CopyError::NotADirDest { .. }), "{err}");
-    assert!(err
-        .to_string()
-        .contains("must be a directory and end with a /"));
-    assert!(tree::names(&e.upper).is_empty(), "nothing written");
-    let err = run(&e, &req(&["*"], "/file")).unwrap_err();
-    assert!(matches!(err, CopyError::NotADirDest { .. }), "{err}");
-    fs::create_dir(e.parent.join("existing")).unwrap();
-    run(&e, &req(&["a", "b"], "/existing")).unwrap();
-    assert_eq!(
-        tree::names(&e.upper),
-        ["existing", "existing/a", "existing/b"]
-    );
+    run(&e, &req(&["a", "b"], "/file")).unwrap();
+    assert_eq!(tree::names(&e.upper), ["file"]);
+    assert_eq!(fs::read_to_string(e.upper.join("file")).unwrap(), "b");
+    let e2 = env();
+    write(&e2.ctx.join("a"), "a");
+    write(&e2.ctx.join("b"), "b");
+    run(&e2, &req(&["*", "a"], "/file")).unwrap();
+    assert_eq!(fs::read_to_string(e2.upper.join("file")).unwrap(), "a");
+    run(&e2, &req(&["*"], "/other")).unwrap();
+    assert_eq!(fs::read_to_string(e2.upper.join("other")).unwrap(), "b");
+    fs::create_dir(e2.parent.join("existing")).unwrap();
+    run(&e2, &req(&["a", "b"], "/existing")).unwrap();
+    assert!(e2.upper.join("existing/a").is_file() && e2.upper.join("existing/b").is_file());
 }
 
 #[test]

@@ -129,14 +129,6 @@ pub enum CopyError {
         /// The source as written.
         source_arg: String,
     },
-    /// Several sources need a directory destination.
-    #[error("{keyword} to {dest}: when using {keyword} with more than one source file, the destination must be a directory and end with a /")]
-    NotADirDest {
-        /// COPY or ADD.
-        keyword: &'static str,
-        /// The destination as written.
-        dest: String,
-    },
     /// A directory would be copied onto (or created through) something that is not one.
     #[error("{keyword}: cannot copy to non-directory: {}", path.display())]
     NotADirectory {

@@ -69,17 +69,11 @@ pub(crate) fn run(
         excludes,
         links: HashMap::new(),
     };
+    // Several sources (or a wildcard's several matches) to a destination that is neither
+    // written with a `/` nor an existing directory: BuildKit copies each onto it in turn, so the
+    // last file wins. The classic builder (and kaniko) refuse; kiln follows BuildKit, checked
+    // against docker's BuildKit.
     let (dest, dest_is_dir) = dest_path(req);
-    let dirs_only = req.sources.len() + req.heredocs.len() > 1 || items.len() > 1;
-    if dirs_only && !dest_is_dir {
-        let r = c.t.resolve(&dest, true)?;
-        if !matches!(c.t.lstat(&r)?, Some((e, _)) if e.kind == Kind::Dir) {
-            return Err(CopyError::NotADirDest {
-                keyword: req.keyword(),
-                dest: req.dest.clone(),
-            });
-        }
-    }
     let owner = req.chown.unwrap_or((0, 0));
     // BuildKit creates the destination (or its parent) before matching anything, so even a
     // wildcard matching nothing leaves `dest/` behind.
