@@ -388,7 +388,9 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
 }
 
 /// kaniko's CI shape: every job starts empty and shares only the cache repository. A rebuild
-/// with no change runs no step, downloads no layer, and pushes the same image by mounts.
+/// with no change runs no step, downloads no layer, and pushes the same image by mounts. A
+/// WORKDIR of a directory the base has makes no layer and is a cache hit all the same (running
+/// it would read the base to find the directory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
     need_tools();
@@ -398,7 +400,7 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     let base = push_base(&proxy.addr, &work.path().join("cache-base"));
     let ctx = context(
         &format!(
-            "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\nENV X=1\nRUN rm /etc/doomed\n"
+            "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\nENV X=1\nWORKDIR /etc\nRUN rm doomed\n"
         ),
         &[("a.txt", b"A\n")],
     );
@@ -436,7 +438,7 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     let ((o1, d1), _) = run(1).await;
     ok(&o1);
     assert!(
-        text(&o1.stderr).contains("3 steps run, 0 cached"),
+        text(&o1.stderr).contains("4 steps run, 0 cached"),
         "{}",
         text(&o1.stderr)
     );
@@ -444,7 +446,7 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     let ((o2, d2), dest2) = run(2).await;
     ok(&o2);
     let err = text(&o2.stderr);
-    assert!(err.contains("0 steps run, 3 cached"), "{err}");
+    assert!(err.contains("0 steps run, 4 cached"), "{err}");
     assert!(err.contains("0 B downloaded"), "{err}");
     assert_eq!(d1, d2, "the cached rebuild gives another image");
     // No layer blob crossed the wire: neither the base's nor the cached steps'.

@@ -172,7 +172,14 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                 if let Some(hit) = lookup(b, &st.key) {
                     b.progress.line(&format!("{tag} CACHED"));
                     b.counts.lock().expect("counts").1 += 1;
-                    apply_layer(&mut st, hit);
+                    match hit {
+                        Hit::Layer(made) => apply_layer(&mut st, made),
+                        Hit::NoLayer { created_by } => {
+                            let h =
+                                workdir_history.unwrap_or_else(|| History::created_by(created_by));
+                            st.builder.add_history(h);
+                        }
+                    }
                     continue;
                 }
                 let made = match ins {
@@ -187,14 +194,16 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                 let made = match made {
                     Some(m) => m,
                     None => {
-                        // WORKDIR of a directory that exists: no layer, as BuildKit.
+                        // WORKDIR of a directory that exists: no layer, as BuildKit. Cached
+                        // all the same, so a rebuild does not read the parent to find that out.
                         let h =
                             workdir_history.unwrap_or_else(|| History::created_by(ins.to_string()));
+                        store(b, &st.key, None, &h.created_by.clone().unwrap_or_default());
                         st.builder.add_history(h);
                         continue;
                     }
                 };
-                store(b, &st.key, &made);
+                store(b, &st.key, Some(&made.layer.layer), &made.created_by);
                 apply_layer(&mut st, made);
             }
             Instruction::From(_) | Instruction::Arg(_) => {}
@@ -229,20 +238,31 @@ fn apply_layer(st: &mut StageDone, made: NewLayer) {
     st.layers.push(made.layer);
 }
 
+/// A cached step: its layer, or the fact that it made none (a WORKDIR that existed).
+enum Hit {
+    Layer(NewLayer),
+    NoLayer { created_by: String },
+}
+
 /// A step's result from the local cache (blob in the store) or the cache repository.
-fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<NewLayer> {
+fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<Hit> {
     let from = |c: CachedStep, source| {
-        c.layer.map(|l| NewLayer {
-            layer: LayerRef {
-                layer: Layer {
-                    digest: l.digest,
-                    size: l.size,
-                    diff_id: l.diff_id,
-                    media_type: l.media_type,
+        Some(match c.layer {
+            Some(l) => Hit::Layer(NewLayer {
+                layer: LayerRef {
+                    layer: Layer {
+                        digest: l.digest,
+                        size: l.size,
+                        diff_id: l.diff_id,
+                        media_type: l.media_type,
+                    },
+                    source,
                 },
-                source,
+                created_by: c.created_by,
+            }),
+            None => Hit::NoLayer {
+                created_by: c.created_by,
             },
-            created_by: c.created_by,
         })
     };
     if let Some(local) = &b.local {
@@ -250,7 +270,7 @@ fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<NewLayer> {
             let present = c
                 .layer
                 .as_ref()
-                .is_some_and(|l| b.layers.store.size(&l.digest) == Some(l.size));
+                .is_none_or(|l| b.layers.store.size(&l.digest) == Some(l.size));
             if present {
                 return from(c, None);
             }
@@ -272,16 +292,15 @@ fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<NewLayer> {
 
 /// Records a step's layer in the local cache and the cache repository; a cache that cannot be
 /// written slows the next build down and never fails this one.
-fn store(b: &Build<'_>, key: &CacheKey, made: &NewLayer) {
-    let l = &made.layer.layer;
+fn store(b: &Build<'_>, key: &CacheKey, layer: Option<&Layer>, created_by: &str) {
     let cached = CachedStep {
-        layer: Some(CachedLayer {
+        layer: layer.map(|l| CachedLayer {
             digest: l.digest.clone(),
             size: l.size,
             diff_id: l.diff_id.clone(),
             media_type: l.media_type.clone(),
         }),
-        created_by: made.created_by.clone(),
+        created_by: created_by.to_string(),
     };
     if let Some(local) = &b.local {
         // A cache entry that cannot be written costs the next build time, not this one.
