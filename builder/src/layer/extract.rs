@@ -182,9 +182,11 @@ fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Layer
                 _ => {
                     if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                         // Overlay's own attributes would change how overlay reads this
-                        // directory as a lower (redirects, metacopy): never from a layer.
+                        // directory as a lower (redirects, metacopy), and kiln's owner
+                        // record would change the owner a later layer gets: never from a layer.
                         if !x.starts_with(b"trusted.overlay.")
                             && !x.starts_with(b"user.overlay.")
+                            && !super::owners::is_owner_xattr(x)
                             && !x.is_empty()
                         {
                             m.xattrs.push((x.to_vec(), value.to_vec()));
