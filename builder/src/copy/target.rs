@@ -9,7 +9,7 @@
 
 use super::{io_err, CopyError, CopyStats};
 use crate::fsview::{resolve, DirView, Entry, FsView, Kind};
-use crate::layer::owners::{is_owner_xattr, owner_record, recorded_owner, HostIds, OWNER_XATTR};
+use crate::layer::owners::{self, is_owner_xattr, recorded_owner, HostIds};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -130,26 +130,16 @@ impl<'a> Target<'a> {
         self.ids.image_owner(e.uid, e.gid, recorded)
     }
 
-    /// Gives `host` the image owner `uid`:`gid`. Without root the file stays kiln's own (root
-    /// in the image) and another owner is recorded for the layer writer; the kernel refuses
-    /// `user.` xattrs on symlinks and device nodes, which then stay root's.
+    /// Gives `host` the image owner `uid`:`gid`: by chown as root, else by a record for the
+    /// layer writer.
     fn set_owner(&self, host: &Path, (uid, gid): (u32, u32)) -> Result<(), CopyError> {
         if self.ids == HostIds::Same {
             return std::os::unix::fs::lchown(host, Some(uid), Some(gid)).map_err(io_err(host));
         }
-        if (uid, gid) == (0, 0) {
-            return Ok(());
-        }
-        let record = owner_record(uid, gid);
-        match rustix::fs::lsetxattr(
-            host,
-            OWNER_XATTR,
-            record.as_bytes(),
-            rustix::fs::XattrFlags::empty(),
-        ) {
-            Ok(()) | Err(rustix::io::Errno::PERM) => Ok(()),
-            Err(e) => Err(io_err(host)(e.into())),
-        }
+        owners::record(uid, gid, |k, v| {
+            rustix::fs::lsetxattr(host, k, v, rustix::fs::XattrFlags::empty())
+        })
+        .map_err(|e| io_err(host)(e.into()))
     }
 
     /// Resolves `p` in the merged tree (symlinks followed inside it).

@@ -21,8 +21,26 @@ pub(crate) fn is_owner_xattr(name: &[u8]) -> bool {
 }
 
 /// The value of [`OWNER_XATTR`] for `uid:gid`.
-pub(crate) fn owner_record(uid: u32, gid: u32) -> String {
+fn owner_record(uid: u32, gid: u32) -> String {
     format!("{uid}:{gid}")
+}
+
+/// Records the image owner `uid`:`gid` of a file kiln could not chown (it is kiln's own, root
+/// in the image) with `set` (name, value), a setxattr of the file. Root needs no record. The
+/// kernel refuses `user.` xattrs on symlinks and device nodes, and some filesystems have none:
+/// those entries stay root's in the image.
+pub(crate) fn record(
+    uid: u32,
+    gid: u32,
+    set: impl FnOnce(&str, &[u8]) -> rustix::io::Result<()>,
+) -> rustix::io::Result<()> {
+    if (uid, gid) == (0, 0) {
+        return Ok(());
+    }
+    match set(OWNER_XATTR, owner_record(uid, gid).as_bytes()) {
+        Err(rustix::io::Errno::PERM) | Err(rustix::io::Errno::NOTSUP) => Ok(()),
+        r => r,
+    }
 }
 
 /// Reads a value of [`OWNER_XATTR`].
