@@ -2,11 +2,18 @@
 //! give the image's owners, overlay is used where it can be mounted), and kiln run as root
 //! keeping what it extracts away from other users.
 
+#[path = "support/kiln_output.rs"]
+mod kiln_output;
+#[macro_use]
+#[path = "support/privilege.rs"]
+mod privilege;
 #[path = "support/registry_server.rs"]
 mod support;
 #[path = "support/tree.rs"]
 mod tree;
 
+use kiln_output::{ok, text};
+use privilege::BUSYBOX;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -16,43 +23,6 @@ use std::process::{Command, Output};
 const USER: u32 = 1000;
 /// Another local user, who must not reach kiln's cache.
 const NOBODY: u32 = 65534;
-
-/// Why these tests cannot run here, if they cannot.
-fn unable() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root (to run kiln and a program as other users)");
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return Some("needs busybox-static (apt-get install busybox-static)");
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        return Some("needs setpriv (util-linux)");
-    }
-    None
-}
-
-macro_rules! need_root {
-    () => {
-        if let Some(why) = unable() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "kiln failed\nstdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-}
 
 /// `setpriv` switching to `uid` (and the same gid) with no supplementary groups. Root's
 /// capabilities last until the program it starts is executed.
@@ -74,7 +44,7 @@ fn workspace(uid: u32, dockerfile: &str) -> tempfile::TempDir {
     let ctx = t.path().join("ctx");
     fs::create_dir(&ctx).unwrap();
     fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    fs::copy(BUSYBOX, ctx.join("busybox")).unwrap();
     fs::set_permissions(ctx.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
     for f in ["a.txt", "b.txt"] {
         fs::write(ctx.join(f), f).unwrap();
