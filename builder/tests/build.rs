@@ -3,6 +3,8 @@
 //! deletions, pushed and read back with skopeo, the lazy-base push, a failing RUN, the layer
 //! cache, and the demo.
 
+#[path = "support/kiln_output.rs"]
+mod kiln_output;
 #[path = "support/overlay.rs"]
 mod overlay;
 #[path = "support/registry_server.rs"]
@@ -10,6 +12,7 @@ mod support;
 #[path = "support/tree.rs"]
 mod tree;
 
+use kiln_output::{ok, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::{Proxy, Registry};
@@ -20,20 +23,6 @@ fn kiln(args: &[&str]) -> Output {
         .env_remove("DOCKER_CONFIG")
         .output()
         .expect("run kiln")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "kiln failed\nstdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }
 
 fn need_tools() -> bool {

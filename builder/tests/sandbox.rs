@@ -1,35 +1,18 @@
 //! The sandbox for real (as root): a busybox root in an overlay lower directory, processes run
 //! in it, and what they see and leave behind in the upper directory.
 
+#[macro_use]
+#[path = "support/privilege.rs"]
+mod privilege;
+
 use kiln::sandbox::{
     self, BindMount, ExitKind, Isolation, Network, RootFs, RunOutcome, RunSpec, SandboxError,
 };
+use privilege::BUSYBOX;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-/// Why these tests cannot run here, if they cannot.
-fn unable() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root");
-    }
-    if !Path::new(BUSYBOX).exists() {
-        return Some("needs busybox-static (apt-get install busybox-static)");
-    }
-    None
-}
-
-macro_rules! need_root {
-    () => {
-        if let Some(why) = unable() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
 
 /// Fills `dir` with a busybox root: /bin applets, /etc/passwd and /etc/group (user `app`
 /// 1000:1000 in `somegroup` 2000), /data with a file and a directory to delete. No /proc,

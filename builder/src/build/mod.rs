@@ -164,7 +164,9 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
 fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
     let file = opts.dockerfile.display().to_string();
     let df = crate::dockerfile::parse(&opts.dockerfile_text, &opts.dockerfile)?;
-    std::fs::create_dir_all(&opts.cache_dir).map_err(io_err(&opts.cache_dir))?;
+    if let Some(note) = crate::cache::make_private(&opts.cache_dir)? {
+        progress.line(&note);
+    }
     let runtime = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -192,9 +192,11 @@ pub(crate) fn commit(
 }
 
 /// How this build writes a layer: the user's compression and ignored paths, `--reproducible`
-/// times, bytes counted for the progress display.
+/// times, bytes counted for the progress display, and owners as the image has them when kiln
+/// is not root (see [`crate::layer::owners`]).
 pub(crate) fn layer_options(b: &Build<'_>) -> crate::layer::LayerOptions {
     let mut opts = b.opts.layer.clone();
+    opts.host_ids = sandbox::host_ids();
     if let Some(t) = b.opts.reproducible {
         opts.reproducible_epoch = Some(t);
     }

@@ -8,17 +8,20 @@
 //! references resolved to, so builds find their bases offline ([`lookup_base`]).
 //!
 //! Directory layout: `<cache_dir>/blobs/sha256/<hex>` (the [`crate::blob::BlobStore`]),
-//! `<cache_dir>/keys/<key hex>.json`, `<cache_dir>/images/<sha256 of the reference>.json`.
+//! `<cache_dir>/keys/<key hex>.json`, `<cache_dir>/images/<sha256 of the reference>.json`;
+//! the directory itself is private ([`make_private`]).
 
 pub mod error;
 pub mod key;
 pub mod local;
+pub mod private;
 pub mod repo;
 pub mod warm;
 
 pub use error::CacheError;
 pub use key::{base_key, step_key, CacheKey, FORMAT_VERSION};
 pub use local::{CachedLayer, CachedStep, LocalCache};
+pub use private::make_private;
 pub use repo::RepoCache;
 pub use warm::{
     blob_store, from_dockerfiles, lookup_base, read_manifest, warm, CachedBase, WarmOptions,

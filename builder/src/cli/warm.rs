@@ -62,6 +62,9 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
         return Err(Usage("nothing to warm: give --image or --dockerfile".into()).into());
     }
     let cache_dir = args.cache_dir.clone().unwrap_or_else(cache::default_dir);
+    if let Some(note) = cache::make_private(&cache_dir)? {
+        eprintln!("{note}");
+    }
     let mut insecure = args.insecure_registry.clone();
     if args.insecure == Some(true) {
         insecure.extend(images.iter().map(|r| r.repository.registry.clone()));

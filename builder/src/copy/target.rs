@@ -9,9 +9,11 @@
 
 use super::{io_err, CopyError, CopyStats};
 use crate::fsview::{resolve, DirView, Entry, FsView, Kind};
+use crate::layer::owners::{self, is_owner_xattr, recorded_owner, HostIds};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -76,10 +78,13 @@ pub(crate) struct Meta {
     pub xattrs: Vec<(OsString, Vec<u8>)>,
 }
 
-/// Attributes overlay interprets itself: never copied into an upper directory.
+/// Attributes overlay interprets itself, and kiln's owner record (the owner is given anew):
+/// never copied into an upper directory.
 pub(crate) fn keep_xattr(name: &OsString) -> bool {
     let n = name.to_string_lossy();
-    !n.starts_with("trusted.overlay.") && !n.starts_with("user.overlay.")
+    !n.starts_with("trusted.overlay.")
+        && !n.starts_with("user.overlay.")
+        && !is_owner_xattr(n.as_bytes())
 }
 
 /// Writes into the upper directory, resolving in the merged tree.
@@ -90,6 +95,8 @@ pub(crate) struct Target<'a> {
     /// Directories copied up from the parent, with the parent's mtime to restore at the end
     /// (adding children changed it).
     copied_up: BTreeMap<PathBuf, i64>,
+    /// How owners on the host read as image owners (and whether files can be chowned).
+    ids: HostIds,
     pub stats: CopyStats,
 }
 
@@ -100,6 +107,7 @@ impl<'a> Target<'a> {
             upper: DirView::new(upper),
             kw,
             copied_up: BTreeMap::new(),
+            ids: crate::sandbox::host_ids(),
             stats: CopyStats::default(),
         }
     }
@@ -113,6 +121,25 @@ impl<'a> Target<'a> {
 
     fn host(&self, p: &Path) -> PathBuf {
         self.upper.host_path(p)
+    }
+
+    /// The image owner of `e`, an entry of the parent or of another stage read from the host
+    /// (whose owners are kiln's own when it is not root), with its xattrs.
+    pub(crate) fn image_owner(&self, e: &Entry, xattrs: &[(OsString, Vec<u8>)]) -> (u32, u32) {
+        let recorded = recorded_owner(xattrs.iter().map(|(n, v)| (n.as_bytes(), &v[..])));
+        self.ids.image_owner(e.uid, e.gid, recorded)
+    }
+
+    /// Gives `host` the image owner `uid`:`gid`: by chown as root, else by a record for the
+    /// layer writer.
+    fn set_owner(&self, host: &Path, (uid, gid): (u32, u32)) -> Result<(), CopyError> {
+        if self.ids == HostIds::Same {
+            return std::os::unix::fs::lchown(host, Some(uid), Some(gid)).map_err(io_err(host));
+        }
+        owners::record(uid, gid, |k, v| {
+            rustix::fs::lsetxattr(host, k, v, rustix::fs::XattrFlags::empty())
+        })
+        .map_err(|e| io_err(host)(e.into()))
     }
 
     /// Resolves `p` in the merged tree (symlinks followed inside it).
@@ -158,13 +185,13 @@ impl<'a> Target<'a> {
             .xattrs(p)
             .map_err(io_err(p))?
             .into_iter()
-            .filter(|(k, _)| keep_xattr(k))
-            .collect();
+            .collect::<Vec<_>>();
+        let (uid, gid) = self.image_owner(e, &xattrs);
         self.apply(
             p,
             &Meta {
-                uid: e.uid,
-                gid: e.gid,
+                uid,
+                gid,
                 mode: Some(e.mode),
                 mtime: e.mtime,
                 xattrs,
@@ -201,8 +228,7 @@ impl<'a> Target<'a> {
             cur.push(c);
             let host = self.host(&cur);
             std::fs::create_dir(&host).map_err(io_err(&host))?;
-            std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1))
-                .map_err(io_err(&host))?;
+            self.set_owner(&host, owner)?;
             std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
                 .map_err(io_err(&host))?;
             self.stats.dirs += 1;
@@ -317,7 +343,7 @@ impl<'a> Target<'a> {
     /// times; never following a symlink at `p`. Xattr failures are ignored, as BuildKit does.
     pub(crate) fn apply(&mut self, p: &Path, m: &Meta) -> Result<(), CopyError> {
         let host = self.host(p);
-        std::os::unix::fs::lchown(&host, Some(m.uid), Some(m.gid)).map_err(io_err(&host))?;
+        self.set_owner(&host, (m.uid, m.gid))?;
         if let Some(mode) = m.mode {
             // Only files, directories and nodes get here, all created by us: no link to follow.
             std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))

@@ -235,7 +235,7 @@ impl Copier<'_, '_> {
         let (uid, gid) = match (self.req.chown, self.req.is_context) {
             (Some(o), _) => o,
             (None, true) => (0, 0),
-            (None, false) => (e.uid, e.gid),
+            (None, false) => self.t.image_owner(e, &xattrs),
         };
         let mode = match e.kind {
             Kind::Symlink => None,

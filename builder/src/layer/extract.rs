@@ -24,7 +24,8 @@ pub struct ExtractOptions {
     /// directory can serve as an overlay lower directory of its own.
     pub overlay_whiteouts: bool,
     /// Leave owners as the extracting user instead of restoring the layer's numeric ids
-    /// (for extraction without root).
+    /// (for extraction without root); files and directories owned by anyone but root record
+    /// their owner in [`super::owners::OWNER_XATTR`], so layers written from them keep it.
     pub ignore_owners: bool,
 }
 
@@ -182,9 +183,11 @@ fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Layer
                 _ => {
                     if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                         // Overlay's own attributes would change how overlay reads this
-                        // directory as a lower (redirects, metacopy): never from a layer.
+                        // directory as a lower (redirects, metacopy), and kiln's owner
+                        // record would change the owner a later layer gets: never from a layer.
                         if !x.starts_with(b"trusted.overlay.")
                             && !x.starts_with(b"user.overlay.")
+                            && !super::owners::is_owner_xattr(x)
                             && !x.is_empty()
                         {
                             m.xattrs.push((x.to_vec(), value.to_vec()));
@@ -431,7 +434,12 @@ impl Extractor<'_> {
     /// capabilities, so those come after it.
     fn fd_meta(&self, fd: &OwnedFd, path: &[u8], m: &Meta, file: bool) -> Result<(), LayerError> {
         let err = |e: rustix::io::Errno| self.root.err(path, e);
-        if !self.opts.ignore_owners {
+        if self.opts.ignore_owners {
+            super::owners::record(m.uid, m.gid, |k, v| {
+                rustix::fs::fsetxattr(fd, k, v, XattrFlags::empty())
+            })
+            .map_err(err)?;
+        } else {
             rustix::fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
                 .map_err(err)?;
         }
@@ -447,7 +455,8 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    /// The same for a symlink or a node, by name in its parent, never following it.
+    /// The same for a symlink or a node, by name in its parent, never following it (without
+    /// an owner record: the kernel takes no `user.` xattr on them).
     fn at_meta(
         &self,
         dir: &OwnedFd,

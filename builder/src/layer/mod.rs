@@ -9,6 +9,7 @@ mod compress;
 mod error;
 mod extract;
 mod merge;
+pub mod owners;
 mod safe_fs;
 mod tar_write;
 mod walk;

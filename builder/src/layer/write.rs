@@ -4,6 +4,7 @@
 use super::compress::{Compression, Encoder};
 use super::error::{io_at, LayerError};
 use super::merge::{Below, MergeWalker};
+use super::owners::{is_owner_xattr, recorded_owner, HostIds};
 use super::tar_write::{EntryHeader, Kind, TarWriter};
 use super::walk::{Item, Walker};
 use crate::blob::{BlobStore, Digest, DigestWriter};
@@ -41,6 +42,8 @@ pub struct LayerOptions {
     pub exclude: Vec<PathBuf>,
     /// Where the bytes of the tar stream going into the compressor are counted.
     pub progress: Option<std::sync::Arc<crate::transfer::Transfer>>,
+    /// How the tree's owners on the host become the layer's (mapped when kiln is not root).
+    pub host_ids: HostIds,
 }
 
 /// A layer written to the blob store: what a manifest and an image config need.
@@ -139,7 +142,7 @@ fn tar_items<W: Write>(
     for item in items {
         match item? {
             Item::Whiteout { rel, meta } | Item::Opaque { rel, meta } => {
-                let mut h = base_header(rel, &meta, opts);
+                let mut h = base_header(rel, &meta, None, opts);
                 h.kind = Kind::Regular;
                 h.mode = 0o644;
                 tar.header(&h).map_err(LayerError::Stream)?;
@@ -148,9 +151,11 @@ fn tar_items<W: Write>(
                 rel,
                 abs,
                 meta,
-                xattrs,
+                mut xattrs,
             } => {
-                let mut h = base_header(rel, &meta, opts);
+                let recorded = recorded_owner(xattrs.iter().map(|(n, v)| (&n[..], &v[..])));
+                xattrs.retain(|(n, _)| !is_owner_xattr(n));
+                let mut h = base_header(rel, &meta, recorded, opts);
                 h.xattrs = xattrs;
                 let ft = meta.file_type();
                 let mut data = None;
@@ -235,7 +240,14 @@ fn copy_file<W: Write>(
     }
 }
 
-fn base_header(rel: Vec<u8>, meta: &Metadata, opts: &LayerOptions) -> EntryHeader {
+/// The header of `rel` from its host metadata; `recorded` is the owner kept in its
+/// [`super::owners::OWNER_XATTR`].
+fn base_header(
+    rel: Vec<u8>,
+    meta: &Metadata,
+    recorded: Option<(u32, u32)>,
+    opts: &LayerOptions,
+) -> EntryHeader {
     let mut mtime = meta.mtime();
     if let Some(clamp) = opts.clamp_epoch {
         mtime = mtime.min(clamp);
@@ -243,12 +255,13 @@ fn base_header(rel: Vec<u8>, meta: &Metadata, opts: &LayerOptions) -> EntryHeade
     if let Some(epoch) = opts.reproducible_epoch {
         mtime = epoch;
     }
+    let (uid, gid) = opts.host_ids.image_owner(meta.uid(), meta.gid(), recorded);
     EntryHeader {
         path: rel,
         kind: Kind::Regular,
         mode: meta.mode() & 0o7777,
-        uid: u64::from(meta.uid()),
-        gid: u64::from(meta.gid()),
+        uid: u64::from(uid),
+        gid: u64::from(gid),
         mtime,
         size: 0,
         link: Vec::new(),

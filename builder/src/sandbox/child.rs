@@ -6,6 +6,7 @@
 //! with threads that do not exist in the child (`setgroups`, `setresuid`).
 
 use super::plan::{Step, DEFAULT_CAPS};
+use crate::snapshot::mount_options;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
@@ -283,17 +284,12 @@ fn mount_overlay(step: &Step, index: u32, c: &Child<'_>) -> R {
         }
         rustix::mount::fsconfig_set_string(&fs, c"upperdir", upper)?;
         rustix::mount::fsconfig_set_string(&fs, c"workdir", work)?;
-        if userxattr {
-            rustix::mount::fsconfig_set_flag(&fs, c"userxattr")?;
+        for (key, value) in mount_options::options(userxattr) {
+            match value {
+                Some(v) => rustix::mount::fsconfig_set_string(&fs, *key, *v)?,
+                None => rustix::mount::fsconfig_set_flag(&fs, *key)?,
+            }
         }
-        // A layer must be a plain diff: no renamed-directory redirects, no metadata-only
-        // copies, no inode index.
-        // (userxattr already implies redirect_dir=nofollow and refuses any other value.)
-        if !userxattr {
-            rustix::mount::fsconfig_set_string(&fs, c"redirect_dir", c"off")?;
-        }
-        rustix::mount::fsconfig_set_string(&fs, c"metacopy", c"off")?;
-        rustix::mount::fsconfig_set_string(&fs, c"index", c"off")?;
         rustix::mount::fsconfig_create(&fs)?;
         let m =
             rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;

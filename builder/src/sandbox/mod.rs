@@ -184,6 +184,12 @@ pub enum SandboxError {
     Output(std::io::Error),
 }
 
+/// How the owners of files kiln (or a rootless step of it) leaves on the host become image
+/// owners: through the user namespace map rootless steps get.
+pub fn host_ids() -> crate::layer::owners::HostIds {
+    userns::IdMap::for_current_user().host_ids()
+}
+
 /// Whether kiln runs inside a container, where running steps unconfined is acceptable.
 fn inside_container() -> bool {
     std::path::Path::new("/.dockerenv").exists()

@@ -3,6 +3,7 @@
 //! the list before the child exists also means the child needs no allocation, which a process
 //! cloned from a multi-threaded parent must avoid.
 
+use crate::snapshot::mount_options;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -221,12 +222,8 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
                             upper.display(),
                             work.display()
                         );
-                        data.push_str(if userxattr {
-                            ",userxattr"
-                        } else {
-                            ",redirect_dir=off"
-                        });
-                        data.push_str(",metacopy=off,index=off");
+                        data.push(',');
+                        data.push_str(&mount_options::option_string(userxattr));
                         (cp(dir), c(data))
                     }),
                     legacy_only: s.legacy_only,

@@ -173,7 +173,7 @@ pub(crate) fn restore_times(times: &[(PathBuf, i64, i64)]) {
 
 /// Builds the setup for `spec` in `mode`.
 pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxError> {
-    let root_user = rustix::process::geteuid().is_root();
+    let root_user = crate::layer::owners::settable();
     let view: Box<dyn FsView> = match &spec.rootfs {
         RootFs::Overlay { lower, upper, .. } => {
             let mut layers = vec![upper.clone()];
@@ -240,7 +240,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
         RootFs::Dir(d) => Root::Dir(d.clone()),
     };
     let idmap = match mode {
-        Mode::Rootless => Some(IdMap::for_current_user()?),
+        Mode::Rootless => Some(IdMap::for_current_user()),
         _ => None,
     };
     let tmp = || {

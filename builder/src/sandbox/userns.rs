@@ -3,6 +3,7 @@
 //! itself mapped to root.
 
 use super::SandboxError;
+use crate::layer::owners::HostIds;
 use std::process::Command;
 
 /// How ids inside the namespace map to the host.
@@ -44,12 +45,12 @@ fn have(tool: &str) -> bool {
 
 impl IdMap {
     /// The map for the user kiln runs as.
-    pub(crate) fn for_current_user() -> Result<Self, SandboxError> {
+    pub(crate) fn for_current_user() -> Self {
+        if crate::layer::owners::settable() {
+            return IdMap::Identity;
+        }
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
-        if uid == 0 {
-            return Ok(IdMap::Identity);
-        }
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         let name = passwd.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -64,14 +65,38 @@ impl IdMap {
         };
         match (sub("/etc/subuid", uid), sub("/etc/subgid", gid)) {
             (Some(subuid), Some(subgid)) if have("newuidmap") && have("newgidmap") => {
-                Ok(IdMap::Ranges {
+                IdMap::Ranges {
                     uid,
                     gid,
                     subuid,
                     subgid,
-                })
+                }
             }
-            _ => Ok(IdMap::Single { uid, gid }),
+            _ => IdMap::Single { uid, gid },
+        }
+    }
+
+    /// How files this map's namespace leaves on the host read as image owners.
+    pub(crate) fn host_ids(&self) -> HostIds {
+        match *self {
+            IdMap::Identity => HostIds::Same,
+            IdMap::Single { uid, gid } => HostIds::Mapped {
+                uid,
+                gid,
+                subuid: None,
+                subgid: None,
+            },
+            IdMap::Ranges {
+                uid,
+                gid,
+                subuid,
+                subgid,
+            } => HostIds::Mapped {
+                uid,
+                gid,
+                subuid: Some(subuid),
+                subgid: Some(subgid),
+            },
         }
     }
 

@@ -132,7 +132,7 @@ impl LayerCache {
             &tmp.0,
             &ExtractOptions {
                 overlay_whiteouts: true,
-                ignore_owners: !rustix::process::geteuid().is_root(),
+                ignore_owners: !layer::owners::settable(),
             },
         )?;
         if info.diff_id != *diff_id {

@@ -19,6 +19,7 @@ mod cache;
 mod commit;
 mod dirs;
 mod error;
+pub(crate) mod mount_options;
 mod probe;
 mod treediff;
 mod view;

@@ -51,18 +51,19 @@ fn probe_now(cache: &LayerCache) -> Mode {
         }
     }
     let root = rustix::process::geteuid().is_root();
-    let mut opts = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+    // Without root, builds mount in a user namespace with `userxattr`.
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},{}",
         d.join("l").display(),
         d.join("u").display(),
-        d.join("w").display()
+        d.join("w").display(),
+        super::mount_options::option_string(!root)
     );
     let mut cmd = Command::new("unshare");
     if root {
         cmd.arg("--mount");
     } else {
         cmd.args(["--user", "--map-root-user", "--mount"]);
-        opts.push_str(",userxattr");
     }
     // The mount dies with the child's namespace: nothing to unmount.
     cmd.args(["--", "mount", "-t", "overlay", "overlay", "-o"])
