@@ -587,8 +587,11 @@ fn single_snapshot_appends_one_layer_with_the_same_filesystem() {
     assert!(last.get("empty_layer").is_none(), "{last}");
     assert_eq!(
         cfg["config"]["Env"],
-        serde_json::json!(["STAGE=a"]),
-        "{cfg}"
+        serde_json::json!([
+            format!("PATH={}", kiln::image::config::DEFAULT_PATH),
+            "STAGE=a"
+        ]),
+        "the base (built FROM scratch) has the default PATH: {cfg}"
     );
 
     let (want, _) = image_listing(&layered, work.path(), "w1");
