@@ -303,3 +303,45 @@ fn another_user_cannot_run_a_setuid_file_from_the_cache() {
     assert_eq!(mode(&fresh), 0o700, "a new cache directory is private");
     assert!(!text(&o.stderr).contains("was mode"));
 }
+
+/// RUN mounts by an unprivileged kiln: a cache mount and a secret mount are made without the
+/// chown only root may do (they are the user's, root inside the step's user namespace).
+#[test]
+fn an_unprivileged_build_mounts_a_cache_and_a_secret() {
+    need_root!();
+    let t = workspace(
+        USER,
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN --mount=type=cache,target=/cache --mount=type=secret,id=tok \
+         [\"/bin/busybox\", \"sh\", \"-c\", \
+         \"/bin/busybox cat /run/secrets/tok > /cache/c && /bin/busybox wc -c < /cache/c > /got\"]\n",
+    );
+    let secret = t.path().join("tok");
+    fs::write(&secret, "s3cret").unwrap();
+    std::os::unix::fs::lchown(&secret, Some(USER), Some(USER)).unwrap();
+    let o = build(
+        t.path(),
+        Some(USER),
+        &t.path().join("cache"),
+        &[
+            "--no-push",
+            "--secret",
+            &format!("id=tok,src={}", secret.display()),
+        ],
+    );
+    if text(&o.stderr).contains("creating the sandbox's namespaces") {
+        eprintln!("skipped: user namespaces are not available to unprivileged users here");
+        return;
+    }
+    ok(&o);
+    let root = rootfs(t.path());
+    assert_eq!(fs::read_to_string(root.join("got")).unwrap().trim(), "6");
+    assert!(
+        !root.join("run/secrets/tok").exists(),
+        "the secret is in no layer"
+    );
+    assert!(
+        !root.join("cache/c").exists(),
+        "the cache mount is in no layer"
+    );
+}

@@ -204,6 +204,17 @@ pub(crate) fn layer_options(b: &Build<'_>) -> crate::layer::LayerOptions {
     opts
 }
 
+/// Gives a cache or secret mount's source the `uid`/`gid` the mount asks for. Without root
+/// (rootless) kiln cannot chown: the file stays the user's, which is root inside the step's
+/// user namespace, so a mount for root works and one for another user is root's.
+fn give_mount_owner(path: &Path, m: &Mount) -> Result<(), BuildError> {
+    if !crate::layer::owners::settable() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+        .map_err(super::io_err(path))
+}
+
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BuildError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, bytes).map_err(super::io_err(path))?;
@@ -235,8 +246,7 @@ fn mount(
                 let mode = m.mode.unwrap_or(0o755);
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
                     .map_err(super::io_err(&dir))?;
-                std::os::unix::fs::chown(&dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
-                    .map_err(super::io_err(&dir))?;
+                give_mount_owner(&dir, m)?;
             }
             BindMount {
                 source: dir,
@@ -282,8 +292,7 @@ fn mount(
             }
             let path = scratch.join(format!("secret-{n}"));
             write_file(&path, &value, m.mode.unwrap_or(0o400))?;
-            std::os::unix::fs::chown(&path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
-                .map_err(super::io_err(&path))?;
+            give_mount_owner(&path, m)?;
             let target = if m.target.is_empty() {
                 format!("/run/secrets/{id}")
             } else {
