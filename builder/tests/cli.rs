@@ -241,3 +241,71 @@ fn unterminated_heredoc_and_quote_name_their_lines() {
         "{e}"
     );
 }
+
+/// A Dockerfile in the context that is a symlink is refused (exit 1), and nothing of the file it
+/// points to is printed; one named by an absolute path is the user's own choice and is read.
+#[test]
+fn a_symlinked_dockerfile_in_the_context_is_refused_without_echoing_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("host-secret");
+    write(
+        dir.path(),
+        "host-secret",
+        "root:TOPSECRET:19000:0:99999:7:::\n",
+    );
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join("Dockerfile")).unwrap();
+    for args in [
+        &["build", "--dry-run", "-c", "ctx"][..],
+        &["build", "--dry-run", "-c", "ctx", "-f", "Dockerfile"][..],
+    ] {
+        let o = kiln(dir.path(), args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(e.contains("the Dockerfile is a symbolic link"), "{e}");
+        assert!(!e.contains("TOPSECRET") && !e.contains("root:"), "{e}");
+    }
+    // From inside the context, `-f Dockerfile` names the same link.
+    let o = kiln(&ctx, &["build", "--dry-run", "-f", "Dockerfile"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // A real Dockerfile named by an absolute path through a link is read.
+    write(dir.path(), "real.Dockerfile", "FROM scratch\nENV A=1\n");
+    std::os::unix::fs::symlink(dir.path().join("real.Dockerfile"), dir.path().join("abs")).unwrap();
+    let abs = dir.path().join("abs");
+    let o = kiln(
+        dir.path(),
+        &[
+            "build",
+            "--dry-run",
+            "-c",
+            "ctx",
+            "-f",
+            abs.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// A `.dockerignore` symlink is followed only inside the context: one pointing at a host file
+/// (by an absolute path or `..`) reads the context's own file of that name, or nothing.
+#[test]
+fn a_symlinked_dockerignore_is_read_only_inside_the_context() {
+    use kiln::context::dockerignore::DockerIgnore;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "outside", "[broken\n");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside"), ctx.join(".dockerignore")).unwrap();
+    // The absolute target is looked up in the context, where it does not exist.
+    let ig = DockerIgnore::load(&ctx).unwrap();
+    assert!(ig.is_empty(), "{:?}", ig.patterns());
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    std::os::unix::fs::symlink("../outside", ctx.join(".dockerignore")).unwrap();
+    assert!(DockerIgnore::load(&ctx).unwrap().is_empty());
+    // A link to a file inside the context is followed.
+    write(&ctx, "ignores", "*.log\n");
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    std::os::unix::fs::symlink("ignores", ctx.join(".dockerignore")).unwrap();
+    assert_eq!(DockerIgnore::load(&ctx).unwrap().patterns().len(), 1);
+}

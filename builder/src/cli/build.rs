@@ -136,7 +136,7 @@ pub struct Source {
 /// Finds and reads the Dockerfile the way kaniko does.
 pub fn read_dockerfile(args: &BuildArgs) -> anyhow::Result<Source> {
     let Some(given) = &args.dockerfile else {
-        return read(args.context.join("Dockerfile"));
+        return read_in_context(args.context.join("Dockerfile"));
     };
     if given == "-" {
         let mut text = String::new();
@@ -149,11 +149,23 @@ pub fn read_dockerfile(args: &BuildArgs) -> anyhow::Result<Source> {
         });
     }
     let given = PathBuf::from(given);
-    read(if given.is_absolute() || given.exists() {
-        given
+    // A relative name is the context's file (kaniko's `--dockerfile Dockerfile --context .`),
+    // whether found from here or in the context; an absolute one is the user's own choice.
+    if given.is_absolute() {
+        read(given)
+    } else if given.exists() {
+        read_in_context(given)
     } else {
-        args.context.join(&given)
-    })
+        read_in_context(args.context.join(&given))
+    }
+}
+
+/// Reads a Dockerfile found in the context, refusing a symlink there.
+fn read_in_context(path: PathBuf) -> anyhow::Result<Source> {
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(kiln::context::ContextError::SymlinkedDockerfile { path }.into());
+    }
+    read(path)
 }
 
 fn read(path: PathBuf) -> anyhow::Result<Source> {

@@ -119,7 +119,7 @@ impl DockerIgnore {
     /// [`DockerIgnore::parse`].
     pub fn load(context_dir: &Path) -> Result<Self, ContextError> {
         let path = context_dir.join(DOCKERIGNORE_FILE);
-        match std::fs::read(&path) {
+        match read_in_context(context_dir) {
             Ok(bytes) => {
                 // Docker works on bytes; a pattern with invalid UTF-8 could only ever match a
                 // file name that is not UTF-8 either, which the walker refuses anyway.
@@ -543,6 +543,22 @@ fn close(tokens: &[Token], states: &mut [bool]) {
             _ => {}
         }
     }
+}
+
+/// The bytes of the context's `.dockerignore`, a symlink followed only within the context (as
+/// if the context were `/`): a link cannot make kiln read, and echo in an error, a host file.
+fn read_in_context(context_dir: &Path) -> std::io::Result<Vec<u8>> {
+    use crate::fsview::{self, DirView, FsView};
+    use std::io::Read;
+    let view = DirView::new(context_dir);
+    let inside = fsview::resolve(
+        &view,
+        Path::new("/").join(DOCKERIGNORE_FILE).as_path(),
+        true,
+    )?;
+    let mut bytes = Vec::new();
+    view.open(&inside)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

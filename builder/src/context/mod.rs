@@ -28,6 +28,13 @@ pub enum ContextError {
         /// Why.
         source: std::io::Error,
     },
+    /// The Dockerfile in the context is a symlink: following it could read any file of the
+    /// host (and echo it in a parse error), so it is refused as Docker refuses it.
+    #[error("{}: the Dockerfile is a symbolic link; kiln reads a Dockerfile in the context only as a regular file (name the file it points to with --dockerfile)", path.display())]
+    SymlinkedDockerfile {
+        /// The Dockerfile's path.
+        path: PathBuf,
+    },
     /// A name in the context is not UTF-8; kiln handles context paths as text.
     #[error("{}: file name is not valid UTF-8", path.display())]
     NonUtf8Path {
