@@ -283,3 +283,84 @@ fn garbage_is_an_error_not_a_panic() {
     let t = tar_of(&[E::File("f", &"z".repeat(5000))]);
     assert!(layer::extract(&t[..1500], &target, &ExtractOptions::default()).is_err());
 }
+
+/// A decompression bomb (a small gzip of many zeros) stops at the limit, naming it; a layer
+/// under the limit extracts.
+#[test]
+fn a_layer_expanding_past_the_limit_is_refused() {
+    use std::io::Write;
+    let zeros = vec![0u8; 8 << 20];
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(zeros.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append_data(&mut h, "zeros", &zeros[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < 64 << 10, "a bomb: {} bytes", gz.len());
+    let opts = |max| ExtractOptions {
+        max_bytes: Some(max),
+        ..ExtractOptions::default()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let e = layer::extract(&gz[..], t.path(), &opts(1 << 20)).unwrap_err();
+    assert!(
+        matches!(e, LayerError::TooLarge { limit, what: "uncompressed stream" } if limit == 1 << 20),
+        "{e}"
+    );
+    assert!(e.to_string().contains("limit of 1048576 bytes"), "{e}");
+    let t = tempfile::tempdir().unwrap();
+    layer::extract(&gz[..], t.path(), &opts(16 << 20)).unwrap();
+    assert_eq!(fs::metadata(t.path().join("zeros")).unwrap().len(), 8 << 20);
+}
+
+/// A sparse entry carries a few bytes and unpacks to its whole size: what it writes counts
+/// against the limit even though the stream stays small. The archive is GNU tar's own.
+#[test]
+fn a_sparse_entry_counts_what_it_unpacks_to() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let f = fs::File::create(src.join("holes")).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let tar = t.path().join("sparse.tar");
+    let o = std::process::Command::new("tar")
+        .args(["--sparse", "--format=gnu", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg("holes")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stream = fs::read(&tar).unwrap();
+    assert!(
+        stream.len() < 1 << 20,
+        "GNU tar wrote it sparse: {}",
+        stream.len()
+    );
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let opts = ExtractOptions {
+        max_bytes: Some(8 << 20),
+        ..ExtractOptions::default()
+    };
+    let e = layer::extract(&stream[..], &out, &opts).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LayerError::TooLarge {
+                what: "bytes written to files",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

@@ -89,6 +89,8 @@ pub struct BuildOptions {
     pub reproducible: Option<i64>,
     /// `--single-snapshot`: the layers the build adds above the image base become one.
     pub single_snapshot: bool,
+    /// `--max-layer-size`: the most bytes one layer may expand to when extracted.
+    pub max_layer_bytes: u64,
     /// Registry client settings.
     pub registry: RegistryConfig,
     /// Registry credentials.
@@ -185,7 +187,9 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
             None => progress.line(&format!("warning: {}", w.message)),
         }
     }
-    let cache = LayerCache::open(&opts.cache_dir).map_err(|e| wrap("layer cache")(&e))?;
+    let cache = LayerCache::open(&opts.cache_dir)
+        .map_err(|e| wrap("layer cache")(&e))?
+        .with_max_layer_bytes(opts.max_layer_bytes);
     let mode = snapshot::probe(&cache);
     if let snapshot::Mode::TreeDiff { reason } = &mode {
         progress.line(&format!(

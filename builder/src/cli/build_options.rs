@@ -174,6 +174,12 @@ pub fn options(
         image_name_with_digest_file: args.image_name_with_digest_file.clone(),
         reproducible,
         single_snapshot: on(args.single_snapshot),
+        max_layer_bytes: size(&args.max_layer_size).ok_or_else(|| {
+            usage(format!(
+                "--max-layer-size {:?}: expected bytes, or a number with K, M, G or T",
+                args.max_layer_size
+            ))
+        })?,
         registry,
         credentials: CredentialResolver::new(Environment::from_process()),
         layer,
@@ -227,4 +233,47 @@ fn parse_secret(s: &str) -> anyhow::Result<Secret> {
         }
     };
     Ok(Secret { id, source })
+}
+
+/// `512` or `64G`: bytes, or a number with a K, M, G or T suffix
+/// (powers of 1024; a trailing `i`/`iB`/`B` is accepted too).
+fn size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let t = t.strip_suffix('i').unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return None,
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_are_bytes_or_powers_of_1024() {
+        assert_eq!(size("512"), Some(512));
+        assert_eq!(size("64G"), Some(64 << 30));
+        assert_eq!(size("2k"), Some(2048));
+        assert_eq!(size("3MiB"), Some(3 << 20));
+        assert_eq!(size("1T"), Some(1 << 40));
+        assert_eq!(size("12X"), None);
+        assert_eq!(size("G"), None);
+        assert_eq!(size(""), None);
+        assert_eq!(size("99999999999T"), None, "overflow");
+    }
 }

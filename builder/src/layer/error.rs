@@ -44,6 +44,15 @@ pub enum LayerError {
         /// Why it is refused.
         reason: String,
     },
+    /// The layer expands past the limit set for it (a decompression bomb, or a sparse entry
+    /// that unpacks to far more than it carries).
+    #[error("the layer expands past the limit of {limit} bytes ({what}); raise it with --max-layer-size if the image is trusted")]
+    TooLarge {
+        /// What passed the limit: the uncompressed stream, or the bytes written to its files.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A layer entry is malformed (bad header, unknown type, missing link target).
     #[error("bad layer entry {entry:?}: {reason}")]
     Malformed {

@@ -12,7 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFla
 use rustix::process::{Gid, Uid};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use tar::EntryType;
 
@@ -27,6 +27,77 @@ pub struct ExtractOptions {
     /// (for extraction without root); files and directories owned by anyone but root record
     /// their owner in [`super::owners::OWNER_XATTR`], so layers written from them keep it.
     pub ignore_owners: bool,
+    /// The most bytes the layer may expand to, counted twice over: its uncompressed tar
+    /// stream, and the bytes written into its files (where a sparse entry's holes count).
+    /// `None`: no limit.
+    pub max_bytes: Option<u64>,
+}
+
+/// The default of `--max-layer-size`: far above any real layer, far below a full disk.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
+
+/// Why a limited reader or writer stopped: turned back into [`LayerError::TooLarge`].
+#[derive(Debug)]
+struct OverLimit(&'static str);
+
+impl std::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} over the limit", self.0)
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
+/// Counts bytes against a limit, failing the read or write that passes it.
+#[derive(Debug)]
+struct Budget {
+    what: &'static str,
+    left: u64,
+}
+
+impl Budget {
+    fn new(what: &'static str, limit: Option<u64>) -> Self {
+        Budget {
+            what,
+            left: limit.unwrap_or(u64::MAX),
+        }
+    }
+
+    fn spend(&mut self, n: usize) -> io::Result<()> {
+        self.left = self
+            .left
+            .checked_sub(n as u64)
+            .ok_or_else(|| io::Error::other(OverLimit(self.what)))?;
+        Ok(())
+    }
+}
+
+/// A stream error, or the limit it ran into.
+fn stream_err(limit: Option<u64>) -> impl Fn(io::Error) -> LayerError {
+    move |e| match e.get_ref().and_then(|i| i.downcast_ref::<OverLimit>()) {
+        Some(OverLimit(what)) => LayerError::TooLarge {
+            what,
+            limit: limit.unwrap_or(u64::MAX),
+        },
+        None => LayerError::Stream(e),
+    }
+}
+
+/// A file being extracted, its bytes counted against the layer's budget.
+struct LimitedFile<'a> {
+    file: std::fs::File,
+    budget: &'a mut Budget,
+}
+
+impl Write for LimitedFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.budget.spend(buf.len())?;
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// What an extraction read.
@@ -42,11 +113,13 @@ pub struct ExtractInfo {
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    budget: Budget,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.budget.spend(n)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
@@ -76,7 +149,9 @@ pub fn extract<R: Read>(
     let reader = HashingReader {
         inner: decompress(layer)?,
         hasher: Sha256::new(),
+        budget: Budget::new("uncompressed stream", opts.max_bytes),
     };
+    let err = stream_err(opts.max_bytes);
     let mut ar = tar::Archive::new(reader);
     let mut x = Extractor {
         root: &root,
@@ -84,9 +159,10 @@ pub fn extract<R: Read>(
         touched: HashSet::new(),
         dir_fixups: Vec::new(),
         entries: 0,
+        written: Budget::new("bytes written to files", opts.max_bytes),
     };
-    for entry in ar.entries().map_err(LayerError::Stream)? {
-        let mut entry = entry.map_err(LayerError::Stream)?;
+    for entry in ar.entries().map_err(&err)? {
+        let mut entry = entry.map_err(&err)?;
         x.entries += 1;
         x.entry(&mut entry)?;
     }
@@ -104,7 +180,7 @@ pub fn extract<R: Read>(
     }
     let mut reader = ar.into_inner();
     // The end-of-archive blocks and any padding belong to the diff_id too.
-    io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Stream)?;
+    io::copy(&mut reader, &mut io::sink()).map_err(&err)?;
     let out = reader.hasher.finalize();
     let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
     let diff_id = format!("sha256:{hex}")
@@ -144,6 +220,8 @@ struct Extractor<'a> {
     /// Directories' (path, mode, mtime), applied after every entry.
     dir_fixups: Vec<(Vec<Vec<u8>>, u32, i64)>,
     entries: u64,
+    /// What the layer's files may still take.
+    written: Budget,
 }
 
 fn malformed(entry: &str, reason: impl Into<String>) -> LayerError {
@@ -264,9 +342,12 @@ impl Extractor<'_> {
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(err)?;
-                let mut f = std::fs::File::from(fd);
-                io::copy(e, &mut f).map_err(LayerError::Stream)?;
-                let fd = OwnedFd::from(f);
+                let mut f = LimitedFile {
+                    file: std::fs::File::from(fd),
+                    budget: &mut self.written,
+                };
+                io::copy(e, &mut f).map_err(stream_err(self.opts.max_bytes))?;
+                let fd = OwnedFd::from(f.file);
                 self.fd_meta(&fd, &path, &m, true)?;
             }
             EntryType::Symlink => {

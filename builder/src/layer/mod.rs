@@ -21,7 +21,7 @@ pub use compress::{
     MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
 };
 pub use error::LayerError;
-pub use extract::{extract, ExtractInfo, ExtractOptions};
+pub use extract::{extract, ExtractInfo, ExtractOptions, DEFAULT_MAX_LAYER_BYTES};
 pub use merge::Below;
 pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 pub use write::{write_layer, write_merged_layer, write_tar, LayerInfo, LayerOptions};

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     root: PathBuf,
+    /// The most bytes one layer may expand to when extracted (`--max-layer-size`).
+    max_layer_bytes: u64,
 }
 
 /// What a layer blob's first bytes must be, from its media type.
@@ -59,11 +61,19 @@ impl LayerCache {
     pub fn open(cache_dir: &Path) -> Result<LayerCache, SnapshotError> {
         let c = LayerCache {
             root: cache_dir.to_path_buf(),
+            max_layer_bytes: layer::DEFAULT_MAX_LAYER_BYTES,
         };
         for d in [c.layers_dir(), c.tmp_dir(), c.root.join("locks")] {
             std::fs::create_dir_all(&d).map_err(io_at(&d))?;
         }
         Ok(c)
+    }
+
+    /// Extracting a layer fails once it expands past `bytes` (its uncompressed stream, or
+    /// what it writes into files).
+    pub fn with_max_layer_bytes(mut self, bytes: u64) -> Self {
+        self.max_layer_bytes = bytes;
+        self
     }
 
     /// `<cache_dir>/layers`: a sandbox that chdirs here can name lowers by hex alone and keep
@@ -133,8 +143,17 @@ impl LayerCache {
             &ExtractOptions {
                 overlay_whiteouts: true,
                 ignore_owners: !layer::owners::settable(),
+                max_bytes: Some(self.max_layer_bytes),
             },
-        )?;
+        )
+        .map_err(|e| match e {
+            // Which layer is too large is what the user needs to know.
+            e @ layer::LayerError::TooLarge { .. } => SnapshotError::InLayer {
+                diff_id: diff_id.clone(),
+                source: e,
+            },
+            e => e.into(),
+        })?;
         if info.diff_id != *diff_id {
             return Err(SnapshotError::DiffIdMismatch {
                 expected: diff_id.clone(),

@@ -18,6 +18,15 @@ pub enum SnapshotError {
     /// Writing or extracting the layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// Extracting one layer of an image failed.
+    #[error("layer {diff_id}")]
+    InLayer {
+        /// The layer's diff_id.
+        diff_id: Digest,
+        /// Why.
+        #[source]
+        source: crate::layer::LayerError,
+    },
     /// A layer blob does not unpack to the diff_id it was announced with.
     #[error("layer diff_id mismatch: expected {expected}, got {actual}")]
     DiffIdMismatch {
