@@ -8,14 +8,17 @@
 //! program as PID 1 (`child.rs`). Mount points missing from the image are put in an extra lower
 //! layer, so the upper directory ends up with exactly the step's changes.
 
+mod caps;
 mod child;
 mod plan;
 mod prepare;
+mod seccomp;
 mod spawn;
 mod userns;
 pub mod users;
 
 pub use prepare::DEFAULT_PATH;
+pub use seccomp::SeccompError;
 pub use users::{resolve_group, resolve_user, Ids, UserError};
 
 use plan::Mode;
@@ -179,6 +182,9 @@ pub enum SandboxError {
     /// Starting or waiting for the process failed.
     #[error("sandbox: {0}")]
     Spawn(std::io::Error),
+    /// The seccomp filter could not be built for this machine.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     /// Writing the process's output failed (the process was killed).
     #[error("writing the process output: {0}")]
     Output(std::io::Error),
