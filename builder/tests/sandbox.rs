@@ -1009,6 +1009,23 @@ fn seccomp_refuses_what_docker_refuses() {
     }
 }
 
+/// Runs `f` with inheritable and ambient CAP_SYS_ADMIN and NET_RAW on this thread (the one the
+/// sandbox clones), as a kiln started with them would have them.
+fn with_inherited_caps<T>(f: impl FnOnce() -> T) -> T {
+    use rustix::thread::{Capability, CapabilitySet};
+    let before = rustix::thread::capabilities(None).unwrap();
+    let mut raised = before;
+    raised.inheritable |= CapabilitySet::SYS_ADMIN | CapabilitySet::NET_RAW;
+    rustix::thread::set_capabilities(None, raised).unwrap();
+    for cap in [Capability::SystemAdmin, Capability::NetRaw] {
+        rustix::thread::configure_capability_in_ambient_set(cap, true).unwrap();
+    }
+    let result = f();
+    rustix::thread::clear_ambient_capability_set().unwrap();
+    rustix::thread::set_capabilities(None, before).unwrap();
+    result
+}
+
 #[test]
 fn status_shows_the_filter_and_dockers_capabilities_without_net_raw() {
     need_root!();
@@ -1022,7 +1039,7 @@ fn status_shows_the_filter_and_dockers_capabilities_without_net_raw() {
             let mut spec = r.spec(script);
             spec.isolation = isolation;
             spec.user = user.into();
-            let (o, out) = run(&spec);
+            let (o, out) = with_inherited_caps(|| run(&spec));
             assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?} {user}: {out}");
             assert_eq!(
                 out,

@@ -9,6 +9,7 @@
 
 use super::child::last_errno;
 use rustix::io::Errno;
+use rustix::thread::CapabilitySet;
 
 /// Docker's default capabilities without `NET_RAW` (bit numbers): CHOWN, DAC_OVERRIDE, FOWNER,
 /// FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, MKNOD, AUDIT_WRITE,
@@ -42,77 +43,22 @@ pub(crate) fn drop_bounding() -> Result<(), Errno> {
             return Err(e);
         }
     }
-    // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) takes integers only.
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    // EINVAL: a kernel before ambient capabilities (4.3).
-    if r < 0 && last_errno() != Errno::INVAL {
-        return Err(last_errno());
+    match rustix::thread::clear_ambient_capability_set() {
+        // EINVAL: a kernel before ambient capabilities (4.3).
+        Ok(()) | Err(Errno::INVAL) => {}
+        Err(e) => return Err(e),
     }
     Ok(())
 }
-
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct Header {
-    version: u32,
-    pid: i32,
-}
-
-/// `struct __user_cap_data_struct`: one per 32 capabilities.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Data {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const VERSION_3: u32 = 0x2008_0522;
 
 /// Limits the permitted and effective sets to [`STEP_CAPS`] and empties the inheritable set.
-#[allow(unsafe_code)]
 pub(crate) fn limit() -> Result<(), Errno> {
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capget fills the two `Data` words a version-3 header asks for; both live on the
-    // stack for the call.
-    if unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut Header,
-            data.as_mut_ptr(),
-        )
-    } < 0
-    {
-        return Err(last_errno());
-    }
-    let mask = step_mask();
-    for (i, d) in data.iter_mut().enumerate() {
-        let m = (mask >> (32 * i)) as u32;
-        d.effective &= m;
-        d.permitted &= m;
-        d.inheritable = 0;
-    }
-    // SAFETY: capset reads the header and two `Data` words from the stack.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } < 0 {
-        return Err(last_errno());
-    }
-    Ok(())
+    let mut sets = rustix::thread::capabilities(None)?;
+    let keep = CapabilitySet::from_bits_retain(step_mask());
+    sets.effective &= keep;
+    sets.permitted &= keep;
+    sets.inheritable = CapabilitySet::empty();
+    rustix::thread::set_capabilities(None, sets)
 }
 
 /// Whether the calling process has `cap` in its effective set (read in the parent).
