@@ -1012,12 +1012,12 @@ fn seccomp_refuses_what_docker_refuses() {
 /// Runs `f` with inheritable and ambient CAP_SYS_ADMIN and NET_RAW on this thread (the one the
 /// sandbox clones), as a kiln started with them would have them.
 fn with_inherited_caps<T>(f: impl FnOnce() -> T) -> T {
-    use rustix::thread::{Capability, CapabilitySet};
+    use rustix::thread::CapabilitySet;
     let before = rustix::thread::capabilities(None).unwrap();
     let mut raised = before;
     raised.inheritable |= CapabilitySet::SYS_ADMIN | CapabilitySet::NET_RAW;
     rustix::thread::set_capabilities(None, raised).unwrap();
-    for cap in [Capability::SystemAdmin, Capability::NetRaw] {
+    for cap in [CapabilitySet::SYS_ADMIN, CapabilitySet::NET_RAW] {
         rustix::thread::configure_capability_in_ambient_set(cap, true).unwrap();
     }
     let result = f();
@@ -1026,30 +1026,89 @@ fn with_inherited_caps<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
+/// Docker's default capability set 0xa80425fb without NET_RAW (bit 13).
+const STEP_CAPS: &str = "00000000a80405fb";
+
+/// Prints a step's capability sets, `no_new_privs` and seccomp mode.
+const STATUS: &str = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status \
+                      | tr -d '\\t'";
+
+/// What [`STATUS`] prints for a step holding `held` (permitted and effective).
+fn status(held: &str, no_new_privs: u8) -> String {
+    format!(
+        "CapInh:0000000000000000\nCapPrm:{held}\nCapEff:{held}\nCapBnd:{STEP_CAPS}\n\
+         CapAmb:0000000000000000\nNoNewPrivs:{no_new_privs}\nSeccomp:2\n"
+    )
+}
+
 #[test]
 fn status_shows_the_filter_and_dockers_capabilities_without_net_raw() {
     need_root!();
-    // Docker's default set 0xa80425fb without NET_RAW (bit 13).
-    let docker = "00000000a80405fb";
-    let script = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status \
-                  | tr -d '\\t'";
     for isolation in CONFINED {
-        for (user, held) in [("", docker), ("app", "0000000000000000")] {
+        for (user, held) in [("", STEP_CAPS), ("app", "0000000000000000")] {
             let r = Root::new();
-            let mut spec = r.spec(script);
+            let mut spec = r.spec(STATUS);
             spec.isolation = isolation;
             spec.user = user.into();
             let (o, out) = with_inherited_caps(|| run(&spec));
             assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?} {user}: {out}");
-            assert_eq!(
-                out,
-                format!(
-                    "CapInh:0000000000000000\nCapPrm:{held}\nCapEff:{held}\nCapBnd:{docker}\n\
-                     CapAmb:0000000000000000\nNoNewPrivs:0\nSeccomp:2\n"
-                ),
-                "{isolation:?} {user:?}"
-            );
+            assert_eq!(out, status(held, 0), "{isolation:?} {user:?}");
         }
+    }
+}
+
+/// Run by [`unconfined_steps_get_the_filter_and_capabilities_too`] (does nothing elsewhere):
+/// prints [`STATUS`] of an unconfined step on the host's root.
+#[test]
+fn unconfined_helper() {
+    if std::env::var_os("KILN_UNCONFINED_HELPER").is_none() {
+        return;
+    }
+    let spec = RunSpec {
+        rootfs: RootFs::Dir("/".into()),
+        argv: vec!["/bin/sh".into(), "-c".into(), STATUS.into()],
+        env: vec![],
+        workdir: "/".into(),
+        user: String::new(),
+        network: Network::Host,
+        hostname: String::new(),
+        mounts: vec![],
+        isolation: Isolation::Unconfined,
+    };
+    let mut out = Vec::new();
+    match sandbox::run(&spec, &mut out) {
+        Ok(o) => println!("OUTCOME {:?}", o.exit),
+        Err(e) => println!("ERROR {e}"),
+    }
+    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
+}
+
+/// Kaniko's way gets the same: with CAP_SYS_ADMIN the filter goes in as in the namespaced
+/// modes; without it (a container's default capabilities), with `no_new_privs`.
+#[test]
+fn unconfined_steps_get_the_filter_and_capabilities_too() {
+    need_root!();
+    let exe = std::env::current_exe().unwrap();
+    for (bounding, no_new_privs) in [("-net_raw", 0), ("-sys_admin", 1)] {
+        let out = std::process::Command::new("setpriv")
+            .arg(format!("--bounding-set={bounding}"))
+            .arg(&exe)
+            .args([
+                "--exact",
+                "unconfined_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KILN_UNCONFINED_HELPER", "1")
+            .env("KILN_FORCE_UNCONFINED", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let want = format!(
+            "OUTCOME Code(0)\nOUTPUT<{}>",
+            status(STEP_CAPS, no_new_privs)
+        );
+        assert!(stdout.contains(&want), "{bounding}: {stdout}");
     }
 }
 
