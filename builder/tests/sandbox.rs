@@ -83,6 +83,7 @@ impl Root {
             hostname: "kiln-test".into(),
             mounts: vec![],
             isolation: Isolation::Auto,
+            pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
         }
     }
 
@@ -529,6 +530,7 @@ fn rootless_helper() {
         hostname: "rootless".into(),
         mounts: vec![],
         isolation: Isolation::Auto,
+        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
     };
     let mut out = Vec::new();
     match sandbox::run(&spec, &mut out) {
@@ -799,6 +801,7 @@ fn death_helper() {
         hostname: "death".into(),
         mounts: vec![],
         isolation: Isolation::Auto,
+        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
     };
     let _ = sandbox::run(&spec, &mut std::io::stdout());
 }
@@ -1074,6 +1077,7 @@ fn unconfined_helper() {
         hostname: String::new(),
         mounts: vec![],
         isolation: Isolation::Unconfined,
+        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
     };
     let mut out = Vec::new();
     match sandbox::run(&spec, &mut out) {
@@ -1195,5 +1199,23 @@ fn setuid_programs_keep_working() {
         spec.user = "app".into();
         let (o, out) = run(&spec);
         assert_eq!((o.exit, out.as_str()), (ExitKind::Code(0), "ok\n1000\n"));
+    }
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    need_root!();
+    let script = "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo all-started";
+    for isolation in CONFINED {
+        let r = Root::new();
+        let mut spec = r.spec(script);
+        spec.isolation = isolation;
+        spec.pids_limit = Some(20);
+        let (o, out) = run(&spec);
+        assert_ne!(o.exit, ExitKind::Code(0), "{isolation:?}: {out}");
+        assert!(out.contains("can't fork"), "{isolation:?}: {out}");
+        spec.pids_limit = Some(100);
+        let (o, out) = run(&spec);
+        assert_eq!((o.exit, out.as_str()), (ExitKind::Code(0), "all-started\n"));
     }
 }

@@ -10,6 +10,7 @@
 
 mod caps;
 mod child;
+mod pids;
 mod plan;
 mod prepare;
 mod seccomp;
@@ -17,6 +18,7 @@ mod spawn;
 mod userns;
 pub mod users;
 
+pub use pids::DEFAULT_PIDS_LIMIT;
 pub use prepare::DEFAULT_PATH;
 pub use seccomp::SeccompError;
 pub use users::{resolve_group, resolve_user, Ids, UserError};
@@ -99,6 +101,8 @@ pub struct RunSpec {
     pub mounts: Vec<BindMount>,
     /// Confinement.
     pub isolation: Isolation,
+    /// At most this many processes (a cgroup's `pids.max`), where kiln can make cgroups.
+    pub pids_limit: Option<u32>,
 }
 
 /// How the process ended.
@@ -269,7 +273,14 @@ pub fn run(spec: &RunSpec, output: &mut dyn std::io::Write) -> Result<RunOutcome
             flags |= libc::CLONE_NEWUSER as u64;
         }
     }
-    let result = spawn::spawn(&steps, flags, prepared.idmap.as_ref(), output);
+    let cgroup = spec.pids_limit.and_then(pids::PidsCgroup::create);
+    let result = spawn::spawn(
+        &steps,
+        flags,
+        prepared.idmap.as_ref(),
+        cgroup.as_ref(),
+        output,
+    );
     prepare::cleanup(&prepared);
     result
 }
