@@ -69,22 +69,14 @@ impl Root {
     }
 
     fn spec(&self, script: &str) -> RunSpec {
-        RunSpec {
-            rootfs: RootFs::Overlay {
+        spec_for(
+            RootFs::Overlay {
                 lower: vec![self.path("lower")],
                 upper: self.path("upper"),
                 work: self.path("work"),
             },
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: vec![],
-            workdir: "/".into(),
-            user: String::new(),
-            network: Network::Host,
-            hostname: "kiln-test".into(),
-            mounts: vec![],
-            isolation: Isolation::Auto,
-            pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
-        }
+            &["/bin/sh", "-c", script],
+        )
     }
 
     /// Names in the upper directory.
@@ -96,6 +88,32 @@ impl Root {
         names.sort();
         names
     }
+}
+
+/// `argv` run as root in `rootfs` with the defaults: host network, hostname `kiln-test`.
+fn spec_for(rootfs: RootFs, argv: &[&str]) -> RunSpec {
+    RunSpec {
+        rootfs,
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        env: vec![],
+        workdir: "/".into(),
+        user: String::new(),
+        network: Network::Host,
+        hostname: "kiln-test".into(),
+        mounts: vec![],
+        isolation: Isolation::Auto,
+        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
+    }
+}
+
+/// For a helper run as a separate process: runs `spec` and prints how it ended and its output.
+fn print_run(spec: &RunSpec) {
+    let mut out = Vec::new();
+    match sandbox::run(spec, &mut out) {
+        Ok(o) => println!("OUTCOME {:?}", o.exit),
+        Err(e) => println!("ERROR {e}"),
+    }
+    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
 }
 
 fn run(spec: &RunSpec) -> (RunOutcome, String) {
@@ -507,37 +525,24 @@ fn rootless_helper() {
         return;
     };
     let base = PathBuf::from(base);
-    let mut spec = RunSpec {
-        rootfs: RootFs::Overlay {
+    let script = std::env::var("KILN_SANDBOX_HELPER_SCRIPT").unwrap_or_else(|_| {
+        "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
+         cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
+         rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
+            .into()
+    });
+    let mut spec = spec_for(
+        RootFs::Overlay {
             lower: vec![base.join("lower")],
             upper: base.join("upper"),
             work: base.join("work"),
         },
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            std::env::var("KILN_SANDBOX_HELPER_SCRIPT").unwrap_or_else(|_| {
-                "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
-                 cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
-                 rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
-                    .into()
-            }),
-        ],
-        env: vec![],
-        workdir: "/".into(),
-        user: std::env::var("KILN_SANDBOX_HELPER_USER").unwrap_or_default(),
-        network: Network::None,
-        hostname: "rootless".into(),
-        mounts: vec![],
-        isolation: Isolation::Auto,
-        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
-    };
-    let mut out = Vec::new();
-    match sandbox::run(&spec, &mut out) {
-        Ok(o) => println!("OUTCOME {:?}", o.exit),
-        Err(e) => println!("ERROR {e}"),
-    }
-    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
+        &["sh", "-c", &script],
+    );
+    spec.user = std::env::var("KILN_SANDBOX_HELPER_USER").unwrap_or_default();
+    spec.network = Network::None;
+    spec.hostname = "rootless".into();
+    print_run(&spec);
     spec.user = "app".into();
     match sandbox::run(&spec, &mut Vec::new()) {
         Err(SandboxError::UserNamespace(m)) => println!("UNMAPPED {m}"),
@@ -1067,24 +1072,9 @@ fn unconfined_helper() {
     if std::env::var_os("KILN_UNCONFINED_HELPER").is_none() {
         return;
     }
-    let spec = RunSpec {
-        rootfs: RootFs::Dir("/".into()),
-        argv: vec!["/bin/sh".into(), "-c".into(), STATUS.into()],
-        env: vec![],
-        workdir: "/".into(),
-        user: String::new(),
-        network: Network::Host,
-        hostname: String::new(),
-        mounts: vec![],
-        isolation: Isolation::Unconfined,
-        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
-    };
-    let mut out = Vec::new();
-    match sandbox::run(&spec, &mut out) {
-        Ok(o) => println!("OUTCOME {:?}", o.exit),
-        Err(e) => println!("ERROR {e}"),
-    }
-    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
+    let mut spec = spec_for(RootFs::Dir("/".into()), &["/bin/sh", "-c", STATUS]);
+    spec.isolation = Isolation::Unconfined;
+    print_run(&spec);
 }
 
 /// Kaniko's way gets the same: with CAP_SYS_ADMIN the filter goes in as in the namespaced

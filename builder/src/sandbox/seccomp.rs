@@ -172,6 +172,24 @@ fn refusals() -> Result<BpfProgram, seccompiler::Error> {
         libc::SYS_socket,
         vec![rule(vec![arg0(SeccompCmpOp::Eq, AF_VSOCK)?])?],
     );
+    compile(rules, libc::EPERM)
+}
+
+/// The ENOSYS program: `clone3` passes its flags in memory a filter cannot read, so it is
+/// made to look absent, as Docker does.
+fn no_clone3() -> Result<BpfProgram, seccompiler::Error> {
+    compile(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        libc::ENOSYS,
+    )
+}
+
+/// A program answering `errno` to the calls `rules` match (by their x32 numbers too) and
+/// allowing the rest.
+fn compile(
+    mut rules: BTreeMap<i64, Vec<SeccompRule>>,
+    errno: i32,
+) -> Result<BpfProgram, seccompiler::Error> {
     #[cfg(target_arch = "x86_64")]
     {
         let x32: Vec<(i64, Vec<SeccompRule>)> = rules
@@ -183,23 +201,7 @@ fn refusals() -> Result<BpfProgram, seccompiler::Error> {
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch()?,
-    )?;
-    Ok(filter.try_into()?)
-}
-
-/// The ENOSYS program: `clone3` passes its flags in memory a filter cannot read, so it is
-/// made to look absent, as Docker does.
-fn no_clone3() -> Result<BpfProgram, seccompiler::Error> {
-    let mut rules = BTreeMap::new();
-    rules.insert(libc::SYS_clone3, Vec::new());
-    #[cfg(target_arch = "x86_64")]
-    rules.insert(libc::SYS_clone3 | X32_BIT, Vec::new());
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
+        SeccompAction::Errno(errno as u32),
         arch()?,
     )?;
     Ok(filter.try_into()?)
