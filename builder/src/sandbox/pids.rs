@@ -43,11 +43,33 @@ fn parent() -> Result<PathBuf, String> {
     Err("no pids cgroup controller".into())
 }
 
+/// Removes the empty step cgroups a killed kiln left behind (its drop never ran).
+fn sweep(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("kiln-step-"))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            // A cgroup with processes in it is not removed.
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 impl PidsCgroup {
     /// Makes a cgroup limited to `limit` processes, or says once why steps run without one.
     pub(crate) fn create(limit: u32) -> Option<PidsCgroup> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let made = parent().and_then(|p| {
+            sweep(&p);
             let n = SEQ.fetch_add(1, Ordering::Relaxed);
             let dir = p.join(format!("kiln-step-{}-{n}", std::process::id()));
             std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
