@@ -69,21 +69,14 @@ impl Root {
     }
 
     fn spec(&self, script: &str) -> RunSpec {
-        RunSpec {
-            rootfs: RootFs::Overlay {
+        spec_for(
+            RootFs::Overlay {
                 lower: vec![self.path("lower")],
                 upper: self.path("upper"),
                 work: self.path("work"),
             },
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: vec![],
-            workdir: "/".into(),
-            user: String::new(),
-            network: Network::Host,
-            hostname: "kiln-test".into(),
-            mounts: vec![],
-            isolation: Isolation::Auto,
-        }
+            &["/bin/sh", "-c", script],
+        )
     }
 
     /// Names in the upper directory.
@@ -95,6 +88,32 @@ impl Root {
         names.sort();
         names
     }
+}
+
+/// `argv` run as root in `rootfs` with the defaults: host network, hostname `kiln-test`.
+fn spec_for(rootfs: RootFs, argv: &[&str]) -> RunSpec {
+    RunSpec {
+        rootfs,
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        env: vec![],
+        workdir: "/".into(),
+        user: String::new(),
+        network: Network::Host,
+        hostname: "kiln-test".into(),
+        mounts: vec![],
+        isolation: Isolation::Auto,
+        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
+    }
+}
+
+/// For a helper run as a separate process: runs `spec` and prints how it ended and its output.
+fn print_run(spec: &RunSpec) {
+    let mut out = Vec::new();
+    match sandbox::run(spec, &mut out) {
+        Ok(o) => println!("OUTCOME {:?}", o.exit),
+        Err(e) => println!("ERROR {e}"),
+    }
+    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
 }
 
 fn run(spec: &RunSpec) -> (RunOutcome, String) {
@@ -506,36 +525,24 @@ fn rootless_helper() {
         return;
     };
     let base = PathBuf::from(base);
-    let mut spec = RunSpec {
-        rootfs: RootFs::Overlay {
+    let script = std::env::var("KILN_SANDBOX_HELPER_SCRIPT").unwrap_or_else(|_| {
+        "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
+         cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
+         rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
+            .into()
+    });
+    let mut spec = spec_for(
+        RootFs::Overlay {
             lower: vec![base.join("lower")],
             upper: base.join("upper"),
             work: base.join("work"),
         },
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            std::env::var("KILN_SANDBOX_HELPER_SCRIPT").unwrap_or_else(|_| {
-                "echo pid=$$ uid=$(id -u); echo made > /made; cat /etc/passwd | head -1; \
-                 cat /sys/class/net/lo/flags; ls /proc/self/fd > /dev/null && echo proc; \
-                 rm -rf /data/dir && mkdir /data/dir && rm /data/old.txt"
-                    .into()
-            }),
-        ],
-        env: vec![],
-        workdir: "/".into(),
-        user: std::env::var("KILN_SANDBOX_HELPER_USER").unwrap_or_default(),
-        network: Network::None,
-        hostname: "rootless".into(),
-        mounts: vec![],
-        isolation: Isolation::Auto,
-    };
-    let mut out = Vec::new();
-    match sandbox::run(&spec, &mut out) {
-        Ok(o) => println!("OUTCOME {:?}", o.exit),
-        Err(e) => println!("ERROR {e}"),
-    }
-    println!("OUTPUT<{}>", String::from_utf8_lossy(&out));
+        &["sh", "-c", &script],
+    );
+    spec.user = std::env::var("KILN_SANDBOX_HELPER_USER").unwrap_or_default();
+    spec.network = Network::None;
+    spec.hostname = "rootless".into();
+    print_run(&spec);
     spec.user = "app".into();
     match sandbox::run(&spec, &mut Vec::new()) {
         Err(SandboxError::UserNamespace(m)) => println!("UNMAPPED {m}"),
@@ -799,6 +806,7 @@ fn death_helper() {
         hostname: "death".into(),
         mounts: vec![],
         isolation: Isolation::Auto,
+        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
     };
     let _ = sandbox::run(&spec, &mut std::io::stdout());
 }
@@ -832,4 +840,372 @@ fn process_dies_with_kiln() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(sleepers(), 0, "the sandboxed process outlived kiln");
+}
+
+// What a step gets besides namespaces, as `docker build` gives it: Docker's seccomp profile,
+// Docker's capabilities without NET_RAW, and no device nodes but kiln's own.
+
+/// The namespaced modes a step runs in as root.
+const CONFINED: [Isolation; 2] = [Isolation::Chroot, Isolation::Rootless];
+
+/// Copies this test binary and the libraries it loads into `root` as `/probe`, so a step can
+/// make system calls busybox has no applet for (see [`syscall_probe`]).
+fn add_probe(root: &Path) {
+    let exe = std::env::current_exe().unwrap();
+    fs::copy(&exe, root.join("probe")).unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let libs = String::from_utf8(ldd.stdout).unwrap();
+    for lib in libs.split_whitespace().filter(|w| w.starts_with('/')) {
+        let to = root.join(lib.trim_start_matches('/'));
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(lib, &to).unwrap();
+    }
+}
+
+/// A spec running the probe in `r` with `what` to probe.
+fn probe_spec(r: &Root, program: &str, what: &str) -> RunSpec {
+    let mut spec = r.spec("");
+    spec.argv = [program, "--exact", "syscall_probe", "--nocapture", "-q"]
+        .map(String::from)
+        .to_vec();
+    spec.argv.push("--test-threads=1".into());
+    spec.env = vec![("KILN_SYSCALL_PROBE".into(), what.into())];
+    spec
+}
+
+fn errno_name(r: libc::c_long) -> String {
+    if r >= 0 {
+        return "ok".into();
+    }
+    match std::io::Error::last_os_error().raw_os_error().unwrap() {
+        libc::EPERM => "EPERM".into(),
+        libc::ENOSYS => "ENOSYS".into(),
+        e => format!("errno {e}"),
+    }
+}
+
+/// Run inside a step by the tests below (does nothing elsewhere): makes the system calls a
+/// step must not get and prints `name=ok` or `name=<errno>` for each.
+#[test]
+#[allow(unsafe_code)]
+fn syscall_probe() {
+    let Ok(what) = std::env::var("KILN_SYSCALL_PROBE") else {
+        return;
+    };
+    if what == "euid" {
+        println!("euid={}", rustix::process::geteuid().as_raw());
+        return;
+    }
+    let params = [0u8; 120];
+    // SAFETY: each call takes integers, or pointers to live NUL-terminated strings and a
+    // zeroed io_uring_params of the kernel's size on the stack; none keeps a pointer.
+    let calls: Vec<(&str, String)> = unsafe {
+        vec![
+            (
+                "keyctl",
+                errno_name(libc::syscall(libc::SYS_keyctl, 0, -4, 0)),
+            ),
+            (
+                "add_key",
+                errno_name(libc::syscall(
+                    libc::SYS_add_key,
+                    c"user".as_ptr(),
+                    c"kiln".as_ptr(),
+                    c"x".as_ptr(),
+                    1,
+                    -2,
+                )),
+            ),
+            #[cfg(target_arch = "x86_64")]
+            (
+                "keyctl_x32",
+                errno_name(libc::syscall(libc::SYS_keyctl | 0x4000_0000, 0, -4, 0)),
+            ),
+            (
+                "personality",
+                errno_name(libc::syscall(libc::SYS_personality, 0x0040000)),
+            ),
+            (
+                "io_uring",
+                errno_name(libc::syscall(libc::SYS_io_uring_setup, 1, params.as_ptr())),
+            ),
+            (
+                "userfaultfd",
+                errno_name(libc::syscall(libc::SYS_userfaultfd, 1)),
+            ),
+            (
+                "vsock",
+                errno_name(libc::syscall(
+                    libc::SYS_socket,
+                    libc::AF_VSOCK,
+                    libc::SOCK_STREAM,
+                    0,
+                )),
+            ),
+            (
+                "raw_socket",
+                errno_name(libc::syscall(
+                    libc::SYS_socket,
+                    libc::AF_INET,
+                    libc::SOCK_RAW,
+                    libc::IPPROTO_ICMP,
+                )),
+            ),
+            ("clone3", errno_name(libc::syscall(libc::SYS_clone3, 0, 0))),
+        ]
+    };
+    for (name, result) in calls {
+        println!("{name}={result}");
+    }
+    // SAFETY: clone without a stack acts as fork; a child (0) exits at once.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_NEWUSER | libc::SIGCHLD,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if r == 0 {
+        // SAFETY: _exit ends the forked copy without running the parent's handlers.
+        unsafe { libc::_exit(0) };
+    }
+    println!("clone_newuser={}", errno_name(r));
+    if r > 0 {
+        let _ = rustix::process::waitpid(None, rustix::process::WaitOptions::empty());
+    }
+    // SAFETY: unshare takes flags only.
+    let r = unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) };
+    println!("unshare_user={}", errno_name(r));
+    // Threads still start: glibc falls back from clone3 to clone.
+    let thread = std::thread::spawn(|| 7).join().unwrap();
+    println!("thread={thread}");
+}
+
+#[test]
+fn seccomp_refuses_what_docker_refuses() {
+    need_root!();
+    for isolation in CONFINED {
+        let r = Root::new();
+        add_probe(&r.path("lower"));
+        let mut spec = probe_spec(&r, "/probe", "calls");
+        spec.isolation = isolation;
+        let (o, out) = run(&spec);
+        assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?}: {out}");
+        let got: Vec<&str> = out.lines().filter(|l| l.contains('=')).collect();
+        let mut want = vec!["keyctl=EPERM", "add_key=EPERM"];
+        if cfg!(target_arch = "x86_64") {
+            want.push("keyctl_x32=EPERM");
+        }
+        want.extend([
+            "personality=EPERM",
+            "io_uring=EPERM",
+            "userfaultfd=EPERM",
+            "vsock=EPERM",
+            "raw_socket=EPERM",
+            "clone3=ENOSYS",
+            "clone_newuser=EPERM",
+            "unshare_user=EPERM",
+            "thread=7",
+        ]);
+        assert_eq!(got, want, "{isolation:?}: {out}");
+    }
+}
+
+/// Runs `f` with inheritable and ambient CAP_SYS_ADMIN and NET_RAW on this thread (the one the
+/// sandbox clones), as a kiln started with them would have them.
+fn with_inherited_caps<T>(f: impl FnOnce() -> T) -> T {
+    use rustix::thread::CapabilitySet;
+    let before = rustix::thread::capabilities(None).unwrap();
+    let mut raised = before;
+    raised.inheritable |= CapabilitySet::SYS_ADMIN | CapabilitySet::NET_RAW;
+    rustix::thread::set_capabilities(None, raised).unwrap();
+    for cap in [CapabilitySet::SYS_ADMIN, CapabilitySet::NET_RAW] {
+        rustix::thread::configure_capability_in_ambient_set(cap, true).unwrap();
+    }
+    let result = f();
+    rustix::thread::clear_ambient_capability_set().unwrap();
+    rustix::thread::set_capabilities(None, before).unwrap();
+    result
+}
+
+/// Docker's default capability set 0xa80425fb without NET_RAW (bit 13).
+const STEP_CAPS: &str = "00000000a80405fb";
+
+/// Prints a step's capability sets, `no_new_privs` and seccomp mode.
+const STATUS: &str = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status \
+                      | tr -d '\\t'";
+
+/// What [`STATUS`] prints for a step holding `held` (permitted and effective).
+fn status(held: &str, no_new_privs: u8) -> String {
+    format!(
+        "CapInh:0000000000000000\nCapPrm:{held}\nCapEff:{held}\nCapBnd:{STEP_CAPS}\n\
+         CapAmb:0000000000000000\nNoNewPrivs:{no_new_privs}\nSeccomp:2\n"
+    )
+}
+
+#[test]
+fn status_shows_the_filter_and_dockers_capabilities_without_net_raw() {
+    need_root!();
+    for isolation in CONFINED {
+        for (user, held) in [("", STEP_CAPS), ("app", "0000000000000000")] {
+            let r = Root::new();
+            let mut spec = r.spec(STATUS);
+            spec.isolation = isolation;
+            spec.user = user.into();
+            let (o, out) = with_inherited_caps(|| run(&spec));
+            assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?} {user}: {out}");
+            assert_eq!(out, status(held, 0), "{isolation:?} {user:?}");
+        }
+    }
+}
+
+/// Run by [`unconfined_steps_get_the_filter_and_capabilities_too`] (does nothing elsewhere):
+/// prints [`STATUS`] of an unconfined step on the host's root.
+#[test]
+fn unconfined_helper() {
+    if std::env::var_os("KILN_UNCONFINED_HELPER").is_none() {
+        return;
+    }
+    let mut spec = spec_for(RootFs::Dir("/".into()), &["/bin/sh", "-c", STATUS]);
+    spec.isolation = Isolation::Unconfined;
+    print_run(&spec);
+}
+
+/// Kaniko's way gets the same: with CAP_SYS_ADMIN the filter goes in as in the namespaced
+/// modes; without it (a container's default capabilities), with `no_new_privs`.
+#[test]
+fn unconfined_steps_get_the_filter_and_capabilities_too() {
+    need_root!();
+    let exe = std::env::current_exe().unwrap();
+    for (bounding, no_new_privs) in [("-net_raw", 0), ("-sys_admin", 1)] {
+        let out = std::process::Command::new("setpriv")
+            .arg(format!("--bounding-set={bounding}"))
+            .arg(&exe)
+            .args([
+                "--exact",
+                "unconfined_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KILN_UNCONFINED_HELPER", "1")
+            .env("KILN_FORCE_UNCONFINED", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let want = format!(
+            "OUTCOME Code(0)\nOUTPUT<{}>",
+            status(STEP_CAPS, no_new_privs)
+        );
+        assert!(stdout.contains(&want), "{bounding}: {stdout}");
+    }
+}
+
+#[test]
+fn hostile_busybox_steps_fail() {
+    need_root!();
+    for isolation in CONFINED {
+        let r = Root::new();
+        for (script, what) in [
+            ("unshare -U true", "a user namespace"),
+            ("unshare -m true", "a mount namespace"),
+            ("mkdir -p /mnt && mount -t tmpfs x /mnt", "a mount"),
+            ("ping -c1 -W1 127.0.0.1", "a raw socket"),
+            ("hostname other", "a hostname"),
+        ] {
+            let mut spec = r.spec(script);
+            spec.isolation = isolation;
+            let (o, out) = run(&spec);
+            assert_ne!(o.exit, ExitKind::Code(0), "{isolation:?}: {what}: {out}");
+        }
+    }
+}
+
+#[test]
+fn device_nodes_open_only_in_kilns_dev() {
+    need_root!();
+    let script = "cat /imgnull && echo image-node-opened; \
+         mknod /x c 1 3 && cat /x && echo made-node-opened; \
+         mknod /dev/y c 1 3 && cat /dev/y && echo dev-node-opened; \
+         mknod /tmp/kmsg c 1 11 && echo kiln-sandbox-test > /tmp/kmsg && echo kmsg-written; \
+         echo x > /dev/null && head -c 3 /dev/zero | wc -c; head -c 3 /dev/urandom | wc -c; \
+         head -c 3 /dev/random | wc -c; head -c 3 /dev/full | wc -c; \
+         exec 3<>/dev/ptmx && echo pty";
+    for isolation in CONFINED {
+        let r = Root::new();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            r.path("lower/imgnull").as_path(),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+        let mut spec = r.spec(script);
+        spec.isolation = isolation;
+        let (o, out) = run(&spec);
+        assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?}: {out}");
+        assert!(!out.contains("opened"), "{isolation:?}: {out}");
+        assert!(!out.contains("written"), "{isolation:?}: {out}");
+        assert!(out.ends_with("3\n3\n3\n3\npty\n"), "{isolation:?}: {out}");
+    }
+}
+
+#[test]
+fn directory_roots_are_nodev_too() {
+    need_root!();
+    let r = Root::new();
+    let dir = r.path("lower");
+    let mut spec = r.spec("mknod /x c 1 3 && cat /x && echo opened; rm -f /x");
+    spec.rootfs = RootFs::Dir(dir);
+    spec.isolation = Isolation::Chroot;
+    let (o, out) = run(&spec);
+    assert_eq!(o.exit, ExitKind::Code(0), "{out}");
+    assert!(!out.contains("opened"), "{out}");
+}
+
+#[test]
+fn setuid_programs_keep_working() {
+    need_root!();
+    for isolation in CONFINED {
+        let r = Root::new();
+        add_probe(&r.path("lower"));
+        let suid = r.path("lower/suid");
+        fs::copy(r.path("lower/probe"), &suid).unwrap();
+        fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
+        let mut spec = probe_spec(&r, "/suid", "euid");
+        spec.isolation = isolation;
+        spec.user = "app".into();
+        let (o, out) = run(&spec);
+        assert_eq!(o.exit, ExitKind::Code(0), "{isolation:?}: {out}");
+        assert!(out.contains("euid=0\n"), "{isolation:?}: {out}");
+        let mut spec = r.spec("echo ok > /tmp/f && sh -c 'cat /tmp/f' && id -u");
+        spec.isolation = isolation;
+        spec.user = "app".into();
+        let (o, out) = run(&spec);
+        assert_eq!((o.exit, out.as_str()), (ExitKind::Code(0), "ok\n1000\n"));
+    }
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    need_root!();
+    let script = "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo all-started";
+    for isolation in CONFINED {
+        let r = Root::new();
+        let mut spec = r.spec(script);
+        spec.isolation = isolation;
+        spec.pids_limit = Some(20);
+        let (o, out) = run(&spec);
+        assert_ne!(o.exit, ExitKind::Code(0), "{isolation:?}: {out}");
+        assert!(out.contains("can't fork"), "{isolation:?}: {out}");
+        spec.pids_limit = Some(100);
+        let (o, out) = run(&spec);
+        assert_eq!((o.exit, out.as_str()), (ExitKind::Code(0), "all-started\n"));
+    }
 }

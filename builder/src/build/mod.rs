@@ -103,6 +103,8 @@ pub struct BuildOptions {
     pub isolation: Isolation,
     /// RUN's network unless a step asks otherwise.
     pub network: Network,
+    /// RUN steps' process limit.
+    pub pids_limit: Option<u32>,
     /// `--secret`s.
     pub secrets: Vec<Secret>,
 }

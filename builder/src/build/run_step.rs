@@ -137,6 +137,7 @@ pub(crate) fn run(
         hostname: "kiln".to_string(),
         mounts,
         isolation: b.opts.isolation,
+        pids_limit: b.opts.pids_limit,
     };
     let mut out = b.progress.command_output(format!("{} ", at.tag));
     let outcome = sandbox::run(&spec, &mut out).map_err(|e| at.err(super::error::chain(&e)))?;

@@ -114,6 +114,9 @@ pub struct BuildArgs {
     /// RUN steps' network: host (default) or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// At most this many processes in a RUN step (a cgroup's `pids.max`; 0: no limit).
+    #[arg(long, default_value_t = kiln::sandbox::DEFAULT_PIDS_LIMIT)]
+    pub pids_limit: u32,
     /// CA certificates (PEM) to trust for registries' TLS: `FILE` or kaniko's `HOST=FILE`
     /// (repeatable).
     #[arg(long, value_name = "[HOST=]FILE")]

@@ -186,6 +186,7 @@ pub fn options(
         format,
         isolation,
         network,
+        pids_limit: (args.pids_limit > 0).then_some(args.pids_limit),
         secrets,
     })
 }

@@ -5,7 +5,8 @@
 //! before the clone; it only makes system calls, using raw ones where glibc would coordinate
 //! with threads that do not exist in the child (`setgroups`, `setresuid`).
 
-use super::plan::{Step, DEFAULT_CAPS};
+use super::plan::Step;
+use super::{caps, seccomp};
 use crate::snapshot::mount_options;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, CWD};
@@ -118,7 +119,8 @@ fn dup2(fd: BorrowedFd<'_>, to: i32) -> R {
     Ok(())
 }
 
-fn last_errno() -> Errno {
+/// The errno of the last failed libc call.
+pub(crate) fn last_errno() -> Errno {
     Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL)
 }
 
@@ -135,9 +137,7 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
             ..
         } => mount_overlay_legacy(target, legacy_ref(legacy))?,
         Step::MountOverlay { .. } => mount_overlay(step, index, c)?,
-        Step::BindRoot { path } => {
-            rustix::mount::mount_bind_recursive(path.as_c_str(), path.as_c_str())?
-        }
+        Step::BindRoot { path } => bind(path, path, true, false, true)?,
         Step::MountProc { target } => rustix::mount::mount(
             c"proc",
             target.as_c_str(),
@@ -150,7 +150,8 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
             data,
             noexec,
         } => {
-            let mut flags = MountFlags::NOSUID;
+            // Nodes a step makes in kiln's /dev must not open; the allowed ones are binds.
+            let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
             if *noexec {
                 flags |= MountFlags::NOEXEC;
             }
@@ -181,7 +182,8 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
             target,
             recursive,
             readonly,
-        } => bind(source, target, *recursive, *readonly)?,
+            nodev,
+        } => bind(source, target, *recursive, *readonly, *nodev)?,
         Step::CreateFile { path } => {
             rustix::fs::open(
                 path.as_c_str(),
@@ -206,12 +208,12 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
                 )?
             }
             // Still the host's /dev: the root has not changed yet.
-            Ok(_) => bind(c"/dev/null", target, false, true)?,
+            Ok(_) => bind(c"/dev/null", target, false, true, false)?,
         },
         Step::ReadOnly { target } => match rustix::fs::lstat(target.as_c_str()) {
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e),
-            Ok(_) => bind(target, target, true, true)?,
+            Ok(_) => bind(target, target, true, true, true)?,
         },
         Step::Hostname { name } => rustix::system::sethostname(name.as_bytes())?,
         Step::LoopbackUp => loopback_up()?,
@@ -234,7 +236,9 @@ fn perform(index: u32, step: &Step, c: &Child<'_>) -> R {
                 }
             }
         }
-        Step::DropCaps => drop_caps()?,
+        Step::DropCaps => caps::drop_bounding()?,
+        Step::Seccomp { filter } => seccomp::install(filter)?,
+        Step::LimitCaps => caps::limit()?,
         Step::SetIds { uid, gid, groups } => set_ids(*uid, *gid, groups.as_deref(), c)?,
         Step::StdinNull => {
             let null = rustix::fs::open(c"/dev/null", OFlags::RDONLY, Mode::empty())?;
@@ -291,8 +295,13 @@ fn mount_overlay(step: &Step, index: u32, c: &Child<'_>) -> R {
             }
         }
         rustix::mount::fsconfig_create(&fs)?;
-        let m =
-            rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+        // Device nodes from the image or made by the step must not open (Docker's device
+        // cgroup refuses them; kiln has none).
+        let m = rustix::mount::fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NODEV,
+        )?;
         rustix::mount::move_mount(
             &m,
             c"",
@@ -335,7 +344,7 @@ fn mount_overlay_legacy(target: &CStr, legacy: Option<(&CStr, &CStr)>) -> R {
         c"overlay",
         target,
         c"overlay",
-        MountFlags::empty(),
+        MountFlags::NODEV,
         Some(data),
     )?;
     rustix::process::chdir(c"/")?;
@@ -343,17 +352,24 @@ fn mount_overlay_legacy(target: &CStr, legacy: Option<(&CStr, &CStr)>) -> R {
 }
 
 #[allow(unsafe_code)]
-fn bind(source: &CStr, target: &CStr, recursive: bool, readonly: bool) -> R {
+fn bind(source: &CStr, target: &CStr, recursive: bool, readonly: bool, nodev: bool) -> R {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
     let tree = rustix::mount::open_tree(CWD, source, flags)?;
-    if readonly {
-        // mount_setattr changes only the read-only bit, so flags a user namespace may not
+    if readonly || nodev {
+        // mount_setattr only sets the bits asked for, so flags a user namespace may not
         // clear (nosuid, nodev of the source) stay as they are.
+        let mut attr_set = 0;
+        if readonly {
+            attr_set |= libc::MOUNT_ATTR_RDONLY;
+        }
+        if nodev {
+            attr_set |= libc::MOUNT_ATTR_NODEV;
+        }
         let attr = libc::mount_attr {
-            attr_set: libc::MOUNT_ATTR_RDONLY,
+            attr_set,
             attr_clr: 0,
             propagation: 0,
             userns_fd: 0,
@@ -416,26 +432,6 @@ fn loopback_up() -> R {
         req.flags |= libc::IFF_UP as i16;
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
             return Err(last_errno());
-        }
-    }
-    Ok(())
-}
-
-#[allow(unsafe_code)]
-fn drop_caps() -> R {
-    for cap in 0..64u32 {
-        if DEFAULT_CAPS.contains(&cap) {
-            continue;
-        }
-        // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes integers only.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if r < 0 {
-            let e = last_errno();
-            // EINVAL: past the last capability this kernel knows.
-            if e == Errno::INVAL {
-                break;
-            }
-            return Err(e);
         }
     }
     Ok(())

@@ -8,14 +8,19 @@
 //! program as PID 1 (`child.rs`). Mount points missing from the image are put in an extra lower
 //! layer, so the upper directory ends up with exactly the step's changes.
 
+mod caps;
 mod child;
+mod pids;
 mod plan;
 mod prepare;
+mod seccomp;
 mod spawn;
 mod userns;
 pub mod users;
 
+pub use pids::DEFAULT_PIDS_LIMIT;
 pub use prepare::DEFAULT_PATH;
+pub use seccomp::SeccompError;
 pub use users::{resolve_group, resolve_user, Ids, UserError};
 
 use plan::Mode;
@@ -96,6 +101,8 @@ pub struct RunSpec {
     pub mounts: Vec<BindMount>,
     /// Confinement.
     pub isolation: Isolation,
+    /// At most this many processes (a cgroup's `pids.max`), where kiln can make cgroups.
+    pub pids_limit: Option<u32>,
 }
 
 /// How the process ended.
@@ -179,6 +186,9 @@ pub enum SandboxError {
     /// Starting or waiting for the process failed.
     #[error("sandbox: {0}")]
     Spawn(std::io::Error),
+    /// The seccomp filter could not be built for this machine.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     /// Writing the process's output failed (the process was killed).
     #[error("writing the process output: {0}")]
     Output(std::io::Error),
@@ -263,7 +273,14 @@ pub fn run(spec: &RunSpec, output: &mut dyn std::io::Write) -> Result<RunOutcome
             flags |= libc::CLONE_NEWUSER as u64;
         }
     }
-    let result = spawn::spawn(&steps, flags, prepared.idmap.as_ref(), output);
+    let cgroup = spec.pids_limit.and_then(pids::PidsCgroup::create);
+    let result = spawn::spawn(
+        &steps,
+        flags,
+        prepared.idmap.as_ref(),
+        cgroup.as_ref(),
+        output,
+    );
     prepare::cleanup(&prepared);
     result
 }

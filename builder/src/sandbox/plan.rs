@@ -3,6 +3,7 @@
 //! the list before the child exists also means the child needs no allocation, which a process
 //! cloned from a multi-threaded parent must avoid.
 
+use super::seccomp::Filter;
 use crate::snapshot::mount_options;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -68,6 +69,11 @@ pub(crate) struct Setup {
     pub env: Vec<(String, String)>,
     /// Mount the overlay only the legacy way (tests; `KILN_SANDBOX_LEGACY_MOUNT=1`).
     pub legacy_only: bool,
+    /// Limit the bounding set (false only where kiln itself may not: unconfined without
+    /// CAP_SETPCAP).
+    pub drop_caps: bool,
+    /// The seccomp filter, if this process can install one.
+    pub seccomp: Option<Filter>,
 }
 
 /// One thing the child does.
@@ -102,12 +108,15 @@ pub(crate) enum Step {
     MountDevpts { target: CString, data: CString },
     /// A new read-only sysfs.
     MountSysfs { target: CString },
-    /// Binds a host path (read-only by `mount_setattr` so locked flags stay as they are).
+    /// Binds a host path (read-only or nodev by `mount_setattr` so locked flags stay as they
+    /// are).
     Bind {
         source: CString,
         target: CString,
         recursive: bool,
         readonly: bool,
+        /// Device nodes under it cannot be opened (all but kiln's own /dev nodes).
+        nodev: bool,
     },
     /// Creates an empty file (a bind target inside the sandbox's own tmpfs).
     CreateFile { path: CString },
@@ -128,8 +137,13 @@ pub(crate) enum Step {
     Chroot { path: CString },
     /// Creates directories (mode 0755, owned by root) that do not exist yet.
     MkdirAll { dirs: Vec<CString> },
-    /// Limits capabilities to Docker's default set.
+    /// Limits the bounding set to the step's capabilities and empties the ambient set.
     DropCaps,
+    /// Installs the seccomp filter (before the id change: without `no_new_privs` it needs
+    /// CAP_SYS_ADMIN, as runc does it).
+    Seccomp { filter: Filter },
+    /// Limits the permitted and effective sets, empties the inheritable one.
+    LimitCaps,
     /// Sets groups, gid and uid.
     SetIds {
         uid: u32,
@@ -161,9 +175,6 @@ fn cp(p: &Path) -> CString {
 fn under(root: &Path, inner: &str) -> CString {
     cp(&root.join(inner.trim_start_matches('/')))
 }
-
-/// The capabilities Docker gives a container by default (bit numbers).
-pub(crate) const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
 
 /// Kernel interfaces a build step has no business reading (host memory, keys, timers, firmware):
 /// hidden, as Docker and BuildKit hide them (containerd's default spec).
@@ -255,6 +266,7 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
                 target,
                 recursive: false,
                 readonly: false,
+                nodev: false,
             });
         }
         steps.push(Step::MkdirAll {
@@ -294,6 +306,7 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
                 target: under(r, "/sys"),
                 recursive: true,
                 readonly: true,
+                nodev: true,
             });
         } else {
             steps.push(Step::MountSysfs {
@@ -316,6 +329,7 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
                 target: under(r, &b.target),
                 recursive: b.recursive,
                 readonly: b.readonly,
+                nodev: true,
             });
         }
         steps.push(Step::Hostname {
@@ -335,8 +349,13 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
             dirs: s.mkdirs.iter().map(c).collect(),
         });
     }
-    if s.mode != Mode::Unconfined {
+    if s.drop_caps {
         steps.push(Step::DropCaps);
+    }
+    if let Some(filter) = &s.seccomp {
+        steps.push(Step::Seccomp {
+            filter: filter.clone(),
+        });
     }
     // As Docker does, the primary group is also in the group list (`id` shows it).
     let groups = s.groups.as_ref().map(|extra| {
@@ -349,6 +368,7 @@ pub(crate) fn build(s: &Setup) -> Vec<Step> {
         gid: s.gid,
         groups,
     });
+    steps.push(Step::LimitCaps);
     steps.push(Step::Chdir {
         path: c(&s.workdir),
     });
@@ -405,6 +425,8 @@ impl Step {
                 dirs.last().map(show).unwrap_or_default()
             ),
             Step::DropCaps => "drop capabilities".into(),
+            Step::Seccomp { .. } => "install the seccomp filter".into(),
+            Step::LimitCaps => "limit capabilities".into(),
             Step::SetIds { uid, gid, .. } => format!("switch to user {uid}:{gid}"),
             Step::StdinNull => "open /dev/null".into(),
             Step::Chdir { path } => format!("enter working directory {}", show(path)),
@@ -444,6 +466,8 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), "true".into()],
             env: vec![("PATH".into(), "/bin".into())],
             legacy_only: false,
+            drop_caps: mode != Mode::Unconfined,
+            seccomp: Some(Filter::docker_default(false).unwrap()),
         }
     }
 
@@ -492,9 +516,17 @@ mod tests {
             assert!(pos(&steps, m) < pivot, "{m}");
         }
         assert!(pos(&steps, "mount tmpfs on /m/dev") < pos(&steps, "bind /dev/null"));
+        // Only kiln's own device nodes stay openable.
+        for step in &steps {
+            if let Step::Bind { source, nodev, .. } = step {
+                assert_eq!(*nodev, !show(source).starts_with("/dev/"), "{step:?}");
+            }
+        }
         assert!(pivot < pos(&steps, "create directory /app"));
-        assert!(pos(&steps, "drop capabilities") < pos(&steps, "switch to user 1000:1000"));
-        assert!(pos(&steps, "switch to user") < pos(&steps, "enter working directory /app"));
+        assert!(pos(&steps, "drop capabilities") < pos(&steps, "install the seccomp filter"));
+        assert!(pos(&steps, "install the seccomp filter") < pos(&steps, "switch to user 1000"));
+        assert!(pos(&steps, "switch to user") < pos(&steps, "limit capabilities"));
+        assert!(pos(&steps, "limit capabilities") < pos(&steps, "enter working directory /app"));
         assert!(steps.contains(&Step::SetIds {
             uid: 1000,
             gid: 1000,
@@ -527,7 +559,8 @@ mod tests {
             source: c("/sys"),
             target: c("/m/sys"),
             recursive: true,
-            readonly: true
+            readonly: true,
+            nodev: true
         }));
         assert!(!names(&steps).iter().any(|n| n.starts_with("mount sysfs")));
         assert!(!steps.contains(&Step::LoopbackUp));
@@ -551,7 +584,9 @@ mod tests {
             [
                 "open /dev/null",
                 "create directory /app",
+                "install the seccomp filter",
                 "switch to user 1000:1000",
+                "limit capabilities",
                 "enter working directory /app",
                 "execute /bin/sh"
             ]

@@ -2,7 +2,9 @@
 //! points) without mounting it, make the mount points that are missing where they never reach
 //! the step's layer, and turn a [`RunSpec`] into a plan [`Setup`].
 
+use super::caps;
 use super::plan::{Bind, Mode, Root, Setup};
+use super::seccomp::Filter;
 use super::userns::IdMap;
 use super::{users, Network, RootFs, RunSpec, SandboxError};
 use crate::fsview::{read_small, resolve, DirView, FsView, Kind};
@@ -362,6 +364,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
         (Mode::Unconfined, _) if !root_user => None,
         _ => Some(ids.additional_gids.clone()),
     };
+    let (drop_caps, seccomp) = hardening(mode)?;
     Ok(Prepared {
         setup: Setup {
             mode,
@@ -378,12 +381,47 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
             argv: spec.argv.clone(),
             env,
             legacy_only: std::env::var("KILN_SANDBOX_LEGACY_MOUNT").as_deref() == Ok("1"),
+            drop_caps,
+            seccomp,
         },
         _temps: temps,
         created,
         times,
         idmap,
     })
+}
+
+/// Whether the step's bounding set is limited, and the seccomp filter it gets. The namespaced
+/// modes always can (root, or root in the user namespace); unconfined runs inside a container
+/// and may lack CAP_SETPCAP or CAP_SYS_ADMIN.
+fn hardening(mode: Mode) -> Result<(bool, Option<Filter>), SandboxError> {
+    if mode != Mode::Unconfined {
+        return Ok((true, Some(Filter::docker_default(false)?)));
+    }
+    let drop_caps = caps::effective(caps::CAP_SETPCAP);
+    let seccomp = if caps::effective(caps::CAP_SYS_ADMIN) {
+        Some(Filter::docker_default(false)?)
+    } else if caps::filtered() {
+        note(
+            "isolation \"none\": kiln lacks CAP_SYS_ADMIN to add its seccomp filter without \
+             no_new_privs; RUN steps get this container's own filter",
+        );
+        None
+    } else {
+        note(
+            "isolation \"none\": kiln lacks CAP_SYS_ADMIN and this container has no seccomp \
+             filter; RUN steps get kiln's with no_new_privs, so setuid programs do not gain \
+             privileges",
+        );
+        Some(Filter::docker_default(true)?)
+    };
+    Ok((drop_caps, seccomp))
+}
+
+/// Says `what` once per process on stderr.
+fn note(what: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("kiln: note: {what}"));
 }
 
 /// Removes what [`prepare`] created in a directory root, deepest first, and puts the parents'

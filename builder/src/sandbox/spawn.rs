@@ -2,6 +2,7 @@
 //! collecting its status.
 
 use super::child::{self, Child, REPORT_HEADER};
+use super::pids::PidsCgroup;
 use super::plan::Step;
 use super::userns::IdMap;
 use super::{ExitKind, RunOutcome, SandboxError};
@@ -103,11 +104,13 @@ fn failure(steps: &[Step], report: &[u8]) -> SandboxError {
 }
 
 /// Starts the planned process with clone `flags` (namespaces), maps ids when `idmap` is given,
-/// streams its output into `output` and returns how it ended.
+/// puts it in `cgroup` before it runs anything, streams its output into `output` and returns
+/// how it ended.
 pub(crate) fn spawn(
     steps: &[Step],
     flags: u64,
     idmap: Option<&IdMap>,
+    cgroup: Option<&PidsCgroup>,
     output: &mut dyn Write,
 ) -> Result<RunOutcome, SandboxError> {
     let Some(Step::Exec { argv, env, .. }) = steps.last() else {
@@ -140,6 +143,15 @@ pub(crate) fn spawn(
     };
     drop((sync_r, report_w, out_w));
     let pid = Pid::from_raw(raw).ok_or_else(|| SandboxError::Spawn(Errno::SRCH.into()))?;
+    if let Some(c) = cgroup {
+        if let Err(e) = c.add(raw) {
+            abandon(pid);
+            return Err(SandboxError::Spawn(std::io::Error::new(
+                e.kind(),
+                format!("joining the step's pids cgroup: {e}"),
+            )));
+        }
+    }
     if let Some(map) = idmap {
         if let Err(e) = map.apply(raw) {
             abandon(pid);
