@@ -138,18 +138,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    const MIB: u64 = 1 << 20;
-    const ERASE: &str = "\r\x1b[2K";
+    use crate::build::status::{snap, CLEAR as ERASE};
 
-    fn snap(blobs: u64, blobs_done: u64, bytes: u64, bytes_done: u64) -> TransferSnapshot {
-        TransferSnapshot {
-            blobs,
-            blobs_done,
-            bytes,
-            bytes_done,
-            open_ended: false,
-        }
-    }
+    const MIB: u64 = 1 << 20;
 
     /// The four counters (pull, extract, compress, push).
     fn counters(

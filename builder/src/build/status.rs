@@ -288,21 +288,23 @@ fn truncate(s: &str, width: usize) -> String {
     out
 }
 
+/// Counters of a transfer whose sizes are all known, for tests.
+#[cfg(test)]
+pub(crate) fn snap(blobs: u64, blobs_done: u64, bytes: u64, bytes_done: u64) -> TransferSnapshot {
+    TransferSnapshot {
+        blobs,
+        blobs_done,
+        bytes,
+        bytes_done,
+        open_ended: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
-
-    fn snap(blobs: u64, blobs_done: u64, bytes: u64, bytes_done: u64) -> TransferSnapshot {
-        TransferSnapshot {
-            blobs,
-            blobs_done,
-            bytes,
-            bytes_done,
-            open_ended: false,
-        }
-    }
 
     #[test]
     fn byte_counts_and_rates_read_as_the_issue_shows_them() {
