@@ -2,11 +2,14 @@
 //! slots bounded by `concurrent` and each entry's `limit`, configuration reloads that
 //! leave running jobs alone, and shutdown (drain or abort).
 
+mod health;
+
 use crate::config::{ConfigWatch, ExecutorKind, RunnerConfig};
 use crate::executor::{Executor, LocalExecutor};
 use crate::gitlab::{Backoff, Client, JobRequest, JobRequestOutcome, VersionInfo};
 use crate::job::{next_shutdown, run_job, JobEnv, JobReport, Shutdown, Timings};
 use crate::metrics::Metrics;
+use health::Health;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -159,8 +162,14 @@ impl Runner {
                     continue;
                 }
                 let (stop_tx, stop_rx) = watch::channel(false);
+                let health = Arc::new(Health::default());
                 for _ in 0..entry.request_concurrency.max(1) {
-                    tokio::spawn(poll(shared.clone(), entry.token.clone(), stop_rx.clone()));
+                    tokio::spawn(poll(
+                        shared.clone(),
+                        entry.token.clone(),
+                        health.clone(),
+                        stop_rx.clone(),
+                    ));
                 }
                 pollers.insert(entry.token.clone(), stop_tx);
             }
@@ -223,7 +232,12 @@ fn executor_for(shared: &Shared, entry: &RunnerConfig) -> Arc<dyn Executor> {
     }
 }
 
-async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool>) {
+async fn poll(
+    shared: Arc<Shared>,
+    token: String,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut shutdown = shared.shutdown.clone();
     let mut last_update: Option<String> = None;
     let mut backoff = Backoff::new(
@@ -234,7 +248,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
     let stopping = |stop: &watch::Receiver<bool>, shutdown: &watch::Receiver<Shutdown>| {
         *stop.borrow() || *shutdown.borrow() != Shutdown::None
     };
-    // Waits `d`, or less when asked to stop; true when it is time to stop.
+    // Waits `d`, or less when asked to stop.
     async fn pause(
         d: Duration,
         stop: &mut watch::Receiver<bool>,
@@ -258,6 +272,20 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
             .opts
             .check_interval
             .unwrap_or_else(|| cfg.check_interval());
+        if let Some(d) = health.paused_for(entry.unhealthy_interval()) {
+            let mut config = shared.config.clone();
+            config.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {},
+                r = config.changed() => if r.is_ok() {
+                    tracing::info!(runner = %entry.name, "configuration reloaded: unhealthy entry asks GitLab again");
+                    health.restart();
+                },
+                _ = stop.changed() => {},
+                _ = next_shutdown(&mut shutdown) => {},
+            }
+            continue;
+        }
         let Some(slot) = shared.slots.try_take(&token, cfg.concurrent, entry.limit) else {
             let freed = shared.slots.freed.notified();
             tokio::select! {
@@ -277,8 +305,17 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                     c
                 }
                 Err(e) => {
-                    tracing::error!(runner = %entry.name, error = %crate::error_chain(&e), "entry not polled");
-                    return;
+                    // The poller stays, so that a corrected file brings the entry back.
+                    tracing::error!(runner = %entry.name, error = %crate::error_chain(&e), "entry not polled until the configuration changes");
+                    drop(slot);
+                    let mut config = shared.config.clone();
+                    config.borrow_and_update();
+                    tokio::select! {
+                        _ = config.changed() => {},
+                        _ = stop.changed() => {},
+                        _ = next_shutdown(&mut shutdown) => {},
+                    }
+                    continue;
                 }
             },
         };
@@ -299,6 +336,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
         };
         match outcome {
             Ok(JobRequestOutcome::Job(job)) => {
+                health.succeeded();
                 shared.metrics.set_healthy(&entry.name, true);
                 backoff.reset();
                 let env = JobEnv {
@@ -319,6 +357,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 });
             }
             Ok(JobRequestOutcome::NoJob { last_update: lu }) => {
+                health.succeeded();
                 shared.metrics.set_healthy(&entry.name, true);
                 drop(slot);
                 backoff.reset();
@@ -336,10 +375,20 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 )
                 .await;
             }
+            // Only refusals count, as gitlab-runner counts them: an outage (5xx, no
+            // connection) is met by the backoff, so the entry asks again as soon as GitLab
+            // is back instead of sitting out `unhealthy_interval`.
             Ok(JobRequestOutcome::Forbidden) => {
-                shared.metrics.set_healthy(&entry.name, false);
-                tracing::error!(runner = %entry.name, token = %entry.short_token(), "GitLab refused the runner token (403): entry marked unhealthy, polling stops");
-                return;
+                drop(slot);
+                let limit = entry.unhealthy_requests_limit();
+                if health.refused(limit) {
+                    shared.metrics.set_healthy(&entry.name, false);
+                    tracing::error!(runner = %entry.name, token = %entry.short_token(), limit, pause = ?entry.unhealthy_interval(), "GitLab refused the runner token (403) too often: entry unhealthy, paused");
+                } else {
+                    let d = backoff.next_delay();
+                    tracing::warn!(runner = %entry.name, token = %entry.short_token(), delay = ?d, "GitLab refused the runner token (403)");
+                    pause(d, &mut stop, &mut shutdown).await;
+                }
             }
             Ok(JobRequestOutcome::Backoff { status }) => {
                 drop(slot);

@@ -121,26 +121,129 @@ async fn polls_with_last_update_backs_off_on_409_and_runs_job() {
     );
 }
 
+fn healthy_gauge(h: &Harness) -> Option<u8> {
+    let m = h.metrics.render();
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("kiln_runner_healthy{runner=\"r1\"}"))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// Makes the watcher see a new file whatever the file system's mtime granularity.
+fn rewrite(cfg: &Path, text: String) {
+    std::fs::write(cfg, text).unwrap();
+    let f = std::fs::File::options().write(true).open(cfg).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+}
+
 #[tokio::test]
-async fn forbidden_token_stops_polling() {
+async fn refusals_below_the_unhealthy_limit_keep_the_entry_polling() {
     let fake = FakeGitlab::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
+    // The default limit (3) and interval (60 s): two refusals must not pause the entry.
     std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
-    fake.set_override(|r, _| (r.path == "/api/v4/jobs/request").then(|| Resp::new(403)));
-    let h = start(&cfg, &dir.path().join("builds")).await;
-    wait_until("a job request", Duration::from_secs(20), || {
-        !job_requests(&fake).is_empty()
+    let mut n = 0;
+    fake.set_override(move |r, s| {
+        if r.path == "/api/v4/jobs/request" {
+            n += 1;
+            if n <= 2 {
+                return Some(Resp::new(403));
+            }
+            if n == 3 {
+                s.jobs
+                    .push_back(JobSpec::new(61, &["echo after-refusals"]).json());
+            }
+        }
+        None
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
+        .await
+        .expect("a job after two refusals")
+        .unwrap();
+    assert_eq!((report.job_id, report.state), (61, JobState::Success));
+    assert_eq!(healthy_gauge(&h), Some(1));
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn refusals_up_to_the_limit_pause_the_entry_for_the_unhealthy_interval() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let entry = "unhealthy_requests_limit = 2\nunhealthy_interval = \"3s\"";
+    std::fs::write(&cfg, config_text(&fake.url, "", entry)).unwrap();
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r2 = refuse.clone();
+    fake.set_override(move |r, _| {
+        (r.path == "/api/v4/jobs/request" && r2.load(std::sync::atomic::Ordering::SeqCst))
+            .then(|| Resp::new(403))
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    wait_until(
+        "the entry marked unhealthy",
+        Duration::from_secs(20),
+        || healthy_gauge(&h) == Some(0),
+    )
+    .await;
+    assert_eq!(job_requests(&fake).len(), 2);
+    assert!(!h.metrics.healthy());
+    // The pause ends and the entry asks again (and, refused again, pauses again).
+    wait_until("a request after the pause", Duration::from_secs(30), || {
+        job_requests(&fake).len() >= 3
     })
     .await;
-    // Eight check intervals: time enough for a poller that did not stop to ask again.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(job_requests(&fake).len(), 1);
-    assert!(h
-        .metrics
-        .render()
-        .contains("kiln_runner_healthy{runner=\"r1\"} 0"));
-    assert!(!h.metrics.healthy());
+    let reqs = job_requests(&fake);
+    let pause = reqs[2].at - reqs[1].at;
+    // 3 s, against backoffs of at most 0.4 s.
+    assert!(pause >= Duration::from_millis(2500), "{pause:?}");
+
+    // GitLab takes the token again: the entry becomes healthy and runs a job.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    fake.push_job(JobSpec::new(62, &["echo healthy-again"]).json());
+    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
+        .await
+        .expect("a job once GitLab accepts the token")
+        .unwrap();
+    assert_eq!((report.job_id, report.state), (62, JobState::Success));
+    assert_eq!(healthy_gauge(&h), Some(1));
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn config_reload_restarts_an_unhealthy_entry_at_once() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let entry = "unhealthy_requests_limit = 1\nunhealthy_interval = \"1h\"";
+    std::fs::write(&cfg, config_text(&fake.url, "", entry)).unwrap();
+    let mut refused = false;
+    fake.set_override(move |r, _| {
+        if r.path == "/api/v4/jobs/request" && !refused {
+            refused = true;
+            return Some(Resp::new(403));
+        }
+        None
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    wait_until(
+        "the entry marked unhealthy",
+        Duration::from_secs(20),
+        || healthy_gauge(&h) == Some(0),
+    )
+    .await;
+    fake.push_job(JobSpec::new(63, &["echo after-reload"]).json());
+    // The operator fixes the token (here: rewrites the file as it was).
+    rewrite(&cfg, config_text(&fake.url, "check_interval = 1", entry));
+    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
+        .await
+        .expect("the reload restarts the paused entry")
+        .unwrap();
+    assert_eq!((report.job_id, report.state), (63, JobState::Success));
     h.shutdown.send(Shutdown::Drain).unwrap();
     h.task.await.unwrap().unwrap();
 }
@@ -165,10 +268,7 @@ async fn concurrent_limits_jobs_and_reload_keeps_running_job() {
             "[[runners]]\nname = \"r2\"\nurl = \"{}\"\ntoken = \"glrt-runner-two\"\n",
             fake.url
         );
-    std::fs::write(&cfg, text).unwrap();
-    let f = std::fs::File::options().write(true).open(&cfg).unwrap();
-    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
-        .unwrap();
+    rewrite(&cfg, text);
 
     let r1 = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
         .await
