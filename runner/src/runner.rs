@@ -390,9 +390,12 @@ async fn poll(
                     pause(d, &mut stop, &mut shutdown).await;
                 }
             }
-            Ok(JobRequestOutcome::Backoff { status }) => {
+            Ok(JobRequestOutcome::Backoff {
+                status,
+                retry_after,
+            }) => {
                 drop(slot);
-                let d = backoff.next_delay();
+                let d = backoff.delay_after(retry_after);
                 tracing::warn!(runner = %entry.name, status, delay = ?d, "job request not served: backing off");
                 pause(d, &mut stop, &mut shutdown).await;
             }

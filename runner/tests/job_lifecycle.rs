@@ -374,6 +374,42 @@ async fn final_update_5xx_backs_off_and_retries() {
 }
 
 #[tokio::test]
+async fn final_update_429_and_503_wait_as_long_as_retry_after_says() {
+    let fake = FakeGitlab::start().await;
+    let builds = tempfile::tempdir().unwrap();
+    let spec = JobSpec::new(23, &["echo x"]);
+    let mut n = 0;
+    fake.set_override(move |r, _| {
+        if r.is_update() && r.json()["state"] == "success" {
+            n += 1;
+            match n {
+                1 => return Some(Resp::new(429).header("Retry-After", 2)),
+                2 => {
+                    let at = std::time::SystemTime::now() + Duration::from_secs(3);
+                    return Some(Resp::new(503).header("Retry-After", httpdate::fmt_http_date(at)));
+                }
+                _ => {}
+            }
+        }
+        None
+    });
+    let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
+    let report = run_job(env, job_response(&spec)).await;
+    assert!(report.delivered);
+    let finals: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_update() && r.json()["state"] == "success")
+        .collect();
+    assert_eq!(finals.len(), 3);
+    // Backoffs here are at most 0.4 s; the date has no fraction of a second.
+    let after_429 = finals[1].at - finals[0].at;
+    assert!(after_429 >= Duration::from_millis(1900), "{after_429:?}");
+    let after_503 = finals[2].at - finals[1].at;
+    assert!(after_503 >= Duration::from_millis(1500), "{after_503:?}");
+}
+
+#[tokio::test]
 async fn trace_update_interval_header_is_obeyed() {
     let fake = FakeGitlab::start().await;
     let builds = tempfile::tempdir().unwrap();

@@ -37,8 +37,13 @@ impl Default for Timings {
             trace_interval: Duration::from_secs(3),
             keepalive_interval: Duration::from_secs(30),
             retry_base: Duration::from_secs(1),
-            retry_cap: Duration::from_secs(60),
-            final_update_tries: 30,
+            // Low enough that, once GitLab is back from an outage, the next try comes within
+            // seconds rather than a minute: gitlab-runner asks every `check_interval` (3 s)
+            // through an outage, so a jittered 10 s is still gentler on a recovering GitLab.
+            retry_cap: Duration::from_secs(10),
+            // About 30 minutes of retries at the cap: an outage that long still gets the
+            // job's final state to GitLab.
+            final_update_tries: 240,
             max_patch: MAX_PATCH,
         }
     }
@@ -229,17 +234,20 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
                 return report;
             }
             Ok(o) if o.status == 200 => break,
-            Ok(o) => tracing::warn!(
-                job = job.id,
-                status = o.status,
-                attempt,
-                "running update not accepted"
-            ),
+            Ok(o) => {
+                tracing::warn!(
+                    job = job.id,
+                    status = o.status,
+                    attempt,
+                    "running update not accepted"
+                );
+                tokio::time::sleep(backoff.delay_after(o.retry_after)).await;
+            }
             Err(e) => {
-                tracing::warn!(job = job.id, error = %crate::error_chain(&e), attempt, "running update failed")
+                tracing::warn!(job = job.id, error = %crate::error_chain(&e), attempt, "running update failed");
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
-        tokio::time::sleep(backoff.next_delay()).await;
     }
     if let Some(m) = &env.metrics {
         m.job_started(&entry.name);
@@ -389,6 +397,7 @@ async fn final_update(
                     // Accepted but the trace is still being processed: ask again.
                     let wait = o
                         .retry_after
+                        .or(o.update_interval)
                         .or(shipper.update_interval)
                         .unwrap_or(env.timings.trace_interval);
                     tokio::time::sleep(wait).await;
@@ -402,8 +411,9 @@ async fn final_update(
                 }
                 403 | 404 => return false,
                 s => {
-                    tracing::warn!(job = job.id, status = s, "final update not accepted");
-                    tokio::time::sleep(backoff.next_delay()).await;
+                    let wait = backoff.delay_after(o.retry_after);
+                    tracing::warn!(job = job.id, status = s, ?wait, "final update not accepted");
+                    tokio::time::sleep(wait).await;
                 }
             },
             Err(e) => {
