@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, watch, Notify};
 /// Errors of the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    /// Jobs were still running when `shutdown_timeout` passed.
-    #[error("{0} job(s) still running after the shutdown timeout")]
+    /// Jobs were still running when `shutdown_timeout` passed: they were killed.
+    #[error("{0} job(s) still running after the shutdown timeout were killed")]
     ShutdownTimeout(usize),
 }
 
@@ -90,16 +90,34 @@ impl Slots {
     fn running(&self) -> usize {
         self.lock().total
     }
+
+    /// Returns once no job holds a slot.
+    async fn idle(&self) {
+        loop {
+            let freed = self.freed.notified();
+            if self.running() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
 }
 
 struct Shared {
     opts: RunnerOptions,
     config: ConfigWatch,
     shutdown: watch::Receiver<Shutdown>,
+    /// What jobs are told: the daemon's own channel, for it alone decides when
+    /// `shutdown_timeout` has passed and jobs are killed.
+    jobs_shutdown: watch::Sender<Shutdown>,
     metrics: Arc<Metrics>,
     slots: Arc<Slots>,
     reports: Option<mpsc::UnboundedSender<JobReport>>,
 }
+
+/// How long killed jobs get to finish reporting (each of their last calls to GitLab is
+/// bounded by [`crate::job::KILL_REPORT_TIMEOUT`]) before the daemon returns anyway.
+const KILL_EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The runner daemon.
 pub struct Runner {
@@ -119,6 +137,7 @@ impl Runner {
                 opts,
                 config,
                 shutdown,
+                jobs_shutdown: watch::channel(Shutdown::None).0,
                 metrics,
                 slots: Arc::new(Slots::default()),
                 reports: None,
@@ -184,43 +203,40 @@ impl Runner {
         for stop in pollers.values() {
             let _ = stop.send(true);
         }
-        let mode = *shutdown.borrow();
         let timeout = shared.config.borrow().shutdown_timeout();
-        tracing::info!(?mode, running = shared.slots.running(), "shutting down");
-        let wait_idle = async {
-            loop {
-                let freed = shared.slots.freed.notified();
-                if shared.slots.running() == 0 {
-                    return;
-                }
-                freed.await;
+        tracing::info!(mode = ?*shutdown.borrow(), running = shared.slots.running(), "shutting down");
+        // Jobs run until idle on a drain; a SIGTERM (at once or after SIGQUIT) aborts them
+        // and starts `shutdown_timeout`.
+        let timed_out = async {
+            while *shutdown.borrow() != Shutdown::Abort {
+                next_shutdown(&mut shutdown).await;
             }
+            shared.jobs_shutdown.send_replace(Shutdown::Abort);
+            tokio::time::sleep(timeout).await;
         };
-        if mode == Shutdown::Abort {
-            if tokio::time::timeout(timeout, wait_idle).await.is_err() {
-                return Err(RunnerError::ShutdownTimeout(shared.slots.running()));
-            }
-        } else {
-            tokio::select! {
-                _ = wait_idle => {},
-                // SIGTERM after SIGQUIT turns a drain into an abort.
-                _ = async {
-                    while *shutdown.borrow() != Shutdown::Abort {
-                        next_shutdown(&mut shutdown).await;
-                    }
-                    let _ = tokio::time::timeout(timeout, async {
-                        while shared.slots.running() > 0 {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }).await;
-                } => {
-                    if shared.slots.running() > 0 {
-                        return Err(RunnerError::ShutdownTimeout(shared.slots.running()));
-                    }
-                }
-            }
+        tokio::select! {
+            _ = shared.slots.idle() => return Ok(()),
+            _ = timed_out => {}
         }
-        Ok(())
+        let running = shared.slots.running();
+        if running == 0 {
+            return Ok(());
+        }
+        tracing::warn!(
+            running,
+            "shutdown timeout passed: killing the jobs' processes"
+        );
+        shared.jobs_shutdown.send_replace(Shutdown::Kill);
+        if tokio::time::timeout(KILL_EXIT_TIMEOUT, shared.slots.idle())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                running = shared.slots.running(),
+                "killed jobs did not finish reporting"
+            );
+        }
+        Err(RunnerError::ShutdownTimeout(running))
     }
 }
 
@@ -344,7 +360,7 @@ async fn poll(
                     entry: Arc::new(entry.clone()),
                     executor: executor_for(&shared, &entry),
                     timings: shared.opts.timings.clone(),
-                    shutdown: shared.shutdown.clone(),
+                    shutdown: shared.jobs_shutdown.subscribe(),
                     metrics: Some(shared.metrics.clone()),
                 };
                 let reports = shared.reports.clone();

@@ -31,6 +31,15 @@ async fn start(config: &Path, builds: &Path) -> Harness {
 }
 
 async fn start_polling_every(config: &Path, builds: &Path, check_interval: Duration) -> Harness {
+    start_with(config, builds, check_interval, fast_timings()).await
+}
+
+async fn start_with(
+    config: &Path,
+    builds: &Path,
+    check_interval: Duration,
+    timings: kiln_runner::job::Timings,
+) -> Harness {
     let watch = watch_config(config.to_owned(), Duration::from_millis(50)).unwrap();
     let (tx, rx) = watch::channel(Shutdown::None);
     let (rtx, rrx) = mpsc::unbounded_channel();
@@ -38,7 +47,7 @@ async fn start_polling_every(config: &Path, builds: &Path, check_interval: Durat
     let opts = RunnerOptions {
         system_id: "r_0123456789ab".into(),
         builds_dir: builds.to_owned(),
-        timings: fast_timings(),
+        timings,
         check_interval: Some(check_interval),
     };
     let runner = Runner::new(opts, watch, rx, metrics.clone()).with_reports(rtx);
@@ -388,6 +397,53 @@ async fn drain_waits_for_running_job_and_abort_fails_it() {
         fake.final_updates()[0]["failure_reason"],
         "runner_system_failure"
     );
+}
+
+#[tokio::test]
+async fn a_gitlab_refusing_the_final_update_does_not_hold_up_a_timed_out_shutdown() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let text =
+        config_text(&fake.url, "", "").replace("shutdown_timeout = 5", "shutdown_timeout = 0");
+    std::fs::write(&cfg, text).unwrap();
+    fake.push_job(JobSpec::new(53, &["trap '' TERM; echo started; sleep 60"]).json());
+    // GitLab fails every final update: retried as usual, that would take many minutes.
+    fake.set_override(|r, _| {
+        (r.is_update() && r.json()["state"] != "running").then(|| Resp::new(503))
+    });
+    let mut timings = fast_timings();
+    timings.final_update_tries = 100_000;
+    let mut h = start_with(
+        &cfg,
+        &dir.path().join("builds"),
+        Duration::from_millis(100),
+        timings,
+    )
+    .await;
+    wait_until("the script started", Duration::from_secs(20), || {
+        fake.trace().contains("started")
+    })
+    .await;
+    h.shutdown.send(Shutdown::Abort).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), h.task)
+        .await
+        .expect("the runner gives up on the final update")
+        .unwrap();
+    assert!(
+        matches!(r, Err(kiln_runner::runner::RunnerError::ShutdownTimeout(1))),
+        "{r:?}"
+    );
+    let report = h.reports.recv().await.unwrap();
+    assert!(!report.delivered);
+    assert_eq!(
+        report.failure_reason.as_deref(),
+        Some("runner_system_failure")
+    );
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.is_update() && r.json()["failure_reason"] == "runner_system_failure"));
 }
 
 #[tokio::test]

@@ -280,7 +280,7 @@ impl Run<'_> {
                 Control::Run => Err(e),
                 Control::Cancel => Ok(ExecOutcome::Canceled),
                 Control::Timeout => Ok(ExecOutcome::TimedOut),
-                Control::Abort => Ok(ExecOutcome::Aborted),
+                Control::Abort | Control::Kill => Ok(ExecOutcome::Aborted),
             };
         }
         let lines = self

@@ -76,6 +76,25 @@ pub enum Shutdown {
     Drain,
     /// Abort running jobs (SIGTERM/SIGINT).
     Abort,
+    /// `shutdown_timeout` passed: kill what is left of the jobs and report them within
+    /// [`KILL_REPORT_TIMEOUT`].
+    Kill,
+}
+
+/// After [`Shutdown::Kill`], each of the job's last calls to GitLab (the pending trace,
+/// then the final update) gets this long: a GitLab that does not answer must not hold up
+/// the runner's exit.
+pub const KILL_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returns [`KILL_REPORT_TIMEOUT`] after the runner said [`Shutdown::Kill`] (or after
+/// now, if it already has).
+async fn kill_deadline(mut rx: watch::Receiver<Shutdown>) {
+    while *rx.borrow_and_update() != Shutdown::Kill {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(KILL_REPORT_TIMEOUT).await;
 }
 
 /// Waits for the next shutdown request. With the sender gone no request can come, so
@@ -148,11 +167,13 @@ async fn monitor(
                 escalate(&ctl, Control::Timeout);
                 continue;
             }
-            s = next_shutdown(&mut shutdown_rx), if !shutdown => {
-                if s == Shutdown::Abort {
-                    shutdown = true;
-                    escalate(&ctl, Control::Abort);
+            s = next_shutdown(&mut shutdown_rx), if *ctl.borrow() < Control::Kill => {
+                match s {
+                    Shutdown::Abort => escalate(&ctl, Control::Abort),
+                    Shutdown::Kill => escalate(&ctl, Control::Kill),
+                    Shutdown::None | Shutdown::Drain => {}
                 }
+                shutdown |= matches!(s, Shutdown::Abort | Shutdown::Kill);
                 continue;
             }
         }
@@ -288,9 +309,18 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
 
     let outcome = env.executor.run(&job, &entry, trace.clone(), ctl_rx).await;
     let _ = done_tx.send(true);
-    let mon = match mon.await {
-        Ok(m) => m,
-        Err(_) => MonitorEnd {
+    // The monitor may be in the middle of a patch to a GitLab that does not answer.
+    let mut mon = mon;
+    let mon = tokio::select! {
+        r = &mut mon => r.ok(),
+        _ = kill_deadline(env.shutdown.clone()) => {
+            mon.abort();
+            None
+        }
+    };
+    let mon = match mon {
+        Some(m) => m,
+        None => MonitorEnd {
             shipper: TraceShipper::new(
                 env.client.clone(),
                 job.id,
@@ -299,7 +329,7 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
             )
             .with_max_patch(env.timings.max_patch),
             remote_aborted: false,
-            shutdown: false,
+            shutdown: matches!(*env.shutdown.borrow(), Shutdown::Abort | Shutdown::Kill),
         },
     };
 
@@ -349,7 +379,13 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
     report.delivered = if mon.remote_aborted {
         false
     } else {
-        final_update(&env, &job, &info, mon.shipper, &report, &trace).await
+        tokio::select! {
+            d = final_update(&env, &job, &info, mon.shipper, &report, &trace) => d,
+            _ = kill_deadline(env.shutdown.clone()) => {
+                tracing::error!(job = job.id, "final update abandoned: the runner is exiting");
+                false
+            }
+        }
     };
     report.trace = trace.contents();
     let state = match report.state {
