@@ -224,15 +224,16 @@ async fn canceling_stops_script_and_runs_after_script() {
 }
 
 #[tokio::test]
-async fn canceled_aborts_at_once_without_after_script() {
+async fn canceled_kills_at_once_then_sends_trace_and_state_once() {
     let fake = FakeGitlab::start().await;
     let builds = tempfile::tempdir().unwrap();
     let spec = JobSpec::new(14, &["echo started", "sleep 60"]).after(&["echo after-script-ran"]);
-    fake.set_override(|r, _| {
-        if r.is_patch() && String::from_utf8_lossy(&r.body).contains("started") {
-            return Some(Resp::new(403).header("Job-Status", "canceled"));
-        }
-        None
+    let mut canceled = false;
+    fake.set_override(move |r, _| {
+        // From the patch carrying "started" on, GitLab refuses the job's calls as canceled.
+        canceled |= r.is_patch() && String::from_utf8_lossy(&r.body).contains("started");
+        (canceled && (r.is_patch() || r.is_update()))
+            .then(|| Resp::new(403).header("Job-Status", "canceled"))
     });
     let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
     let t0 = Instant::now();
@@ -240,10 +241,16 @@ async fn canceled_aborts_at_once_without_after_script() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert!(!String::from_utf8_lossy(&report.trace).contains("after-script-ran"));
     assert!(!report.delivered);
-    assert!(
-        fake.final_updates().is_empty(),
-        "no final update for a job GitLab aborted"
-    );
+    // Like gitlab-runner, the last trace and the final state are still sent, and the
+    // refusal ends it: one try, no retries.
+    let reqs = fake.requests();
+    let last_patch = reqs.iter().rposition(|r| r.is_patch()).unwrap();
+    assert!(String::from_utf8_lossy(&reqs[last_patch].body).contains("aborted by GitLab"));
+    let finals: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.is_update() && r.json()["state"] == "failed")
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
 }
 
 #[tokio::test]

@@ -376,15 +376,13 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
     report.failure_reason = reason.map(|r| map_reason(&job, r));
     trace.finish();
 
-    report.delivered = if mon.remote_aborted {
-        false
-    } else {
-        tokio::select! {
-            d = final_update(&env, &job, &info, mon.shipper, &report, &trace) => d,
-            _ = kill_deadline(env.shutdown.clone()) => {
-                tracing::error!(job = job.id, "final update abandoned: the runner is exiting");
-                false
-            }
+    // Even a job GitLab aborted gets its last trace and final state sent, as gitlab-runner
+    // does: GitLab refusing them is its answer, and ends the job here.
+    report.delivered = tokio::select! {
+        d = final_update(&env, &job, &info, mon.shipper, &report, &trace) => d,
+        _ = kill_deadline(env.shutdown.clone()) => {
+            tracing::error!(job = job.id, "final update abandoned: the runner is exiting");
+            false
         }
     };
     report.trace = trace.contents();
@@ -392,7 +390,12 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
         JobState::Success => "success",
         _ => "failed",
     };
-    tracing::info!(job = job.id, runner = %entry.name, state, reason = ?report.failure_reason, duration = ?started.elapsed(), "job finished");
+    if report.delivered {
+        tracing::info!(job = job.id, runner = %entry.name, state, reason = ?report.failure_reason, duration = ?started.elapsed(), "job finished");
+    } else {
+        // Not `state`: GitLab does not hold it.
+        tracing::warn!(job = job.id, runner = %entry.name, ended = state, reason = ?report.failure_reason, remote_aborted = mon.remote_aborted, duration = ?started.elapsed(), "job ended; GitLab refused or did not get its final state");
+    }
     if let Some(m) = &env.metrics {
         m.job_finished(&entry.name, state, started.elapsed());
     }
@@ -409,14 +412,16 @@ async fn final_update(
 ) -> bool {
     let mut backoff = Backoff::new(env.timings.retry_base, env.timings.retry_cap);
     for _ in 0..env.timings.final_update_tries {
-        match shipper.ship().await {
-            ShipResult::Aborted => return false,
+        // GitLab refusing the trace (the job was canceled or removed) still gets the
+        // state sent, once: it is what GitLab records.
+        let trace_refused = match shipper.ship().await {
+            ShipResult::Aborted => true,
             ShipResult::Behind => {
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
-            ShipResult::UpToDate | ShipResult::Canceling => {}
-        }
+            ShipResult::UpToDate | ShipResult::Canceling => false,
+        };
         let (checksum, bytesize) = trace.summary();
         let req = UpdateJobRequest {
             token: &job.token,
@@ -426,7 +431,11 @@ async fn final_update(
             output: Some(TraceOutput { checksum, bytesize }),
             info: Some(info),
         };
-        match env.client.update_job(job.id, &req).await {
+        let answer = env.client.update_job(job.id, &req).await;
+        if trace_refused {
+            return matches!(answer, Ok(ref o) if o.status == 200);
+        }
+        match answer {
             Ok(o) => match o.status {
                 200 => return true,
                 202 => {
