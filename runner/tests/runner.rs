@@ -434,7 +434,10 @@ async fn a_gitlab_refusing_the_final_update_does_not_hold_up_a_timed_out_shutdow
         matches!(r, Err(kiln_runner::runner::RunnerError::ShutdownTimeout(1))),
         "{r:?}"
     );
-    let report = h.reports.recv().await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
+        .await
+        .expect("the killed job reports")
+        .unwrap();
     assert!(!report.delivered);
     assert_eq!(
         report.failure_reason.as_deref(),
