@@ -224,6 +224,31 @@ async fn canceling_stops_script_and_runs_after_script() {
 }
 
 #[tokio::test]
+async fn a_silent_jobs_cancel_is_seen_by_polling_its_status() {
+    let fake = FakeGitlab::start().await;
+    let builds = tempfile::tempdir().unwrap();
+    // GitLab wants patches every second (someone watches the job); the keep-alive alone
+    // would come after two minutes.
+    fake.state.lock().unwrap().trace_interval = Some(1);
+    let mut timings = fast_timings();
+    timings.keepalive_interval = Duration::from_secs(120);
+    let spec = JobSpec::new(24, &["echo started", "sleep 600"]).after(&["echo after-cancel"]);
+    fake.set_override(|r, s| {
+        // Only a status poll (a running PUT once the script's output is in) hears of the
+        // cancel: the job prints nothing more.
+        let started = String::from_utf8_lossy(s.trace_mut(24)).contains("started");
+        (started && r.is_update() && r.json()["state"] == "running")
+            .then(|| Resp::new(200).header("Job-Status", "canceling"))
+    });
+    let (env, _sd) = job_env(&fake, builds.path(), timings);
+    let report = tokio::time::timeout(Duration::from_secs(60), run_job(env, job_response(&spec)))
+        .await
+        .expect("the cancel is seen long before the keep-alive");
+    assert!(String::from_utf8_lossy(&report.trace).contains("after-cancel"));
+    assert_eq!(report.failure_reason.as_deref(), Some("unknown_failure"));
+}
+
+#[tokio::test]
 async fn canceled_kills_at_once_then_sends_trace_and_state_once() {
     let fake = FakeGitlab::start().await;
     let builds = tempfile::tempdir().unwrap();

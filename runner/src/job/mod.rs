@@ -49,6 +49,10 @@ impl Default for Timings {
     }
 }
 
+/// The shortest interval between status polls of a silent job, whatever the patch
+/// interval: each is a `PUT` GitLab has to write.
+const MIN_STATUS_POLL: Duration = Duration::from_secs(1);
+
 /// What happened to a job, as reported to GitLab.
 #[derive(Debug, Clone)]
 pub struct JobReport {
@@ -192,7 +196,14 @@ async fn monitor(
                 ShipResult::UpToDate | ShipResult::Behind => {}
             }
         }
-        if last_contact.elapsed() >= env.timings.keepalive_interval {
+        // A silent job sends no patch, whose answer would carry a cancel: its status is
+        // asked for as often as GitLab wants patches (3 s while someone watches the job,
+        // which is when a cancel comes), not only at the keep-alive.
+        let silent_poll = env
+            .timings
+            .keepalive_interval
+            .min(interval.max(MIN_STATUS_POLL));
+        if last_contact.elapsed() >= silent_poll {
             let req = UpdateJobRequest {
                 token: &token,
                 state: JobState::Running,
