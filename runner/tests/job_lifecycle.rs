@@ -271,10 +271,7 @@ async fn canceled_kills_at_once_then_sends_trace_and_state_once() {
     let reqs = fake.requests();
     let last_patch = reqs.iter().rposition(|r| r.is_patch()).unwrap();
     assert!(String::from_utf8_lossy(&reqs[last_patch].body).contains("aborted by GitLab"));
-    let finals: Vec<_> = reqs
-        .iter()
-        .filter(|r| r.is_update() && r.json()["state"] == "failed")
-        .collect();
+    let finals = fake.updates_with_state("failed");
     assert_eq!(finals.len(), 1, "{finals:?}");
 }
 
@@ -368,11 +365,7 @@ async fn final_update_202_is_retried_after_retry_after() {
     let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
     let report = run_job(env, job_response(&spec)).await;
     assert!(report.delivered);
-    let finals: Vec<_> = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_update() && r.json()["state"] == "success")
-        .collect();
+    let finals = fake.updates_with_state("success");
     assert_eq!(finals.len(), 2);
     let gap = finals[1].at - finals[0].at;
     assert!(gap >= Duration::from_millis(900), "{gap:?}");
@@ -416,10 +409,7 @@ async fn final_update_429_and_503_wait_as_long_as_retry_after_says() {
             n += 1;
             match n {
                 1 => return Some(Resp::new(429).header("Retry-After", 2)),
-                2 => {
-                    let at = std::time::SystemTime::now() + Duration::from_secs(3);
-                    return Some(Resp::new(503).header("Retry-After", httpdate::fmt_http_date(at)));
-                }
+                2 => return Some(Resp::new(503).retry_after_date(3)),
                 _ => {}
             }
         }
@@ -428,11 +418,7 @@ async fn final_update_429_and_503_wait_as_long_as_retry_after_says() {
     let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
     let report = run_job(env, job_response(&spec)).await;
     assert!(report.delivered);
-    let finals: Vec<_> = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_update() && r.json()["state"] == "success")
-        .collect();
+    let finals = fake.updates_with_state("success");
     assert_eq!(finals.len(), 3);
     // Backoffs here are at most 0.4 s; the date has no fraction of a second.
     let after_429 = finals[1].at - finals[0].at;

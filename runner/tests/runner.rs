@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use kiln_runner::config::watch_config;
 use kiln_runner::gitlab::JobState;
-use kiln_runner::job::Shutdown;
+use kiln_runner::job::{JobReport, Shutdown};
 use kiln_runner::metrics::Metrics;
 use kiln_runner::runner::{Runner, RunnerOptions};
 use std::path::Path;
@@ -57,6 +57,28 @@ async fn start_with(
         task: tokio::spawn(runner.run()),
         metrics,
     }
+}
+
+/// A fake GitLab, and a directory for the runner's config file (`cfg`) and builds.
+async fn fake_and_config() -> (FakeGitlab, tempfile::TempDir, std::path::PathBuf) {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    (fake, dir, cfg)
+}
+
+/// The next finished job's report; the test fails, naming `what`, if none comes.
+async fn next_report(reports: &mut mpsc::UnboundedReceiver<JobReport>, what: &str) -> JobReport {
+    tokio::time::timeout(Duration::from_secs(30), reports.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no job report: {what}"))
+        .unwrap()
+}
+
+/// Drains the runner and waits for it to return.
+async fn drain(h: Harness) {
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
 }
 
 fn job_requests(fake: &FakeGitlab) -> Vec<Recorded> {
@@ -148,9 +170,7 @@ fn rewrite(cfg: &Path, text: String) {
 
 #[tokio::test]
 async fn refusals_below_the_unhealthy_limit_keep_the_entry_polling() {
-    let fake = FakeGitlab::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
+    let (fake, dir, cfg) = fake_and_config().await;
     // The default limit (3) and interval (60 s): two refusals must not pause the entry.
     std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
     let mut n = 0;
@@ -168,21 +188,15 @@ async fn refusals_below_the_unhealthy_limit_keep_the_entry_polling() {
         None
     });
     let mut h = start(&cfg, &dir.path().join("builds")).await;
-    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
-        .await
-        .expect("a job after two refusals")
-        .unwrap();
+    let report = next_report(&mut h.reports, "a job after two refusals").await;
     assert_eq!((report.job_id, report.state), (61, JobState::Success));
     assert_eq!(healthy_gauge(&h), Some(1));
-    h.shutdown.send(Shutdown::Drain).unwrap();
-    h.task.await.unwrap().unwrap();
+    drain(h).await;
 }
 
 #[tokio::test]
 async fn refusals_up_to_the_limit_pause_the_entry_for_the_unhealthy_interval() {
-    let fake = FakeGitlab::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
+    let (fake, dir, cfg) = fake_and_config().await;
     let entry = "unhealthy_requests_limit = 2\nunhealthy_interval = \"3s\"";
     std::fs::write(&cfg, config_text(&fake.url, "", entry)).unwrap();
     let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -213,21 +227,15 @@ async fn refusals_up_to_the_limit_pause_the_entry_for_the_unhealthy_interval() {
     // GitLab takes the token again: the entry becomes healthy and runs a job.
     refuse.store(false, std::sync::atomic::Ordering::SeqCst);
     fake.push_job(JobSpec::new(62, &["echo healthy-again"]).json());
-    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
-        .await
-        .expect("a job once GitLab accepts the token")
-        .unwrap();
+    let report = next_report(&mut h.reports, "a job once GitLab accepts the token").await;
     assert_eq!((report.job_id, report.state), (62, JobState::Success));
     assert_eq!(healthy_gauge(&h), Some(1));
-    h.shutdown.send(Shutdown::Drain).unwrap();
-    h.task.await.unwrap().unwrap();
+    drain(h).await;
 }
 
 #[tokio::test]
 async fn config_reload_restarts_an_unhealthy_entry_at_once() {
-    let fake = FakeGitlab::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
+    let (fake, dir, cfg) = fake_and_config().await;
     let entry = "unhealthy_requests_limit = 1\nunhealthy_interval = \"1h\"";
     std::fs::write(&cfg, config_text(&fake.url, "", entry)).unwrap();
     let mut refused = false;
@@ -248,20 +256,14 @@ async fn config_reload_restarts_an_unhealthy_entry_at_once() {
     fake.push_job(JobSpec::new(63, &["echo after-reload"]).json());
     // The operator fixes the token (here: rewrites the file as it was).
     rewrite(&cfg, config_text(&fake.url, "check_interval = 1", entry));
-    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
-        .await
-        .expect("the reload restarts the paused entry")
-        .unwrap();
+    let report = next_report(&mut h.reports, "the reload restarts the paused entry").await;
     assert_eq!((report.job_id, report.state), (63, JobState::Success));
-    h.shutdown.send(Shutdown::Drain).unwrap();
-    h.task.await.unwrap().unwrap();
+    drain(h).await;
 }
 
 #[tokio::test]
 async fn job_requests_wait_as_long_as_retry_after_says_on_429_and_503() {
-    let fake = FakeGitlab::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
+    let (fake, dir, cfg) = fake_and_config().await;
     std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
     let mut n = 0;
     fake.set_override(move |r, s| {
@@ -269,10 +271,7 @@ async fn job_requests_wait_as_long_as_retry_after_says_on_429_and_503() {
             n += 1;
             match n {
                 1 => return Some(Resp::new(429).header("Retry-After", 3)),
-                2 => {
-                    let at = std::time::SystemTime::now() + Duration::from_secs(4);
-                    return Some(Resp::new(503).header("Retry-After", httpdate::fmt_http_date(at)));
-                }
+                2 => return Some(Resp::new(503).retry_after_date(4)),
                 3 => s.jobs.push_back(JobSpec::new(64, &["true"]).json()),
                 _ => {}
             }
@@ -280,10 +279,7 @@ async fn job_requests_wait_as_long_as_retry_after_says_on_429_and_503() {
         None
     });
     let mut h = start(&cfg, &dir.path().join("builds")).await;
-    tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    next_report(&mut h.reports, "a job after the waits").await;
     let reqs = job_requests(&fake);
     // Backoffs here are at most 0.4 s: these waits are GitLab's, to the second (the date
     // has no fraction, so it may come up to a second early).
@@ -291,8 +287,7 @@ async fn job_requests_wait_as_long_as_retry_after_says_on_429_and_503() {
     assert!(after_429 >= Duration::from_millis(2900), "{after_429:?}");
     let after_503 = reqs[2].at - reqs[1].at;
     assert!(after_503 >= Duration::from_millis(2500), "{after_503:?}");
-    h.shutdown.send(Shutdown::Drain).unwrap();
-    h.task.await.unwrap().unwrap();
+    drain(h).await;
 }
 
 #[tokio::test]
@@ -434,10 +429,7 @@ async fn a_gitlab_refusing_the_final_update_does_not_hold_up_a_timed_out_shutdow
         matches!(r, Err(kiln_runner::runner::RunnerError::ShutdownTimeout(1))),
         "{r:?}"
     );
-    let report = tokio::time::timeout(Duration::from_secs(30), h.reports.recv())
-        .await
-        .expect("the killed job reports")
-        .unwrap();
+    let report = next_report(&mut h.reports, "the killed job reports").await;
     assert!(!report.delivered);
     assert_eq!(
         report.failure_reason.as_deref(),
