@@ -320,7 +320,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(dispatch(cli)) {
+    let result = rt.block_on(dispatch(cli));
+    // Dropping the tasks before `exit` (which runs no destructors) is what kills the
+    // process groups of jobs still running.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Err(e) = result {
         eprintln!("kiln-runner: {e:#}");
         // Configuration problems are the caller's to fix, like usage errors.
         let usage = e

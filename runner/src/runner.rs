@@ -2,11 +2,14 @@
 //! slots bounded by `concurrent` and each entry's `limit`, configuration reloads that
 //! leave running jobs alone, and shutdown (drain or abort).
 
+mod health;
+
 use crate::config::{ConfigWatch, ExecutorKind, RunnerConfig};
 use crate::executor::{Executor, LocalExecutor};
 use crate::gitlab::{Backoff, Client, JobRequest, JobRequestOutcome, VersionInfo};
 use crate::job::{next_shutdown, run_job, JobEnv, JobReport, Shutdown, Timings};
 use crate::metrics::Metrics;
+use health::Health;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,8 +19,8 @@ use tokio::sync::{mpsc, watch, Notify};
 /// Errors of the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    /// Jobs were still running when `shutdown_timeout` passed.
-    #[error("{0} job(s) still running after the shutdown timeout")]
+    /// Jobs were still running when `shutdown_timeout` passed: they were killed.
+    #[error("{0} job(s) still running after the shutdown timeout were killed")]
     ShutdownTimeout(usize),
 }
 
@@ -87,16 +90,34 @@ impl Slots {
     fn running(&self) -> usize {
         self.lock().total
     }
+
+    /// Returns once no job holds a slot.
+    async fn idle(&self) {
+        loop {
+            let freed = self.freed.notified();
+            if self.running() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
 }
 
 struct Shared {
     opts: RunnerOptions,
     config: ConfigWatch,
     shutdown: watch::Receiver<Shutdown>,
+    /// What jobs are told: the daemon's own channel, for it alone decides when
+    /// `shutdown_timeout` has passed and jobs are killed.
+    jobs_shutdown: watch::Sender<Shutdown>,
     metrics: Arc<Metrics>,
     slots: Arc<Slots>,
     reports: Option<mpsc::UnboundedSender<JobReport>>,
 }
+
+/// How long killed jobs get to finish reporting (each of their last calls to GitLab is
+/// bounded by [`crate::job::KILL_REPORT_TIMEOUT`]) before the daemon returns anyway.
+const KILL_EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The runner daemon.
 pub struct Runner {
@@ -116,6 +137,7 @@ impl Runner {
                 opts,
                 config,
                 shutdown,
+                jobs_shutdown: watch::channel(Shutdown::None).0,
                 metrics,
                 slots: Arc::new(Slots::default()),
                 reports: None,
@@ -159,8 +181,14 @@ impl Runner {
                     continue;
                 }
                 let (stop_tx, stop_rx) = watch::channel(false);
+                let health = Arc::new(Health::default());
                 for _ in 0..entry.request_concurrency.max(1) {
-                    tokio::spawn(poll(shared.clone(), entry.token.clone(), stop_rx.clone()));
+                    tokio::spawn(poll(
+                        shared.clone(),
+                        entry.token.clone(),
+                        health.clone(),
+                        stop_rx.clone(),
+                    ));
                 }
                 pollers.insert(entry.token.clone(), stop_tx);
             }
@@ -175,43 +203,40 @@ impl Runner {
         for stop in pollers.values() {
             let _ = stop.send(true);
         }
-        let mode = *shutdown.borrow();
         let timeout = shared.config.borrow().shutdown_timeout();
-        tracing::info!(?mode, running = shared.slots.running(), "shutting down");
-        let wait_idle = async {
-            loop {
-                let freed = shared.slots.freed.notified();
-                if shared.slots.running() == 0 {
-                    return;
-                }
-                freed.await;
+        tracing::info!(mode = ?*shutdown.borrow(), running = shared.slots.running(), "shutting down");
+        // Jobs run until idle on a drain; a SIGTERM (at once or after SIGQUIT) aborts them
+        // and starts `shutdown_timeout`.
+        let timed_out = async {
+            while *shutdown.borrow() != Shutdown::Abort {
+                next_shutdown(&mut shutdown).await;
             }
+            shared.jobs_shutdown.send_replace(Shutdown::Abort);
+            tokio::time::sleep(timeout).await;
         };
-        if mode == Shutdown::Abort {
-            if tokio::time::timeout(timeout, wait_idle).await.is_err() {
-                return Err(RunnerError::ShutdownTimeout(shared.slots.running()));
-            }
-        } else {
-            tokio::select! {
-                _ = wait_idle => {},
-                // SIGTERM after SIGQUIT turns a drain into an abort.
-                _ = async {
-                    while *shutdown.borrow() != Shutdown::Abort {
-                        next_shutdown(&mut shutdown).await;
-                    }
-                    let _ = tokio::time::timeout(timeout, async {
-                        while shared.slots.running() > 0 {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }).await;
-                } => {
-                    if shared.slots.running() > 0 {
-                        return Err(RunnerError::ShutdownTimeout(shared.slots.running()));
-                    }
-                }
-            }
+        tokio::select! {
+            _ = shared.slots.idle() => return Ok(()),
+            _ = timed_out => {}
         }
-        Ok(())
+        let running = shared.slots.running();
+        if running == 0 {
+            return Ok(());
+        }
+        tracing::warn!(
+            running,
+            "shutdown timeout passed: killing the jobs' processes"
+        );
+        shared.jobs_shutdown.send_replace(Shutdown::Kill);
+        if tokio::time::timeout(KILL_EXIT_TIMEOUT, shared.slots.idle())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                running = shared.slots.running(),
+                "killed jobs did not finish reporting"
+            );
+        }
+        Err(RunnerError::ShutdownTimeout(running))
     }
 }
 
@@ -223,7 +248,12 @@ fn executor_for(shared: &Shared, entry: &RunnerConfig) -> Arc<dyn Executor> {
     }
 }
 
-async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool>) {
+async fn poll(
+    shared: Arc<Shared>,
+    token: String,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut shutdown = shared.shutdown.clone();
     let mut last_update: Option<String> = None;
     let mut backoff = Backoff::new(
@@ -234,7 +264,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
     let stopping = |stop: &watch::Receiver<bool>, shutdown: &watch::Receiver<Shutdown>| {
         *stop.borrow() || *shutdown.borrow() != Shutdown::None
     };
-    // Waits `d`, or less when asked to stop; true when it is time to stop.
+    // Waits `d`, or less when asked to stop.
     async fn pause(
         d: Duration,
         stop: &mut watch::Receiver<bool>,
@@ -258,6 +288,20 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
             .opts
             .check_interval
             .unwrap_or_else(|| cfg.check_interval());
+        if let Some(d) = health.paused_for(entry.unhealthy_interval()) {
+            let mut config = shared.config.clone();
+            config.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {},
+                r = config.changed() => if r.is_ok() {
+                    tracing::info!(runner = %entry.name, "configuration reloaded: unhealthy entry asks GitLab again");
+                    health.restart();
+                },
+                _ = stop.changed() => {},
+                _ = next_shutdown(&mut shutdown) => {},
+            }
+            continue;
+        }
         let Some(slot) = shared.slots.try_take(&token, cfg.concurrent, entry.limit) else {
             let freed = shared.slots.freed.notified();
             tokio::select! {
@@ -277,8 +321,17 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                     c
                 }
                 Err(e) => {
-                    tracing::error!(runner = %entry.name, error = %crate::error_chain(&e), "entry not polled");
-                    return;
+                    // The poller stays, so that a corrected file brings the entry back.
+                    tracing::error!(runner = %entry.name, error = %crate::error_chain(&e), "entry not polled until the configuration changes");
+                    drop(slot);
+                    let mut config = shared.config.clone();
+                    config.borrow_and_update();
+                    tokio::select! {
+                        _ = config.changed() => {},
+                        _ = stop.changed() => {},
+                        _ = next_shutdown(&mut shutdown) => {},
+                    }
+                    continue;
                 }
             },
         };
@@ -299,6 +352,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
         };
         match outcome {
             Ok(JobRequestOutcome::Job(job)) => {
+                health.succeeded();
                 shared.metrics.set_healthy(&entry.name, true);
                 backoff.reset();
                 let env = JobEnv {
@@ -306,7 +360,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                     entry: Arc::new(entry.clone()),
                     executor: executor_for(&shared, &entry),
                     timings: shared.opts.timings.clone(),
-                    shutdown: shared.shutdown.clone(),
+                    shutdown: shared.jobs_shutdown.subscribe(),
                     metrics: Some(shared.metrics.clone()),
                 };
                 let reports = shared.reports.clone();
@@ -319,6 +373,7 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 });
             }
             Ok(JobRequestOutcome::NoJob { last_update: lu }) => {
+                health.succeeded();
                 shared.metrics.set_healthy(&entry.name, true);
                 drop(slot);
                 backoff.reset();
@@ -336,14 +391,27 @@ async fn poll(shared: Arc<Shared>, token: String, mut stop: watch::Receiver<bool
                 )
                 .await;
             }
+            // Only refusals count, as gitlab-runner counts them: an outage (5xx, no
+            // connection) is met by the backoff, so the entry asks again as soon as GitLab
+            // is back instead of sitting out `unhealthy_interval`.
             Ok(JobRequestOutcome::Forbidden) => {
-                shared.metrics.set_healthy(&entry.name, false);
-                tracing::error!(runner = %entry.name, token = %entry.short_token(), "GitLab refused the runner token (403): entry marked unhealthy, polling stops");
-                return;
-            }
-            Ok(JobRequestOutcome::Backoff { status }) => {
                 drop(slot);
-                let d = backoff.next_delay();
+                let limit = entry.unhealthy_requests_limit();
+                if health.refused(limit) {
+                    shared.metrics.set_healthy(&entry.name, false);
+                    tracing::error!(runner = %entry.name, token = %entry.short_token(), limit, pause = ?entry.unhealthy_interval(), "GitLab refused the runner token (403) too often: entry unhealthy, paused");
+                } else {
+                    let d = backoff.next_delay();
+                    tracing::warn!(runner = %entry.name, token = %entry.short_token(), delay = ?d, "GitLab refused the runner token (403)");
+                    pause(d, &mut stop, &mut shutdown).await;
+                }
+            }
+            Ok(JobRequestOutcome::Backoff {
+                status,
+                retry_after,
+            }) => {
+                drop(slot);
+                let d = backoff.delay_after(retry_after);
                 tracing::warn!(runner = %entry.name, status, delay = ?d, "job request not served: backing off");
                 pause(d, &mut stop, &mut shutdown).await;
             }

@@ -191,3 +191,73 @@ async fn run_logs_json_serves_health_and_sigterm_aborts_job() {
     assert_eq!(finals[0]["failure_reason"], "runner_system_failure");
     assert!(fake.trace().contains("runner shutting down"));
 }
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // Zombies have an empty command line: only live processes match.
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn sigterm_past_shutdown_timeout_kills_the_jobs_processes_and_reports_it() {
+    let fake = FakeGitlab::start().await;
+    // A marker no other process has: this test's pid as the fraction of sleep's seconds.
+    let marker = format!("sleep 6543.{}", std::process::id());
+    let script = format!("trap '' TERM; {marker} & {marker}");
+    fake.push_job(JobSpec::new(72, &[script.as_str()]).json());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "concurrent = 1\ncheck_interval = 1\nshutdown_timeout = 1\n[[runners]]\nname = \"cli\"\nurl = \"{}\"\ntoken = \"glrt-cli-token\"\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("both sleeps running", Duration::from_secs(30), || {
+        processes_with(&marker).len() == 2
+    })
+    .await;
+
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the runner exits")
+    .unwrap()
+    .unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{logs}");
+    // SIGKILL needs a moment to take a process out of the table; without the kill they
+    // would run for almost two hours.
+    wait_until("no process of the job", Duration::from_secs(10), || {
+        processes_with(&marker).is_empty()
+    })
+    .await;
+    let finals = fake.final_updates();
+    assert_eq!(finals.len(), 1, "{logs}");
+    assert_eq!(finals[0]["state"], "failed");
+    assert_eq!(finals[0]["failure_reason"], "runner_system_failure");
+}

@@ -1,7 +1,8 @@
 //! config.toml: golden parse, unknown keys, reload.
 
 use kiln_runner::config::{
-    watch_config, Config, ExecutorKind, KilnConfig, KilnMode, KubernetesConfig, RunnerConfig,
+    watch_config, Config, ConfigDuration, ExecutorKind, KilnConfig, KilnMode, KubernetesConfig,
+    RunnerConfig,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ shutdown_timeout = 45
   executor = "local"
   limit = 2
   request_concurrency = 3
+  unhealthy_requests_limit = 5
+  unhealthy_interval = "1h30m"
   environment = ["FOO=bar", "EMPTY="]
   output_limit = 8192
   builds_dir = "/var/lib/kiln/builds"
@@ -72,6 +75,8 @@ fn golden_parse() {
                 executor: ExecutorKind::Local,
                 limit: 2,
                 request_concurrency: 3,
+                unhealthy_requests_limit: 5,
+                unhealthy_interval: Some(ConfigDuration(Duration::from_secs(5400))),
                 environment: vec!["FOO=bar".into(), "EMPTY=".into()],
                 output_limit: 8192,
                 builds_dir: Some(PathBuf::from("/var/lib/kiln/builds")),
@@ -126,6 +131,20 @@ fn defaults_match_gitlab_runner() {
     assert_eq!(r.limit, 0);
     assert_eq!(r.executor, ExecutorKind::Local);
     assert_eq!(r.kiln.mode, KilnMode::Rootless);
+    assert_eq!(r.unhealthy_requests_limit(), 3);
+    assert_eq!(r.unhealthy_interval(), Duration::from_secs(60));
+}
+
+#[test]
+fn unhealthy_interval_takes_seconds_or_a_duration() {
+    let parse = |v: &str| {
+        let text =
+            format!("[[runners]]\nurl = \"https://g\"\ntoken = \"t\"\nunhealthy_interval = {v}\n");
+        Config::parse(&text, Path::new("c")).map(|l| l.config.runners[0].unhealthy_interval())
+    };
+    assert_eq!(parse("90").unwrap(), Duration::from_secs(90));
+    assert_eq!(parse("\"500ms\"").unwrap(), Duration::from_millis(500));
+    assert!(parse("\"soon\"").is_err());
 }
 
 #[test]

@@ -224,15 +224,41 @@ async fn canceling_stops_script_and_runs_after_script() {
 }
 
 #[tokio::test]
-async fn canceled_aborts_at_once_without_after_script() {
+async fn a_silent_jobs_cancel_is_seen_by_polling_its_status() {
+    let fake = FakeGitlab::start().await;
+    let builds = tempfile::tempdir().unwrap();
+    // GitLab wants patches every second (someone watches the job); the keep-alive alone
+    // would come after two minutes.
+    fake.state.lock().unwrap().trace_interval = Some(1);
+    let mut timings = fast_timings();
+    timings.keepalive_interval = Duration::from_secs(120);
+    let spec = JobSpec::new(24, &["echo started", "sleep 600"]).after(&["echo after-cancel"]);
+    fake.set_override(|r, s| {
+        // Only a status poll (a running PUT once the script's output is in) hears of the
+        // cancel: the job prints nothing more.
+        let started = String::from_utf8_lossy(s.trace_mut(24)).contains("started");
+        (started && r.is_update() && r.json()["state"] == "running")
+            .then(|| Resp::new(200).header("Job-Status", "canceling"))
+    });
+    let (env, _sd) = job_env(&fake, builds.path(), timings);
+    let report = tokio::time::timeout(Duration::from_secs(60), run_job(env, job_response(&spec)))
+        .await
+        .expect("the cancel is seen long before the keep-alive");
+    assert!(String::from_utf8_lossy(&report.trace).contains("after-cancel"));
+    assert_eq!(report.failure_reason.as_deref(), Some("unknown_failure"));
+}
+
+#[tokio::test]
+async fn canceled_kills_at_once_then_sends_trace_and_state_once() {
     let fake = FakeGitlab::start().await;
     let builds = tempfile::tempdir().unwrap();
     let spec = JobSpec::new(14, &["echo started", "sleep 60"]).after(&["echo after-script-ran"]);
-    fake.set_override(|r, _| {
-        if r.is_patch() && String::from_utf8_lossy(&r.body).contains("started") {
-            return Some(Resp::new(403).header("Job-Status", "canceled"));
-        }
-        None
+    let mut canceled = false;
+    fake.set_override(move |r, _| {
+        // From the patch carrying "started" on, GitLab refuses the job's calls as canceled.
+        canceled |= r.is_patch() && String::from_utf8_lossy(&r.body).contains("started");
+        (canceled && (r.is_patch() || r.is_update()))
+            .then(|| Resp::new(403).header("Job-Status", "canceled"))
     });
     let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
     let t0 = Instant::now();
@@ -240,10 +266,13 @@ async fn canceled_aborts_at_once_without_after_script() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert!(!String::from_utf8_lossy(&report.trace).contains("after-script-ran"));
     assert!(!report.delivered);
-    assert!(
-        fake.final_updates().is_empty(),
-        "no final update for a job GitLab aborted"
-    );
+    // Like gitlab-runner, the last trace and the final state are still sent, and the
+    // refusal ends it: one try, no retries.
+    let reqs = fake.requests();
+    let last_patch = reqs.iter().rposition(|r| r.is_patch()).unwrap();
+    assert!(String::from_utf8_lossy(&reqs[last_patch].body).contains("aborted by GitLab"));
+    let finals = fake.updates_with_state("failed");
+    assert_eq!(finals.len(), 1, "{finals:?}");
 }
 
 #[tokio::test]
@@ -336,11 +365,7 @@ async fn final_update_202_is_retried_after_retry_after() {
     let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
     let report = run_job(env, job_response(&spec)).await;
     assert!(report.delivered);
-    let finals: Vec<_> = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.is_update() && r.json()["state"] == "success")
-        .collect();
+    let finals = fake.updates_with_state("success");
     assert_eq!(finals.len(), 2);
     let gap = finals[1].at - finals[0].at;
     assert!(gap >= Duration::from_millis(900), "{gap:?}");
@@ -371,6 +396,35 @@ async fn final_update_5xx_backs_off_and_retries() {
         .filter(|r| r.is_update() && r.json()["state"] == "success")
         .count();
     assert_eq!(n, 3);
+}
+
+#[tokio::test]
+async fn final_update_429_and_503_wait_as_long_as_retry_after_says() {
+    let fake = FakeGitlab::start().await;
+    let builds = tempfile::tempdir().unwrap();
+    let spec = JobSpec::new(23, &["echo x"]);
+    let mut n = 0;
+    fake.set_override(move |r, _| {
+        if r.is_update() && r.json()["state"] == "success" {
+            n += 1;
+            match n {
+                1 => return Some(Resp::new(429).header("Retry-After", 2)),
+                2 => return Some(Resp::new(503).retry_after_date(3)),
+                _ => {}
+            }
+        }
+        None
+    });
+    let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
+    let report = run_job(env, job_response(&spec)).await;
+    assert!(report.delivered);
+    let finals = fake.updates_with_state("success");
+    assert_eq!(finals.len(), 3);
+    // Backoffs here are at most 0.4 s; the date has no fraction of a second.
+    let after_429 = finals[1].at - finals[0].at;
+    assert!(after_429 >= Duration::from_millis(1900), "{after_429:?}");
+    let after_503 = finals[2].at - finals[1].at;
+    assert!(after_503 >= Duration::from_millis(1500), "{after_503:?}");
 }
 
 #[tokio::test]

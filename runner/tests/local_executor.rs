@@ -176,3 +176,23 @@ async fn file_variables_kiln_on_path_and_overrides() {
     assert!(trace.contains("KILN_MODE from the job ignored"));
     assert!(walk(builds.path()).iter().all(|p| p.is_dir()));
 }
+
+#[tokio::test]
+async fn file_variables_are_private_to_the_jobs_user() {
+    let fake = FakeGitlab::start().await;
+    let builds = tempfile::tempdir().unwrap();
+    let spec = JobSpec::new(
+        64,
+        &[
+            "echo \"mode=$(stat -c %a \"$DEPLOY_KEY\")\"",
+            "test -O \"$DEPLOY_KEY\" && echo owned-by-job-user",
+        ],
+    )
+    .var("DEPLOY_KEY", "-----BEGIN KEY-----", true, true);
+    let (env, _sd) = job_env(&fake, builds.path(), fast_timings());
+    let report = run_job(env, job_response(&spec)).await;
+    let trace = String::from_utf8_lossy(&report.trace).into_owned();
+    assert_eq!(report.state, JobState::Success, "{trace}");
+    assert!(trace.contains("\nmode=600\n"), "{trace}");
+    assert!(trace.contains("\nowned-by-job-user\n"), "{trace}");
+}

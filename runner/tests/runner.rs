@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use kiln_runner::config::watch_config;
 use kiln_runner::gitlab::JobState;
-use kiln_runner::job::Shutdown;
+use kiln_runner::job::{JobReport, Shutdown};
 use kiln_runner::metrics::Metrics;
 use kiln_runner::runner::{Runner, RunnerOptions};
 use std::path::Path;
@@ -31,6 +31,15 @@ async fn start(config: &Path, builds: &Path) -> Harness {
 }
 
 async fn start_polling_every(config: &Path, builds: &Path, check_interval: Duration) -> Harness {
+    start_with(config, builds, check_interval, fast_timings()).await
+}
+
+async fn start_with(
+    config: &Path,
+    builds: &Path,
+    check_interval: Duration,
+    timings: kiln_runner::job::Timings,
+) -> Harness {
     let watch = watch_config(config.to_owned(), Duration::from_millis(50)).unwrap();
     let (tx, rx) = watch::channel(Shutdown::None);
     let (rtx, rrx) = mpsc::unbounded_channel();
@@ -38,7 +47,7 @@ async fn start_polling_every(config: &Path, builds: &Path, check_interval: Durat
     let opts = RunnerOptions {
         system_id: "r_0123456789ab".into(),
         builds_dir: builds.to_owned(),
-        timings: fast_timings(),
+        timings,
         check_interval: Some(check_interval),
     };
     let runner = Runner::new(opts, watch, rx, metrics.clone()).with_reports(rtx);
@@ -48,6 +57,28 @@ async fn start_polling_every(config: &Path, builds: &Path, check_interval: Durat
         task: tokio::spawn(runner.run()),
         metrics,
     }
+}
+
+/// A fake GitLab, and a directory for the runner's config file (`cfg`) and builds.
+async fn fake_and_config() -> (FakeGitlab, tempfile::TempDir, std::path::PathBuf) {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    (fake, dir, cfg)
+}
+
+/// The next finished job's report; the test fails, naming `what`, if none comes.
+async fn next_report(reports: &mut mpsc::UnboundedReceiver<JobReport>, what: &str) -> JobReport {
+    tokio::time::timeout(Duration::from_secs(30), reports.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no job report: {what}"))
+        .unwrap()
+}
+
+/// Drains the runner and waits for it to return.
+async fn drain(h: Harness) {
+    h.shutdown.send(Shutdown::Drain).unwrap();
+    h.task.await.unwrap().unwrap();
 }
 
 fn job_requests(fake: &FakeGitlab) -> Vec<Recorded> {
@@ -98,11 +129,11 @@ async fn polls_with_last_update_backs_off_on_409_and_runs_job() {
     assert_eq!(b0["info"]["features"]["trace_checksum"], true);
     assert!(b0.get("last_update").is_none());
     assert_eq!(reqs[1].json()["last_update"], "lu-abc");
-    // 409s: waits grow (50, 100, 200 ms).
+    // 409s: waits grow (up to 50, 100, 200 ms; jitter takes off at most half).
     let gaps: Vec<Duration> = reqs[1..5].windows(2).map(|w| w[1].at - w[0].at).collect();
-    assert!(gaps[0] >= Duration::from_millis(45), "{gaps:?}");
-    assert!(gaps[1] >= Duration::from_millis(95), "{gaps:?}");
-    assert!(gaps[2] >= Duration::from_millis(190), "{gaps:?}");
+    assert!(gaps[0] >= Duration::from_millis(22), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(45), "{gaps:?}");
+    assert!(gaps[2] >= Duration::from_millis(95), "{gaps:?}");
 
     h.shutdown.send(Shutdown::Drain).unwrap();
     tokio::time::timeout(Duration::from_secs(10), h.task)
@@ -121,28 +152,142 @@ async fn polls_with_last_update_backs_off_on_409_and_runs_job() {
     );
 }
 
+fn healthy_gauge(h: &Harness) -> Option<u8> {
+    let m = h.metrics.render();
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("kiln_runner_healthy{runner=\"r1\"}"))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// Makes the watcher see a new file whatever the file system's mtime granularity.
+fn rewrite(cfg: &Path, text: String) {
+    std::fs::write(cfg, text).unwrap();
+    let f = std::fs::File::options().write(true).open(cfg).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+}
+
 #[tokio::test]
-async fn forbidden_token_stops_polling() {
-    let fake = FakeGitlab::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
+async fn refusals_below_the_unhealthy_limit_keep_the_entry_polling() {
+    let (fake, dir, cfg) = fake_and_config().await;
+    // The default limit (3) and interval (60 s): two refusals must not pause the entry.
     std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
-    fake.set_override(|r, _| (r.path == "/api/v4/jobs/request").then(|| Resp::new(403)));
-    let h = start(&cfg, &dir.path().join("builds")).await;
-    wait_until("a job request", Duration::from_secs(20), || {
-        !job_requests(&fake).is_empty()
+    let mut n = 0;
+    fake.set_override(move |r, s| {
+        if r.path == "/api/v4/jobs/request" {
+            n += 1;
+            if n <= 2 {
+                return Some(Resp::new(403));
+            }
+            if n == 3 {
+                s.jobs
+                    .push_back(JobSpec::new(61, &["echo after-refusals"]).json());
+            }
+        }
+        None
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    let report = next_report(&mut h.reports, "a job after two refusals").await;
+    assert_eq!((report.job_id, report.state), (61, JobState::Success));
+    assert_eq!(healthy_gauge(&h), Some(1));
+    drain(h).await;
+}
+
+#[tokio::test]
+async fn refusals_up_to_the_limit_pause_the_entry_for_the_unhealthy_interval() {
+    let (fake, dir, cfg) = fake_and_config().await;
+    let entry = "unhealthy_requests_limit = 2\nunhealthy_interval = \"3s\"";
+    std::fs::write(&cfg, config_text(&fake.url, "", entry)).unwrap();
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r2 = refuse.clone();
+    fake.set_override(move |r, _| {
+        (r.path == "/api/v4/jobs/request" && r2.load(std::sync::atomic::Ordering::SeqCst))
+            .then(|| Resp::new(403))
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    wait_until(
+        "the entry marked unhealthy",
+        Duration::from_secs(20),
+        || healthy_gauge(&h) == Some(0),
+    )
+    .await;
+    assert_eq!(job_requests(&fake).len(), 2);
+    assert!(!h.metrics.healthy());
+    // The pause ends and the entry asks again (and, refused again, pauses again).
+    wait_until("a request after the pause", Duration::from_secs(30), || {
+        job_requests(&fake).len() >= 3
     })
     .await;
-    // Eight check intervals: time enough for a poller that did not stop to ask again.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(job_requests(&fake).len(), 1);
-    assert!(h
-        .metrics
-        .render()
-        .contains("kiln_runner_healthy{runner=\"r1\"} 0"));
-    assert!(!h.metrics.healthy());
-    h.shutdown.send(Shutdown::Drain).unwrap();
-    h.task.await.unwrap().unwrap();
+    let reqs = job_requests(&fake);
+    let pause = reqs[2].at - reqs[1].at;
+    // 3 s, against backoffs of at most 0.4 s.
+    assert!(pause >= Duration::from_millis(2500), "{pause:?}");
+
+    // GitLab takes the token again: the entry becomes healthy and runs a job.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    fake.push_job(JobSpec::new(62, &["echo healthy-again"]).json());
+    let report = next_report(&mut h.reports, "a job once GitLab accepts the token").await;
+    assert_eq!((report.job_id, report.state), (62, JobState::Success));
+    assert_eq!(healthy_gauge(&h), Some(1));
+    drain(h).await;
+}
+
+#[tokio::test]
+async fn config_reload_restarts_an_unhealthy_entry_at_once() {
+    let (fake, dir, cfg) = fake_and_config().await;
+    let entry = "unhealthy_requests_limit = 1\nunhealthy_interval = \"1h\"";
+    std::fs::write(&cfg, config_text(&fake.url, "", entry)).unwrap();
+    let mut refused = false;
+    fake.set_override(move |r, _| {
+        if r.path == "/api/v4/jobs/request" && !refused {
+            refused = true;
+            return Some(Resp::new(403));
+        }
+        None
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    wait_until(
+        "the entry marked unhealthy",
+        Duration::from_secs(20),
+        || healthy_gauge(&h) == Some(0),
+    )
+    .await;
+    fake.push_job(JobSpec::new(63, &["echo after-reload"]).json());
+    // The operator fixes the token (here: rewrites the file as it was).
+    rewrite(&cfg, config_text(&fake.url, "check_interval = 1", entry));
+    let report = next_report(&mut h.reports, "the reload restarts the paused entry").await;
+    assert_eq!((report.job_id, report.state), (63, JobState::Success));
+    drain(h).await;
+}
+
+#[tokio::test]
+async fn job_requests_wait_as_long_as_retry_after_says_on_429_and_503() {
+    let (fake, dir, cfg) = fake_and_config().await;
+    std::fs::write(&cfg, config_text(&fake.url, "", "")).unwrap();
+    let mut n = 0;
+    fake.set_override(move |r, s| {
+        if r.path == "/api/v4/jobs/request" {
+            n += 1;
+            match n {
+                1 => return Some(Resp::new(429).header("Retry-After", 3)),
+                2 => return Some(Resp::new(503).retry_after_date(4)),
+                3 => s.jobs.push_back(JobSpec::new(64, &["true"]).json()),
+                _ => {}
+            }
+        }
+        None
+    });
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    next_report(&mut h.reports, "a job after the waits").await;
+    let reqs = job_requests(&fake);
+    // Backoffs here are at most 0.4 s: these waits are GitLab's, to the second (the date
+    // has no fraction, so it may come up to a second early).
+    let after_429 = reqs[1].at - reqs[0].at;
+    assert!(after_429 >= Duration::from_millis(2900), "{after_429:?}");
+    let after_503 = reqs[2].at - reqs[1].at;
+    assert!(after_503 >= Duration::from_millis(2500), "{after_503:?}");
+    drain(h).await;
 }
 
 #[tokio::test]
@@ -165,10 +310,7 @@ async fn concurrent_limits_jobs_and_reload_keeps_running_job() {
             "[[runners]]\nname = \"r2\"\nurl = \"{}\"\ntoken = \"glrt-runner-two\"\n",
             fake.url
         );
-    std::fs::write(&cfg, text).unwrap();
-    let f = std::fs::File::options().write(true).open(&cfg).unwrap();
-    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
-        .unwrap();
+    rewrite(&cfg, text);
 
     let r1 = tokio::time::timeout(Duration::from_secs(20), h.reports.recv())
         .await
@@ -250,6 +392,53 @@ async fn drain_waits_for_running_job_and_abort_fails_it() {
         fake.final_updates()[0]["failure_reason"],
         "runner_system_failure"
     );
+}
+
+#[tokio::test]
+async fn a_gitlab_refusing_the_final_update_does_not_hold_up_a_timed_out_shutdown() {
+    let fake = FakeGitlab::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let text =
+        config_text(&fake.url, "", "").replace("shutdown_timeout = 5", "shutdown_timeout = 0");
+    std::fs::write(&cfg, text).unwrap();
+    fake.push_job(JobSpec::new(53, &["trap '' TERM; echo started; sleep 60"]).json());
+    // GitLab fails every final update: retried as usual, that would take many minutes.
+    fake.set_override(|r, _| {
+        (r.is_update() && r.json()["state"] != "running").then(|| Resp::new(503))
+    });
+    let mut timings = fast_timings();
+    timings.final_update_tries = 100_000;
+    let mut h = start_with(
+        &cfg,
+        &dir.path().join("builds"),
+        Duration::from_millis(100),
+        timings,
+    )
+    .await;
+    wait_until("the script started", Duration::from_secs(20), || {
+        fake.trace().contains("started")
+    })
+    .await;
+    h.shutdown.send(Shutdown::Abort).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), h.task)
+        .await
+        .expect("the runner gives up on the final update")
+        .unwrap();
+    assert!(
+        matches!(r, Err(kiln_runner::runner::RunnerError::ShutdownTimeout(1))),
+        "{r:?}"
+    );
+    let report = next_report(&mut h.reports, "the killed job reports").await;
+    assert!(!report.delivered);
+    assert_eq!(
+        report.failure_reason.as_deref(),
+        Some("runner_system_failure")
+    );
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.is_update() && r.json()["failure_reason"] == "runner_system_failure"));
 }
 
 #[tokio::test]

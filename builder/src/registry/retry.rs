@@ -37,19 +37,7 @@ pub fn retryable_error(e: &reqwest::Error) -> bool {
 
 /// `Retry-After` as seconds or as an HTTP date (a date already past means now).
 pub fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
-    retry_after_at(value, std::time::SystemTime::now())
-}
-
-fn retry_after_at(
-    value: Option<&reqwest::header::HeaderValue>,
-    now: std::time::SystemTime,
-) -> Option<Duration> {
-    let s = value?.to_str().ok()?.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(s).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    kiln_retry_after::parse(value?.to_str().ok()?)
 }
 
 #[cfg(test)]
@@ -73,15 +61,6 @@ mod tests {
         );
         let h = reqwest::header::HeaderValue::from_static("2");
         assert_eq!(parse_retry_after(Some(&h)), Some(Duration::from_secs(2)));
-        let date = reqwest::header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        let at = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
-        let before = at - Duration::from_secs(7);
-        assert_eq!(
-            retry_after_at(Some(&date), before),
-            Some(Duration::from_secs(7))
-        );
-        let after = at + Duration::from_secs(60);
-        assert_eq!(retry_after_at(Some(&date), after), Some(Duration::ZERO));
         let junk = reqwest::header::HeaderValue::from_static("soon");
         assert_eq!(parse_retry_after(Some(&junk)), None);
     }

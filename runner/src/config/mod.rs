@@ -5,9 +5,11 @@
 //! be reported by their dotted path (gitlab-runner users copy whole files over, and a
 //! silently dropped key is a setting they think is in force), then into [`Config`].
 
+mod duration;
 mod reload;
 mod schema;
 
+pub use duration::ConfigDuration;
 pub use reload::{watch_config, ConfigWatch};
 pub use schema::unknown_keys;
 
@@ -127,6 +129,11 @@ pub struct RunnerConfig {
     pub limit: usize,
     /// Job requests in flight at once for this entry.
     pub request_concurrency: usize,
+    /// Job requests GitLab refuses (403) in a row before the entry is paused (0: the
+    /// default, 3, as in gitlab-runner).
+    pub unhealthy_requests_limit: u32,
+    /// How long a paused entry sends no job request (default 60 s).
+    pub unhealthy_interval: Option<ConfigDuration>,
     /// `KEY=VALUE` pairs added to every job's environment.
     pub environment: Vec<String>,
     /// Trace size limit in KiB.
@@ -149,6 +156,8 @@ impl Default for RunnerConfig {
             executor: ExecutorKind::Local,
             limit: 0,
             request_concurrency: 1,
+            unhealthy_requests_limit: 3,
+            unhealthy_interval: None,
             environment: Vec::new(),
             output_limit: 4096,
             builds_dir: None,
@@ -163,6 +172,20 @@ impl RunnerConfig {
     pub fn short_token(&self) -> &str {
         let t = self.token.strip_prefix("glrt-").unwrap_or(&self.token);
         t.get(..8).unwrap_or(t)
+    }
+
+    /// `unhealthy_requests_limit`, 0 meaning the default as in gitlab-runner.
+    pub fn unhealthy_requests_limit(&self) -> u32 {
+        match self.unhealthy_requests_limit {
+            0 => 3,
+            n => n,
+        }
+    }
+
+    /// `unhealthy_interval`, 60 s when unset.
+    pub fn unhealthy_interval(&self) -> Duration {
+        self.unhealthy_interval
+            .map_or(Duration::from_secs(60), |d| d.0)
     }
 
     /// `output_limit` in bytes.

@@ -40,6 +40,8 @@ const RUNNER: &[(&str, Node)] = &[
     ("executor", Node::Leaf),
     ("limit", Node::Leaf),
     ("request_concurrency", Node::Leaf),
+    ("unhealthy_requests_limit", Node::Leaf),
+    ("unhealthy_interval", Node::Leaf),
     ("environment", Node::Leaf),
     ("output_limit", Node::Leaf),
     ("builds_dir", Node::Leaf),

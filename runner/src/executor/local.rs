@@ -94,7 +94,7 @@ pub fn job_environment(
         }
         let value = if v.file {
             let path = tmp_dir.join(&v.key);
-            std::fs::write(&path, &v.value).map_err(|source| ExecutorError::Io {
+            write_private(&path, v.value.as_bytes()).map_err(|source| ExecutorError::Io {
                 what: "cannot write file variable",
                 path: path.clone(),
                 source,
@@ -149,6 +149,20 @@ pub fn job_environment(
     };
     env.insert("PATH".into(), path);
     Ok(env)
+}
+
+/// Writes `data` to a new file only its owner (the job's user) can read: file variables
+/// often hold keys.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExecutorError {
@@ -280,7 +294,7 @@ impl Run<'_> {
                 Control::Run => Err(e),
                 Control::Cancel => Ok(ExecOutcome::Canceled),
                 Control::Timeout => Ok(ExecOutcome::TimedOut),
-                Control::Abort => Ok(ExecOutcome::Aborted),
+                Control::Abort | Control::Kill => Ok(ExecOutcome::Aborted),
             };
         }
         let lines = self

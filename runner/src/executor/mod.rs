@@ -26,6 +26,8 @@ pub enum Control {
     Timeout,
     /// Stop everything now (GitLab aborted the job, or the runner is shutting down).
     Abort,
+    /// The runner's `shutdown_timeout` passed: SIGKILL, no grace.
+    Kill,
 }
 
 /// Raises the control level; lower requests after a higher one are ignored.

@@ -32,6 +32,31 @@ fn signal_group(pid: u32, sig: Signal) {
     }
 }
 
+/// SIGKILLs the process group when dropped armed: if the job's future is dropped (the
+/// runner exiting with the job still running), `kill_on_drop` alone would kill only the
+/// direct child and leave the script's own children running.
+struct GroupGuard {
+    pid: u32,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pid, Signal::KILL);
+        }
+    }
+}
+
+/// Returns once `control` is at `level` or above; never if the job layer is gone.
+async fn reached(control: &mut watch::Receiver<Control>, level: Control) {
+    while *control.borrow_and_update() < level {
+        if control.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Runs `cmd`, copying its output into `trace`, until it exits, `control` reaches
 /// `stop_at`, or `limit` passes.
 pub(crate) async fn run(
@@ -58,6 +83,7 @@ pub(crate) async fn run(
     // reader would never see end-of-file.
     drop(cmd);
     let pid = child.id().unwrap_or(0);
+    let mut guard = GroupGuard { pid, armed: true };
 
     let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(reader).map_err(spawn_err)?;
     let out = trace.clone();
@@ -80,7 +106,11 @@ pub(crate) async fn run(
     tokio::pin!(deadline);
 
     let stop = |why| {
-        signal_group(pid, Signal::TERM);
+        let sig = match why {
+            ProcessEnd::Stopped(Control::Kill) => Signal::KILL,
+            _ => Signal::TERM,
+        };
+        signal_group(pid, sig);
         why
     };
     let end = loop {
@@ -104,11 +134,14 @@ pub(crate) async fn run(
             _ = &mut deadline => break stop(ProcessEnd::TimedOut),
         }
     };
-    if !matches!(end, ProcessEnd::Exited(_))
-        && tokio::time::timeout(KILL_GRACE, child.wait())
-            .await
-            .is_err()
-    {
+    if !matches!(end, ProcessEnd::Exited(_)) {
+        tokio::select! {
+            _ = child.wait() => {},
+            _ = tokio::time::sleep(KILL_GRACE) => {},
+            _ = reached(control, Control::Kill) => {},
+        }
+        // Also what ignored SIGTERM while the script itself obeyed it: a stopped job
+        // leaves nothing running.
         signal_group(pid, Signal::KILL);
         let _ = child.wait().await;
     }
@@ -119,5 +152,6 @@ pub(crate) async fn run(
             pump.abort();
         }
     }
+    guard.armed = false;
     Ok(end)
 }

@@ -3,7 +3,7 @@
 use super::types::*;
 use super::GitlabError;
 use crate::metrics::Metrics;
-use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +45,8 @@ pub enum JobRequestOutcome {
     Backoff {
         /// The status.
         status: u16,
+        /// `Retry-After` (429, 503).
+        retry_after: Option<Duration>,
     },
 }
 
@@ -55,8 +57,10 @@ pub struct UpdateOutcome {
     pub status: u16,
     /// `Job-Status`.
     pub remote: RemoteJobStatus,
-    /// `Retry-After` or `X-GitLab-Trace-Update-Interval`, for 202.
+    /// `Retry-After` (202, 429, 503).
     pub retry_after: Option<Duration>,
+    /// `X-GitLab-Trace-Update-Interval`.
+    pub update_interval: Option<Duration>,
 }
 
 /// The answer to `PATCH /jobs/:id/trace`.
@@ -91,6 +95,10 @@ impl std::fmt::Debug for Client {
 fn secs_header(h: &HeaderMap, name: &str) -> Option<Duration> {
     let v: u64 = h.get(name)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(v))
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    kiln_retry_after::parse(h.get(RETRY_AFTER)?.to_str().ok()?)
 }
 
 impl Client {
@@ -243,7 +251,10 @@ impl Client {
                     .map(str::to_owned),
             },
             403 => JobRequestOutcome::Forbidden,
-            s => JobRequestOutcome::Backoff { status: s },
+            s => JobRequestOutcome::Backoff {
+                status: s,
+                retry_after: retry_after(res.headers()),
+            },
         })
     }
 
@@ -262,8 +273,8 @@ impl Client {
         Ok(UpdateOutcome {
             status: res.status().as_u16(),
             remote: RemoteJobStatus::from_headers(h),
-            retry_after: secs_header(h, "Retry-After")
-                .or_else(|| secs_header(h, "X-GitLab-Trace-Update-Interval")),
+            retry_after: retry_after(h),
+            update_interval: secs_header(h, "X-GitLab-Trace-Update-Interval"),
         })
     }
 

@@ -37,12 +37,21 @@ impl Default for Timings {
             trace_interval: Duration::from_secs(3),
             keepalive_interval: Duration::from_secs(30),
             retry_base: Duration::from_secs(1),
-            retry_cap: Duration::from_secs(60),
-            final_update_tries: 30,
+            // Low enough that, once GitLab is back from an outage, the next try comes within
+            // seconds rather than a minute: gitlab-runner asks every `check_interval` (3 s)
+            // through an outage, so a jittered 10 s is still gentler on a recovering GitLab.
+            retry_cap: Duration::from_secs(10),
+            // About 30 minutes of retries at the cap: an outage that long still gets the
+            // job's final state to GitLab.
+            final_update_tries: 240,
             max_patch: MAX_PATCH,
         }
     }
 }
+
+/// The shortest interval between status polls of a silent job, whatever the patch
+/// interval: each is a `PUT` GitLab has to write.
+const MIN_STATUS_POLL: Duration = Duration::from_secs(1);
 
 /// What happened to a job, as reported to GitLab.
 #[derive(Debug, Clone)]
@@ -71,6 +80,25 @@ pub enum Shutdown {
     Drain,
     /// Abort running jobs (SIGTERM/SIGINT).
     Abort,
+    /// `shutdown_timeout` passed: kill what is left of the jobs and report them within
+    /// [`KILL_REPORT_TIMEOUT`].
+    Kill,
+}
+
+/// After [`Shutdown::Kill`], each of the job's last calls to GitLab (the pending trace,
+/// then the final update) gets this long: a GitLab that does not answer must not hold up
+/// the runner's exit.
+pub const KILL_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returns [`KILL_REPORT_TIMEOUT`] after the runner said [`Shutdown::Kill`] (or after
+/// now, if it already has).
+async fn kill_deadline(mut rx: watch::Receiver<Shutdown>) {
+    while *rx.borrow_and_update() != Shutdown::Kill {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(KILL_REPORT_TIMEOUT).await;
 }
 
 /// Waits for the next shutdown request. With the sender gone no request can come, so
@@ -143,11 +171,13 @@ async fn monitor(
                 escalate(&ctl, Control::Timeout);
                 continue;
             }
-            s = next_shutdown(&mut shutdown_rx), if !shutdown => {
-                if s == Shutdown::Abort {
-                    shutdown = true;
-                    escalate(&ctl, Control::Abort);
+            s = next_shutdown(&mut shutdown_rx), if *ctl.borrow() < Control::Kill => {
+                match s {
+                    Shutdown::Abort => escalate(&ctl, Control::Abort),
+                    Shutdown::Kill => escalate(&ctl, Control::Kill),
+                    Shutdown::None | Shutdown::Drain => {}
                 }
+                shutdown |= matches!(s, Shutdown::Abort | Shutdown::Kill);
                 continue;
             }
         }
@@ -166,7 +196,14 @@ async fn monitor(
                 ShipResult::UpToDate | ShipResult::Behind => {}
             }
         }
-        if last_contact.elapsed() >= env.timings.keepalive_interval {
+        // A silent job sends no patch, whose answer would carry a cancel: its status is
+        // asked for as often as GitLab wants patches (3 s while someone watches the job,
+        // which is when a cancel comes), not only at the keep-alive.
+        let silent_poll = env
+            .timings
+            .keepalive_interval
+            .min(interval.max(MIN_STATUS_POLL));
+        if last_contact.elapsed() >= silent_poll {
             let req = UpdateJobRequest {
                 token: &token,
                 state: JobState::Running,
@@ -229,17 +266,20 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
                 return report;
             }
             Ok(o) if o.status == 200 => break,
-            Ok(o) => tracing::warn!(
-                job = job.id,
-                status = o.status,
-                attempt,
-                "running update not accepted"
-            ),
+            Ok(o) => {
+                tracing::warn!(
+                    job = job.id,
+                    status = o.status,
+                    attempt,
+                    "running update not accepted"
+                );
+                tokio::time::sleep(backoff.delay_after(o.retry_after)).await;
+            }
             Err(e) => {
-                tracing::warn!(job = job.id, error = %crate::error_chain(&e), attempt, "running update failed")
+                tracing::warn!(job = job.id, error = %crate::error_chain(&e), attempt, "running update failed");
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
-        tokio::time::sleep(backoff.next_delay()).await;
     }
     if let Some(m) = &env.metrics {
         m.job_started(&entry.name);
@@ -280,9 +320,18 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
 
     let outcome = env.executor.run(&job, &entry, trace.clone(), ctl_rx).await;
     let _ = done_tx.send(true);
-    let mon = match mon.await {
-        Ok(m) => m,
-        Err(_) => MonitorEnd {
+    // The monitor may be in the middle of a patch to a GitLab that does not answer.
+    let mut mon = mon;
+    let mon = tokio::select! {
+        r = &mut mon => r.ok(),
+        _ = kill_deadline(env.shutdown.clone()) => {
+            mon.abort();
+            None
+        }
+    };
+    let mon = match mon {
+        Some(m) => m,
+        None => MonitorEnd {
             shipper: TraceShipper::new(
                 env.client.clone(),
                 job.id,
@@ -291,7 +340,7 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
             )
             .with_max_patch(env.timings.max_patch),
             remote_aborted: false,
-            shutdown: false,
+            shutdown: matches!(*env.shutdown.borrow(), Shutdown::Abort | Shutdown::Kill),
         },
     };
 
@@ -338,17 +387,26 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
     report.failure_reason = reason.map(|r| map_reason(&job, r));
     trace.finish();
 
-    report.delivered = if mon.remote_aborted {
-        false
-    } else {
-        final_update(&env, &job, &info, mon.shipper, &report, &trace).await
+    // Even a job GitLab aborted gets its last trace and final state sent, as gitlab-runner
+    // does: GitLab refusing them is its answer, and ends the job here.
+    report.delivered = tokio::select! {
+        d = final_update(&env, &job, &info, mon.shipper, &report, &trace) => d,
+        _ = kill_deadline(env.shutdown.clone()) => {
+            tracing::error!(job = job.id, "final update abandoned: the runner is exiting");
+            false
+        }
     };
     report.trace = trace.contents();
     let state = match report.state {
         JobState::Success => "success",
         _ => "failed",
     };
-    tracing::info!(job = job.id, runner = %entry.name, state, reason = ?report.failure_reason, duration = ?started.elapsed(), "job finished");
+    if report.delivered {
+        tracing::info!(job = job.id, runner = %entry.name, state, reason = ?report.failure_reason, duration = ?started.elapsed(), "job finished");
+    } else {
+        // Not `state`: GitLab does not hold it.
+        tracing::warn!(job = job.id, runner = %entry.name, ended = state, reason = ?report.failure_reason, remote_aborted = mon.remote_aborted, duration = ?started.elapsed(), "job ended; GitLab refused or did not get its final state");
+    }
     if let Some(m) = &env.metrics {
         m.job_finished(&entry.name, state, started.elapsed());
     }
@@ -365,14 +423,16 @@ async fn final_update(
 ) -> bool {
     let mut backoff = Backoff::new(env.timings.retry_base, env.timings.retry_cap);
     for _ in 0..env.timings.final_update_tries {
-        match shipper.ship().await {
-            ShipResult::Aborted => return false,
+        // GitLab refusing the trace (the job was canceled or removed) still gets the
+        // state sent, once: it is what GitLab records.
+        let trace_refused = match shipper.ship().await {
+            ShipResult::Aborted => true,
             ShipResult::Behind => {
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
-            ShipResult::UpToDate | ShipResult::Canceling => {}
-        }
+            ShipResult::UpToDate | ShipResult::Canceling => false,
+        };
         let (checksum, bytesize) = trace.summary();
         let req = UpdateJobRequest {
             token: &job.token,
@@ -382,13 +442,18 @@ async fn final_update(
             output: Some(TraceOutput { checksum, bytesize }),
             info: Some(info),
         };
-        match env.client.update_job(job.id, &req).await {
+        let answer = env.client.update_job(job.id, &req).await;
+        if trace_refused {
+            return matches!(answer, Ok(ref o) if o.status == 200);
+        }
+        match answer {
             Ok(o) => match o.status {
                 200 => return true,
                 202 => {
                     // Accepted but the trace is still being processed: ask again.
                     let wait = o
                         .retry_after
+                        .or(o.update_interval)
                         .or(shipper.update_interval)
                         .unwrap_or(env.timings.trace_interval);
                     tokio::time::sleep(wait).await;
@@ -402,8 +467,9 @@ async fn final_update(
                 }
                 403 | 404 => return false,
                 s => {
-                    tracing::warn!(job = job.id, status = s, "final update not accepted");
-                    tokio::time::sleep(backoff.next_delay()).await;
+                    let wait = backoff.delay_after(o.retry_after);
+                    tracing::warn!(job = job.id, status = s, ?wait, "final update not accepted");
+                    tokio::time::sleep(wait).await;
                 }
             },
             Err(e) => {

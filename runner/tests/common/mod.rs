@@ -63,6 +63,11 @@ impl Resp {
         self.headers.push((k.to_owned(), v.to_string()));
         self
     }
+    /// `Retry-After` as an HTTP date `secs` from now.
+    pub fn retry_after_date(self, secs: u64) -> Self {
+        let at = std::time::SystemTime::now() + Duration::from_secs(secs);
+        self.header("Retry-After", httpdate::fmt_http_date(at))
+    }
     pub fn json(mut self, v: &Value) -> Self {
         self.body = serde_json::to_vec(v).unwrap();
         self.headers
@@ -291,6 +296,14 @@ impl FakeGitlab {
 
     pub fn final_updates(&self) -> Vec<Value> {
         self.state.lock().unwrap().final_updates.clone()
+    }
+
+    /// The `PUT /jobs/:id` requests with this `state`, answered or not.
+    pub fn updates_with_state(&self, state: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_update() && r.json()["state"] == state)
+            .collect()
     }
 
     pub fn patches(&self) -> Vec<Recorded> {
