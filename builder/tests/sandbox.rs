@@ -1209,3 +1209,31 @@ fn pids_limit_stops_a_fork_bomb() {
         assert_eq!((o.exit, out.as_str()), (ExitKind::Code(0), "all-started\n"));
     }
 }
+
+/// An image whose `/proc`, `/dev` or `/sys` is a symlink (absolute, or leading out with `..`)
+/// is refused before anything is mounted: the kernel would follow it on the host side, and
+/// /proc's masks would miss. Nothing reaches the host path the link names.
+#[test]
+fn proc_dev_or_sys_as_a_symlink_is_refused() {
+    need_root!();
+    for (dir, link) in [
+        ("proc", "/etc"),
+        ("dev", "../../../../tmp"),
+        ("sys", "/root"),
+    ] {
+        let root = Root::new();
+        let lower = root.path("lower");
+        let _ = fs::remove_dir_all(lower.join(dir));
+        std::os::unix::fs::symlink(link, lower.join(dir)).unwrap();
+        let mut out = Vec::new();
+        let e = sandbox::run(&root.spec("echo ran"), &mut out)
+            .err()
+            .unwrap_or_else(|| panic!("/{dir} -> {link} ran: {}", String::from_utf8_lossy(&out)));
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("/{dir}")) && msg.contains("is a symbolic link in the image"),
+            "{msg}"
+        );
+        assert!(!String::from_utf8_lossy(&out).contains("ran"));
+    }
+}

@@ -285,6 +285,17 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
                 .map_err(|e| io_err(Path::new(&target), e))?
                 .to_string_lossy()
                 .into_owned();
+            // The kernel mounts /proc, /dev and /sys through the host-side path, where an
+            // image's symlink would be followed against the host's root (and the masks under
+            // /proc would miss): refused, as runc refuses it.
+            if source.is_none() && r != target {
+                return Err(SandboxError::MountTarget {
+                    path: target,
+                    reason: format!(
+                        "is a symbolic link in the image (to {r}); a RUN step needs a directory there"
+                    ),
+                });
+            }
             match view
                 .lstat(Path::new(&r))
                 .map_err(|e| io_err(Path::new(&r), e))?
