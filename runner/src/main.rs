@@ -321,8 +321,8 @@ fn main() {
         }
     };
     let result = rt.block_on(dispatch(cli));
-    // Dropping the tasks before `exit` (which runs no destructors) is what kills the
-    // process groups of jobs still running.
+    // Jobs told to stop have had their process groups killed already; dropping the tasks
+    // before `exit` (which runs no destructors) is the fallback for any that outlived that.
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Err(e) = result {
         eprintln!("kiln-runner: {e:#}");

@@ -295,7 +295,7 @@ async fn poll(
                 _ = tokio::time::sleep(d) => {},
                 r = config.changed() => if r.is_ok() {
                     tracing::info!(runner = %entry.name, "configuration reloaded: unhealthy entry asks GitLab again");
-                    health.restart();
+                    health.reset();
                 },
                 _ = stop.changed() => {},
                 _ = next_shutdown(&mut shutdown) => {},
@@ -352,7 +352,7 @@ async fn poll(
         };
         match outcome {
             Ok(JobRequestOutcome::Job(job)) => {
-                health.succeeded();
+                health.reset();
                 shared.metrics.set_healthy(&entry.name, true);
                 backoff.reset();
                 let env = JobEnv {
@@ -373,7 +373,7 @@ async fn poll(
                 });
             }
             Ok(JobRequestOutcome::NoJob { last_update: lu }) => {
-                health.succeeded();
+                health.reset();
                 shared.metrics.set_healthy(&entry.name, true);
                 drop(slot);
                 backoff.reset();

@@ -33,12 +33,12 @@ impl Backoff {
         d.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 
-    /// What GitLab asked for in `Retry-After` (up to [`MAX_RETRY_AFTER`]), else
-    /// [`Backoff::next_delay`]. The back-off grows either way, for when GitLab stops
+    /// What GitLab asked for in `Retry-After` (the client caps it at [`MAX_RETRY_AFTER`]),
+    /// else [`Backoff::next_delay`]. The back-off grows either way, for when GitLab stops
     /// saying.
     pub fn delay_after(&mut self, retry_after: Option<Duration>) -> Duration {
         let d = self.next_delay();
-        retry_after.map_or(d, |r| r.min(MAX_RETRY_AFTER))
+        retry_after.unwrap_or(d)
     }
 
     /// Back to `base`.
@@ -73,10 +73,6 @@ mod tests {
         assert_eq!(
             b.delay_after(Some(Duration::from_secs(3))),
             Duration::from_secs(3)
-        );
-        assert_eq!(
-            b.delay_after(Some(Duration::from_secs(86400))),
-            MAX_RETRY_AFTER
         );
         assert!(b.delay_after(None) <= Duration::from_millis(200));
     }

@@ -97,8 +97,11 @@ fn secs_header(h: &HeaderMap, name: &str) -> Option<Duration> {
     Some(Duration::from_secs(v))
 }
 
+/// `Retry-After`, capped once here so that no path (a 429, a 503, a 202 of the final update)
+/// can be held for hours by a far-off date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     kiln_retry_after::parse(h.get(RETRY_AFTER)?.to_str().ok()?)
+        .map(|d| d.min(super::backoff::MAX_RETRY_AFTER))
 }
 
 impl Client {
@@ -318,6 +321,18 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_capped_where_it_is_read() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(
+            retry_after(&h),
+            Some(super::super::backoff::MAX_RETRY_AFTER)
+        );
+    }
 
     #[test]
     fn base_url_gets_api_path() {

@@ -214,6 +214,10 @@ async fn monitor(
             };
             if let Ok(o) = env.client.update_job(job_id, &req).await {
                 last_contact = Instant::now();
+                // GitLab's answer says how often it wants to hear: the poll follows it.
+                if let Some(i) = o.update_interval {
+                    shipper.update_interval = Some(i);
+                }
                 if matches!(o.status, 403 | 404) || o.remote == RemoteJobStatus::Aborted {
                     remote_aborted = true;
                     escalate(&ctl, Control::Abort);

@@ -24,8 +24,9 @@ impl Health {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// GitLab answered a job request as it should.
-    pub(crate) fn succeeded(&self) {
+    /// GitLab answered a job request as it should, or the configuration changed (maybe a new
+    /// token or URL): refusals count from zero again.
+    pub(crate) fn reset(&self) {
         *self.lock() = State::default();
     }
 
@@ -54,11 +55,6 @@ impl Health {
             }
         }
     }
-
-    /// The configuration changed (maybe a new token or URL): try again at once.
-    pub(crate) fn restart(&self) {
-        *self.lock() = State::default();
-    }
 }
 
 #[cfg(test)]
@@ -76,7 +72,7 @@ mod tests {
         assert_eq!(h.paused_for(Duration::ZERO), None);
         // The pause is over: the count starts again.
         assert!(!h.refused(3));
-        h.succeeded();
+        h.reset();
         assert!(!h.refused(2));
     }
 }

@@ -272,9 +272,9 @@ impl FakeGitlab {
     /// Whether job `id` was acknowledged as running (its first update, recorded once answered).
     pub fn saw_running(&self, id: u64) -> bool {
         let path = format!("/api/v4/jobs/{id}");
-        self.requests()
+        self.updates_with_state("running")
             .iter()
-            .any(|r| r.path == path && r.is_update() && r.json()["state"] == "running")
+            .any(|r| r.path == path)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
