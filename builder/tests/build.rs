@@ -5,6 +5,8 @@
 
 #[path = "support/kiln_output.rs"]
 mod kiln_output;
+#[path = "support/layout.rs"]
+mod layout;
 #[path = "support/overlay.rs"]
 mod overlay;
 #[path = "support/registry_server.rs"]
@@ -13,6 +15,7 @@ mod support;
 mod tree;
 
 use kiln_output::{ok, text};
+use layout::unpack_layout;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::{Proxy, Registry};
@@ -130,27 +133,6 @@ fn flatten(image: &str, work: &Path) -> PathBuf {
     let root = work.join("rootfs");
     unpack_layout(&layout, &root);
     root
-}
-
-/// Extracts the first image of an OCI layout into `root`; returns its config.
-fn unpack_layout(layout: &Path, root: &Path) -> serde_json::Value {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let json = |d: &serde_json::Value| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(blob(d.as_str().unwrap())).unwrap()).unwrap()
-    };
-    let manifest = json(&index["manifests"][0]["digest"]);
-    std::fs::create_dir_all(root).unwrap();
-    for l in manifest["layers"].as_array().unwrap() {
-        let f = std::fs::File::open(blob(l["digest"].as_str().unwrap())).unwrap();
-        kiln::layer::extract(f, root, &kiln::layer::ExtractOptions::default()).unwrap();
-    }
-    json(&manifest["config"]["digest"])
 }
 
 /// BuildKit's semantics where kiln once differed: a scratch image's config defaults (PATH,

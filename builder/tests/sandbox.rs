@@ -788,26 +788,16 @@ fn death_helper() {
         return;
     };
     let base = PathBuf::from(base);
-    let spec = RunSpec {
-        rootfs: RootFs::Overlay {
+    let mut spec = spec_for(
+        RootFs::Overlay {
             lower: vec![base.join("lower")],
             upper: base.join("upper"),
             work: base.join("work"),
         },
-        argv: vec![
-            "sh".into(),
-            "-c".into(),
-            "echo started; sleep 987654".into(),
-        ],
-        env: vec![],
-        workdir: "/".into(),
-        user: "app".into(),
-        network: Network::Host,
-        hostname: "death".into(),
-        mounts: vec![],
-        isolation: Isolation::Auto,
-        pids_limit: Some(sandbox::DEFAULT_PIDS_LIMIT),
-    };
+        &["sh", "-c", "echo started; sleep 987654"],
+    );
+    spec.user = "app".into();
+    spec.hostname = "death".into();
     let _ = sandbox::run(&spec, &mut std::io::stdout());
 }
 

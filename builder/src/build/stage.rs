@@ -198,7 +198,12 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                         // all the same, so a rebuild does not read the parent to find that out.
                         let h =
                             workdir_history.unwrap_or_else(|| History::created_by(ins.to_string()));
-                        store(b, &st.key, None, &h.created_by.clone().unwrap_or_default());
+                        store(
+                            b,
+                            &st.key,
+                            None,
+                            h.created_by.as_deref().unwrap_or_default(),
+                        );
                         st.builder.add_history(h);
                         continue;
                     }
@@ -246,24 +251,22 @@ enum Hit {
 
 /// A step's result from the local cache (blob in the store) or the cache repository.
 fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<Hit> {
-    let from = |c: CachedStep, source| {
-        Some(match c.layer {
-            Some(l) => Hit::Layer(NewLayer {
-                layer: LayerRef {
-                    layer: Layer {
-                        digest: l.digest,
-                        size: l.size,
-                        diff_id: l.diff_id,
-                        media_type: l.media_type,
-                    },
-                    source,
+    let from = |c: CachedStep, source| match c.layer {
+        Some(l) => Hit::Layer(NewLayer {
+            layer: LayerRef {
+                layer: Layer {
+                    digest: l.digest,
+                    size: l.size,
+                    diff_id: l.diff_id,
+                    media_type: l.media_type,
                 },
-                created_by: c.created_by,
-            }),
-            None => Hit::NoLayer {
-                created_by: c.created_by,
+                source,
             },
-        })
+            created_by: c.created_by,
+        }),
+        None => Hit::NoLayer {
+            created_by: c.created_by,
+        },
     };
     if let Some(local) = &b.local {
         if let Some(c) = local.get(key) {
@@ -272,13 +275,13 @@ fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<Hit> {
                 .as_ref()
                 .is_none_or(|l| b.layers.store.size(&l.digest) == Some(l.size));
             if present {
-                return from(c, None);
+                return Some(from(c, None));
             }
         }
     }
     let repo = b.repo.as_ref()?;
     match b.runtime.block_on(repo.get(key)) {
-        Ok(Some(c)) => from(c, b.opts.cache_repo.clone()),
+        Ok(Some(c)) => Some(from(c, b.opts.cache_repo.clone())),
         Ok(None) => None,
         Err(e) => {
             b.progress.line(&format!(

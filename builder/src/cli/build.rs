@@ -92,9 +92,9 @@ pub struct BuildArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub single_snapshot: Option<bool>,
     /// The most a base or cached layer may expand to when extracted, in bytes or with a K, M,
-    /// G or T suffix (powers of 1024): a guard against decompression bombs.
-    #[arg(long, value_name = "SIZE", default_value = "64G")]
-    pub max_layer_size: String,
+    /// G or T suffix (powers of 1024): a guard against decompression bombs [default: 64G].
+    #[arg(long, value_name = "SIZE")]
+    pub max_layer_size: Option<String>,
     /// Paths left out of snapshots (repeatable).
     #[arg(long)]
     pub ignore_path: Vec<PathBuf>,

@@ -174,12 +174,15 @@ pub fn options(
         image_name_with_digest_file: args.image_name_with_digest_file.clone(),
         reproducible,
         single_snapshot: on(args.single_snapshot),
-        max_layer_bytes: size(&args.max_layer_size).ok_or_else(|| {
-            usage(format!(
-                "--max-layer-size {:?}: expected bytes, or a number with K, M, G or T",
-                args.max_layer_size
-            ))
-        })?,
+        // One default, the layer module's: the flag only overrides it.
+        max_layer_bytes: match &args.max_layer_size {
+            None => kiln::layer::DEFAULT_MAX_LAYER_BYTES,
+            Some(text) => size(text).ok_or_else(|| {
+                usage(format!(
+                    "--max-layer-size {text:?}: expected bytes, or a number with K, M, G or T"
+                ))
+            })?,
+        },
         registry,
         credentials: CredentialResolver::new(Environment::from_process()),
         layer,

@@ -180,12 +180,7 @@ impl<'a> Target<'a> {
     fn copy_up(&mut self, p: &Path, e: &Entry) -> Result<(), CopyError> {
         let host = self.host(p);
         std::fs::create_dir(&host).map_err(io_err(&host))?;
-        let xattrs = self
-            .parent
-            .xattrs(p)
-            .map_err(io_err(p))?
-            .into_iter()
-            .collect::<Vec<_>>();
+        let xattrs = self.parent.xattrs(p).map_err(io_err(p))?;
         let (uid, gid) = self.image_owner(e, &xattrs);
         self.apply(
             p,

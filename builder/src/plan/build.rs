@@ -364,26 +364,22 @@ impl Planner<'_> {
                             format!("ARG: the name {:?} expands to an empty string", d.name),
                         ));
                     }
-                    let d = &instructions::ArgDecl {
-                        name,
-                        default: d.default.clone(),
-                    };
-                    let value = match self.build_args.take(&d.name) {
+                    let value = match self.build_args.take(&name) {
                         Some(v) => Some(v),
                         None => match &d.default {
                             Some(def) => Some(
                                 ex.word(def)
-                                    .map_err(|m| self.at(line, format!("ARG {}: {m}", d.name)))?,
+                                    .map_err(|m| self.at(line, format!("ARG {name}: {m}")))?,
                             ),
-                            None => self.meta.get(&d.name).cloned(),
+                            None => self.meta.get(&name).cloned(),
                         },
                     };
-                    scope.declared.insert(d.name.clone());
+                    scope.declared.insert(name.clone());
                     if let Some(v) = &value {
-                        scope.args.insert(d.name.clone(), v.clone());
+                        scope.args.insert(name.clone(), v.clone());
                     }
                     out.push(instructions::ArgDecl {
-                        name: d.name.clone(),
+                        name,
                         default: value,
                     });
                 }

@@ -16,11 +16,6 @@ use rustix::thread::CapabilitySet;
 /// SETFCAP.
 pub(crate) const STEP_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 27, 29, 31];
 
-/// `CAP_SETPCAP`, needed to drop from the bounding set.
-pub(crate) const CAP_SETPCAP: u32 = 8;
-/// `CAP_SYS_ADMIN`, which lets a process install a seccomp filter without `no_new_privs`.
-pub(crate) const CAP_SYS_ADMIN: u32 = 21;
-
 fn step_mask() -> u64 {
     STEP_CAPS.iter().fold(0, |m, c| m | 1 << c)
 }
@@ -61,11 +56,11 @@ pub(crate) fn limit() -> Result<(), Errno> {
     rustix::thread::set_capabilities(None, sets)
 }
 
-/// Whether the calling process has `cap` in its effective set (read in the parent).
-pub(crate) fn effective(cap: u32) -> bool {
-    status_field("CapEff")
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .is_some_and(|set| set & (1 << cap) != 0)
+/// Whether the calling thread (the one that clones the step) has `cap` in its effective set:
+/// `CapabilitySet::SETPCAP` to drop from the bounding set, `SYS_ADMIN` to install a seccomp
+/// filter without `no_new_privs`.
+pub(crate) fn effective(cap: CapabilitySet) -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|s| s.effective.contains(cap))
 }
 
 /// Whether the calling process already runs under a seccomp filter (a container's).

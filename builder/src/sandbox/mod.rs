@@ -196,8 +196,12 @@ pub enum SandboxError {
 
 /// How the owners of files kiln (or a rootless step of it) leaves on the host become image
 /// owners: through the user namespace map rootless steps get.
+/// Read once per process (it reads /etc/passwd, /etc/subuid, /etc/subgid and looks up
+/// newuidmap): every COPY, WORKDIR and layer asks for it, and it cannot change meanwhile.
 pub fn host_ids() -> crate::layer::owners::HostIds {
-    userns::IdMap::for_current_user().host_ids()
+    static IDS: std::sync::OnceLock<crate::layer::owners::HostIds> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| userns::IdMap::for_current_user().host_ids())
+        .clone()
 }
 
 /// Whether kiln runs inside a container, where running steps unconfined is acceptable.
@@ -209,7 +213,7 @@ fn inside_container() -> bool {
 
 fn mode(isolation: Isolation) -> Result<Mode, SandboxError> {
     Ok(match isolation {
-        Isolation::Auto if rustix::process::geteuid().is_root() => Mode::Chroot,
+        Isolation::Auto if crate::layer::owners::settable() => Mode::Chroot,
         Isolation::Auto | Isolation::Rootless => Mode::Rootless,
         Isolation::Chroot => Mode::Chroot,
         Isolation::Unconfined => {

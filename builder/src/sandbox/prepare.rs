@@ -9,6 +9,7 @@ use super::userns::IdMap;
 use super::{users, Network, RootFs, RunSpec, SandboxError};
 use crate::fsview::{read_small, resolve, DirView, FsView, Kind};
 use crate::snapshot::OverlayView;
+use rustix::thread::CapabilitySet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -409,8 +410,8 @@ fn hardening(mode: Mode) -> Result<(bool, Option<Filter>), SandboxError> {
     if mode != Mode::Unconfined {
         return Ok((true, Some(Filter::docker_default(false)?)));
     }
-    let drop_caps = caps::effective(caps::CAP_SETPCAP);
-    let seccomp = if caps::effective(caps::CAP_SYS_ADMIN) {
+    let drop_caps = caps::effective(CapabilitySet::SETPCAP);
+    let seccomp = if caps::effective(CapabilitySet::SYS_ADMIN) {
         Some(Filter::docker_default(false)?)
     } else if caps::filtered() {
         note(

@@ -210,8 +210,17 @@ fn compile(
 impl Filter {
     /// Docker's default profile, as far as a step without extra capabilities sees it.
     pub(crate) fn docker_default(no_new_privs: bool) -> Result<Filter, SeccompError> {
+        // The programs depend on nothing of the step: compiled once per process, not per RUN.
+        static PROGRAMS: std::sync::OnceLock<Vec<BpfProgram>> = std::sync::OnceLock::new();
+        let programs = match PROGRAMS.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p = vec![no_clone3()?, refusals()?];
+                PROGRAMS.get_or_init(|| p).clone()
+            }
+        };
         Ok(Filter {
-            programs: vec![no_clone3()?, refusals()?],
+            programs,
             no_new_privs,
         })
     }
