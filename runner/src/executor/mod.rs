@@ -6,13 +6,16 @@ mod process;
 mod script;
 
 pub use local::LocalExecutor;
+pub use process::StageEnd;
 pub use script::{bash_quote, build_script};
 
 use crate::config::RunnerConfig;
 use crate::gitlab::JobResponse;
+use crate::job::plan::{JobLayout, JobPlan, Stage};
 use crate::trace::Trace;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// What the job layer wants from a running job; later values win over earlier ones.
@@ -89,22 +92,49 @@ pub enum ExecutorError {
     /// The job cannot run on this executor.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Preparing was stopped because control reached this level.
+    #[error("stopped while preparing ({0:?})")]
+    Stopped(Control),
 }
 
 /// A boxed future, so executors can be chosen at run time.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Runs jobs.
+/// Where jobs run. The job layer decides what runs ([`JobPlan`]); an executor only
+/// prepares a place for it and runs one stage's script there at a time.
 pub trait Executor: Send + Sync {
     /// The name GitLab is told (`local`, `kubernetes`).
     fn name(&self) -> &'static str;
 
-    /// Runs `job` for `entry`, writing its output to `trace` and watching `control`.
-    fn run<'a>(
+    /// Where the job's directories will be, as its scripts see them.
+    fn layout(&self, job: &JobResponse, entry: &RunnerConfig) -> JobLayout;
+
+    /// Prepares a place to run `plan` (a build directory, a pod). Returns
+    /// [`ExecutorError::Stopped`] if `control` rises while it waits.
+    fn prepare<'a>(
         &'a self,
         job: &'a JobResponse,
         entry: &'a RunnerConfig,
-        trace: Trace,
-        control: watch::Receiver<Control>,
-    ) -> BoxFuture<'a, Result<ExecOutcome, ExecutorError>>;
+        plan: &'a JobPlan,
+        trace: &'a Trace,
+        control: &'a mut watch::Receiver<Control>,
+    ) -> BoxFuture<'a, Result<Box<dyn Place>, ExecutorError>>;
+}
+
+/// A prepared place where a job's stages run.
+pub trait Place: Send {
+    /// Runs `stage` until it ends, `control` reaches `stop_at`, or `limit` passes; its
+    /// output goes to `trace`.
+    fn run_stage<'a>(
+        &'a mut self,
+        stage: &'a Stage,
+        trace: &'a Trace,
+        control: &'a mut watch::Receiver<Control>,
+        stop_at: Control,
+        limit: Option<Duration>,
+    ) -> BoxFuture<'a, Result<StageEnd, ExecutorError>>;
+
+    /// Removes everything the place holds; errors are logged, not returned (the job's
+    /// outcome is already decided).
+    fn cleanup(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-/// How a process ended.
+/// How a stage's script ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ProcessEnd {
+pub enum StageEnd {
     /// It exited with this code (128+signal when killed by a signal).
     Exited(i32),
     /// It was stopped because control reached this level.
@@ -49,7 +49,7 @@ impl Drop for GroupGuard {
 }
 
 /// Returns once `control` is at `level` or above; never if the job layer is gone.
-async fn reached(control: &mut watch::Receiver<Control>, level: Control) {
+pub(crate) async fn reached(control: &mut watch::Receiver<Control>, level: Control) {
     while *control.borrow_and_update() < level {
         if control.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -66,7 +66,7 @@ pub(crate) async fn run(
     control: &mut watch::Receiver<Control>,
     stop_at: Control,
     limit: Option<Duration>,
-) -> Result<ProcessEnd, ExecutorError> {
+) -> Result<StageEnd, ExecutorError> {
     let spawn_err = |source| ExecutorError::Spawn {
         program: program.to_owned(),
         source,
@@ -107,7 +107,7 @@ pub(crate) async fn run(
 
     let stop = |why| {
         let sig = match why {
-            ProcessEnd::Stopped(Control::Kill) => Signal::KILL,
+            StageEnd::Stopped(Control::Kill) => Signal::KILL,
             _ => Signal::TERM,
         };
         signal_group(pid, sig);
@@ -116,25 +116,25 @@ pub(crate) async fn run(
     let end = loop {
         let level = *control.borrow();
         if level >= stop_at {
-            break stop(ProcessEnd::Stopped(level));
+            break stop(StageEnd::Stopped(level));
         }
         tokio::select! {
             status = child.wait() => {
                 let status = status.map_err(spawn_err)?;
                 use std::os::unix::process::ExitStatusExt;
                 let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1);
-                break ProcessEnd::Exited(code);
+                break StageEnd::Exited(code);
             }
             changed = control.changed() => {
                 if changed.is_err() {
                     // The job layer is gone: nobody will report; stop.
-                    break stop(ProcessEnd::Stopped(Control::Abort));
+                    break stop(StageEnd::Stopped(Control::Abort));
                 }
             }
-            _ = &mut deadline => break stop(ProcessEnd::TimedOut),
+            _ = &mut deadline => break stop(StageEnd::TimedOut),
         }
     };
-    if !matches!(end, ProcessEnd::Exited(_)) {
+    if !matches!(end, StageEnd::Exited(_)) {
         tokio::select! {
             _ = child.wait() => {},
             _ = tokio::time::sleep(KILL_GRACE) => {},

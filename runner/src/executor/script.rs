@@ -8,9 +8,9 @@ pub fn bash_quote(s: &str) -> String {
 /// A bash script running `lines` in `dir` like gitlab-runner's bash shell: each line is
 /// echoed as `$ line` (green) before it runs, and the first failing line ends the script
 /// with its exit code (`set -eo pipefail`).
-pub fn build_script(dir: &std::path::Path, lines: &[String]) -> String {
+pub fn build_script(dir: &str, lines: &[String]) -> String {
     let mut s = String::from("set -eo pipefail\nset +o noclobber\n");
-    s.push_str(&format!("cd {}\n", bash_quote(&dir.to_string_lossy())));
+    s.push_str(&format!("cd {}\n", bash_quote(dir)));
     for line in lines {
         if line.trim().is_empty() {
             continue;
@@ -34,10 +34,7 @@ mod tests {
 
     #[test]
     fn script_echoes_then_runs() {
-        let s = build_script(
-            std::path::Path::new("/b"),
-            &["echo 'hi'".into(), " ".into()],
-        );
+        let s = build_script("/b", &["echo 'hi'".into(), " ".into()]);
         assert!(s.starts_with("set -eo pipefail\n"));
         assert!(s.contains("cd '/b'\n"));
         assert!(s.contains("printf '%s\\n' '\x1b[32;1m$ echo '\\''hi'\\''\x1b[0;m'\necho 'hi'\n"));

@@ -2,6 +2,9 @@
 //! works (watching `Job-Status`, the timeout and shutdown) → final update with the
 //! trace's checksum, retried until GitLab has it.
 
+pub mod plan;
+pub mod steps;
+
 use crate::config::RunnerConfig;
 use crate::executor::{escalate, Control, ExecOutcome, Executor};
 use crate::gitlab::{
@@ -322,7 +325,7 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
         timeout,
     ));
 
-    let outcome = env.executor.run(&job, &entry, trace.clone(), ctl_rx).await;
+    let outcome = steps::run(&*env.executor, &job, &entry, trace.clone(), ctl_rx).await;
     let _ = done_tx.send(true);
     // The monitor may be in the middle of a patch to a GitLab that does not answer.
     let mut mon = mon;
