@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use kiln_runner::config::{self, Config};
+use kiln_runner::config::{self, Config, ExecutorKind};
 use kiln_runner::gitlab::{Client, RegisterRequest, VersionInfo};
 use kiln_runner::job::{Shutdown, Timings};
 use kiln_runner::metrics::{self, Metrics};
@@ -62,9 +62,9 @@ enum Cmd {
         /// Lock the runner to its project (registration token only).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         locked: bool,
-        /// `local` or `kubernetes`.
-        #[arg(long, default_value = "local")]
-        executor: String,
+        /// Where the entry's jobs run.
+        #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+        executor: ExecutorKind,
     },
     /// Check every entry's token with GitLab.
     Verify {
@@ -166,11 +166,8 @@ async fn cmd_register(
     tag_list: Option<String>,
     run_untagged: bool,
     locked: bool,
-    executor: String,
+    executor: ExecutorKind,
 ) -> Result<()> {
-    if !matches!(executor.as_str(), "local" | "kubernetes") {
-        bail!("unknown executor {executor:?} (local, kubernetes)");
-    }
     let system_id = system_id::load_or_create(&config_path)?;
     let client = Client::new(&url)?;
     let (id, token) = match (registration_token, token) {
@@ -191,7 +188,7 @@ async fn cmd_register(
                     locked,
                     paused: false,
                     maximum_timeout: None,
-                    info: VersionInfo::new(&executor),
+                    info: VersionInfo::new(executor.as_str()),
                 })
                 .await
                 .context("registering the runner")?;
@@ -207,7 +204,7 @@ async fn cmd_register(
         entry.insert("id".into(), id.into());
     }
     entry.insert("token".into(), token.into());
-    entry.insert("executor".into(), executor.into());
+    entry.insert("executor".into(), executor.as_str().into());
     config::append_runner(&config_path, entry)?;
     println!("Runner {name} registered in {}", config_path.display());
     Ok(())

@@ -5,7 +5,8 @@
 mod health;
 
 use crate::config::{ConfigWatch, ExecutorKind, RunnerConfig};
-use crate::executor::{Executor, LocalExecutor};
+use crate::executor::kubernetes::KubernetesExecutor;
+use crate::executor::{Executor, LocalExecutor, Unavailable};
 use crate::gitlab::{Backoff, Client, JobRequest, JobRequestOutcome, VersionInfo};
 use crate::job::{next_shutdown, run_job, JobEnv, JobReport, Shutdown, Timings};
 use crate::metrics::Metrics;
@@ -113,6 +114,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     slots: Arc<Slots>,
     reports: Option<mpsc::UnboundedSender<JobReport>>,
+    /// The Kubernetes executor, shared by every `kubernetes` entry (one watch per
+    /// namespace for all their jobs); made when the first such entry starts.
+    kube: tokio::sync::OnceCell<Result<Arc<KubernetesExecutor>, String>>,
 }
 
 /// How long killed jobs get to finish reporting (each of their last calls to GitLab is
@@ -141,6 +145,7 @@ impl Runner {
                 metrics,
                 slots: Arc::new(Slots::default()),
                 reports: None,
+                kube: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -150,6 +155,14 @@ impl Runner {
         if let Some(s) = Arc::get_mut(&mut self.shared) {
             s.reports = Some(tx);
         }
+        self
+    }
+
+    /// Runs `kubernetes` entries' jobs through `client` instead of the cluster the
+    /// environment names (tests, embedding).
+    pub fn with_kube_client(self, client: kube::Client) -> Self {
+        let exec = Arc::new(KubernetesExecutor::new(client));
+        let _ = self.shared.kube.set(Ok(exec));
         self
     }
 
@@ -176,8 +189,9 @@ impl Runner {
                 if pollers.contains_key(&entry.token) {
                     continue;
                 }
-                if entry.executor == ExecutorKind::Kubernetes {
-                    tracing::error!(runner = %entry.name, "the kubernetes executor is not implemented yet: entry not polled");
+                if entry.executor == ExecutorKind::Kubernetes
+                    && !start_kubernetes(&shared, entry).await
+                {
                     continue;
                 }
                 let (stop_tx, stop_rx) = watch::channel(false);
@@ -240,11 +254,52 @@ impl Runner {
     }
 }
 
-fn executor_for(shared: &Shared, entry: &RunnerConfig) -> Arc<dyn Executor> {
-    match entry.executor {
-        ExecutorKind::Local | ExecutorKind::Kubernetes => {
-            Arc::new(LocalExecutor::new(shared.opts.builds_dir.clone()))
+/// How long the start-up sweep of a crashed run's pods may take before the entry
+/// starts anyway (the sweep runs again at the next start).
+const ORPHAN_SWEEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Readies a `kubernetes` entry: the shared executor (made once), then the removal of
+/// what an earlier run of the entry left in the cluster. Returns false if the entry
+/// cannot run jobs (no cluster could be configured).
+async fn start_kubernetes(shared: &Shared, entry: &RunnerConfig) -> bool {
+    let exec = shared
+        .kube
+        .get_or_init(|| async {
+            KubernetesExecutor::from_environment()
+                .await
+                .map(Arc::new)
+                .map_err(|e| crate::error_chain(&e))
+        })
+        .await;
+    let exec = match exec {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(runner = %entry.name, error = %e, "entry not polled: no Kubernetes cluster to run its jobs in");
+            return false;
         }
+    };
+    match tokio::time::timeout(ORPHAN_SWEEP_TIMEOUT, exec.remove_orphans(entry)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            tracing::info!(runner = %entry.name, removed = n, "removed pods and Secrets an earlier run left behind");
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(runner = %entry.name, error = %crate::error_chain(&e), "cannot remove an earlier run's pods");
+        }
+        Err(_) => {
+            tracing::warn!(runner = %entry.name, "removing an earlier run's pods timed out");
+        }
+    }
+    true
+}
+
+fn executor_for(shared: &Shared, entry: &RunnerConfig) -> Arc<dyn Executor> {
+    match (entry.executor, shared.kube.get()) {
+        (ExecutorKind::Kubernetes, Some(Ok(k))) => k.clone(),
+        // Only an entry whose executor changed in a reload gets here: its job fails
+        // rather than running on this machine.
+        (ExecutorKind::Kubernetes, _) => Arc::new(Unavailable("kubernetes")),
+        (ExecutorKind::Local, _) => Arc::new(LocalExecutor::new(shared.opts.builds_dir.clone())),
     }
 }
 

@@ -103,6 +103,8 @@ fn golden_parse() {
                     memory_request: Some("512Mi".into()),
                     memory_limit: Some("4Gi".into()),
                     node_selector: BTreeMap::from([("kubernetes.io/arch".into(), "amd64".into())]),
+                    poll_timeout: None,
+                    cleanup_grace_period_seconds: None,
                 }),
                 ..Default::default()
             },

@@ -91,13 +91,13 @@ impl Default for Config {
 }
 
 /// The executor an entry uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutorKind {
     /// Jobs run on the runner's own machine.
     #[default]
     Local,
-    /// Jobs run in pods (accepted in the file; not implemented yet).
+    /// Jobs run in pods, one per job.
     Kubernetes,
 }
 
@@ -200,6 +200,10 @@ impl RunnerConfig {
 pub struct KubernetesConfig {
     /// Namespace pods are created in.
     pub namespace: Option<String>,
+    /// Seconds a pod may take to start.
+    pub poll_timeout: Option<u64>,
+    /// Grace given to a job's pod when it is deleted.
+    pub cleanup_grace_period_seconds: Option<u64>,
     /// The build image.
     pub image: Option<String>,
     /// Run build containers privileged.

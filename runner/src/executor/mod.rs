@@ -1,8 +1,9 @@
 //! Executors run a job's scripts somewhere; the job layer tells them when to stop
 //! through a [`Control`] channel and reads their [`ExecOutcome`].
 
+pub mod kubernetes;
 pub mod local;
-mod process;
+pub(crate) mod process;
 mod script;
 
 pub use local::LocalExecutor;
@@ -63,7 +64,7 @@ pub enum ExecOutcome {
     Aborted,
 }
 
-/// Errors of the executors: all of them make a job fail with `runner_system_failure`.
+/// Errors of the executors: a job fails with [`ExecutorError::failure_reason`].
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
     /// A file or directory could not be made.
@@ -92,9 +93,23 @@ pub enum ExecutorError {
     /// The job cannot run on this executor.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The Kubernetes executor failed.
+    #[error(transparent)]
+    Kubernetes(#[from] kubernetes::PodError),
     /// Preparing was stopped because control reached this level.
     #[error("stopped while preparing ({0:?})")]
     Stopped(Control),
+}
+
+impl ExecutorError {
+    /// What GitLab is told the job failed of.
+    pub fn failure_reason(&self) -> crate::gitlab::FailureReason {
+        use crate::gitlab::FailureReason;
+        match self {
+            Self::Kubernetes(e) => e.failure_reason(),
+            _ => FailureReason::RunnerSystemFailure,
+        }
+    }
 }
 
 /// A boxed future, so executors can be chosen at run time.
@@ -137,4 +152,38 @@ pub trait Place: Send {
     /// Removes everything the place holds; errors are logged, not returned (the job's
     /// outcome is already decided).
     fn cleanup(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// An executor that could not be made: every job given to it fails with a system
+/// failure naming it, rather than running somewhere else.
+#[derive(Debug)]
+pub struct Unavailable(pub &'static str);
+
+impl Executor for Unavailable {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn layout(&self, _: &JobResponse, _: &RunnerConfig) -> JobLayout {
+        JobLayout {
+            builds_dir: String::new(),
+            project_dir: String::new(),
+        }
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        _: &'a JobResponse,
+        _: &'a RunnerConfig,
+        _: &'a JobPlan,
+        _: &'a Trace,
+        _: &'a mut watch::Receiver<Control>,
+    ) -> BoxFuture<'a, Result<Box<dyn Place>, ExecutorError>> {
+        Box::pin(async move {
+            Err(ExecutorError::Unsupported(format!(
+                "the {} executor is not available (see the runner's log)",
+                self.0
+            )))
+        })
+    }
 }

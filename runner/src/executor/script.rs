@@ -10,7 +10,8 @@ pub fn bash_quote(s: &str) -> String {
 /// with its exit code (`set -eo pipefail`).
 pub fn build_script(dir: &str, lines: &[String]) -> String {
     let mut s = String::from("set -eo pipefail\nset +o noclobber\n");
-    s.push_str(&format!("cd {}\n", bash_quote(dir)));
+    // The checkout makes the directory; a job with GIT_STRATEGY=none in a fresh pod has none.
+    s.push_str(&format!("mkdir -p {0}\ncd {0}\n", bash_quote(dir)));
     for line in lines {
         if line.trim().is_empty() {
             continue;
@@ -36,7 +37,7 @@ mod tests {
     fn script_echoes_then_runs() {
         let s = build_script("/b", &["echo 'hi'".into(), " ".into()]);
         assert!(s.starts_with("set -eo pipefail\n"));
-        assert!(s.contains("cd '/b'\n"));
+        assert!(s.contains("mkdir -p '/b'\ncd '/b'\n"));
         assert!(s.contains("printf '%s\\n' '\x1b[32;1m$ echo '\\''hi'\\''\x1b[0;m'\necho 'hi'\n"));
     }
 }

@@ -365,6 +365,8 @@ pub enum FailureReason {
     RunnerSystemFailure,
     /// The job ran past its timeout.
     JobExecutionTimeout,
+    /// The job's image (or a service's) could not be pulled.
+    ImagePullFailure,
     /// The job was cancelled (internal to runners; GitLab maps it).
     JobCanceled,
     /// Anything else.
@@ -378,6 +380,7 @@ impl FailureReason {
             Self::ScriptFailure => "script_failure",
             Self::RunnerSystemFailure => "runner_system_failure",
             Self::JobExecutionTimeout => "job_execution_timeout",
+            Self::ImagePullFailure => "image_pull_failure",
             Self::JobCanceled => "job_canceled",
             Self::UnknownFailure => "unknown_failure",
         }

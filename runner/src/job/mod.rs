@@ -384,11 +384,16 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
             Some(FailureReason::JobCanceled)
         }
         Err(e) => {
+            let reason = e.failure_reason();
+            let kind = match reason {
+                FailureReason::RunnerSystemFailure => " (system failure)",
+                _ => "",
+            };
             trace.line(&format!(
-                "\x1b[31;1mERROR: Job failed (system failure): {}\x1b[0;m",
+                "\x1b[31;1mERROR: Job failed{kind}: {}\x1b[0;m",
                 crate::error_chain(e)
             ));
-            Some(FailureReason::RunnerSystemFailure)
+            Some(reason)
         }
     };
     report.failure_reason = reason.map(|r| map_reason(&job, r));
