@@ -348,3 +348,54 @@ async fn many_jobs_at_once_share_one_pod_watch() {
     );
     assert_nothing_left(&cluster).await;
 }
+
+#[tokio::test]
+async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
+    let fake = FakeGitlab::start().await;
+    let cluster = Arc::new(FakeCluster::start().await.unwrap());
+    let repo = tempfile::tempdir().unwrap();
+    git_repo::init(repo.path());
+    std::fs::write(repo.path().join("file.txt"), "cloned-content\n").unwrap();
+    let sha = git_repo::commit_all(repo.path(), "v1");
+    let mut spec = JobSpec::new(
+        308,
+        &[
+            "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done",
+            "cat file.txt",
+            "exit 4",
+        ],
+    );
+    spec.variables.retain(|v| v["key"] != "GIT_STRATEGY");
+    let mut j = with_reasons(&spec);
+    j["git_info"] = json!({
+        "repo_url": format!("file://{}", repo.path().display()),
+        "ref": "main", "sha": sha, "before_sha": "0000000000000000000000000000000000000000",
+        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
+    });
+    let breaker = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                cluster.break_watches();
+            }
+        })
+    };
+    let (env, _sd, _exec) = kube_env(&fake, &cluster, kube_entry(&fake.url));
+    let report = run_job(env, job(j)).await;
+    breaker.abort();
+    let trace = String::from_utf8_lossy(&report.trace).into_owned();
+    assert_eq!(report.exit_code, Some(4), "{trace}");
+    assert!(trace.contains("Checking out"), "{trace}");
+    for i in 1..=5 {
+        assert_eq!(trace.matches(&format!("line-{i}\n")).count(), 1, "{trace}");
+    }
+    assert!(trace.contains("cloned-content"), "{trace}");
+    let watches = cluster
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_watch())
+        .count();
+    assert!(watches >= 2, "the watch was never broken: {watches}");
+    assert_nothing_left(&cluster).await;
+}
