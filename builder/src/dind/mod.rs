@@ -9,7 +9,6 @@
 //! themselves") instead of regenerating them over a read-only mount.
 
 pub mod build;
-pub mod certs;
 mod client;
 pub mod endpoint;
 mod error;
@@ -17,6 +16,8 @@ pub mod progress;
 pub mod ready;
 mod tar_context;
 
+/// The certificates live in their own crate so kiln-runner can make them without the builder.
+pub use kiln_dind_certs as certs;
 pub use client::DockerClient;
 pub use endpoint::{DockerEndpoint, EndpointFlags, TlsFiles, Transport};
 pub use error::{DindError, TlsProblem};
