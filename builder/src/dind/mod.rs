@@ -16,9 +16,9 @@ pub mod progress;
 pub mod ready;
 mod tar_context;
 
-/// The certificates live in their own crate so kiln-runner can make them without the builder.
-pub use kiln_dind_certs as certs;
 pub use client::DockerClient;
 pub use endpoint::{DockerEndpoint, EndpointFlags, TlsFiles, Transport};
 pub use error::{DindError, TlsProblem};
+/// The certificates live in their own crate so kiln-runner can make them without the builder.
+pub use kiln_dind_certs as certs;
 pub use tar_context::DockerfileSource;

@@ -1,6 +1,7 @@
 //! Executors run a job's scripts somewhere; the job layer tells them when to stop
 //! through a [`Control`] channel and reads their [`ExecOutcome`].
 
+pub mod kubernetes;
 pub mod local;
 mod process;
 mod script;
