@@ -100,7 +100,12 @@ pub(super) fn shape(
     };
     let mut server = Vec::new();
     let mut client = Vec::new();
-    for f in certs.files(false) {
+    // Only the server and client halves: `ca/cert.pem` is in both already.
+    for f in certs
+        .files(false)
+        .into_iter()
+        .filter(|f| !f.path.starts_with("ca/"))
+    {
         let key = data.put("", &f.secret_key(), f.contents.as_bytes());
         let mode = if f.private { key_mode } else { 0o444 };
         let (dir, file) = f.path.split_once('/').unwrap_or(("", f.path));
