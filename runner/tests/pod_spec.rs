@@ -770,7 +770,7 @@ fn pod_spec_cli_prints_the_golden_stream() {
     assert_eq!(stdout, golden);
     assert!(stdout.contains("<redacted: "));
     assert!(
-        stdout.contains("<generated per job>") == false,
+        !stdout.contains("<generated per job>"),
         "placeholders are redacted too"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
