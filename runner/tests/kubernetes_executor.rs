@@ -76,6 +76,19 @@ fn job(v: serde_json::Value) -> JobResponse {
     serde_json::from_value(v).unwrap()
 }
 
+/// A rootless pod's clone runs as the build user: the repository it fetches from (a
+/// `file://` URL in these tests) must be readable, and owned, by that user, or git
+/// refuses it as "dubious ownership".
+fn give_to_build_user(dir: &std::path::Path) {
+    let uid = kiln_runner::executor::kubernetes::spec::BUILD_UID.to_string();
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{uid}:{uid}")])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 /// Waits until the namespace holds no pod and no Secret, and no process of the fake
 /// kubelet runs.
 async fn assert_nothing_left(cluster: &FakeCluster) {
@@ -94,9 +107,17 @@ async fn assert_nothing_left(cluster: &FakeCluster) {
         if p == 0 && s == 0 && procs.is_empty() {
             return;
         }
+        let cmds: Vec<String> = procs
+            .iter()
+            .map(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                    .unwrap_or_default()
+            })
+            .collect();
         assert!(
             Instant::now() < deadline,
-            "left behind: {p} pods, {s} secrets, processes {procs:?}"
+            "left behind: {p} pods, {s} secrets, processes {cmds:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -110,6 +131,7 @@ async fn a_job_clones_runs_in_its_pod_masks_secrets_and_leaves_nothing() {
     git_repo::init(repo.path());
     std::fs::write(repo.path().join("file.txt"), "version-1\n").unwrap();
     let sha = git_repo::commit_all(repo.path(), "v1");
+    give_to_build_user(repo.path());
     let mut spec = JobSpec::new(
         301,
         &[
@@ -357,6 +379,7 @@ async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
     git_repo::init(repo.path());
     std::fs::write(repo.path().join("file.txt"), "cloned-content\n").unwrap();
     let sha = git_repo::commit_all(repo.path(), "v1");
+    give_to_build_user(repo.path());
     let mut spec = JobSpec::new(
         308,
         &[

@@ -730,7 +730,13 @@ impl Ctx {
         let mut exit_watch = proc.exit.clone();
         let became_ready = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                if ready.exists() {
+                // The marker is written just before the last step chroots into the
+                // container's root; an exec joining before that would see the host's
+                // root without the container's mounts. A chrooted process's root no
+                // longer reads as "/".
+                let rooted = std::fs::read_link(format!("/proc/{pid}/root"))
+                    .is_ok_and(|r| r != std::path::Path::new("/"));
+                if ready.exists() && rooted {
                     return true;
                 }
                 if exit_watch.borrow_and_update().is_some() {

@@ -104,10 +104,13 @@ pub(crate) async fn create(
     Ok(pid)
 }
 
+/// Writes a secret volume's files. With an `fsGroup`, the kubelet gives each file that
+/// group and adds group read, so a non-root container of the group can read a 0400 key.
 fn write_secret_volume(
     dir: &Path,
     secret: &Secret,
     vol: &k8s_openapi::api::core::v1::SecretVolumeSource,
+    fs_group: Option<i64>,
 ) -> Result<(), String> {
     let data = secret.data.clone().unwrap_or_default();
     let default_mode = vol.default_mode.unwrap_or(0o644) as u32;
@@ -117,6 +120,14 @@ fn write_secret_volume(
             std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
         }
         std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+        let mode = match fs_group {
+            Some(g) => {
+                let gid = u32::try_from(g).map_err(|e| e.to_string())?;
+                std::os::unix::fs::chown(&path, None, Some(gid)).map_err(|e| e.to_string())?;
+                mode | 0o040
+            }
+            None => mode,
+        };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| e.to_string())
     };
@@ -152,6 +163,11 @@ pub(crate) fn prepare_volumes(
     pod: &Pod,
 ) -> Result<BTreeMap<String, (PathBuf, bool)>, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group);
     let mut out = BTreeMap::new();
     for v in pod
         .spec
@@ -178,7 +194,7 @@ pub(crate) fn prepare_volumes(
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
             match secret {
-                Some(secret) => write_secret_volume(&dir, &secret, s).map_err(fail)?,
+                Some(secret) => write_secret_volume(&dir, &secret, s, fs_group).map_err(fail)?,
                 None if s.optional.unwrap_or(false) => {}
                 None => return Err(fail(format!("secret \"{name}\" not found"))),
             }

@@ -16,7 +16,7 @@ pub use status::{blocker, container_state, not_scheduled, ContainerState};
 
 use super::process::reached;
 use super::{BoxFuture, Control, Executor, ExecutorError, Place, StageEnd};
-use crate::config::RunnerConfig;
+use crate::config::{KilnMode, RunnerConfig};
 use crate::gitlab::JobResponse;
 use crate::job::plan::{JobLayout, JobPlan, Stage, StageName};
 use crate::trace::Trace;
@@ -41,7 +41,7 @@ pub const API_RIGHTS: &[(&str, &[&str])] = &[
 
 /// How long a pod may take to start when the entry sets no `poll_timeout` (gitlab-runner's
 /// default).
-pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(180);
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(spec::DEFAULT_POLL_TIMEOUT);
 
 /// Runs jobs in pods.
 pub struct KubernetesExecutor {
@@ -80,7 +80,7 @@ impl KubernetesExecutor {
                 Arc::new(PodWatch::start(
                     self.client.clone(),
                     namespace,
-                    spec::MANAGED_SELECTOR,
+                    &format!("{}={}", spec::MANAGED_BY.0, spec::MANAGED_BY.1),
                 ))
             })
             .clone()
@@ -90,7 +90,13 @@ impl KubernetesExecutor {
     /// the entry's labels); returns how many objects were deleted. Call before the entry
     /// takes jobs: every pod it finds then is an orphan.
     pub async fn remove_orphans(&self, entry: &RunnerConfig) -> Result<usize, PodError> {
-        let namespace = spec::namespace(entry);
+        // Jobs that overrode the namespace are not swept: the entry's own is the one
+        // the runner's Role is sure to cover.
+        let namespace = entry
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.namespace.clone())
+            .unwrap_or_else(|| "default".into());
         let lp = ListParams::default().labels(&spec::runner_selector(entry));
         let dp = DeleteParams::background();
         let mut removed = 0;
@@ -309,13 +315,11 @@ impl PodPlace {
             }
             Some(_) => {}
         }
-        let path = spec::script_path(stage.name);
         let r = exec::run_stage(
             &self.pods,
             &self.name,
             spec::BUILD_CONTAINER,
-            stage.name.as_str(),
-            &path,
+            stage.name,
             trace,
             control,
             stop_at,
@@ -415,7 +419,14 @@ impl KubernetesExecutor {
         trace: &Trace,
         control: &mut tokio::sync::watch::Receiver<Control>,
     ) -> Result<Box<dyn Place>, ExecutorError> {
-        let certs = spec::certs_for(entry).map_err(PodError::Certs)?;
+        // Made per job, never stored: a leaked client key opens one job's daemon for a day.
+        let certs = match entry.kubernetes_mode() {
+            KilnMode::Dind => Some(
+                kiln_dind_certs::generate(&kiln_dind_certs::CertOptions::default())
+                    .map_err(PodError::Certs)?,
+            ),
+            KilnMode::Rootless => None,
+        };
         let objects =
             spec::job_objects(job, entry, plan, certs.as_ref()).map_err(PodError::Spec)?;
         for w in &objects.warnings {
@@ -426,7 +437,7 @@ impl KubernetesExecutor {
             .metadata
             .namespace
             .clone()
-            .unwrap_or_else(|| spec::namespace(entry));
+            .unwrap_or_else(|| "default".into());
         let name = objects.pod.metadata.name.clone().unwrap_or_default();
         let secret_name = objects.secret.metadata.name.clone().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
@@ -470,8 +481,7 @@ impl KubernetesExecutor {
                 return Err(PodError::api("create", "pods", &namespace)(e).into());
             }
         };
-        let owner =
-            serde_json::json!({"metadata": {"ownerReferences": [spec::owner_reference(&created)]}});
+        let owner = serde_json::json!({"metadata": {"ownerReferences": [spec::secret_owner_reference(&created)]}});
         if let Err(e) = secrets
             .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&owner))
             .await
