@@ -12,7 +12,9 @@
 mod cluster;
 mod error;
 mod faults;
+mod gc;
 mod kubelet;
+mod patch;
 mod resource;
 mod selector;
 mod server;
