@@ -89,6 +89,37 @@ fn give_to_build_user(dir: &std::path::Path) {
     assert!(st.success());
 }
 
+/// A repository whose one commit holds `file.txt` with `content`, owned by the build user.
+struct Repo {
+    dir: tempfile::TempDir,
+    sha: String,
+}
+
+fn repo_with(content: &str) -> Repo {
+    let dir = tempfile::tempdir().unwrap();
+    git_repo::init(dir.path());
+    std::fs::write(dir.path().join("file.txt"), content).unwrap();
+    let sha = git_repo::commit_all(dir.path(), "v1");
+    give_to_build_user(dir.path());
+    Repo { dir, sha }
+}
+
+/// `spec` as a job that fetches `repo` at its commit.
+fn fetching(spec: &JobSpec, repo: &Repo) -> serde_json::Value {
+    let mut spec_vars = spec.variables.clone();
+    spec_vars.retain(|v| v["key"] != "GIT_STRATEGY");
+    let mut j = with_reasons(&JobSpec {
+        variables: spec_vars,
+        ..spec.clone()
+    });
+    j["git_info"] = json!({
+        "repo_url": format!("file://{}", repo.dir.path().display()),
+        "ref": "main", "sha": repo.sha, "before_sha": "0000000000000000000000000000000000000000",
+        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
+    });
+    j
+}
+
 /// Waits until the namespace holds no pod and no Secret, and no process of the fake
 /// kubelet runs.
 async fn assert_nothing_left(cluster: &FakeCluster) {
@@ -127,12 +158,8 @@ async fn assert_nothing_left(cluster: &FakeCluster) {
 async fn a_job_clones_runs_in_its_pod_masks_secrets_and_leaves_nothing() {
     let fake = FakeGitlab::start().await;
     let cluster = FakeCluster::start().await.unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    git_repo::init(repo.path());
-    std::fs::write(repo.path().join("file.txt"), "version-1\n").unwrap();
-    let sha = git_repo::commit_all(repo.path(), "v1");
-    give_to_build_user(repo.path());
-    let mut spec = JobSpec::new(
+    let repo = repo_with("version-1\n");
+    let spec = JobSpec::new(
         301,
         &[
             "cat file.txt",
@@ -144,13 +171,7 @@ async fn a_job_clones_runs_in_its_pod_masks_secrets_and_leaves_nothing() {
     .after(&["echo after-script-ran"])
     .var("DEPLOY_KEY", "s3cr3t-value", true, false)
     .var("KUBECONFIG_FILE", "file-content-here", false, true);
-    spec.variables.retain(|v| v["key"] != "GIT_STRATEGY");
-    let mut j = with_reasons(&spec);
-    j["git_info"] = json!({
-        "repo_url": format!("file://{}", repo.path().display()),
-        "ref": "main", "sha": sha, "before_sha": "0000000000000000000000000000000000000000",
-        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
-    });
+    let j = fetching(&spec, &repo);
     let (env, _sd, _exec) = kube_env(&fake, &cluster, kube_entry(&fake.url));
     let report = run_job(env, job(j)).await;
     let trace = String::from_utf8_lossy(&report.trace).into_owned();
@@ -375,12 +396,8 @@ async fn many_jobs_at_once_share_one_pod_watch() {
 async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
     let fake = FakeGitlab::start().await;
     let cluster = Arc::new(FakeCluster::start().await.unwrap());
-    let repo = tempfile::tempdir().unwrap();
-    git_repo::init(repo.path());
-    std::fs::write(repo.path().join("file.txt"), "cloned-content\n").unwrap();
-    let sha = git_repo::commit_all(repo.path(), "v1");
-    give_to_build_user(repo.path());
-    let mut spec = JobSpec::new(
+    let repo = repo_with("cloned-content\n");
+    let spec = JobSpec::new(
         308,
         &[
             "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done",
@@ -388,13 +405,7 @@ async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
             "exit 4",
         ],
     );
-    spec.variables.retain(|v| v["key"] != "GIT_STRATEGY");
-    let mut j = with_reasons(&spec);
-    j["git_info"] = json!({
-        "repo_url": format!("file://{}", repo.path().display()),
-        "ref": "main", "sha": sha, "before_sha": "0000000000000000000000000000000000000000",
-        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
-    });
+    let j = fetching(&spec, &repo);
     let breaker = {
         let cluster = cluster.clone();
         tokio::spawn(async move {

@@ -98,36 +98,38 @@ impl KubernetesExecutor {
             .and_then(|k| k.namespace.clone())
             .unwrap_or_else(|| "default".into());
         let lp = ListParams::default().labels(&spec::runner_selector(entry));
-        let dp = DeleteParams::background();
-        let mut removed = 0;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        for p in pods
-            .list_metadata(&lp)
-            .await
-            .map_err(PodError::api("list", "pods", &namespace))?
-        {
-            let name = p.metadata.name.unwrap_or_default();
-            match pods.delete(&name, &dp).await {
-                Ok(_) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(PodError::api("delete", "pods", &namespace)(e)),
-            }
-        }
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        for s in secrets
-            .list_metadata(&lp)
-            .await
-            .map_err(PodError::api("list", "secrets", &namespace))?
-        {
-            let name = s.metadata.name.unwrap_or_default();
-            match secrets.delete(&name, &dp).await {
-                Ok(_) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(PodError::api("delete", "secrets", &namespace)(e)),
-            }
-        }
+        let removed = delete_listed(&pods, &lp, "pods", &namespace).await?
+            + delete_listed(&secrets, &lp, "secrets", &namespace).await?;
         Ok(removed)
     }
+}
+
+/// Deletes every `resource` object `lp` lists; returns how many it deleted.
+async fn delete_listed<K>(
+    api: &Api<K>,
+    lp: &ListParams,
+    resource: &'static str,
+    namespace: &str,
+) -> Result<usize, PodError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let mut removed = 0;
+    let listed = api
+        .list_metadata(lp)
+        .await
+        .map_err(PodError::api("list", resource, namespace))?;
+    for o in listed {
+        let name = o.metadata.name.unwrap_or_default();
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => removed += 1,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(PodError::api("delete", resource, namespace)(e)),
+        }
+    }
+    Ok(removed)
 }
 
 /// A job's pod.
