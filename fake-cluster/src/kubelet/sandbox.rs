@@ -1,5 +1,5 @@
-//! The pod sandbox: a holder process owning the pod's network and UTS namespaces, its
-//! /etc/hosts, and its volumes as directories.
+//! The pod sandbox: a holder process owning the pod's network (linked to the host, see
+//! `pod_net`) and UTS namespaces, its /etc/hosts, and its volumes as directories.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use tokio::process::Command;
 
-use super::PodRuntime;
+use super::{pod_net, PodRuntime};
 use crate::resource::Resource;
 use crate::shared::Shared;
 
@@ -44,14 +44,13 @@ async fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Starts the holder and sets up its namespaces; returns its pid.
+/// Starts the holder and sets up its namespaces, networked to the host; returns its pid.
 pub(crate) async fn create(
     shared: &Arc<Shared>,
     rt: &Arc<PodRuntime>,
     pod: &Pod,
 ) -> Result<u32, String> {
     std::fs::create_dir_all(&rt.dir).map_err(|e| e.to_string())?;
-    std::fs::write(rt.dir.join("hosts"), hosts_file(pod, &rt.ip)).map_err(|e| e.to_string())?;
     let mut child = Command::new("/usr/bin/unshare")
         .args(["--net", "--uts", "--", "/usr/bin/sleep", "infinity"])
         .stdin(std::process::Stdio::null())
@@ -73,30 +72,12 @@ pub(crate) async fn create(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let net = pod_net::attach(&shared.kubelet.net, pid).await?;
+    let ip = net.ip.to_string();
+    *rt.host_link.lock().unwrap() = Some(net.host_link);
+    let _ = rt.ip.set(ip.clone());
+    std::fs::write(rt.dir.join("hosts"), hosts_file(pod, &ip)).map_err(|e| e.to_string())?;
     let t = pid.to_string();
-    run(Command::new("/usr/bin/nsenter").args([
-        "-t",
-        &t,
-        "-n",
-        "/usr/sbin/ip",
-        "link",
-        "set",
-        "lo",
-        "up",
-    ]))
-    .await?;
-    run(Command::new("/usr/bin/nsenter").args([
-        "-t",
-        &t,
-        "-n",
-        "/usr/sbin/ip",
-        "addr",
-        "add",
-        &format!("{}/32", rt.ip),
-        "dev",
-        "lo",
-    ]))
-    .await?;
     let host = pod.metadata.name.clone().unwrap_or_default();
     let host: String = host.chars().take(63).collect();
     run(Command::new("/usr/bin/nsenter").args(["-t", &t, "-u", "/usr/bin/hostname", &host]))
