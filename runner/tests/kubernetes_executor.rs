@@ -433,3 +433,67 @@ async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
     assert!(watches >= 2, "the watch was never broken: {watches}");
     assert_nothing_left(&cluster).await;
 }
+
+/// Runs a job whose script sleeps, and once its pod runs the script, rewrites the pod's
+/// status with `fail` (what the kubelet reports of an OOM kill or an eviction); returns
+/// the job's trace and failure reason.
+async fn failed_under_the_script(
+    id: u64,
+    fail: impl Fn(&mut k8s_openapi::api::core::v1::PodStatus) + Send + Sync + 'static,
+) -> (String, Option<String>, Duration) {
+    let fake = FakeGitlab::start().await;
+    let cluster = Arc::new(FakeCluster::start().await.unwrap());
+    let spec = JobSpec::new(id, &["echo script-running", "sleep 60"]);
+    let (env, _sd, _exec) = kube_env(&fake, &cluster, kube_entry(&fake.url));
+    let job = tokio::spawn(run_job(env, job(with_reasons(&spec))));
+    wait_until("the script running", Duration::from_secs(30), || {
+        fake.trace().contains("script-running\n")
+    })
+    .await;
+    let name = format!("kiln-kubetoke-job-{id}");
+    let t0 = Instant::now();
+    assert!(cluster.set_pod_status(NS, &name, fail));
+    let report = job.await.unwrap();
+    let took = t0.elapsed();
+    assert_nothing_left(&cluster).await;
+    (
+        String::from_utf8_lossy(&report.trace).into_owned(),
+        report.failure_reason,
+        took,
+    )
+}
+
+#[tokio::test]
+async fn an_oom_kill_under_a_running_script_is_named_and_ends_the_job_at_once() {
+    let (trace, reason, took) = failed_under_the_script(309, |st| {
+        for c in st.container_statuses.iter_mut().flatten() {
+            if c.name == "build" {
+                c.state = Some(
+                    serde_json::from_value(json!({"terminated": {
+                    "exitCode": 137, "reason": "OOMKilled"}}))
+                    .unwrap(),
+                );
+            }
+        }
+    })
+    .await;
+    assert_eq!(reason.as_deref(), Some("runner_system_failure"));
+    assert!(trace.contains("container build was OOMKilled"), "{trace}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_evicted_pod_is_told_apart_from_an_oom_kill() {
+    let (trace, reason, _) = failed_under_the_script(310, |st| {
+        st.phase = Some("Failed".into());
+        st.reason = Some("Evicted".into());
+        st.message = Some("The node was low on resource: memory.".into());
+    })
+    .await;
+    assert_eq!(reason.as_deref(), Some("runner_system_failure"));
+    assert!(
+        trace.contains("Evicted: The node was low on resource: memory."),
+        "{trace}"
+    );
+    assert!(!trace.contains("OOMKilled"), "{trace}");
+}

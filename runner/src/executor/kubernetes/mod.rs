@@ -317,7 +317,7 @@ impl PodPlace {
             }
             Some(_) => {}
         }
-        let r = exec::run_stage(
+        let exec = exec::run_stage(
             &self.pods,
             &self.name,
             spec::BUILD_CONTAINER,
@@ -327,8 +327,31 @@ impl PodPlace {
             stop_at,
             limit,
             &self.namespace,
-        )
-        .await;
+        );
+        // The pod can fail under a running stage (OOM kill, eviction, its deadline, a
+        // deletion): the watch says so at once, whatever the exec connection does.
+        let seen = &mut self.seen;
+        let pod = &self.name;
+        let failed = async {
+            loop {
+                match &*seen.borrow_and_update() {
+                    PodSeen::Gone => return PodError::PodGone { pod: pod.clone() },
+                    PodSeen::Present(p) => {
+                        if let Some(e) = blocker(p) {
+                            return e;
+                        }
+                    }
+                    PodSeen::NotYet => {}
+                }
+                if seen.changed().await.is_err() {
+                    return PodError::PodGone { pod: pod.clone() };
+                }
+            }
+        };
+        let r = tokio::select! {
+            r = exec => r,
+            e = failed => Err(e),
+        };
         // A stage that died with its container (OOM, eviction) says why, not only that
         // the command was lost.
         if !matches!(r, Ok(StageEnd::Exited(0)) | Ok(StageEnd::Stopped(_))) {
