@@ -173,3 +173,92 @@ async fn kubectl_patch_merges_labels_into_a_secret() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_streams_changes_as_they_happen() {
+    let c = FakeCluster::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    c.write_kubeconfig(&kc).unwrap();
+    // `--output-watch-events` prints each event's type, so the test sees the watch itself
+    // and not a relist.
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["get", "pods", "-w", "--output-watch-events", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    // The watch must be open before the pod exists, or the ADDED would come from the list.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !c.requests().iter().any(|r| r.is_watch()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl never opened a watch"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kc2 = kc.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        kubectl(&kc2, &["create", "--validate=false", "-f", "-"], Some(POD))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let kc3 = kc.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        kubectl(&kc3, &["delete", "pod", "k", "--grace-period=0"], None)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // One JSON event per line: its type and the pod's name.
+        let seen: Vec<(String, String)> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let name = v["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                (v["type"].as_str().unwrap_or("").to_owned(), name)
+            })
+            .collect();
+        if seen.iter().any(|(t, n)| t == "DELETED" && n == "k") {
+            assert_eq!(
+                seen.first().map(|(t, _)| t.as_str()),
+                Some("ADDED"),
+                "{seen:?}"
+            );
+            assert!(seen.iter().all(|(_, n)| n == "k"), "{seen:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch printed {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    reader.join().unwrap();
+}
