@@ -43,7 +43,11 @@ const RENDERINGS: &[(&str, &[KilnMode], &[&str])] = &[
     (
         "overlays/autoscaled",
         &[KilnMode::Rootless],
-        &["PersistentVolumeClaim", "CronJob", "HorizontalPodAutoscaler"],
+        &[
+            "PersistentVolumeClaim",
+            "CronJob",
+            "HorizontalPodAutoscaler",
+        ],
     ),
 ];
 
@@ -171,7 +175,9 @@ fn check_typed(v: &Value) -> Result<(), String> {
         "PersistentVolumeClaim" => strict::<PersistentVolumeClaim>(v),
         "CronJob" => strict::<CronJob>(v),
         "HorizontalPodAutoscaler" => strict::<HorizontalPodAutoscaler>(v),
-        other => Err(format!("kind {other:?} is not one the examples should hold")),
+        other => Err(format!(
+            "kind {other:?} is not one the examples should hold"
+        )),
     }
 }
 
@@ -309,7 +315,12 @@ fn config_maps_load_and_agree_with_the_manifests() {
             );
             let k = r.kubernetes.as_ref().unwrap();
             // The Role is namespaced: pods anywhere else would be refused.
-            assert_eq!(k.namespace.as_ref(), Some(&ns), "{rel:?}: {} namespace", r.name);
+            assert_eq!(
+                k.namespace.as_ref(),
+                Some(&ns),
+                "{rel:?}: {} namespace",
+                r.name
+            );
             if let Some(c) = &k.cache_volume {
                 assert!(claims.contains(c), "{rel:?}: no PVC {c} for {}", r.name);
             }
@@ -331,7 +342,7 @@ fn config_maps_load_and_agree_with_the_manifests() {
         let pod = pod.spec.unwrap();
         let grace = pod.termination_grace_period_seconds.unwrap();
         assert!(
-            grace > config.shutdown_timeout as i64,
+            grace > i64::try_from(config.shutdown_timeout).unwrap(),
             "{rel:?}: terminationGracePeriodSeconds {grace} must exceed shutdown_timeout {}",
             config.shutdown_timeout
         );
@@ -500,7 +511,9 @@ fn gitlab_ci_jobs_use_tags_the_example_routes() {
             let entry = tags
                 .iter()
                 .find(|(_, t)| job_tags.is_subset(t))
-                .unwrap_or_else(|| panic!("{where_}: tags {job_tags:?} match no entry of tags.txt {tags:?}"));
+                .unwrap_or_else(|| {
+                    panic!("{where_}: tags {job_tags:?} match no entry of tags.txt {tags:?}")
+                });
             routed.insert(entry.0.clone());
         }
         assert!(jobs > 0, "{}: no jobs", f.display());

@@ -23,7 +23,12 @@ fn kiln_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<this test>
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let profile = profile_dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let profile = profile_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new(cargo);
     c.args(["build", "-q", "-p", "kiln-builder", "--bin", "kiln"]);
@@ -74,10 +79,12 @@ fn command_lines(text: &str, file: &str) -> Vec<Found> {
         while line.ends_with('\\') {
             line.pop();
             match lines.next() {
-                Some((_, next)) => line.push_str(next.trim()),
+                Some((_, next)) => {
+                    line.push(' ');
+                    line.push_str(next.trim());
+                }
                 None => break,
             }
-            line.push(' ');
         }
         out.push(Found {
             place: format!("{file}:{}", i + 1),
@@ -176,7 +183,11 @@ fn argv(words: &[String], ctx: &Path, dockerfile: &Path) -> Vec<String> {
             .iter()
             .find(|f| w.starts_with(*f) && words[0] == "build")
         {
-            let path = if *flag == "--context=" { ctx } else { dockerfile };
+            let path = if *flag == "--context=" {
+                ctx
+            } else {
+                dockerfile
+            };
             out.push(format!("{flag}{}", path.display()));
             continue;
         }
@@ -233,7 +244,8 @@ fn every_kiln_command_line_in_examples_parses() {
                 dockerfile.push_str(&format!("FROM base AS {}\n", pair[1]));
             }
         }
-        let df = tmp.path().join("Dockerfile");
+        // In the context, where kiln looks when the line names no `--dockerfile`.
+        let df = ctx.join("Dockerfile");
         std::fs::write(&df, dockerfile).unwrap();
         let args = argv(w, &ctx, &df);
         let out = Command::new(&kiln)
@@ -252,7 +264,11 @@ fn every_kiln_command_line_in_examples_parses() {
             ));
         } else if args.last().map(String::as_str) == Some("--dry-run") {
             let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("stage"), "{}: dry run printed {stdout}", f.place);
+            assert!(
+                stdout.contains("stage"),
+                "{}: dry run printed {stdout}",
+                f.place
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
