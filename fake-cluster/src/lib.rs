@@ -46,3 +46,4 @@ pub use error::Error;
 pub use faults::RequestRecord;
 pub use kubelet::images::ImageSource;
 pub use kubelet::procs::live_processes;
+pub use validate::unknown::unknown_fields;

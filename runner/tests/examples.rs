@@ -123,39 +123,12 @@ fn one<T: DeserializeOwned>(docs: &[Value], k: &str) -> T {
     serde_json::from_value(found[0].clone()).unwrap()
 }
 
-/// Paths of the keys of `raw` that `typed` (the same object decoded and encoded again) lost:
-/// the fields the API types do not know, as the fake cluster's strict decoding finds them.
-fn unknown_fields(raw: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
-    match (raw, typed) {
-        (Value::Object(r), Value::Object(t)) => {
-            for (k, v) in r {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match t.get(k) {
-                    Some(tv) => unknown_fields(v, tv, &p, out),
-                    None if v.is_null() => {}
-                    None => out.push(p),
-                }
-            }
-        }
-        (Value::Array(r), Value::Array(t)) => {
-            for (i, (rv, tv)) in r.iter().zip(t).enumerate() {
-                unknown_fields(rv, tv, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Decodes `raw` as `T` and refuses fields `T` does not have.
 fn strict<T: DeserializeOwned + Serialize>(raw: &Value) -> Result<(), String> {
     let typed: T = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
     let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-    let mut unknown = Vec::new();
-    unknown_fields(raw, &back, "", &mut unknown);
+    // The fake cluster's strict decoding: what a real API server refuses.
+    let unknown = kiln_fake_cluster::unknown_fields(raw, &back);
     if unknown.is_empty() {
         Ok(())
     } else {

@@ -5,7 +5,7 @@ pub(crate) mod names;
 mod owners;
 mod pod;
 mod pod_update;
-mod unknown;
+pub(crate) mod unknown;
 mod update;
 
 pub(crate) use update::{admit_update, Write};

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 /// Paths of the unknown fields, in Go's spelling (`spec.containers[0].imagee`).
-pub(crate) fn unknown_fields(raw: &Value, typed: &Value) -> Vec<String> {
+pub fn unknown_fields(raw: &Value, typed: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk(raw, typed, "", &mut out);
     out
