@@ -4,4 +4,5 @@
 //! `tests/equivalence.rs` compares kiln's images with buildah's over `tests/corpus/`. Both run
 //! the `kiln` binary: `$KILN_BIN`, else the one in this target directory.
 
+pub mod bins;
 pub mod image_tree;

@@ -32,11 +32,11 @@ use kiln_runner::gitlab::JobState;
 use kiln_runner::job::{JobReport, Shutdown};
 use kiln_runner::metrics::Metrics;
 use kiln_runner::runner::{Runner, RunnerOptions};
+use kiln_tests::bins::kiln_bin;
 use registry_server::{Registry, RegistryAuth};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -55,39 +55,6 @@ const SCRIPT: &[&str] = &[
     "echo \"pushing $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA as $CI_REGISTRY_USER:$CI_REGISTRY_PASSWORD\"",
     "kiln build --context $CI_PROJECT_DIR --dockerfile $CI_PROJECT_DIR/Dockerfile --destination $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA --insecure-registry $CI_REGISTRY",
 ];
-
-/// The `kiln` binary: `KILN_BIN`, else built next to this test (same target dir and profile).
-fn kiln_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KILN_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test>
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let profile = profile_dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args(["build", "-q", "-p", "kiln-builder", "--bin", "kiln"]);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            c.arg("--release");
-        }
-        p => {
-            c.args(["--profile", p]);
-        }
-    }
-    let status = c.status().expect("run cargo to build kiln");
-    assert!(status.success(), "building kiln failed ({status})");
-    let bin = profile_dir.join("kiln");
-    assert!(bin.is_file(), "no kiln at {}", bin.display());
-    bin
-}
 
 /// A repository on `main` with two commits: a Dockerfile that builds, then one whose RUN fails.
 /// Returns their shas.

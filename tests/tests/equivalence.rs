@@ -38,6 +38,7 @@ mod dockerd;
 mod registry_server;
 
 use dockerd::Dockerd;
+use kiln_tests::bins::kiln_bin;
 use kiln_tests::image_tree::{self, ImageTree};
 use registry_server::Registry;
 use std::path::{Path, PathBuf};
@@ -335,23 +336,6 @@ fn buildah_build(rig: &Rig, store: &Buildah, case: &Case, out: &Path) -> Result<
         .arg(format!("dir:{}", out.display())))
     .map_err(|e| format!("buildah push: {e}"))?;
     Ok(tag)
-}
-
-/// kiln's binary: `$KILN_BIN`, else `kiln` beside this test's `deps/` directory.
-fn kiln_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("KILN_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir.join("kiln");
-    assert!(
-        bin.is_file(),
-        "{} does not exist: run `cargo build -p kiln-builder --bin kiln` \
-         first (same profile), or set KILN_BIN",
-        bin.display()
-    );
-    bin
 }
 
 /// The name kiln tags `case`'s image with in its `--tar-path` tarball.

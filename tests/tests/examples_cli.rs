@@ -13,40 +13,9 @@
 //! This crate cannot use `CARGO_BIN_EXE_kiln` (only set for the package's own tests): kiln is
 //! built next to this test as in `build_image_job.rs`, or taken from `KILN_BIN`.
 
+use kiln_tests::bins::kiln_bin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn kiln_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KILN_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test>
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let profile = profile_dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args(["build", "-q", "-p", "kiln-builder", "--bin", "kiln"]);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            c.arg("--release");
-        }
-        p => {
-            c.args(["--profile", p]);
-        }
-    }
-    let status = c.status().expect("run cargo to build kiln");
-    assert!(status.success(), "building kiln failed ({status})");
-    let bin = profile_dir.join("kiln");
-    assert!(bin.is_file(), "no kiln at {}", bin.display());
-    bin
-}
 
 /// A command line found in an example, with where it was.
 struct Found {

@@ -1,0 +1,47 @@
+//! The workspace's binaries for tests of this crate, which cannot use `CARGO_BIN_EXE_*` (cargo
+//! sets those only for a package's own tests).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Binary `bin` of `package`: the path in `$env` if set, else built with cargo next to the
+/// running test (same target directory and profile; cheap once CI built it).
+pub fn workspace_bin(env: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<this test>
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("a test binary under target/<profile>/deps")
+        .to_owned();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.args(["build", "-q", "-p", package, "--bin", bin]);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            c.arg("--release");
+        }
+        p => {
+            c.args(["--profile", p]);
+        }
+    }
+    let status = c.status().expect("run cargo");
+    assert!(status.success(), "building {bin} failed ({status})");
+    let path = profile_dir.join(bin);
+    assert!(path.is_file(), "no {bin} at {}", path.display());
+    path
+}
+
+/// The `kiln` binary (`$KILN_BIN`, else built).
+pub fn kiln_bin() -> PathBuf {
+    workspace_bin("KILN_BIN", "kiln-builder", "kiln")
+}
