@@ -398,7 +398,10 @@ fn rootless_shape() {
     assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "Unconfined");
     assert_eq!(sc.proc_mount.as_deref(), Some("Unmasked"));
     assert_eq!(s.host_users, Some(false));
-    assert_eq!(env_value(build, "KILN_CACHE_DIR"), Some("/kiln/cache"));
+    assert_eq!(
+        env_value(build, "KILN_CACHE_DIR"),
+        Some(kiln_runner::executor::kubernetes::spec::KILN_CACHE_DIR)
+    );
     assert_eq!(env_value(build, "KILN_ISOLATION"), Some("rootless"));
     assert_eq!(env_value(build, "DOCKER_CONFIG"), Some("/kiln/docker"));
     let cache = s

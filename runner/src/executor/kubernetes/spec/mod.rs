@@ -22,7 +22,7 @@ pub use dind::{CERT_DIR, CLIENT_CERT_DIR, DOCKER_HOST};
 pub use labels::{runner_selector, MANAGED_BY, RUNNER_LABEL};
 pub use names::{is_dns_label, is_label_value, label_value, pod_name};
 pub use render::{placeholder_certs, redact_secret, to_yaml, CERT_PLACEHOLDER};
-pub use rootless::{BUILD_UID, CACHE_DIR, DOCKER_CONFIG_DIR, HOME_DIR};
+pub use rootless::{BUILD_UID, CACHE_DIR, DOCKER_CONFIG_DIR, HOME_DIR, KILN_CACHE_DIR};
 pub use secret::{is_managed, script_key, secret_owner_reference};
 
 use crate::config::kubernetes::{self as kcfg, KubernetesConfig, ResourceTarget};

@@ -26,8 +26,12 @@ use k8s_openapi::api::core::v1::{AppArmorProfile, Capabilities, SeccompProfile, 
 
 /// The user `build` (and `clone`) run as unless `pod_security_context.run_as_user` says.
 pub const BUILD_UID: i64 = 1000;
-/// Where the shared cache is mounted (`KILN_CACHE_DIR`).
+/// Where the shared cache volume is mounted.
 pub const CACHE_DIR: &str = "/kiln/cache";
+/// kiln's cache directory in it (`KILN_CACHE_DIR`): kiln makes it 0700 as the build user. The
+/// volume's root is the cluster's (root's, group-writable with an fsGroup), which kiln could
+/// not make private.
+pub const KILN_CACHE_DIR: &str = "/kiln/cache/kiln";
 /// The registry credentials (`DOCKER_CONFIG`, holding `config.json`).
 pub const DOCKER_CONFIG_DIR: &str = "/kiln/docker";
 /// kiln's home: the image has no writable one for uid 1000.
@@ -105,7 +109,7 @@ pub(super) fn shape(
         parts
             .build_mounts
             .push(mount("kiln-cache", CACHE_DIR, false));
-        set(&mut parts.env, plain("KILN_CACHE_DIR", CACHE_DIR));
+        set(&mut parts.env, plain("KILN_CACHE_DIR", KILN_CACHE_DIR));
     }
     if let Some(config) = docker_config(vars) {
         let key = data.put("", "docker-config.json", config.as_bytes());
