@@ -309,3 +309,40 @@ fn a_symlinked_dockerignore_is_read_only_inside_the_context() {
     std::os::unix::fs::symlink("ignores", ctx.join(".dockerignore")).unwrap();
     assert_eq!(DockerIgnore::load(&ctx).unwrap().patterns().len(), 1);
 }
+
+#[test]
+fn isolation_is_read_from_kiln_isolation_when_the_flag_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", "FROM scratch\n");
+    let run = |env: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.current_dir(dir.path()).args(args);
+        if let Some(v) = env {
+            c.env("KILN_ISOLATION", v);
+        }
+        c.output().unwrap()
+    };
+    // A dry run never isolates anything: a real build (no push) reads the setting.
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let o = run(Some("bogus"), &["build", "--no-push", "--cache-dir", cache]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--isolation \"bogus\""),
+        "{}",
+        stderr(&o)
+    );
+    // The flag wins over the environment.
+    let o = run(
+        Some("bogus"),
+        &[
+            "build",
+            "--no-push",
+            "--cache-dir",
+            cache,
+            "--isolation",
+            "auto",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -44,7 +44,8 @@ impl Default for Options {
 }
 
 /// A running fake cluster: an API server on 127.0.0.1 and a kubelet. Dropping it kills every
-/// process it started (SIGKILL to each process group) and removes its files.
+/// process it started (SIGKILL to each process group), removes its pods' links and its node
+/// address from the host, and removes its files.
 pub struct FakeCluster {
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
@@ -74,9 +75,17 @@ impl FakeCluster {
             token: TOKEN.into(),
             watch_break: tokio::sync::watch::channel(0).0,
             bookmark_interval: Mutex::new(options.bookmark_interval),
-            kubelet: Kubelet::new(root.path().to_path_buf(), options.kubelet, options.backoff),
+            kubelet: Kubelet::new(
+                root.path().to_path_buf(),
+                options.kubelet,
+                options.backoff,
+                addr.port(),
+            ),
             addr,
         });
+        // Before any pod, so that a test can listen on the node address first; a failure
+        // (no `ip`, no privilege) fails pod creation, not the API server.
+        shared.kubelet.net.add().await;
         let server = tokio::spawn(crate::server::serve(listener, shared.clone()));
         Ok(Self {
             shared,
@@ -88,6 +97,13 @@ impl FakeCluster {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.shared.addr)
+    }
+
+    /// An address of the host that every pod reaches (the node's, and the pods' `status.hostIP`):
+    /// a host service listening on 0.0.0.0 or on this address answers pods there. It stays the
+    /// same for the cluster's life, and no other live cluster on the host has it.
+    pub fn node_ip(&self) -> String {
+        self.shared.kubelet.net.node_ip.to_string()
     }
 
     /// The bearer token the server accepts.
@@ -265,7 +281,8 @@ impl FakeCluster {
 
 impl Drop for FakeCluster {
     fn drop(&mut self) {
-        self.server.abort();
+        // Links before holders: a dead holder's link name may pass to another pod.
+        self.shared.kubelet.detach_all_blocking();
         self.shared.kubelet.procs.kill_all();
         // The processes die asynchronously; wait briefly so the directory removal that follows
         // does not race their last writes.
@@ -276,5 +293,9 @@ impl Drop for FakeCluster {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Before the server lets go of its port: a cluster started on the same port afterwards
+        // gets the same node address, which this must not take from it.
+        self.shared.kubelet.net.remove();
+        self.server.abort();
     }
 }

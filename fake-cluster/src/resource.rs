@@ -9,6 +9,9 @@ pub(crate) enum Resource {
 }
 
 impl Resource {
+    /// Every served type.
+    pub const ALL: [Self; 3] = [Self::Pods, Self::Secrets, Self::Events];
+
     pub fn from_plural(s: &str) -> Option<Self> {
         match s {
             "pods" => Some(Self::Pods),

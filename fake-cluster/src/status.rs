@@ -249,6 +249,40 @@ impl ApiError {
         Self::new(code, reason, message.into(), None)
     }
 
+    /// A JSON patch operation that does not apply, answered as the patch handler's generic 422.
+    pub fn patch_does_not_apply(detail: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request".into(),
+            Some(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": detail}]})),
+        )
+    }
+
+    /// A write based on a stale resourceVersion.
+    pub fn conflict(resource: &str, name: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {resource} {}: the object has been modified; please apply your changes to the latest version and try again",
+                quote(name)
+            ),
+            Some(json!({"name": name, "kind": resource})),
+        )
+    }
+
+    /// A patch of a content type the server does not take.
+    pub fn unsupported_patch_type() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            // The real list also names apply-patch+yaml, which the fake does not serve.
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
+            None,
+        )
+    }
+
     /// The `Status` object.
     pub fn to_json(&self) -> Value {
         let mut v = json!({

@@ -207,7 +207,17 @@ impl Store {
         let rv = self.next_rv();
         old["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.record(resource, ns, ChangeType::Deleted, old.clone(), None);
+        if let Some(uid) = old["metadata"]["uid"].as_str() {
+            crate::gc::owner_removed(self, ns, uid);
+        }
         Some(old)
+    }
+
+    /// Whether an object of any type in `ns` has this uid.
+    pub fn uid_exists(&self, ns: &str, uid: &str) -> bool {
+        self.objects
+            .iter()
+            .any(|((_, n, _), v)| n == ns && v["metadata"]["uid"].as_str() == Some(uid))
     }
 
     /// Starts a watch. No version (or "0") starts with a synthetic ADDED per object, as a real

@@ -99,3 +99,77 @@ async fn kubectl_create_get_logs_delete() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_patch_merges_labels_into_a_secret() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("kubectl not installed; skipped");
+        return;
+    }
+    let c = FakeCluster::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    c.write_kubeconfig(&kc).unwrap();
+    let kc2 = kc.clone();
+    let run = move |args: Vec<&'static str>| {
+        let kc = kc2.clone();
+        tokio::task::spawn_blocking(move || kubectl(&kc, &args, None))
+    };
+    // `kubectl create secret` sends protobuf, which the fake does not speak; a manifest goes as JSON.
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  k: dg==\n";
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &kc,
+            &["create", "--validate=false", "-f", "-"],
+            Some(secret),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(vec![
+        "patch",
+        "secret",
+        "s",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"a":"b"}}}"#,
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "secret/s patched");
+    let (ok, out, err) = run(vec![
+        "get",
+        "secret",
+        "s",
+        "-o",
+        "jsonpath={.metadata.labels.a} {.data.k}",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "b dg==");
+    let (ok, out, err) = run(vec![
+        "patch",
+        "secret",
+        "s",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"test","path":"/metadata/labels/a","value":"c"}]"#,
+    ])
+    .await
+    .unwrap();
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("The request is invalid") && err.contains("/metadata/labels/a"),
+        "{err}"
+    );
+}

@@ -66,6 +66,19 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
         executor: ExecutorKind,
     },
+    /// Print the Pod and Secret the kubernetes executor makes for a job (Secret values
+    /// redacted), as a YAML stream.
+    PodSpec {
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// A job payload as GitLab's `POST /jobs/request` returns it (JSON).
+        #[arg(long)]
+        job: PathBuf,
+        /// The entry to use (default: the only kubernetes one).
+        #[arg(long)]
+        runner: Option<String>,
+    },
     /// Check every entry's token with GitLab.
     Verify {
         /// The config file.
@@ -277,8 +290,56 @@ async fn cmd_unregister(config_path: PathBuf, name: Option<String>, all: bool) -
     Ok(())
 }
 
+/// `pod-spec`: what the kubernetes executor would create for a job, without a cluster.
+fn cmd_pod_spec(config_path: PathBuf, job_path: PathBuf, runner: Option<String>) -> Result<()> {
+    use kiln_runner::config::ExecutorKind;
+    use kiln_runner::executor::kubernetes::spec;
+    let loaded = Config::load(&config_path)?;
+    for key in &loaded.unknown_keys {
+        eprintln!("warning: unknown config key ignored: {key}");
+    }
+    let entries: Vec<_> = loaded
+        .config
+        .runners
+        .iter()
+        .filter(|r| match &runner {
+            Some(name) => &r.name == name,
+            None => r.executor == ExecutorKind::Kubernetes,
+        })
+        .collect();
+    let entry = match entries.as_slice() {
+        [one] => *one,
+        [] => bail!(config::ConfigError::Invalid(match &runner {
+            Some(n) => format!("no runner entry named {n:?}"),
+            None => "no runner entry with executor = \"kubernetes\"".into(),
+        })),
+        _ => bail!(config::ConfigError::Invalid(
+            "several kubernetes entries: pick one with --runner NAME".into()
+        )),
+    };
+    let text = std::fs::read_to_string(&job_path)
+        .with_context(|| format!("reading {}", job_path.display()))?;
+    let job: kiln_runner::gitlab::JobResponse = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a jobs/request payload", job_path.display()))?;
+    let trace = kiln_runner::trace::Trace::new(Vec::<String>::new(), usize::MAX);
+    let plan =
+        kiln_runner::job::plan::JobPlan::new(&job, entry, spec::job_layout(&job, entry), &trace);
+    let certs = spec::placeholder_certs();
+    let objects = spec::job_objects(&job, entry, &plan, Some(&certs))?;
+    for w in &objects.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", spec::to_yaml(&objects)?);
+    Ok(())
+}
+
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::PodSpec {
+            config,
+            job,
+            runner,
+        } => cmd_pod_spec(config, job, runner),
         Cmd::Run { config, builds_dir } => cmd_run(config, builds_dir).await,
         Cmd::Register {
             config,

@@ -1,5 +1,6 @@
 //! config.toml: golden parse, unknown keys, reload.
 
+use kiln_runner::config::kubernetes::ResourceConfig;
 use kiln_runner::config::{
     watch_config, Config, ConfigDuration, ExecutorKind, KilnConfig, KilnMode, KubernetesConfig,
     RunnerConfig,
@@ -98,13 +99,15 @@ fn golden_parse() {
                     image: Some("registry.example.com/kiln:latest".into()),
                     privileged: false,
                     service_account: Some("kiln".into()),
-                    cpu_request: Some("500m".into()),
-                    cpu_limit: Some("2".into()),
-                    memory_request: Some("512Mi".into()),
-                    memory_limit: Some("4Gi".into()),
+                    resources: ResourceConfig {
+                        cpu_request: Some("500m".into()),
+                        cpu_limit: Some("2".into()),
+                        memory_request: Some("512Mi".into()),
+                        memory_limit: Some("4Gi".into()),
+                        ..Default::default()
+                    },
                     node_selector: BTreeMap::from([("kubernetes.io/arch".into(), "amd64".into())]),
-                    poll_timeout: None,
-                    cleanup_grace_period_seconds: None,
+                    ..Default::default()
                 }),
                 ..Default::default()
             },
@@ -167,7 +170,7 @@ sentry_dsn = "x"
     colour = "blue"
   [runners.kubernetes]
     namespace = "ci"
-    helper_image = "x"
+    helper_cpus = "x"
 [[runners]]
   url = "https://g"
   token = "u"
@@ -181,7 +184,7 @@ sentry_dsn = "x"
         [
             "runners[0].docker",
             "runners[0].kiln.colour",
-            "runners[0].kubernetes.helper_image",
+            "runners[0].kubernetes.helper_cpus",
             "runners[0].shell",
             "runners[1].tls-ca-file",
             "sentry_dsn",

@@ -76,6 +76,50 @@ fn job(v: serde_json::Value) -> JobResponse {
     serde_json::from_value(v).unwrap()
 }
 
+/// A rootless pod's clone runs as the build user: the repository it fetches from (a
+/// `file://` URL in these tests) must be readable, and owned, by that user, or git
+/// refuses it as "dubious ownership".
+fn give_to_build_user(dir: &std::path::Path) {
+    let uid = kiln_runner::executor::kubernetes::spec::BUILD_UID.to_string();
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{uid}:{uid}")])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A repository whose one commit holds `file.txt` with `content`, owned by the build user.
+struct Repo {
+    dir: tempfile::TempDir,
+    sha: String,
+}
+
+fn repo_with(content: &str) -> Repo {
+    let dir = tempfile::tempdir().unwrap();
+    git_repo::init(dir.path());
+    std::fs::write(dir.path().join("file.txt"), content).unwrap();
+    let sha = git_repo::commit_all(dir.path(), "v1");
+    give_to_build_user(dir.path());
+    Repo { dir, sha }
+}
+
+/// `spec` as a job that fetches `repo` at its commit.
+fn fetching(spec: &JobSpec, repo: &Repo) -> serde_json::Value {
+    let mut spec_vars = spec.variables.clone();
+    spec_vars.retain(|v| v["key"] != "GIT_STRATEGY");
+    let mut j = with_reasons(&JobSpec {
+        variables: spec_vars,
+        ..spec.clone()
+    });
+    j["git_info"] = json!({
+        "repo_url": format!("file://{}", repo.dir.path().display()),
+        "ref": "main", "sha": repo.sha, "before_sha": "0000000000000000000000000000000000000000",
+        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
+    });
+    j
+}
+
 /// Waits until the namespace holds no pod and no Secret, and no process of the fake
 /// kubelet runs.
 async fn assert_nothing_left(cluster: &FakeCluster) {
@@ -94,9 +138,17 @@ async fn assert_nothing_left(cluster: &FakeCluster) {
         if p == 0 && s == 0 && procs.is_empty() {
             return;
         }
+        let cmds: Vec<String> = procs
+            .iter()
+            .map(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                    .unwrap_or_default()
+            })
+            .collect();
         assert!(
             Instant::now() < deadline,
-            "left behind: {p} pods, {s} secrets, processes {procs:?}"
+            "left behind: {p} pods, {s} secrets, processes {cmds:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -106,11 +158,8 @@ async fn assert_nothing_left(cluster: &FakeCluster) {
 async fn a_job_clones_runs_in_its_pod_masks_secrets_and_leaves_nothing() {
     let fake = FakeGitlab::start().await;
     let cluster = FakeCluster::start().await.unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    git_repo::init(repo.path());
-    std::fs::write(repo.path().join("file.txt"), "version-1\n").unwrap();
-    let sha = git_repo::commit_all(repo.path(), "v1");
-    let mut spec = JobSpec::new(
+    let repo = repo_with("version-1\n");
+    let spec = JobSpec::new(
         301,
         &[
             "cat file.txt",
@@ -122,13 +171,7 @@ async fn a_job_clones_runs_in_its_pod_masks_secrets_and_leaves_nothing() {
     .after(&["echo after-script-ran"])
     .var("DEPLOY_KEY", "s3cr3t-value", true, false)
     .var("KUBECONFIG_FILE", "file-content-here", false, true);
-    spec.variables.retain(|v| v["key"] != "GIT_STRATEGY");
-    let mut j = with_reasons(&spec);
-    j["git_info"] = json!({
-        "repo_url": format!("file://{}", repo.path().display()),
-        "ref": "main", "sha": sha, "before_sha": "0000000000000000000000000000000000000000",
-        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
-    });
+    let j = fetching(&spec, &repo);
     let (env, _sd, _exec) = kube_env(&fake, &cluster, kube_entry(&fake.url));
     let report = run_job(env, job(j)).await;
     let trace = String::from_utf8_lossy(&report.trace).into_owned();
@@ -353,11 +396,8 @@ async fn many_jobs_at_once_share_one_pod_watch() {
 async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
     let fake = FakeGitlab::start().await;
     let cluster = Arc::new(FakeCluster::start().await.unwrap());
-    let repo = tempfile::tempdir().unwrap();
-    git_repo::init(repo.path());
-    std::fs::write(repo.path().join("file.txt"), "cloned-content\n").unwrap();
-    let sha = git_repo::commit_all(repo.path(), "v1");
-    let mut spec = JobSpec::new(
+    let repo = repo_with("cloned-content\n");
+    let spec = JobSpec::new(
         308,
         &[
             "for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done",
@@ -365,13 +405,7 @@ async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
             "exit 4",
         ],
     );
-    spec.variables.retain(|v| v["key"] != "GIT_STRATEGY");
-    let mut j = with_reasons(&spec);
-    j["git_info"] = json!({
-        "repo_url": format!("file://{}", repo.path().display()),
-        "ref": "main", "sha": sha, "before_sha": "0000000000000000000000000000000000000000",
-        "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 1
-    });
+    let j = fetching(&spec, &repo);
     let breaker = {
         let cluster = cluster.clone();
         tokio::spawn(async move {
@@ -398,4 +432,68 @@ async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
         .count();
     assert!(watches >= 2, "the watch was never broken: {watches}");
     assert_nothing_left(&cluster).await;
+}
+
+/// Runs a job whose script sleeps, and once its pod runs the script, rewrites the pod's
+/// status with `fail` (what the kubelet reports of an OOM kill or an eviction); returns
+/// the job's trace and failure reason.
+async fn failed_under_the_script(
+    id: u64,
+    fail: impl Fn(&mut k8s_openapi::api::core::v1::PodStatus) + Send + Sync + 'static,
+) -> (String, Option<String>, Duration) {
+    let fake = FakeGitlab::start().await;
+    let cluster = Arc::new(FakeCluster::start().await.unwrap());
+    let spec = JobSpec::new(id, &["echo script-running", "sleep 60"]);
+    let (env, _sd, _exec) = kube_env(&fake, &cluster, kube_entry(&fake.url));
+    let job = tokio::spawn(run_job(env, job(with_reasons(&spec))));
+    wait_until("the script running", Duration::from_secs(30), || {
+        fake.trace().contains("script-running\n")
+    })
+    .await;
+    let name = format!("kiln-kubetoke-job-{id}");
+    let t0 = Instant::now();
+    assert!(cluster.set_pod_status(NS, &name, fail));
+    let report = job.await.unwrap();
+    let took = t0.elapsed();
+    assert_nothing_left(&cluster).await;
+    (
+        String::from_utf8_lossy(&report.trace).into_owned(),
+        report.failure_reason,
+        took,
+    )
+}
+
+#[tokio::test]
+async fn an_oom_kill_under_a_running_script_is_named_and_ends_the_job_at_once() {
+    let (trace, reason, took) = failed_under_the_script(309, |st| {
+        for c in st.container_statuses.iter_mut().flatten() {
+            if c.name == "build" {
+                c.state = Some(
+                    serde_json::from_value(json!({"terminated": {
+                    "exitCode": 137, "reason": "OOMKilled"}}))
+                    .unwrap(),
+                );
+            }
+        }
+    })
+    .await;
+    assert_eq!(reason.as_deref(), Some("runner_system_failure"));
+    assert!(trace.contains("container build was OOMKilled"), "{trace}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_evicted_pod_is_told_apart_from_an_oom_kill() {
+    let (trace, reason, _) = failed_under_the_script(310, |st| {
+        st.phase = Some("Failed".into());
+        st.reason = Some("Evicted".into());
+        st.message = Some("The node was low on resource: memory.".into());
+    })
+    .await;
+    assert_eq!(reason.as_deref(), Some("runner_system_failure"));
+    assert!(
+        trace.contains("Evicted: The node was low on resource: memory."),
+        "{trace}"
+    );
+    assert!(!trace.contains("OOMKilled"), "{trace}");
 }

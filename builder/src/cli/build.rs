@@ -108,8 +108,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "id=NAME,src=FILE")]
     pub secret: Vec<String>,
     /// How RUN steps are isolated: auto, rootless, chroot or none (kaniko's way, inside a
-    /// container only).
-    #[arg(long, default_value = "auto")]
+    /// container only). kiln-runner's rootless pods set it through the environment.
+    #[arg(long, env = "KILN_ISOLATION", default_value = "auto")]
     pub isolation: String,
     /// RUN steps' network: host (default) or none.
     #[arg(long, default_value = "host")]

@@ -168,6 +168,15 @@ fn tls_message(host: &str, problem: TlsProblem, detail: &str) -> String {
     }
 }
 
+impl From<kiln_dind_certs::CertError> for DindError {
+    fn from(e: kiln_dind_certs::CertError) -> Self {
+        match e {
+            kiln_dind_certs::CertError::Certificate(m) => DindError::Certificate(m),
+            kiln_dind_certs::CertError::Io { path, source } => DindError::Io { path, source },
+        }
+    }
+}
+
 impl DindError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DindError {
         let path = path.into();

@@ -9,7 +9,6 @@
 //! themselves") instead of regenerating them over a read-only mount.
 
 pub mod build;
-pub mod certs;
 mod client;
 pub mod endpoint;
 mod error;
@@ -20,4 +19,6 @@ mod tar_context;
 pub use client::DockerClient;
 pub use endpoint::{DockerEndpoint, EndpointFlags, TlsFiles, Transport};
 pub use error::{DindError, TlsProblem};
+/// The certificates live in their own crate so kiln-runner can make them without the builder.
+pub use kiln_dind_certs as certs;
 pub use tar_context::DockerfileSource;

@@ -209,7 +209,8 @@ pub(crate) fn resolve_env(
                         .as_ref()
                         .and_then(|s| s.service_account_name.clone())
                         .unwrap_or_default(),
-                    "status.podIP" | "status.hostIP" => pod_ip.into(),
+                    "status.podIP" => pod_ip.into(),
+                    "status.hostIP" => shared.kubelet.net.node_ip.to_string(),
                     other => {
                         return Err(format!("unsupported fieldRef {other} in the fake kubelet"))
                     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, HostIP, Pod, PodIP};
 use rustix::process::Signal;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use super::images::{full_reference, ImageSource};
 use super::logbuf::LogBuf;
 use super::podstatus::{self as ps, container_mut, set_condition};
 use super::procs::signal_group;
-use super::{probe, sandbox, PodRuntime};
+use super::{pod_net, probe, sandbox, PodRuntime};
 use crate::resource::Resource;
 use crate::shared::Shared;
 use crate::time::now_time;
@@ -134,12 +134,12 @@ async fn run_pod(shared: &Arc<Shared>, ns: &str, name: &str, rt: &Arc<PodRuntime
     let mains: Vec<Container> = spec.containers.clone();
     let init_names: Vec<String> = inits.iter().map(|c| c.name.clone()).collect();
     let main_names: Vec<String> = mains.iter().map(|c| c.name.clone()).collect();
-    let ip = rt.ip.clone();
+    let host_ip = shared.kubelet.net.node_ip.to_string();
     shared.update_pod(ns, name, |p| {
         let pc = p.clone();
         let st = p.status.get_or_insert_with(Default::default);
-        st.host_ip = Some("127.0.0.1".into());
-        st.pod_ip = Some(ip.clone());
+        st.host_ip = Some(host_ip.clone());
+        st.host_ips = Some(vec![HostIP { ip: host_ip }]);
         st.start_time = Some(now_time());
         set_condition(st, "PodReadyToStartContainers", false, None, None);
         if inits.is_empty() {
@@ -179,7 +179,16 @@ async fn run_pod(shared: &Arc<Shared>, ns: &str, name: &str, rt: &Arc<PodRuntime
     });
 
     let holder = match sandbox::create(shared, rt, &pod).await {
-        Ok(h) => h,
+        Ok(h) => {
+            // As the kubelet, the pod has an address once its sandbox does.
+            let ip = rt.ip().to_string();
+            shared.update_pod(ns, name, |p| {
+                let st = p.status.get_or_insert_with(Default::default);
+                st.pod_ip = Some(ip.clone());
+                st.pod_ips = Some(vec![PodIP { ip }]);
+            });
+            h
+        }
         Err(e) => {
             events::record(
                 shared,
@@ -581,7 +590,7 @@ impl Ctx {
             break source;
         };
         let env = loop {
-            match container::resolve_env(shared, &self.pod(), c, &self.rt.ip) {
+            match container::resolve_env(shared, &self.pod(), c, self.rt.ip()) {
                 Ok(env) => break env,
                 Err(msg) => {
                     self.set_state(init, &c.name, |cs| {
@@ -730,7 +739,13 @@ impl Ctx {
         let mut exit_watch = proc.exit.clone();
         let became_ready = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                if ready.exists() {
+                // The marker is written just before the last step chroots into the
+                // container's root; an exec joining before that would see the host's
+                // root without the container's mounts. A chrooted process's root no
+                // longer reads as "/".
+                let rooted = std::fs::read_link(format!("/proc/{pid}/root"))
+                    .is_ok_and(|r| r != std::path::Path::new("/"));
+                if ready.exists() && rooted {
                     return true;
                 }
                 if exit_watch.borrow_and_update().is_some() {
@@ -788,7 +803,8 @@ async fn terminate(shared: &Arc<Shared>, ns: &str, name: &str, rt: &Arc<PodRunti
         .map(|(n, p)| (n.clone(), p.clone()))
         .filter(|(_, p)| p.exit.borrow().is_none())
         .collect();
-    if let Some(pod) = shared.get_pod(ns, name) {
+    let stored = shared.get_pod(ns, name);
+    if let Some(pod) = &stored {
         let names: Vec<String> = procs.iter().map(|(n, _)| n.clone()).collect();
         let ctx = Ctx {
             shared: shared.clone(),
@@ -816,11 +832,6 @@ async fn terminate(shared: &Arc<Shared>, ns: &str, name: &str, rt: &Arc<PodRunti
                 st.phase = Some(if ok { "Succeeded" } else { "Failed" }.into());
             });
         }
-        shared
-            .store
-            .lock()
-            .unwrap()
-            .remove(Resource::Pods, ns, name);
     } else {
         for (_, p) in &procs {
             signal_group(p.pid, Signal::KILL);
@@ -829,8 +840,22 @@ async fn terminate(shared: &Arc<Shared>, ns: &str, name: &str, rt: &Arc<PodRunti
             let _ = tokio::time::timeout(Duration::from_secs(5), wait_exit(p)).await;
         }
     }
+    // The link goes first: while the holder lives, its name cannot belong to another pod.
+    let link = rt.host_link.lock().unwrap().take();
+    if let Some(link) = link {
+        pod_net::detach(&link).await;
+    }
     if let Some(h) = rt.holder.lock().unwrap().take() {
         signal_group(h, Signal::KILL);
+    }
+    // As the kubelet's, the final deletion waits for the sandbox to be torn down. A pod already
+    // gone (grace 0) is not looked for again: the name may be a new pod's by now.
+    if stored.is_some() {
+        shared
+            .store
+            .lock()
+            .unwrap()
+            .remove(Resource::Pods, ns, name);
     }
     shared
         .kubelet

@@ -4,8 +4,11 @@
 pub(crate) mod container;
 pub(crate) mod events;
 pub(crate) mod images;
+mod iproute;
 mod lifecycle;
 pub(crate) mod logbuf;
+mod node_net;
+mod pod_net;
 mod podstatus;
 mod probe;
 pub(crate) mod procs;
@@ -14,7 +17,7 @@ mod sandbox;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -23,6 +26,7 @@ use crate::shared::Shared;
 use container::ContainerProc;
 use images::ImageSource;
 use logbuf::LogBuf;
+pub(crate) use node_net::NodeNet;
 use procs::ProcessRegistry;
 
 type PodKey = (String, String);
@@ -30,13 +34,23 @@ type PodKey = (String, String);
 /// One pod the kubelet runs.
 pub(crate) struct PodRuntime {
     pub dir: PathBuf,
-    pub ip: String,
+    /// The pod's address, once its sandbox is networked.
+    pub ip: OnceLock<String>,
+    /// The host side of the pod's link, until the pod is torn down.
+    pub host_link: Mutex<Option<String>>,
     pub holder: Mutex<Option<u32>>,
     pub containers: Mutex<HashMap<String, ContainerProc>>,
     pub logs: Mutex<HashMap<String, Arc<LogBuf>>>,
     pub execs: Mutex<HashSet<u32>>,
     /// The grace period, once the pod is being deleted.
     pub stop: watch::Sender<Option<u64>>,
+}
+
+impl PodRuntime {
+    /// The pod's address ("" until its sandbox is networked).
+    pub fn ip(&self) -> &str {
+        self.ip.get().map_or("", String::as_str)
+    }
 }
 
 /// The kubelet's state and the knobs tests turn.
@@ -51,11 +65,12 @@ pub(crate) struct Kubelet {
     pub procs: ProcessRegistry,
     pub root: PathBuf,
     pub backoff: Mutex<Duration>,
-    next_ip: AtomicU32,
+    pub net: NodeNet,
+    next_pod: AtomicU32,
 }
 
 impl Kubelet {
-    pub fn new(root: PathBuf, enabled: bool, backoff: Duration) -> Self {
+    pub fn new(root: PathBuf, enabled: bool, backoff: Duration, api_port: u16) -> Self {
         let node_labels = [
             ("kubernetes.io/arch", "amd64"),
             ("kubernetes.io/hostname", events::NODE),
@@ -75,7 +90,8 @@ impl Kubelet {
             procs: ProcessRegistry::default(),
             root,
             backoff: Mutex::new(backoff),
-            next_ip: AtomicU32::new(2),
+            net: NodeNet::new(api_port),
+            next_pod: AtomicU32::new(0),
         }
     }
 
@@ -127,6 +143,15 @@ impl Kubelet {
             .unwrap_or(ImageSource::Host)
     }
 
+    /// Deletes the host side of every pod's link; the pods' holders must still be alive.
+    pub fn detach_all_blocking(&self) {
+        for rt in self.pods.lock().unwrap().values() {
+            if let Some(link) = rt.host_link.lock().unwrap().take() {
+                pod_net::detach_blocking(&link);
+            }
+        }
+    }
+
     pub fn backoff(&self) -> Duration {
         *self.backoff.lock().unwrap()
     }
@@ -137,10 +162,11 @@ pub(crate) fn pod_created(shared: &Arc<Shared>, ns: &str, name: &str) {
     if !shared.kubelet.enabled.load(Ordering::SeqCst) {
         return;
     }
-    let n = shared.kubelet.next_ip.fetch_add(1, Ordering::SeqCst);
+    let n = shared.kubelet.next_pod.fetch_add(1, Ordering::SeqCst);
     let rt = Arc::new(PodRuntime {
         dir: shared.kubelet.root.join(format!("{ns}_{name}_{n}")),
-        ip: format!("10.244.{}.{}", (n >> 8) & 0xff, n & 0xff),
+        ip: OnceLock::new(),
+        host_link: Mutex::default(),
         holder: Mutex::new(None),
         containers: Mutex::default(),
         logs: Mutex::default(),

@@ -1,5 +1,5 @@
-//! The pod sandbox: a holder process owning the pod's network and UTS namespaces, its
-//! /etc/hosts, and its volumes as directories.
+//! The pod sandbox: a holder process owning the pod's network (linked to the host, see
+//! `pod_net`) and UTS namespaces, its /etc/hosts, and its volumes as directories.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use tokio::process::Command;
 
-use super::PodRuntime;
+use super::{pod_net, PodRuntime};
 use crate::resource::Resource;
 use crate::shared::Shared;
 
@@ -44,14 +44,13 @@ async fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Starts the holder and sets up its namespaces; returns its pid.
+/// Starts the holder and sets up its namespaces, networked to the host; returns its pid.
 pub(crate) async fn create(
     shared: &Arc<Shared>,
     rt: &Arc<PodRuntime>,
     pod: &Pod,
 ) -> Result<u32, String> {
     std::fs::create_dir_all(&rt.dir).map_err(|e| e.to_string())?;
-    std::fs::write(rt.dir.join("hosts"), hosts_file(pod, &rt.ip)).map_err(|e| e.to_string())?;
     let mut child = Command::new("/usr/bin/unshare")
         .args(["--net", "--uts", "--", "/usr/bin/sleep", "infinity"])
         .stdin(std::process::Stdio::null())
@@ -73,30 +72,12 @@ pub(crate) async fn create(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let net = pod_net::attach(&shared.kubelet.net, pid).await?;
+    let ip = net.ip.to_string();
+    *rt.host_link.lock().unwrap() = Some(net.host_link);
+    let _ = rt.ip.set(ip.clone());
+    std::fs::write(rt.dir.join("hosts"), hosts_file(pod, &ip)).map_err(|e| e.to_string())?;
     let t = pid.to_string();
-    run(Command::new("/usr/bin/nsenter").args([
-        "-t",
-        &t,
-        "-n",
-        "/usr/sbin/ip",
-        "link",
-        "set",
-        "lo",
-        "up",
-    ]))
-    .await?;
-    run(Command::new("/usr/bin/nsenter").args([
-        "-t",
-        &t,
-        "-n",
-        "/usr/sbin/ip",
-        "addr",
-        "add",
-        &format!("{}/32", rt.ip),
-        "dev",
-        "lo",
-    ]))
-    .await?;
     let host = pod.metadata.name.clone().unwrap_or_default();
     let host: String = host.chars().take(63).collect();
     run(Command::new("/usr/bin/nsenter").args(["-t", &t, "-u", "/usr/bin/hostname", &host]))
@@ -104,10 +85,13 @@ pub(crate) async fn create(
     Ok(pid)
 }
 
+/// Writes a secret volume's files. With an `fsGroup`, the kubelet gives each file that
+/// group and adds group read, so a non-root container of the group can read a 0400 key.
 fn write_secret_volume(
     dir: &Path,
     secret: &Secret,
     vol: &k8s_openapi::api::core::v1::SecretVolumeSource,
+    fs_group: Option<i64>,
 ) -> Result<(), String> {
     let data = secret.data.clone().unwrap_or_default();
     let default_mode = vol.default_mode.unwrap_or(0o644) as u32;
@@ -117,6 +101,14 @@ fn write_secret_volume(
             std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
         }
         std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+        let mode = match fs_group {
+            Some(g) => {
+                let gid = u32::try_from(g).map_err(|e| e.to_string())?;
+                std::os::unix::fs::chown(&path, None, Some(gid)).map_err(|e| e.to_string())?;
+                mode | 0o040
+            }
+            None => mode,
+        };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| e.to_string())
     };
@@ -152,6 +144,11 @@ pub(crate) fn prepare_volumes(
     pod: &Pod,
 ) -> Result<BTreeMap<String, (PathBuf, bool)>, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group);
     let mut out = BTreeMap::new();
     for v in pod
         .spec
@@ -178,7 +175,7 @@ pub(crate) fn prepare_volumes(
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
             match secret {
-                Some(secret) => write_secret_volume(&dir, &secret, s).map_err(fail)?,
+                Some(secret) => write_secret_volume(&dir, &secret, s, fs_group).map_err(fail)?,
                 None if s.optional.unwrap_or(false) => {}
                 None => return Err(fail(format!("secret \"{name}\" not found"))),
             }

@@ -6,6 +6,7 @@ mod exec;
 mod logs;
 pub(crate) mod query;
 mod resources;
+mod update;
 mod watch;
 
 use std::convert::Infallible;
@@ -200,6 +201,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if let Route::Exec { ns, name } = &route {
         return exec::exec(&shared, req, ns, name, &query).await;
     }
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(e) => return body::error(&e),
@@ -231,6 +238,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::DELETE, Route::Object { resource, ns, name }) => {
             resources::delete(&shared, resource, &ns, &name, &query, &body)
+        }
+        (&Method::PATCH, Route::Object { resource, ns, name }) => {
+            update::patch(&shared, resource, &ns, &name, &content_type, &body)
+        }
+        (&Method::PUT, Route::Object { resource, ns, name }) => {
+            update::replace(&shared, resource, &ns, &name, &body)
         }
         (&Method::GET, Route::Log { ns, name }) => logs::logs(&shared, &ns, &name, &query),
         _ => Err(ApiError::method_not_allowed(method.as_str())),

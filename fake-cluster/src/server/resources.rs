@@ -79,7 +79,14 @@ pub(crate) fn create(
         ))
     })?;
     let obj = crate::validate::admit(resource, ns, &raw)?;
-    let created = shared.store.lock().unwrap().create(resource, ns, obj)?;
+    let created = {
+        let mut store = shared.store.lock().unwrap();
+        let created = store.create(resource, ns, obj)?;
+        // An object created for an owner already gone is the collector's at once.
+        let name = created["metadata"]["name"].as_str().unwrap_or_default();
+        crate::gc::collect(&mut store, resource, ns, name);
+        created
+    };
     if resource == Resource::Pods {
         let name = created["metadata"]["name"].as_str().unwrap_or_default();
         crate::kubelet::pod_created(shared, ns, name);

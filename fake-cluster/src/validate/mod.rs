@@ -2,8 +2,13 @@
 //! fills in.
 
 pub(crate) mod names;
+mod owners;
 mod pod;
+mod pod_update;
 mod unknown;
+mod update;
+
+pub(crate) use update::{admit_update, Write};
 
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use serde::de::DeserializeOwned;
@@ -17,29 +22,51 @@ use crate::store::name_suffix;
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 const MAX_SECRET_BYTES: usize = 1024 * 1024;
 
+/// Why a strict decode failed.
+pub(crate) enum DecodeError {
+    /// A value of the wrong type, or a missing required field.
+    Type(String),
+    /// Fields the type does not have, by path.
+    Unknown(Vec<String>),
+}
+
+/// Decodes strictly: the typed value and its JSON, or what was wrong.
+pub(crate) fn decode_strict<T: DeserializeOwned + Serialize>(
+    raw: &Value,
+) -> Result<(T, Value), DecodeError> {
+    let typed: T =
+        serde_json::from_value(raw.clone()).map_err(|e| DecodeError::Type(e.to_string()))?;
+    let back = serde_json::to_value(&typed).map_err(|e| DecodeError::Type(e.to_string()))?;
+    let unknown = unknown::unknown_fields(raw, &back);
+    if !unknown.is_empty() {
+        return Err(DecodeError::Unknown(unknown));
+    }
+    Ok((typed, back))
+}
+
+/// Go's wording of unknown fields: `unknown field "a", unknown field "b"`.
+pub(crate) fn unknown_list(fields: &[String]) -> String {
+    let list: Vec<String> = fields
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    list.join(", ")
+}
+
 /// Decodes strictly: a type error or an unknown field is refused as `fieldValidation=Strict` does.
 fn decode<T: DeserializeOwned + Serialize>(
     kind: &str,
     raw: &Value,
 ) -> Result<(T, Value), ApiError> {
-    let typed: T = serde_json::from_value(raw.clone()).map_err(|e| {
+    decode_strict(raw).map_err(|e| {
+        let detail = match e {
+            DecodeError::Type(m) => m,
+            DecodeError::Unknown(f) => format!("strict decoding error: {}", unknown_list(&f)),
+        };
         ApiError::bad_request(format!(
-            "{kind} in version \"v1\" cannot be handled as a {kind}: {e}"
+            "{kind} in version \"v1\" cannot be handled as a {kind}: {detail}"
         ))
-    })?;
-    let back = serde_json::to_value(&typed).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let unknown = unknown::unknown_fields(raw, &back);
-    if !unknown.is_empty() {
-        let list: Vec<String> = unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect();
-        return Err(ApiError::bad_request(format!(
-            "{kind} in version \"v1\" cannot be handled as a {kind}: strict decoding error: {}",
-            list.join(", ")
-        )));
-    }
-    Ok((typed, back))
+    })
 }
 
 /// Checks a created object and returns it as it will be stored (defaults filled, name final).
@@ -183,6 +210,9 @@ fn meta_causes(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
             causes.push(Cause::invalid("metadata.labels", v, &e));
         }
     }
+    causes.extend(owners::causes(
+        meta.owner_references.as_deref().unwrap_or_default(),
+    ));
     let mut total = 0;
     for (k, v) in meta.annotations.iter().flatten() {
         if let Some(e) = names::qualified_name_errors(&k.to_lowercase()) {

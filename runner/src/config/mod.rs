@@ -6,15 +6,18 @@
 //! silently dropped key is a setting they think is in force), then into [`Config`].
 
 mod duration;
+pub mod kubernetes;
+mod quantity;
 mod reload;
 mod schema;
 
 pub use duration::ConfigDuration;
+pub use kubernetes::KubernetesConfig;
+pub use quantity::parse_quantity;
 pub use reload::{watch_config, ConfigWatch};
 pub use schema::unknown_keys;
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,38 +191,19 @@ impl RunnerConfig {
             .map_or(Duration::from_secs(60), |d| d.0)
     }
 
+    /// The pod shape of a kubernetes entry: `[runners.kubernetes] mode`, else
+    /// `[runners.kiln] mode`.
+    pub fn kubernetes_mode(&self) -> KilnMode {
+        self.kubernetes
+            .as_ref()
+            .and_then(|k| k.mode)
+            .unwrap_or(self.kiln.mode)
+    }
+
     /// `output_limit` in bytes.
     pub fn output_limit_bytes(&self) -> usize {
         self.output_limit.saturating_mul(1024)
     }
-}
-
-/// `[runners.kubernetes]`: the common keys of gitlab-runner's table.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct KubernetesConfig {
-    /// Namespace pods are created in.
-    pub namespace: Option<String>,
-    /// Seconds a pod may take to start.
-    pub poll_timeout: Option<u64>,
-    /// Grace given to a job's pod when it is deleted.
-    pub cleanup_grace_period_seconds: Option<u64>,
-    /// The build image.
-    pub image: Option<String>,
-    /// Run build containers privileged.
-    pub privileged: bool,
-    /// Service account of the pod.
-    pub service_account: Option<String>,
-    /// CPU request of the build container.
-    pub cpu_request: Option<String>,
-    /// CPU limit of the build container.
-    pub cpu_limit: Option<String>,
-    /// Memory request of the build container.
-    pub memory_request: Option<String>,
-    /// Memory limit of the build container.
-    pub memory_limit: Option<String>,
-    /// Node labels the pod must match.
-    pub node_selector: BTreeMap<String, String>,
 }
 
 /// How kiln builds images.
@@ -321,6 +305,10 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "runners[{i}].request_concurrency must be at least 1"
                 )));
+            }
+            if let Some(k) = &r.kubernetes {
+                let pods = (r.executor == ExecutorKind::Kubernetes).then(|| r.kubernetes_mode());
+                k.validate(&format!("runners[{i}].kubernetes"), pods)?;
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! The keys kiln-runner reads, to report the others.
 
 /// What a key holds.
+#[derive(Clone, Copy)]
 enum Node {
     /// A value read as a whole.
     Leaf,
@@ -10,16 +11,96 @@ enum Node {
     Tables(&'static [(&'static str, Node)]),
 }
 
+const VOLUME_COMMON: [(&str, Node); 3] = [
+    ("name", Node::Leaf),
+    ("mount_path", Node::Leaf),
+    ("read_only", Node::Leaf),
+];
+
+const EMPTY_DIR: &[(&str, Node)] = &[
+    ("name", Node::Leaf),
+    ("mount_path", Node::Leaf),
+    ("medium", Node::Leaf),
+    ("size_limit", Node::Leaf),
+];
+
+const SECRET_VOLUME: &[(&str, Node)] = &[
+    VOLUME_COMMON[0],
+    VOLUME_COMMON[1],
+    VOLUME_COMMON[2],
+    ("items", Node::Leaf),
+];
+
+const HOST_PATH: &[(&str, Node)] = &[
+    VOLUME_COMMON[0],
+    VOLUME_COMMON[1],
+    VOLUME_COMMON[2],
+    ("host_path", Node::Leaf),
+];
+
+const VOLUMES: &[(&str, Node)] = &[
+    ("empty_dir", Node::Tables(EMPTY_DIR)),
+    ("pvc", Node::Tables(&VOLUME_COMMON)),
+    ("secret", Node::Tables(SECRET_VOLUME)),
+    ("config_map", Node::Tables(SECRET_VOLUME)),
+    ("host_path", Node::Tables(HOST_PATH)),
+];
+
+const HOST_ALIAS: &[(&str, Node)] = &[("ip", Node::Leaf), ("hostnames", Node::Leaf)];
+
+const POD_SECURITY_CONTEXT: &[(&str, Node)] = &[
+    ("run_as_user", Node::Leaf),
+    ("run_as_group", Node::Leaf),
+    ("run_as_non_root", Node::Leaf),
+    ("fs_group", Node::Leaf),
+    ("supplemental_groups", Node::Leaf),
+];
+
+/// The resource keys: `[service_|helper_](cpu|memory|ephemeral_storage)_(limit|request)`,
+/// each with its `_overwrite_max_allowed` ceiling.
+fn is_resource_key(key: &str) -> bool {
+    let key = key.strip_suffix("_overwrite_max_allowed").unwrap_or(key);
+    let key = key
+        .strip_prefix("service_")
+        .or_else(|| key.strip_prefix("helper_"))
+        .unwrap_or(key);
+    ["cpu", "memory", "ephemeral_storage"].iter().any(|r| {
+        key.strip_prefix(r)
+            .is_some_and(|b| b == "_limit" || b == "_request")
+    })
+}
+
 const KUBERNETES: &[(&str, Node)] = &[
     ("namespace", Node::Leaf),
+    ("namespace_overwrite_allowed", Node::Leaf),
     ("image", Node::Leaf),
+    ("helper_image", Node::Leaf),
     ("privileged", Node::Leaf),
-    ("service_account", Node::Leaf),
-    ("cpu_request", Node::Leaf),
-    ("cpu_limit", Node::Leaf),
-    ("memory_request", Node::Leaf),
-    ("memory_limit", Node::Leaf),
     ("node_selector", Node::Leaf),
+    ("node_tolerations", Node::Leaf),
+    // Read whole into the API's Affinity type; its own field names are checked there.
+    ("affinity", Node::Leaf),
+    ("service_account", Node::Leaf),
+    ("service_account_overwrite_allowed", Node::Leaf),
+    ("automount_service_account_token", Node::Leaf),
+    ("image_pull_secrets", Node::Leaf),
+    ("pull_policy", Node::Leaf),
+    ("host_aliases", Node::Tables(HOST_ALIAS)),
+    ("pod_labels", Node::Leaf),
+    ("pod_labels_overwrite_allowed", Node::Leaf),
+    ("pod_annotations", Node::Leaf),
+    ("pod_annotations_overwrite_allowed", Node::Leaf),
+    ("pod_security_context", Node::Table(POD_SECURITY_CONTEXT)),
+    ("dns_policy", Node::Leaf),
+    ("poll_interval", Node::Leaf),
+    ("poll_timeout", Node::Leaf),
+    ("cleanup_grace_period_seconds", Node::Leaf),
+    ("volumes", Node::Table(VOLUMES)),
+    ("mode", Node::Leaf),
+    ("dind_image", Node::Leaf),
+    ("native_sidecars", Node::Leaf),
+    ("isolation", Node::Leaf),
+    ("cache_volume", Node::Leaf),
 ];
 
 const KILN: &[(&str, Node)] = &[
@@ -74,7 +155,11 @@ fn walk(table: &toml::Table, known: &[(&str, Node)], prefix: &str, out: &mut Vec
         } else {
             format!("{prefix}.{key}")
         };
-        match known.iter().find(|(k, _)| k == key).map(|(_, n)| n) {
+        let known_here = known.iter().find(|(k, _)| k == key).map(|(_, n)| n);
+        // The kubernetes table's resource keys are a grid too big to list one by one.
+        let resource = std::ptr::eq(known, KUBERNETES) && is_resource_key(key);
+        match known_here {
+            None if resource => {}
             None => out.push(path),
             Some(Node::Leaf) => {}
             Some(Node::Table(keys)) => {

@@ -212,6 +212,12 @@ pub struct JobResponse {
     /// What GitLab supports for this job.
     #[serde(default, deserialize_with = "null_default")]
     pub features: JobFeatures,
+    /// The job's `image:` (empty name when the job names none).
+    #[serde(default, deserialize_with = "null_default")]
+    pub image: JobImage,
+    /// The job's `services:`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub services: Vec<JobService>,
 }
 
 impl JobResponse {
@@ -227,6 +233,97 @@ impl JobResponse {
             .rev()
             .find(|v| v.key == key)
             .map(|v| v.value.as_str())
+    }
+}
+
+/// A port of an image or service, as `image:ports` declares it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ImagePort {
+    /// Port number.
+    #[serde(default)]
+    pub number: u16,
+    /// `http` or `https` (GitLab's web terminal proxy); empty when not given.
+    #[serde(default, deserialize_with = "null_default")]
+    pub protocol: String,
+    /// A name for the port.
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+}
+
+/// The job's `image:`. GitLab's `executor_opts` (docker/kubernetes options) are not read.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct JobImage {
+    /// Image reference; empty when the job has no `image:`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    /// Host name alias.
+    #[serde(default, deserialize_with = "null_default")]
+    pub alias: String,
+    /// Overrides the image's entrypoint.
+    #[serde(default, deserialize_with = "null_default")]
+    pub entrypoint: Vec<String>,
+    /// Exposed ports.
+    #[serde(default, deserialize_with = "null_default")]
+    pub ports: Vec<ImagePort>,
+    /// `always`, `if-not-present`, `never`, in the order to try.
+    #[serde(default, deserialize_with = "null_default")]
+    pub pull_policy: Vec<String>,
+}
+
+/// One of the job's `services:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct JobService {
+    /// Image reference.
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    /// Host name aliases: GitLab sends one string, space or comma separated for several.
+    #[serde(default, deserialize_with = "null_default")]
+    pub alias: String,
+    /// Overrides the image's entrypoint.
+    #[serde(default, deserialize_with = "null_default")]
+    pub entrypoint: Vec<String>,
+    /// Overrides the image's command.
+    #[serde(default, deserialize_with = "null_default")]
+    pub command: Vec<String>,
+    /// Exposed ports.
+    #[serde(default, deserialize_with = "null_default")]
+    pub ports: Vec<ImagePort>,
+    /// Variables only this service sees.
+    #[serde(default, deserialize_with = "null_default")]
+    pub variables: Vec<JobVariable>,
+    /// `always`, `if-not-present`, `never`, in the order to try.
+    #[serde(default, deserialize_with = "null_default")]
+    pub pull_policy: Vec<String>,
+}
+
+impl JobService {
+    /// The host names the service answers to: its aliases, else the names gitlab-runner
+    /// derives from the image (`docker:27-dind` → `docker`; `registry.io/a/b:1` →
+    /// `registry.io__a__b` and `registry.io-a-b`).
+    pub fn aliases(&self) -> Vec<String> {
+        let given: Vec<String> = self
+            .alias
+            .split([' ', ','])
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !given.is_empty() {
+            return given;
+        }
+        let repo = image_repository(&self.name);
+        let mut out = vec![repo.replace('/', "__"), repo.replace('/', "-")];
+        out.dedup();
+        out
+    }
+}
+
+/// `name` without its tag and digest (`docker:27-dind@sha256:…` → `docker`).
+fn image_repository(name: &str) -> &str {
+    let name = name.split('@').next().unwrap_or(name);
+    // A `:` after the last `/` starts the tag; one before it is a registry port.
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
     }
 }
 
@@ -415,4 +512,68 @@ pub struct UpdateJobRequest<'a> {
     /// The runner's info.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub info: Option<&'a VersionInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Shaped like GitLab 17's `POST /jobs/request` answer (trimmed), nulls included.
+    const PAYLOAD: &str = r#"{
+      "id": 42, "token": "glcbt-x", "allow_git_fetch": true,
+      "job_info": {"id": 42, "name": "build", "stage": "build", "project_id": 7,
+                   "project_name": "app", "time_in_queue_seconds": 1.5},
+      "git_info": {"repo_url": "https://gitlab.example.com/g/app.git", "ref": "main",
+                   "sha": "0123456789abcdef", "before_sha": "00", "ref_type": "branch",
+                   "refspecs": null, "depth": 20},
+      "runner_info": {"timeout": 3600, "runner_session_url": null},
+      "variables": [{"key": "CI_PROJECT_PATH", "value": "g/app", "public": true, "masked": false}],
+      "steps": [{"name": "script", "script": ["docker build ."], "timeout": 3600,
+                 "when": "on_success", "allow_failure": false}],
+      "image": {"name": "docker:27", "alias": null, "entrypoint": null, "ports": [],
+                "executor_opts": {"docker": {"platform": "linux/amd64"}},
+                "pull_policy": ["if-not-present"]},
+      "services": [
+        {"name": "docker:27-dind", "alias": "docker dind", "entrypoint": null, "command": ["--tls=true"],
+         "ports": [{"number": 2376, "protocol": null, "name": null}],
+         "variables": [{"key": "DOCKER_TLS_CERTDIR", "value": "/certs"}],
+         "pull_policy": null, "executor_opts": {}},
+        {"name": "registry.example.com:5000/tools/db:1@sha256:ab", "alias": "", "entrypoint": ["run"]}
+      ],
+      "artifacts": null, "cache": [], "credentials": [], "dependencies": [],
+      "features": {"trace_sections": true, "failure_reasons": ["script_failure"]}
+    }"#;
+
+    #[test]
+    fn image_and_services_are_read_from_a_real_shaped_payload() {
+        let job: JobResponse = serde_json::from_str(PAYLOAD).unwrap();
+        assert_eq!(job.image.name, "docker:27");
+        assert_eq!(job.image.alias, "");
+        assert!(job.image.entrypoint.is_empty());
+        assert_eq!(job.image.pull_policy, ["if-not-present"]);
+        let dind = &job.services[0];
+        assert_eq!(dind.command, ["--tls=true"]);
+        assert_eq!(dind.ports[0].number, 2376);
+        assert_eq!(dind.variables[0].key, "DOCKER_TLS_CERTDIR");
+        assert_eq!(dind.aliases(), ["docker", "dind"]);
+        assert_eq!(job.services[1].entrypoint, ["run"]);
+        assert_eq!(
+            job.services[1].aliases(),
+            [
+                "registry.example.com:5000__tools__db",
+                "registry.example.com:5000-tools-db"
+            ]
+        );
+    }
+
+    #[test]
+    fn image_and_services_may_be_null_or_missing() {
+        let job: JobResponse =
+            serde_json::from_str(r#"{"id": 1, "token": "t", "image": null, "services": null}"#)
+                .unwrap();
+        assert_eq!(job.image, JobImage::default());
+        assert!(job.services.is_empty());
+        let job: JobResponse = serde_json::from_str(r#"{"id": 1, "token": "t"}"#).unwrap();
+        assert!(job.image.name.is_empty());
+    }
 }

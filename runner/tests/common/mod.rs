@@ -341,6 +341,7 @@ async fn hold_while_no_job(state: &Mutex<State>, pushed: &Notify) {
     }
 }
 
+#[derive(Clone)]
 pub struct JobSpec {
     pub id: u64,
     pub token: String,

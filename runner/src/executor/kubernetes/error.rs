@@ -27,7 +27,7 @@ pub enum PodError {
     Spec(#[source] super::spec::SpecError),
     /// The per-job TLS certificates could not be made.
     #[error("cannot make the Docker daemon's certificates")]
-    Certs(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Certs(#[source] kiln_dind_certs::CertError),
     /// An image could not be pulled.
     #[error("image pull failed: {image} ({container}): {reason}: {message}")]
     ImagePull {

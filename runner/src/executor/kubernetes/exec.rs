@@ -6,6 +6,7 @@
 use super::PodError;
 use crate::executor::process::reached;
 use crate::executor::{Control, StageEnd};
+use crate::job::plan::StageName;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -14,21 +15,6 @@ use kube::Api;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
-
-/// The shell that runs a stage's script file (`$1`) in its own session, under bash if
-/// the image has it, and kills that session when its stdin closes: the runner holds
-/// stdin open for the stage's life, so closing it is the cancel signal, and a runner
-/// that dies takes its stages with it rather than leaving them running.
-pub const STAGE_SHELL: &str = r#"exec 3<&0
-if command -v bash >/dev/null 2>&1; then run=bash; else run=sh; fi
-if command -v setsid >/dev/null 2>&1; then setsid "$run" "$1" </dev/null 3<&- & else "$run" "$1" </dev/null 3<&- & fi
-pid=$!
-( cat <&3 >/dev/null 2>&1; kill -TERM -"$pid" "$pid" 2>/dev/null; sleep 2; kill -KILL -"$pid" "$pid" 2>/dev/null ) >/dev/null 2>&1 &
-watcher=$!
-exec 3<&-
-wait "$pid"; rc=$?
-kill "$watcher" 2>/dev/null
-exit $rc"#;
 
 /// The exit code an exec's final status carries (`None`: not an exit status at all).
 pub fn exit_code(status: &Status) -> Option<i32> {
@@ -68,8 +54,7 @@ pub async fn run_stage(
     api: &Api<Pod>,
     pod: &str,
     container: &str,
-    stage: &'static str,
-    script_path: &str,
+    stage: StageName,
     trace: &Trace,
     control: &mut watch::Receiver<Control>,
     stop_at: Control,
@@ -82,7 +67,7 @@ pub async fn run_stage(
         .stdout(true)
         .stderr(true)
         .tty(false);
-    let command = ["sh", "-c", STAGE_SHELL, "kiln-stage", script_path];
+    let command = super::spec::exec_command(stage);
     let mut proc = api.exec(pod, command, &ap).await.map_err(PodError::api(
         "create",
         "pods/exec",
@@ -113,7 +98,7 @@ pub async fn run_stage(
             match status.as_ref().and_then(exit_code) {
                 Some(code) => Ok(StageEnd::Exited(code)),
                 None => Err(PodError::ExecLost {
-                    stage,
+                    stage: stage.as_str(),
                     pod: pod.to_owned(),
                     why: status
                         .and_then(|s| s.message)

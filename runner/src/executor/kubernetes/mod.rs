@@ -16,7 +16,7 @@ pub use status::{blocker, container_state, not_scheduled, ContainerState};
 
 use super::process::reached;
 use super::{BoxFuture, Control, Executor, ExecutorError, Place, StageEnd};
-use crate::config::RunnerConfig;
+use crate::config::{KilnMode, RunnerConfig};
 use crate::gitlab::JobResponse;
 use crate::job::plan::{JobLayout, JobPlan, Stage, StageName};
 use crate::trace::Trace;
@@ -41,7 +41,7 @@ pub const API_RIGHTS: &[(&str, &[&str])] = &[
 
 /// How long a pod may take to start when the entry sets no `poll_timeout` (gitlab-runner's
 /// default).
-pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(180);
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(spec::DEFAULT_POLL_TIMEOUT);
 
 /// Runs jobs in pods.
 pub struct KubernetesExecutor {
@@ -80,7 +80,7 @@ impl KubernetesExecutor {
                 Arc::new(PodWatch::start(
                     self.client.clone(),
                     namespace,
-                    spec::MANAGED_SELECTOR,
+                    &format!("{}={}", spec::MANAGED_BY.0, spec::MANAGED_BY.1),
                 ))
             })
             .clone()
@@ -90,38 +90,46 @@ impl KubernetesExecutor {
     /// the entry's labels); returns how many objects were deleted. Call before the entry
     /// takes jobs: every pod it finds then is an orphan.
     pub async fn remove_orphans(&self, entry: &RunnerConfig) -> Result<usize, PodError> {
-        let namespace = spec::namespace(entry);
+        // Jobs that overrode the namespace are not swept: the entry's own is the one
+        // the runner's Role is sure to cover.
+        let namespace = entry
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.namespace.clone())
+            .unwrap_or_else(|| "default".into());
         let lp = ListParams::default().labels(&spec::runner_selector(entry));
-        let dp = DeleteParams::background();
-        let mut removed = 0;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        for p in pods
-            .list_metadata(&lp)
-            .await
-            .map_err(PodError::api("list", "pods", &namespace))?
-        {
-            let name = p.metadata.name.unwrap_or_default();
-            match pods.delete(&name, &dp).await {
-                Ok(_) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(PodError::api("delete", "pods", &namespace)(e)),
-            }
-        }
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        for s in secrets
-            .list_metadata(&lp)
-            .await
-            .map_err(PodError::api("list", "secrets", &namespace))?
-        {
-            let name = s.metadata.name.unwrap_or_default();
-            match secrets.delete(&name, &dp).await {
-                Ok(_) => removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(PodError::api("delete", "secrets", &namespace)(e)),
-            }
-        }
+        let removed = delete_listed(&pods, &lp, "pods", &namespace).await?
+            + delete_listed(&secrets, &lp, "secrets", &namespace).await?;
         Ok(removed)
     }
+}
+
+/// Deletes every `resource` object `lp` lists; returns how many it deleted.
+async fn delete_listed<K>(
+    api: &Api<K>,
+    lp: &ListParams,
+    resource: &'static str,
+    namespace: &str,
+) -> Result<usize, PodError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let mut removed = 0;
+    let listed = api
+        .list_metadata(lp)
+        .await
+        .map_err(PodError::api("list", resource, namespace))?;
+    for o in listed {
+        let name = o.metadata.name.unwrap_or_default();
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => removed += 1,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(PodError::api("delete", resource, namespace)(e)),
+        }
+    }
+    Ok(removed)
 }
 
 /// A job's pod.
@@ -309,20 +317,41 @@ impl PodPlace {
             }
             Some(_) => {}
         }
-        let path = spec::script_path(stage.name);
-        let r = exec::run_stage(
+        let exec = exec::run_stage(
             &self.pods,
             &self.name,
             spec::BUILD_CONTAINER,
-            stage.name.as_str(),
-            &path,
+            stage.name,
             trace,
             control,
             stop_at,
             limit,
             &self.namespace,
-        )
-        .await;
+        );
+        // The pod can fail under a running stage (OOM kill, eviction, its deadline, a
+        // deletion): the watch says so at once, whatever the exec connection does.
+        let seen = &mut self.seen;
+        let pod = &self.name;
+        let failed = async {
+            loop {
+                match &*seen.borrow_and_update() {
+                    PodSeen::Gone => return PodError::PodGone { pod: pod.clone() },
+                    PodSeen::Present(p) => {
+                        if let Some(e) = blocker(p) {
+                            return e;
+                        }
+                    }
+                    PodSeen::NotYet => {}
+                }
+                if seen.changed().await.is_err() {
+                    return PodError::PodGone { pod: pod.clone() };
+                }
+            }
+        };
+        let r = tokio::select! {
+            r = exec => r,
+            e = failed => Err(e),
+        };
         // A stage that died with its container (OOM, eviction) says why, not only that
         // the command was lost.
         if !matches!(r, Ok(StageEnd::Exited(0)) | Ok(StageEnd::Stopped(_))) {
@@ -415,7 +444,14 @@ impl KubernetesExecutor {
         trace: &Trace,
         control: &mut tokio::sync::watch::Receiver<Control>,
     ) -> Result<Box<dyn Place>, ExecutorError> {
-        let certs = spec::certs_for(entry).map_err(PodError::Certs)?;
+        // Made per job, never stored: a leaked client key opens one job's daemon for a day.
+        let certs = match entry.kubernetes_mode() {
+            KilnMode::Dind => Some(
+                kiln_dind_certs::generate(&kiln_dind_certs::CertOptions::default())
+                    .map_err(PodError::Certs)?,
+            ),
+            KilnMode::Rootless => None,
+        };
         let objects =
             spec::job_objects(job, entry, plan, certs.as_ref()).map_err(PodError::Spec)?;
         for w in &objects.warnings {
@@ -426,7 +462,7 @@ impl KubernetesExecutor {
             .metadata
             .namespace
             .clone()
-            .unwrap_or_else(|| spec::namespace(entry));
+            .unwrap_or_else(|| "default".into());
         let name = objects.pod.metadata.name.clone().unwrap_or_default();
         let secret_name = objects.secret.metadata.name.clone().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
@@ -470,8 +506,7 @@ impl KubernetesExecutor {
                 return Err(PodError::api("create", "pods", &namespace)(e).into());
             }
         };
-        let owner =
-            serde_json::json!({"metadata": {"ownerReferences": [spec::owner_reference(&created)]}});
+        let owner = serde_json::json!({"metadata": {"ownerReferences": [spec::secret_owner_reference(&created)]}});
         if let Err(e) = secrets
             .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&owner))
             .await

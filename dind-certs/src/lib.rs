@@ -4,15 +4,17 @@
 //!
 //! [`generate`] is pure (PEMs in memory), so the runner can put them in a Kubernetes Secret
 //! before the pod exists; [`JobCerts::write_to`] writes the same files to a directory.
+//!
+//! A crate of its own so kiln-runner makes the certificates without linking the builder.
 
-use super::DindError;
-use kiln_registry_auth::Secret;
+pub use kiln_registry_auth::Secret;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use std::io::Write as _;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// Names every server certificate carries: the `docker` service name of CI set-ups and the
@@ -25,6 +27,29 @@ pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);
 /// Certificates start this long before "now", so a daemon whose clock is a little behind
 /// still accepts them.
 const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// Why certificates could not be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// The certificates could not be made (for example an invalid extra name).
+    #[error("making certificates: {0}")]
+    Certificate(String),
+    /// A file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl CertError {
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CertError {
+        let path = path.into();
+        move |source| CertError::Io { path, source }
+    }
+}
 
 /// What to make.
 #[derive(Debug, Clone)]
@@ -99,19 +124,19 @@ impl CertFile<'_> {
 /// certificate, all valid from a few minutes ago until `opts.validity` from now.
 ///
 /// # Errors
-/// [`DindError::Certificate`] when an extra name is neither an IP address nor a valid DNS name,
+/// [`CertError::Certificate`] when an extra name is neither an IP address nor a valid DNS name,
 /// or the validity does not fit a certificate.
-pub fn generate(opts: &CertOptions) -> Result<JobCerts, DindError> {
+pub fn generate(opts: &CertOptions) -> Result<JobCerts, CertError> {
     generate_at(opts, SystemTime::now())
 }
 
-fn generate_at(opts: &CertOptions, now: SystemTime) -> Result<JobCerts, DindError> {
-    let err = |e: rcgen::Error| DindError::Certificate(e.to_string());
+fn generate_at(opts: &CertOptions, now: SystemTime) -> Result<JobCerts, CertError> {
+    let err = |e: rcgen::Error| CertError::Certificate(e.to_string());
     let not_before = time::OffsetDateTime::from(now - CLOCK_SKEW);
     let not_after_sys = now + opts.validity;
     let not_after = time::OffsetDateTime::from(not_after_sys);
     if opts.validity.is_zero() {
-        return Err(DindError::Certificate("validity must be positive".into()));
+        return Err(CertError::Certificate("validity must be positive".into()));
     }
     let window = |p: &mut CertificateParams| {
         p.not_before = not_before;
@@ -134,14 +159,14 @@ fn generate_at(opts: &CertOptions, now: SystemTime) -> Result<JobCerts, DindErro
     for s in &opts.extra_sans {
         let s = s.trim();
         if s.is_empty() {
-            return Err(DindError::Certificate("empty server name".into()));
+            return Err(CertError::Certificate("empty server name".into()));
         }
         if !sans.iter().any(|have| have.eq_ignore_ascii_case(s)) {
             sans.push(s.to_string());
         }
     }
     let mut server = CertificateParams::new(sans.clone())
-        .map_err(|e| DindError::Certificate(format!("server names {sans:?}: {e}")))?;
+        .map_err(|e| CertError::Certificate(format!("server names {sans:?}: {e}")))?;
     window(&mut server);
     server.distinguished_name = name("docker");
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -223,19 +248,19 @@ impl JobCerts {
     /// partial file or a key with loose permissions.
     ///
     /// # Errors
-    /// [`DindError::Io`] when a directory or file cannot be written.
-    pub fn write_to(&self, dir: &Path, with_ca_key: bool) -> Result<(), DindError> {
+    /// [`CertError::Io`] when a directory or file cannot be written.
+    pub fn write_to(&self, dir: &Path, with_ca_key: bool) -> Result<(), CertError> {
         for f in self.files(with_ca_key) {
             let path = dir.join(f.path);
             let parent = path.parent().unwrap_or(dir);
-            std::fs::create_dir_all(parent).map_err(DindError::io(parent))?;
+            std::fs::create_dir_all(parent).map_err(CertError::io(parent))?;
             write_file(&path, f.contents.as_bytes(), f.mode())?;
         }
         Ok(())
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DindError> {
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertError> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let tmp = path.with_extension("pem.tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -244,13 +269,13 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DindError> {
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .map_err(DindError::io(&tmp))?;
+        .map_err(CertError::io(&tmp))?;
     // The umask may have narrowed the mode (never widened): set it exactly.
     f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(DindError::io(&tmp))?;
-    f.write_all(bytes).map_err(DindError::io(&tmp))?;
-    f.sync_all().map_err(DindError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(DindError::io(path))
+        .map_err(CertError::io(&tmp))?;
+    f.write_all(bytes).map_err(CertError::io(&tmp))?;
+    f.sync_all().map_err(CertError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(CertError::io(path))
 }
 
 #[cfg(test)]
@@ -317,7 +342,7 @@ mod tests {
             extra_sans: vec!["bad name\u{e9}".into()],
             ..CertOptions::default()
         };
-        assert!(matches!(generate(&bad), Err(DindError::Certificate(_))));
+        assert!(matches!(generate(&bad), Err(CertError::Certificate(_))));
     }
 
     #[test]
