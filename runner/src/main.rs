@@ -102,7 +102,10 @@ enum Cmd {
     },
 }
 
-fn init_logging(level: Option<&str>, format: Option<&str>) {
+/// Logs to stderr; warnings and errors are also counted in `metrics`.
+fn init_logging(level: Option<&str>, format: Option<&str>, metrics: Arc<Metrics>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match level.unwrap_or("info") {
         "debug" => tracing::Level::DEBUG,
         "warn" | "warning" => tracing::Level::WARN,
@@ -112,10 +115,11 @@ fn init_logging(level: Option<&str>, format: Option<&str>) {
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr);
+    let errors = metrics::ErrorCounter(metrics);
     if format == Some("json") {
-        builder.json().init();
+        builder.json().finish().with(errors).init();
     } else {
-        builder.with_ansi(false).init();
+        builder.with_ansi(false).finish().with(errors).init();
     }
 }
 
@@ -125,13 +129,14 @@ fn builds_dir_for(config: &Path) -> PathBuf {
 
 async fn cmd_run(config_path: PathBuf, builds_dir: Option<PathBuf>) -> Result<()> {
     let first = Config::load(&config_path)?;
+    let metrics = Arc::new(Metrics::default());
     init_logging(
         first.config.log_level.as_deref(),
         first.config.log_format.as_deref(),
+        metrics.clone(),
     );
     let watch = config::watch_config(config_path.clone(), Duration::from_secs(3))?;
     let system_id = system_id::load_or_create(&config_path)?;
-    let metrics = Arc::new(Metrics::default());
     if let Some(addr) = &first.config.listen_address {
         let (bound, _task) = metrics::serve(addr, metrics.clone()).await?;
         tracing::info!(address = %bound, "metrics and health listening");

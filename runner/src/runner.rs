@@ -136,6 +136,7 @@ impl Runner {
         shutdown: watch::Receiver<Shutdown>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        metrics.set_system_id(&opts.system_id);
         Self {
             shared: Arc::new(Shared {
                 opts,
@@ -176,6 +177,7 @@ impl Runner {
         let mut pollers: HashMap<String, watch::Sender<bool>> = HashMap::new();
         loop {
             let cfg = config.borrow_and_update().clone();
+            shared.metrics.set_config(&cfg);
             let tokens: Vec<&RunnerConfig> = cfg.runners.iter().collect();
             pollers.retain(|token, stop| {
                 let keep = tokens.iter().any(|r| &r.token == token);
@@ -371,7 +373,7 @@ async fn poll(
             Some((url, c)) if *url == entry.url => c.clone(),
             _ => match Client::new(&entry.url) {
                 Ok(c) => {
-                    let c = c.with_metrics(shared.metrics.clone());
+                    let c = c.with_metrics(shared.metrics.clone(), &token);
                     client = Some((entry.url.clone(), c.clone()));
                     c
                 }
@@ -400,15 +402,18 @@ async fn poll(
         let asked = tokio::time::Instant::now();
         // GitLab may hold the request for long (Workhorse's long polling): a shutdown or
         // the entry's removal must not wait for its answer.
-        let outcome = tokio::select! {
-            r = c.request_job(&req) => r,
-            _ = stop.changed() => continue,
-            _ = next_shutdown(&mut shutdown) => continue,
+        let outcome = {
+            let _in_flight = shared.metrics.request_started(&token);
+            tokio::select! {
+                r = c.request_job(&req) => r,
+                _ = stop.changed() => continue,
+                _ = next_shutdown(&mut shutdown) => continue,
+            }
         };
         match outcome {
             Ok(JobRequestOutcome::Job(job)) => {
                 health.reset();
-                shared.metrics.set_healthy(&entry.name, true);
+                shared.metrics.set_healthy(&token, true);
                 backoff.reset();
                 let env = JobEnv {
                     client: c,
@@ -429,7 +434,7 @@ async fn poll(
             }
             Ok(JobRequestOutcome::NoJob { last_update: lu }) => {
                 health.reset();
-                shared.metrics.set_healthy(&entry.name, true);
+                shared.metrics.set_healthy(&token, true);
                 drop(slot);
                 backoff.reset();
                 if lu.is_some() {
@@ -453,7 +458,7 @@ async fn poll(
                 drop(slot);
                 let limit = entry.unhealthy_requests_limit();
                 if health.refused(limit) {
-                    shared.metrics.set_healthy(&entry.name, false);
+                    shared.metrics.set_healthy(&token, false);
                     tracing::error!(runner = %entry.name, token = %entry.short_token(), limit, pause = ?entry.unhealthy_interval(), "GitLab refused the runner token (403) too often: entry unhealthy, paused");
                 } else {
                     let d = backoff.next_delay();

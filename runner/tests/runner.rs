@@ -143,20 +143,23 @@ async fn polls_with_last_update_backs_off_on_409_and_runs_job() {
         .unwrap();
     let m = h.metrics.render();
     assert!(
-        m.contains("kiln_runner_api_requests_total{endpoint=\"request_job\",status=\"409\"} 3"),
+        m.contains(&format!(
+            "gitlab_runner_api_request_statuses_total{{{R1},endpoint=\"request_job\",status=\"409\",method=\"POST\"}} 3"
+        )),
         "{m}"
     );
     assert!(
-        m.contains("kiln_runner_jobs_finished_total{state=\"success\",runner=\"r1\"} 1"),
+        m.contains(&format!("gitlab_runner_jobs_total{{{R1}}} 1")),
         "{m}"
     );
+    assert!(!m.contains("gitlab_runner_failed_jobs_total{"), "{m}");
 }
 
 fn healthy_gauge(h: &Harness) -> Option<u8> {
     let m = h.metrics.render();
     let line = m
         .lines()
-        .find(|l| l.starts_with("kiln_runner_healthy{runner=\"r1\"}"))?;
+        .find(|l| l.starts_with(&format!("kiln_runner_healthy{{{R1}}}")))?;
     line.rsplit(' ').next()?.parse().ok()
 }
 
@@ -441,25 +444,164 @@ async fn a_gitlab_refusing_the_final_update_does_not_hold_up_a_timed_out_shutdow
         .any(|r| r.is_update() && r.json()["failure_reason"] == "runner_system_failure"));
 }
 
-#[tokio::test]
-async fn metrics_and_health_are_served() {
-    let m = Arc::new(Metrics::default());
-    m.api_request("request_job", "204");
-    let (addr, task) = kiln_runner::metrics::serve("127.0.0.1:0", m).await.unwrap();
-    let body = reqwest::get(format!("http://{addr}/metrics"))
+/// The labels gitlab-runner gives the entry of [`config_text`] (its short token) and the
+/// system id of the harness.
+const R1: &str = "runner=\"runner-on\",system_id=\"r_0123456789ab\"";
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
         .text()
         .await
+        .unwrap()
+}
+
+/// The value of the one sample named `name` with (at least) `labels`.
+fn sample(samples: &[exposition::Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+        .map(|s| s.value)
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
+    found.first().copied()
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    let (fake, dir, cfg) = fake_and_config().await;
+    let text = config_text(&fake.url, "", "limit = 2").replace("concurrent = 1", "concurrent = 3");
+    std::fs::write(&cfg, text).unwrap();
+    fake.push_job(JobSpec::new(91, &["sleep 1"]).json());
+    let mut h = start(&cfg, &dir.path().join("builds")).await;
+    let (addr, task) = kiln_runner::metrics::serve("127.0.0.1:0", h.metrics.clone())
+        .await
         .unwrap();
-    assert!(
-        body.contains("kiln_runner_api_requests_total{endpoint=\"request_job\",status=\"204\"} 1")
+
+    // While the script sleeps, the job is in gitlab-runner's `step_script` stage.
+    let running = format!(
+        "gitlab_runner_jobs{{{R1},state=\"running\",stage=\"step_script\",executor_stage=\"prepare\"}} 1\n"
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut body = scrape(addr).await;
+    while !body.contains(&running) {
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        body = scrape(addr).await;
+    }
+    exposition::parse(&body);
+    assert_eq!(
+        next_report(&mut h.reports, "sleep").await.state,
+        JobState::Success
+    );
+    fake.push_job(JobSpec::new(92, &["exit 3"]).json());
+    let failed = next_report(&mut h.reports, "exit 3").await;
+    assert_eq!(failed.failure_reason.as_deref(), Some("script_failure"));
+
+    let body = scrape(addr).await;
+    let s = exposition::parse(&body);
+    let r1 = [("runner", "runner-on"), ("system_id", "r_0123456789ab")];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        r1.iter().chain(extra).copied().collect()
+    };
+    assert_eq!(
+        sample(&s, "gitlab_runner_concurrent", &[]),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(sample(&s, "gitlab_runner_limit", &r1), Some(2.0));
+    assert_eq!(sample(&s, "gitlab_runner_jobs_total", &r1), Some(2.0));
+    assert_eq!(
+        sample(
+            &s,
+            "gitlab_runner_failed_jobs_total",
+            &with(&[("failure_reason", "script_failure")])
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    // Nothing runs: only the idle series is left, at 0.
+    let jobs: Vec<_> = s
+        .iter()
+        .filter(|x| x.name == "gitlab_runner_jobs")
+        .collect();
+    assert_eq!(jobs.len(), 1, "{body}");
+    assert_eq!(
+        (
+            jobs[0].label("state"),
+            jobs[0].label("stage"),
+            jobs[0].label("executor_stage"),
+            jobs[0].value
+        ),
+        (Some("idle"), Some("idle"), Some("idle"), 0.0)
+    );
+    assert_eq!(
+        sample(&s, "gitlab_runner_job_duration_seconds_count", &r1),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &s,
+            "gitlab_runner_job_duration_seconds_bucket",
+            &with(&[("le", "30")])
+        ),
+        Some(2.0)
+    );
+    assert!(sample(&s, "gitlab_runner_job_duration_seconds_sum", &r1).unwrap() >= 1.0);
+    assert!(sample(&s, "gitlab_runner_request_concurrency", &r1).unwrap() <= 1.0);
+    assert_eq!(
+        sample(&s, "gitlab_runner_request_concurrency_exceeded_total", &r1),
+        Some(0.0)
+    );
+    let api = |endpoint, status, method| {
+        sample(
+            &s,
+            "gitlab_runner_api_request_statuses_total",
+            &with(&[
+                ("endpoint", endpoint),
+                ("status", status),
+                ("method", method),
+            ]),
+        )
+    };
+    assert_eq!(api("request_job", "201", "POST"), Some(2.0), "{body}");
+    assert!(api("update_job", "200", "PUT").unwrap() >= 4.0, "{body}");
+    assert!(api("patch_trace", "202", "PATCH").unwrap() >= 2.0, "{body}");
+    assert_eq!(sample(&s, "kiln_runner_healthy", &r1), Some(1.0));
+    let version = s
+        .iter()
+        .find(|x| x.name == "gitlab_runner_version_info")
+        .unwrap();
+    assert_eq!(
+        (version.label("name"), version.value),
+        (Some("kiln-runner"), 1.0)
+    );
+    assert!(sample(&s, "gitlab_runner_errors_total", &[("level", "error")]).is_some());
+
+    // The process's own figures, from /proc/self.
+    let p = |name| sample(&s, name, &[]).unwrap_or_else(|| panic!("no {name}: {body}"));
+    assert!(p("process_resident_memory_bytes") > 1e5);
+    assert!(p("process_virtual_memory_bytes") >= p("process_resident_memory_bytes"));
+    assert!(p("process_open_fds") > 0.0);
+    assert!(p("process_max_fds") >= p("process_open_fds"));
+    assert!(p("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start_time = p("process_start_time_seconds");
+    assert!(
+        start_time <= now + 1.0 && start_time > now - 7.0 * 86400.0,
+        "{start_time}"
+    );
+
     let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     let missing = reqwest::get(format!("http://{addr}/nope")).await.unwrap();
     assert_eq!(missing.status(), 404);
     task.abort();
+    drain(h).await;
 }
 
 #[tokio::test]

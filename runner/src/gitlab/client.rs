@@ -81,7 +81,8 @@ pub struct PatchOutcome {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    metrics: Option<Arc<Metrics>>,
+    /// Where requests are counted, and the token of the entry they are for.
+    metrics: Option<(Arc<Metrics>, String)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -133,9 +134,9 @@ impl Client {
         })
     }
 
-    /// Counts every request in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+    /// Counts every request in `metrics`, as the entry `token`'s.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>, token: &str) -> Self {
+        self.metrics = Some((metrics, token.to_owned()));
         self
     }
 
@@ -154,13 +155,11 @@ impl Client {
         let url = self.base.join(path).map_err(|_| GitlabError::Url {
             url: format!("{}{path}", self.base),
         })?;
+        let method_name = method_label(&method);
         let res = build(self.http.request(method, url)).send().await;
-        if let Some(m) = &self.metrics {
-            let status = match &res {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(_) => "error".to_owned(),
-            };
-            m.api_request(endpoint, &status);
+        if let Some((m, token)) = &self.metrics {
+            let status = res.as_ref().ok().map(|r| r.status().as_u16());
+            m.api_request(token, endpoint, method_name, status);
         }
         res.map_err(|source| GitlabError::Transport { endpoint, source })
     }
@@ -315,6 +314,18 @@ impl Client {
             remote_end,
             update_interval: secs_header(h, "X-GitLab-Trace-Update-Interval"),
         })
+    }
+}
+
+/// The `method` label of a request: the methods the runner API uses.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
     }
 }
 

@@ -11,7 +11,7 @@ use crate::gitlab::{
     Backoff, Client, FailureReason, JobResponse, JobState, RemoteJobStatus, TraceOutput,
     UpdateJobRequest, VersionInfo,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RunState};
 use crate::trace::{ShipResult, Trace, TraceShipper, MAX_PATCH};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -251,6 +251,8 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
         trace: Vec::new(),
     };
     tracing::info!(job = job.id, runner = %entry.name, project = job.job_info.project_id, "job received");
+    // Dropped on every way out of this function: the job leaves `gitlab_runner_jobs`.
+    let job_metrics = env.metrics.as_ref().map(|m| m.job_received(&entry.token));
 
     // GitLab must know the job started before anything of it runs.
     let running = UpdateJobRequest {
@@ -288,8 +290,8 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
             }
         }
     }
-    if let Some(m) = &env.metrics {
-        m.job_started(&entry.name);
+    if let Some(m) = &job_metrics {
+        m.running();
     }
 
     let mut secrets: Vec<String> = job
@@ -325,7 +327,20 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
         timeout,
     ));
 
-    let outcome = steps::run(&*env.executor, &job, &entry, trace.clone(), ctl_rx).await;
+    let on_progress = |p: steps::Progress| {
+        if let Some(m) = &job_metrics {
+            m.progress(p);
+        }
+    };
+    let outcome = steps::run(
+        &*env.executor,
+        &job,
+        &entry,
+        trace.clone(),
+        ctl_rx,
+        &on_progress,
+    )
+    .await;
     let _ = done_tx.send(true);
     // The monitor may be in the middle of a patch to a GitLab that does not answer.
     let mut mon = mon;
@@ -397,6 +412,12 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
         }
     };
     report.failure_reason = reason.map(|r| map_reason(&job, r));
+    if let Some(m) = &job_metrics {
+        m.ended(run_state(&outcome));
+        if let Some(r) = &report.failure_reason {
+            m.failed(r);
+        }
+    }
     trace.finish();
 
     // Even a job GitLab aborted gets its last trace and final state sent, as gitlab-runner
@@ -419,10 +440,17 @@ pub async fn run_job(env: JobEnv, job: JobResponse) -> JobReport {
         // Not `state`: GitLab does not hold it.
         tracing::warn!(job = job.id, runner = %entry.name, ended = state, reason = ?report.failure_reason, remote_aborted = mon.remote_aborted, duration = ?started.elapsed(), "job ended; GitLab refused or did not get its final state");
     }
-    if let Some(m) = &env.metrics {
-        m.job_finished(&entry.name, state, started.elapsed());
-    }
     report
+}
+
+/// gitlab-runner's runtime state for how the job's script side ended.
+fn run_state(outcome: &Result<ExecOutcome, crate::executor::ExecutorError>) -> RunState {
+    match outcome {
+        Ok(ExecOutcome::Canceled) => RunState::Canceled,
+        Ok(ExecOutcome::TimedOut) => RunState::TimedOut,
+        Ok(ExecOutcome::Aborted) => RunState::Terminated,
+        Ok(ExecOutcome::Success | ExecOutcome::ScriptFailure { .. }) | Err(_) => RunState::Finished,
+    }
 }
 
 async fn final_update(

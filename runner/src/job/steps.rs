@@ -22,15 +22,28 @@ fn stopped(level: Control) -> ExecOutcome {
     }
 }
 
+/// Where a job is, told to whoever watches it (the metrics' `stage` labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The executor is preparing the job's place.
+    Preparing,
+    /// A stage starts.
+    Stage(StageName),
+    /// The place is being cleaned up.
+    CleaningUp,
+}
+
 /// Runs `job` on `executor`: plans it, prepares a place, runs its stages there and
-/// cleans up, whatever happened.
+/// cleans up, whatever happened; `progress` hears of each step as it starts.
 pub async fn run(
     executor: &dyn Executor,
     job: &JobResponse,
     entry: &RunnerConfig,
     trace: Trace,
     mut control: watch::Receiver<Control>,
+    progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ExecOutcome, ExecutorError> {
+    progress(Progress::Preparing);
     trace.line(&format!(
         "\x1b[36;1mPreparing the \"{}\" executor\x1b[0;m",
         executor.name()
@@ -44,7 +57,8 @@ pub async fn run(
         Err(ExecutorError::Stopped(level)) => return Ok(stopped(level)),
         Err(e) => return Err(e),
     };
-    let result = run_stages(&mut *place, &plan, job, &trace, &mut control).await;
+    let result = run_stages(&mut *place, &plan, job, &trace, &mut control, progress).await;
+    progress(Progress::CleaningUp);
     place.cleanup().await;
     result
 }
@@ -55,10 +69,12 @@ async fn run_stages(
     job: &JobResponse,
     trace: &Trace,
     control: &mut watch::Receiver<Control>,
+    progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ExecOutcome, ExecutorError> {
     match plan.stage(StageName::GetSources) {
         None => trace.line("Skipping Git repository setup"),
         Some(stage) => {
+            progress(Progress::Stage(StageName::GetSources));
             let end = place
                 .run_stage(stage, trace, control, Control::Cancel, None)
                 .await?;
@@ -80,6 +96,7 @@ async fn run_stages(
     let outcome = match plan.stage(StageName::StepScript) {
         None => ExecOutcome::Success,
         Some(stage) => {
+            progress(Progress::Stage(StageName::StepScript));
             match place
                 .run_stage(stage, trace, control, Control::Cancel, None)
                 .await?
@@ -99,6 +116,7 @@ async fn run_stages(
             0 => AFTER_SCRIPT_TIMEOUT,
             t => Duration::from_secs(t).min(AFTER_SCRIPT_TIMEOUT),
         };
+        progress(Progress::Stage(StageName::AfterScript));
         trace.line("");
         trace.line("\x1b[32;1mRunning after_script\x1b[0;m");
         let warn = |why: &str| {

@@ -3,6 +3,8 @@
 //! every request. `examples/fake_gitlab.rs` serves it to the benchmark (bench/runner.py).
 #![allow(dead_code, missing_docs)]
 
+pub mod exposition;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
