@@ -328,6 +328,26 @@ async fn secret_volumes_env_and_run_as_user() {
     assert!(log.contains("ro"), "{log}");
 }
 
+/// A container's root is its mount namespace's root, not a chroot inside it: the kernel
+/// refuses a user namespace to a chrooted process, and rootless builds unshare one (as uid
+/// 1000, with a fresh /proc, as kiln's `rootless` isolation does).
+#[tokio::test]
+async fn a_non_root_container_can_unshare_a_user_namespace() {
+    let c = FakeCluster::start().await.unwrap();
+    let pods = create(&c, json!({
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "main", "image": "host",
+            "command": ["/bin/sh", "-c", "id -u; unshare -Urm --pid --fork /bin/sh -c 'mount -t proc proc /proc && id -u'"],
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        }],
+    })).await;
+    let p = finished(&c).await;
+    let log = pods.logs("p", &LogParams::default()).await.unwrap();
+    assert_eq!(exit_code(&p, "main"), 0, "{log}");
+    assert_eq!(log, "1000\n0\n");
+}
+
 #[tokio::test]
 async fn a_missing_secret_key_is_a_config_error_and_an_unpullable_image_backs_off() {
     let c = FakeCluster::start().await.unwrap();

@@ -27,7 +27,7 @@ fn free_port() -> u16 {
 
 /// A running registry.
 pub struct Registry {
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (or the address given to [`Registry::start_on`]).
     pub addr: String,
     /// Storage root (for tampering with blobs).
     pub storage: PathBuf,
@@ -58,11 +58,17 @@ impl Registry {
     }
 
     pub fn start(auth: RegistryAuth<'_>, tls: bool) -> Registry {
+        Registry::start_on("127.0.0.1", auth, tls)
+    }
+
+    /// A registry listening on `ip` (an address of this host), e.g. a fake cluster's node
+    /// address, which its pods reach and 127.0.0.1 is not.
+    pub fn start_on(ip: &str, auth: RegistryAuth<'_>, tls: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{ip}:{port}");
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\n  secret: kiln-test-http-secret\n",
             storage.display()

@@ -4,8 +4,9 @@
 //! A container is `nsenter -t HOLDER -n -u` (the pod's network and UTS namespaces) then
 //! `unshare --mount` (its own mount namespace) running a generated script that mounts an overlay
 //! root (lower: the host's `/` or the image's rootfs), binds /proc, /dev, /sys, the volumes and the
-//! pod's /etc/hosts, and ends in `exec nsenter --root --wdns [-S -G] -- command`: every step execs
-//! the next, so the spawned pid is the container's process and leads its process group.
+//! pod's /etc/hosts, moves that root over `/` and ends in `exec nsenter --root --wdns [-S -G] --
+//! command`: every step execs the next, so the spawned pid is the container's process and leads
+//! its process group.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -303,8 +304,14 @@ pub(crate) fn spawn(l: &Launch) -> std::io::Result<(tokio::process::Child, PathB
     } else if let Some(g) = l.gid {
         ids += &format!(" -G {g}");
     }
+    // The root becomes the mount namespace's own (moved over `/`, as switch_root does), not a
+    // chroot inside it: the kernel refuses a user namespace to a chrooted process
+    // (unshare(CLONE_NEWUSER) is EPERM), and rootless builds in a pod unshare one, as they may
+    // under a runtime that pivots. The script's own paths still resolve in the host's root
+    // until nsenter chroots to the moved root, which is then the namespace's top mount.
+    s += "cd \"$R\"\n/usr/bin/mount --move . /\n";
     s += &format!(
-        "exec /usr/bin/nsenter --root=\"$R\" --wdns={}{ids} -- \"$@\"\n",
+        "exec /usr/bin/nsenter --root=. --wdns={}{ids} -- \"$@\"\n",
         shell_quote(&wd)
     );
     let script = l.dir.join("start.sh");

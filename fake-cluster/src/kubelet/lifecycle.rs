@@ -380,6 +380,19 @@ async fn run_pod(shared: &Arc<Shared>, ns: &str, name: &str, rt: &Arc<PodRuntime
     });
 }
 
+/// Whether process `pid`'s root directory is another directory than this process's root.
+fn root_is_not_ours(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    match (
+        std::fs::metadata(format!("/proc/{pid}/root/")),
+        std::fs::metadata("/"),
+    ) {
+        (Ok(theirs), Ok(ours)) => id(theirs) != id(ours),
+        _ => false,
+    }
+}
+
 async fn wait_exit(p: &ContainerProc) -> i32 {
     let mut rx = p.exit.clone();
     let code = match rx.wait_for(|e| e.is_some()).await {
@@ -739,12 +752,12 @@ impl Ctx {
         let mut exit_watch = proc.exit.clone();
         let became_ready = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                // The marker is written just before the last step chroots into the
+                // The marker is written just before the last step roots itself in the
                 // container's root; an exec joining before that would see the host's
-                // root without the container's mounts. A chrooted process's root no
-                // longer reads as "/".
-                let rooted = std::fs::read_link(format!("/proc/{pid}/root"))
-                    .is_ok_and(|r| r != std::path::Path::new("/"));
+                // root without the container's mounts. That root is the mount namespace's
+                // own, so its path reads as "/" too: it is told from the host's by being
+                // another directory (the overlay's).
+                let rooted = root_is_not_ours(pid);
                 if ready.exists() && rooted {
                     return true;
                 }
