@@ -84,9 +84,23 @@ fn build(work: &Path, uid: Option<u32>, cache: &Path, extra: &[&str]) -> Output 
         .args(extra)
         .env("HOME", work)
         .env_remove("DOCKER_CONFIG")
-        .env_remove("KILN_CACHE_DIR")
-        .output()
-        .expect("run kiln")
+        .env_remove("KILN_CACHE_DIR");
+    // The copy of kiln was just written: a process another test thread forked while its
+    // write descriptor was open holds it until that child execs, and exec then fails with
+    // ETXTBSY. The descriptor is gone within moments; try again, as cargo does.
+    // Through setpriv the same failure is setpriv's own message and exit code.
+    let busy = |r: &std::io::Result<Output>| match r {
+        Err(e) => e.kind() == std::io::ErrorKind::ExecutableFileBusy,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).contains("Text file busy"),
+    };
+    for _ in 0..50 {
+        let r = c.output();
+        if !busy(&r) {
+            return r.expect("run kiln");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.output().expect("run kiln")
 }
 
 /// The layout's image extracted (as root, so owners are the layers' own) into `<work>/rootfs`.

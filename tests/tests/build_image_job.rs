@@ -13,18 +13,15 @@
 mod fake_gitlab;
 #[path = "../../runner/tests/common/git.rs"]
 mod git_repo;
+#[path = "support/images.rs"]
+mod images;
 #[path = "../../builder/tests/support/registry_server.rs"]
 mod registry_server;
 
 use base64::Engine as _;
 use fake_gitlab::{crc, job_id_of, FakeGitlab, JobSpec, Resp};
-use kiln::blob::BlobStore;
-use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, Layer, ParsedManifest};
-use kiln::layer::{extract, write_layer, ExtractOptions, LayerOptions};
-use kiln::plan::Platform;
 use kiln::registry::{
-    BlobToPush, CredentialResolver, Environment, ImageToPush, Reference, RegistryClient,
-    RegistryConfig, RegistryError,
+    CredentialResolver, Environment, Reference, RegistryClient, RegistryConfig, RegistryError,
 };
 use kiln_registry_auth::Credential;
 use kiln_runner::config::watch_config;
@@ -88,75 +85,6 @@ fn registry_client(reg: &Registry) -> RegistryClient {
             .with_credential(&reg.addr, Credential::basic(USER, PASSWORD)),
     )
     .unwrap()
-}
-
-/// Pushes a one-layer image of busybox-static (`/bin/busybox`, `/bin/sh`) as `reference`.
-async fn push_busybox_base(client: &RegistryClient, reference: &Reference) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-    let store = BlobStore::open(dir.path().join("store")).unwrap();
-    let info = write_layer(&store, &root, &LayerOptions::default()).unwrap();
-    let mut b = ImageBuilder::scratch(&Platform::parse("linux/amd64").unwrap());
-    b.add_layer(
-        Layer {
-            digest: info.digest.clone(),
-            size: info.size,
-            diff_id: info.diff_id,
-            media_type: info.media_type.to_string(),
-        },
-        History::created_by("COPY busybox-static /bin/"),
-    );
-    b.config_mut().env = vec!["PATH=/bin".into()];
-    b.config_mut().cmd = Some(vec!["/bin/sh".into()]);
-    let built = b.write(&store).unwrap();
-    let image = ImageToPush {
-        layers: vec![BlobToPush {
-            digest: info.digest,
-            size: info.size,
-            mount_from: None,
-        }],
-        config: BlobToPush {
-            digest: built.config.digest.clone(),
-            size: built.config.size,
-            mount_from: None,
-        },
-        manifest: built.manifest.clone(),
-        media_type: built.media_type.to_string(),
-    };
-    client
-        .push_image(std::slice::from_ref(reference), &image, &store)
-        .await
-        .unwrap();
-}
-
-/// The image's filesystem, every layer extracted in order; checks the diff_ids on the way.
-async fn pull_rootfs(client: &RegistryClient, reference: &Reference, into: &Path) {
-    let m = client.get_manifest(reference).await.unwrap();
-    let ParsedManifest::Image(m) = parse_manifest(Some(&m.media_type), &m.bytes).unwrap() else {
-        panic!("{reference:?} is not an image manifest");
-    };
-    let store = BlobStore::open(into.join("store")).unwrap();
-    let repo = &reference.repository;
-    client
-        .pull_blob(repo, &m.config.digest, Some(m.config.size), &store)
-        .await
-        .unwrap();
-    let config = ImageConfig::parse(&std::fs::read(store.path(&m.config.digest)).unwrap()).unwrap();
-    assert_eq!(m.layers.len(), config.rootfs.diff_ids.len());
-    let root = into.join("rootfs");
-    std::fs::create_dir_all(&root).unwrap();
-    for (layer, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
-        client
-            .pull_blob(repo, &layer.digest, Some(layer.size), &store)
-            .await
-            .unwrap();
-        let blob = std::fs::File::open(store.path(&layer.digest)).unwrap();
-        let got = extract(blob, &root, &ExtractOptions::default()).unwrap();
-        assert_eq!(&got.diff_id, diff_id);
-    }
 }
 
 struct Job {
@@ -265,7 +193,7 @@ async fn build_image_job_pushes_to_registry_and_a_failing_run_is_a_script_failur
     let reg = Registry::start(RegistryAuth::Htpasswd(&[(USER, PASSWORD)]), false);
     let client = registry_client(&reg);
     let base = format!("{}/base/busybox:1", reg.addr);
-    push_busybox_base(&client, &Reference::parse(&base).unwrap()).await;
+    images::push_busybox_base(&client, &Reference::parse(&base).unwrap()).await;
 
     let repo = tempfile::tempdir().unwrap();
     let (good, bad) = make_repo(repo.path(), &base);
@@ -326,7 +254,7 @@ async fn build_image_job_pushes_to_registry_and_a_failing_run_is_a_script_failur
 
     let dest = Reference::parse(&format!("{}/group/app:{}", reg.addr, &good[..8])).unwrap();
     let pulled = tempfile::tempdir().unwrap();
-    pull_rootfs(&client, &dest, pulled.path()).await;
+    images::pull_rootfs(&client, &dest, pulled.path()).await;
     let root = pulled.path().join("rootfs");
     assert_eq!(
         std::fs::read(root.join("bin/busybox")).unwrap(),

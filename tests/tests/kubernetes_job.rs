@@ -27,20 +27,15 @@
 mod fake_gitlab;
 #[path = "../../runner/tests/common/git.rs"]
 mod git_repo;
+#[path = "support/images.rs"]
+mod images;
 #[path = "../../builder/tests/support/registry_server.rs"]
 mod registry_server;
 
 use base64::Engine as _;
 use fake_gitlab::{fast_timings, FakeGitlab, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kiln::blob::BlobStore;
-use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, Layer, ParsedManifest};
-use kiln::layer::{extract, write_layer, ExtractOptions, LayerOptions};
-use kiln::plan::Platform;
-use kiln::registry::{
-    BlobToPush, CredentialResolver, Environment, ImageToPush, Reference, RegistryClient,
-    RegistryConfig,
-};
+use kiln::registry::{CredentialResolver, Environment, Reference, RegistryClient, RegistryConfig};
 use kiln_fake_cluster::FakeCluster;
 use kiln_registry_auth::Credential;
 use kiln_runner::config::{ExecutorKind, KilnMode, KubernetesConfig, RunnerConfig};
@@ -48,13 +43,14 @@ use kiln_runner::executor::kubernetes::spec::BUILD_UID;
 use kiln_runner::executor::kubernetes::KubernetesExecutor;
 use kiln_runner::gitlab::{JobResponse, JobState};
 use kiln_runner::job::{run_job, JobEnv, Shutdown};
+use kiln_tests::bins::workspace_bin;
 use kube::api::ListParams;
 use kube::Api;
 use registry_server::{Registry, RegistryAuth};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,47 +63,13 @@ const PASSWORD: &str = "k8s-Regi5try-Pa55-91c2e7";
 /// The fake kubelet's PATH, which the entry's `environment` extends with kiln's directory.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// A binary of this workspace: `$env_var`, else built by cargo next to this test (same
-/// target directory and profile).
-fn cargo_bin(env_var: &str, package: &str, bin: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env_var) {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test>
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let profile = profile_dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args(["build", "-q", "-p", package, "--bin", bin]);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            c.arg("--release");
-        }
-        p => {
-            c.args(["--profile", p]);
-        }
-    }
-    let status = c.status().expect("run cargo");
-    assert!(status.success(), "building {bin} failed ({status})");
-    let path = profile_dir.join(bin);
-    assert!(path.is_file(), "no {bin} at {}", path.display());
-    path
-}
-
 /// `kiln`, copied into a directory every user may read and search: rootless builds run it as
 /// uid 1000, and the target directory need not be open to that user.
 fn public_kiln() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let to = dir.path().join("kiln");
-    std::fs::copy(cargo_bin("KILN_BIN", "kiln-builder", "kiln"), &to).unwrap();
+    std::fs::copy(workspace_bin("KILN_BIN", "kiln-builder", "kiln"), &to).unwrap();
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -142,79 +104,17 @@ async fn registry_with_base(cluster: &FakeCluster) -> (Registry, String) {
         false,
     );
     let base = format!("{}/base/busybox:1", reg.addr);
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-    let store = BlobStore::open(dir.path().join("store")).unwrap();
-    let info = write_layer(&store, &root, &LayerOptions::default()).unwrap();
-    let mut b = ImageBuilder::scratch(&Platform::parse("linux/amd64").unwrap());
-    b.add_layer(
-        Layer {
-            digest: info.digest.clone(),
-            size: info.size,
-            diff_id: info.diff_id,
-            media_type: info.media_type.to_string(),
-        },
-        History::created_by("COPY busybox-static /bin/"),
-    );
-    b.config_mut().env = vec!["PATH=/bin".into()];
-    b.config_mut().cmd = Some(vec!["/bin/sh".into()]);
-    let built = b.write(&store).unwrap();
-    let image = ImageToPush {
-        layers: vec![BlobToPush {
-            digest: info.digest,
-            size: info.size,
-            mount_from: None,
-        }],
-        config: BlobToPush {
-            digest: built.config.digest.clone(),
-            size: built.config.size,
-            mount_from: None,
-        },
-        manifest: built.manifest.clone(),
-        media_type: built.media_type.to_string(),
-    };
-    registry_client(&reg)
-        .push_image(&[Reference::parse(&base).unwrap()], &image, &store)
-        .await
-        .unwrap();
+    images::push_busybox_base(&registry_client(&reg), &Reference::parse(&base).unwrap()).await;
     (reg, base)
 }
 
 /// Reads `reference` back from the registry, extracts its layers in order (checking each
 /// diff_id) and checks what the Dockerfile's RUN and COPY made; returns the layer count.
 async fn assert_built_image(reg: &Registry, reference: &str, run_output: &str) -> usize {
-    let client = registry_client(reg);
     let reference = Reference::parse(reference).unwrap();
-    let m = client
-        .get_manifest(&reference)
-        .await
-        .unwrap_or_else(|e| panic!("{reference:?} not in the registry: {e}"));
-    let ParsedManifest::Image(m) = parse_manifest(Some(&m.media_type), &m.bytes).unwrap() else {
-        panic!("{reference:?} is not an image manifest");
-    };
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path().join("store")).unwrap();
-    let repo = &reference.repository;
-    client
-        .pull_blob(repo, &m.config.digest, Some(m.config.size), &store)
-        .await
-        .unwrap();
-    let config = ImageConfig::parse(&std::fs::read(store.path(&m.config.digest)).unwrap()).unwrap();
-    assert_eq!(m.layers.len(), config.rootfs.diff_ids.len());
+    let layers = images::pull_rootfs(&registry_client(reg), &reference, dir.path()).await;
     let root = dir.path().join("rootfs");
-    std::fs::create_dir_all(&root).unwrap();
-    for (layer, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
-        client
-            .pull_blob(repo, &layer.digest, Some(layer.size), &store)
-            .await
-            .unwrap();
-        let blob = std::fs::File::open(store.path(&layer.digest)).unwrap();
-        let got = extract(blob, &root, &ExtractOptions::default()).unwrap();
-        assert_eq!(&got.diff_id, diff_id);
-    }
     assert_eq!(
         std::fs::read(root.join("bin/busybox")).unwrap(),
         std::fs::read("/bin/busybox").unwrap(),
@@ -230,7 +130,7 @@ async fn assert_built_image(reg: &Registry, reference: &str, run_output: &str) -
         "hello from the repository\n",
         "what COPY copied"
     );
-    m.layers.len()
+    layers
 }
 
 /// A repository whose one commit holds a Dockerfile (RUN + COPY on `base`) and the file it
@@ -578,7 +478,7 @@ async fn rootless_job_builds_as_the_build_user_pushes_and_shares_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kiln_runner_binary_runs_a_rootless_build_job_to_the_registry() {
-    let runner_bin = cargo_bin("KILN_RUNNER_BIN", "kiln-runner", "kiln-runner");
+    let runner_bin = workspace_bin("KILN_RUNNER_BIN", "kiln-runner", "kiln-runner");
     let kiln = public_kiln();
     let cluster = FakeCluster::start().await.unwrap();
     let (reg, base) = registry_with_base(&cluster).await;

@@ -1,0 +1,83 @@
+//! Images the end-to-end tests push and read back through kiln's registry client (included
+//! with `#[path]`: the helpers need kiln-builder, a dev-dependency of this crate).
+
+use kiln::blob::BlobStore;
+use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, Layer, ParsedManifest};
+use kiln::layer::{extract, write_layer, ExtractOptions, LayerOptions};
+use kiln::plan::Platform;
+use kiln::registry::{BlobToPush, ImageToPush, Reference, RegistryClient};
+use std::path::Path;
+
+/// Pushes a one-layer image of busybox-static (`/bin/busybox`, `/bin/sh`) as `reference`.
+pub async fn push_busybox_base(client: &RegistryClient, reference: &Reference) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let store = BlobStore::open(dir.path().join("store")).unwrap();
+    let info = write_layer(&store, &root, &LayerOptions::default()).unwrap();
+    let mut b = ImageBuilder::scratch(&Platform::parse("linux/amd64").unwrap());
+    b.add_layer(
+        Layer {
+            digest: info.digest.clone(),
+            size: info.size,
+            diff_id: info.diff_id,
+            media_type: info.media_type.to_string(),
+        },
+        History::created_by("COPY busybox-static /bin/"),
+    );
+    b.config_mut().env = vec!["PATH=/bin".into()];
+    b.config_mut().cmd = Some(vec!["/bin/sh".into()]);
+    let built = b.write(&store).unwrap();
+    let image = ImageToPush {
+        layers: vec![BlobToPush {
+            digest: info.digest,
+            size: info.size,
+            mount_from: None,
+        }],
+        config: BlobToPush {
+            digest: built.config.digest.clone(),
+            size: built.config.size,
+            mount_from: None,
+        },
+        manifest: built.manifest.clone(),
+        media_type: built.media_type.to_string(),
+    };
+    client
+        .push_image(std::slice::from_ref(reference), &image, &store)
+        .await
+        .unwrap();
+}
+
+/// The image's filesystem under `into/rootfs`, every layer extracted in order; checks the
+/// diff_ids on the way. Returns the number of layers.
+pub async fn pull_rootfs(client: &RegistryClient, reference: &Reference, into: &Path) -> usize {
+    let m = client
+        .get_manifest(reference)
+        .await
+        .unwrap_or_else(|e| panic!("{reference:?} not in the registry: {e}"));
+    let ParsedManifest::Image(m) = parse_manifest(Some(&m.media_type), &m.bytes).unwrap() else {
+        panic!("{reference:?} is not an image manifest");
+    };
+    let store = BlobStore::open(into.join("store")).unwrap();
+    let repo = &reference.repository;
+    client
+        .pull_blob(repo, &m.config.digest, Some(m.config.size), &store)
+        .await
+        .unwrap();
+    let config = ImageConfig::parse(&std::fs::read(store.path(&m.config.digest)).unwrap()).unwrap();
+    assert_eq!(m.layers.len(), config.rootfs.diff_ids.len());
+    let root = into.join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    for (layer, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
+        client
+            .pull_blob(repo, &layer.digest, Some(layer.size), &store)
+            .await
+            .unwrap();
+        let blob = std::fs::File::open(store.path(&layer.digest)).unwrap();
+        let got = extract(blob, &root, &ExtractOptions::default()).unwrap();
+        assert_eq!(&got.diff_id, diff_id);
+    }
+    m.layers.len()
+}
