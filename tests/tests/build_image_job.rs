@@ -20,10 +20,7 @@ mod registry_server;
 
 use base64::Engine as _;
 use fake_gitlab::{crc, job_id_of, FakeGitlab, JobSpec, Resp};
-use kiln::registry::{
-    CredentialResolver, Environment, Reference, RegistryClient, RegistryConfig, RegistryError,
-};
-use kiln_registry_auth::Credential;
+use kiln::registry::{Reference, RegistryClient, RegistryError};
 use kiln_runner::config::watch_config;
 use kiln_runner::gitlab::JobState;
 use kiln_runner::job::{JobReport, Shutdown};
@@ -76,15 +73,7 @@ fn make_repo(dir: &Path, base: &str) -> (String, String) {
 }
 
 fn registry_client(reg: &Registry) -> RegistryClient {
-    RegistryClient::new(
-        RegistryConfig {
-            insecure_registries: vec![reg.addr.clone()],
-            ..RegistryConfig::default()
-        },
-        CredentialResolver::new(Environment::new())
-            .with_credential(&reg.addr, Credential::basic(USER, PASSWORD)),
-    )
-    .unwrap()
+    images::registry_client(&reg.addr, USER, PASSWORD)
 }
 
 struct Job {

@@ -35,9 +35,8 @@ mod registry_server;
 use base64::Engine as _;
 use fake_gitlab::{fast_timings, FakeGitlab, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kiln::registry::{CredentialResolver, Environment, Reference, RegistryClient, RegistryConfig};
+use kiln::registry::{Reference, RegistryClient};
 use kiln_fake_cluster::FakeCluster;
-use kiln_registry_auth::Credential;
 use kiln_runner::config::{ExecutorKind, KilnMode, KubernetesConfig, RunnerConfig};
 use kiln_runner::executor::kubernetes::spec::BUILD_UID;
 use kiln_runner::executor::kubernetes::KubernetesExecutor;
@@ -84,15 +83,7 @@ fn chown_to_build_user(dir: &Path) {
 }
 
 fn registry_client(reg: &Registry) -> RegistryClient {
-    RegistryClient::new(
-        RegistryConfig {
-            insecure_registries: vec![reg.addr.clone()],
-            ..RegistryConfig::default()
-        },
-        CredentialResolver::new(Environment::new())
-            .with_credential(&reg.addr, Credential::basic(USER, PASSWORD)),
-    )
-    .unwrap()
+    images::registry_client(&reg.addr, USER, PASSWORD)
 }
 
 /// A registry with one user, on the cluster's node address (which its pods reach), holding a

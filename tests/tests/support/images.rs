@@ -5,8 +5,25 @@ use kiln::blob::BlobStore;
 use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, Layer, ParsedManifest};
 use kiln::layer::{extract, write_layer, ExtractOptions, LayerOptions};
 use kiln::plan::Platform;
-use kiln::registry::{BlobToPush, ImageToPush, Reference, RegistryClient};
+use kiln::registry::{
+    BlobToPush, CredentialResolver, Environment, ImageToPush, Reference, RegistryClient,
+    RegistryConfig,
+};
+use kiln_registry_auth::Credential;
 use std::path::Path;
+
+/// A client for the plain-HTTP test registry at `addr`, logged in as `user`.
+pub fn registry_client(addr: &str, user: &str, password: &str) -> RegistryClient {
+    RegistryClient::new(
+        RegistryConfig {
+            insecure_registries: vec![addr.to_owned()],
+            ..RegistryConfig::default()
+        },
+        CredentialResolver::new(Environment::new())
+            .with_credential(addr, Credential::basic(user, password)),
+    )
+    .unwrap()
+}
 
 /// Pushes a one-layer image of busybox-static (`/bin/busybox`, `/bin/sh`) as `reference`.
 pub async fn push_busybox_base(client: &RegistryClient, reference: &Reference) {
