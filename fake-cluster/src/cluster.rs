@@ -277,6 +277,45 @@ impl FakeCluster {
     pub fn running_processes(&self) -> Vec<u32> {
         live_processes(&self.process_groups())
     }
+
+    /// Waits up to `limit` until `namespace` holds no pod and no Secret and no process of
+    /// the kubelet runs: what a client that cleans up after itself leaves. The error says
+    /// what is left (with the processes' command lines).
+    pub async fn wait_until_clean(&self, namespace: &str, limit: Duration) -> Result<(), String> {
+        use k8s_openapi::api::core::v1::Secret;
+        use kube::api::ListParams;
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client(), namespace);
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(self.client(), namespace);
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let lp = ListParams::default();
+            let p = pods.list(&lp).await.map_err(|e| e.to_string())?.items.len();
+            let s = secrets
+                .list(&lp)
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            let procs = self.running_processes();
+            if p == 0 && s == 0 && procs.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                let cmds: Vec<String> = procs
+                    .iter()
+                    .map(|pid| {
+                        std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                return Err(format!(
+                    "left behind: {p} pods, {s} secrets, processes {cmds:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for FakeCluster {

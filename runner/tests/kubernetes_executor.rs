@@ -120,37 +120,10 @@ fn fetching(spec: &JobSpec, repo: &Repo) -> serde_json::Value {
     j
 }
 
-/// Waits until the namespace holds no pod and no Secret, and no process of the fake
-/// kubelet runs.
+/// Waits until the namespace holds no pod, no Secret and no process of the fake kubelet.
 async fn assert_nothing_left(cluster: &FakeCluster) {
-    let pods: Api<Pod> = Api::namespaced(cluster.client(), NS);
-    let secrets: Api<Secret> = Api::namespaced(cluster.client(), NS);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let p = pods.list(&ListParams::default()).await.unwrap().items.len();
-        let s = secrets
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len();
-        let procs = cluster.running_processes();
-        if p == 0 && s == 0 && procs.is_empty() {
-            return;
-        }
-        let cmds: Vec<String> = procs
-            .iter()
-            .map(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                    .unwrap_or_default()
-            })
-            .collect();
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {p} pods, {s} secrets, processes {cmds:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(left) = cluster.wait_until_clean(NS, Duration::from_secs(20)).await {
+        panic!("{left}");
     }
 }
 

@@ -34,7 +34,6 @@ mod registry_server;
 
 use base64::Engine as _;
 use fake_gitlab::{fast_timings, FakeGitlab, JobSpec};
-use k8s_openapi::api::core::v1::{Pod, Secret};
 use kiln::registry::{Reference, RegistryClient};
 use kiln_fake_cluster::FakeCluster;
 use kiln_runner::config::{ExecutorKind, KilnMode, KubernetesConfig, RunnerConfig};
@@ -43,8 +42,6 @@ use kiln_runner::executor::kubernetes::KubernetesExecutor;
 use kiln_runner::gitlab::{JobResponse, JobState};
 use kiln_runner::job::{run_job, JobEnv, Shutdown};
 use kiln_tests::bins::workspace_bin;
-use kube::api::ListParams;
-use kube::Api;
 use registry_server::{Registry, RegistryAuth};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -237,27 +234,8 @@ fn assert_no_secret(trace: &str) {
 /// Waits until the namespace holds no pod and no Secret, and no process of the fake kubelet
 /// runs.
 async fn assert_nothing_left(cluster: &FakeCluster) {
-    let pods: Api<Pod> = Api::namespaced(cluster.client(), NS);
-    let secrets: Api<Secret> = Api::namespaced(cluster.client(), NS);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let p = pods.list(&ListParams::default()).await.unwrap().items.len();
-        let s = secrets
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len();
-        let procs = cluster.running_processes();
-        if p == 0 && s == 0 && procs.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {p} pods, {s} secrets, processes {:?}",
-            procs.iter().map(|p| cmdline(*p)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(left) = cluster.wait_until_clean(NS, Duration::from_secs(60)).await {
+        panic!("{left}");
     }
 }
 
