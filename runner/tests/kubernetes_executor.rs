@@ -412,7 +412,7 @@ async fn watches_broken_throughout_a_job_lose_no_line_and_no_exit_code() {
 /// the job's trace and failure reason.
 async fn failed_under_the_script(
     id: u64,
-    fail: impl Fn(&mut k8s_openapi::api::core::v1::PodStatus) + Send + Sync + 'static,
+    fail: impl FnOnce(&mut k8s_openapi::api::core::v1::PodStatus),
 ) -> (String, Option<String>, Duration) {
     let fake = FakeGitlab::start().await;
     let cluster = Arc::new(FakeCluster::start().await.unwrap());

@@ -3,6 +3,7 @@
 //! line's time without repeating or losing lines.
 
 use super::status::{container_state, ContainerState};
+use super::watch::PodSeen;
 use super::PodError;
 use crate::trace::Trace;
 use futures_util::AsyncBufReadExt;
@@ -49,13 +50,14 @@ impl Resume {
 
 /// Copies `container`'s log into `trace` until the container ends, resuming a dropped
 /// stream. Returns once the stream ended with the container terminated (or the pod
-/// gone).
+/// gone), as the job's shared pod watch `seen` tells: no call of its own to ask.
 pub async fn follow(
     api: &Api<Pod>,
     pod: &str,
     container: &str,
     trace: &Trace,
     namespace: &str,
+    seen: &tokio::sync::watch::Receiver<PodSeen>,
 ) -> Result<(), PodError> {
     let mut resume = Resume::default();
     let mut tries = 0u32;
@@ -88,23 +90,19 @@ pub async fn follow(
                 }
             }
         }
-        match api.get_opt(pod).await {
-            Ok(Some(p))
+        // A stream that ended before the watch saw the container end is resumed: the
+        // resumption repeats nothing, so a watch lagging behind costs one more request.
+        match &*seen.borrow() {
+            PodSeen::Gone => return Ok(()),
+            PodSeen::Present(p)
                 if matches!(
-                    container_state(&p, container),
+                    container_state(p, container),
                     ContainerState::Terminated { .. }
                 ) =>
             {
                 return Ok(())
             }
-            Ok(None) => return Ok(()),
-            Ok(Some(_)) => {}
-            Err(e) => {
-                tries += 1;
-                if tries > 5 {
-                    return Err(PodError::api("get", "pods", namespace)(e));
-                }
-            }
+            PodSeen::Present(_) | PodSeen::NotYet => {}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

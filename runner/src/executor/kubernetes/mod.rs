@@ -267,6 +267,7 @@ impl PodPlace {
             spec::CLONE_CONTAINER,
             trace,
             &self.namespace,
+            &self.seen,
         );
         tokio::select! {
             r = follow => r?,
