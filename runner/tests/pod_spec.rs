@@ -442,6 +442,58 @@ fn isolation_none_keeps_the_default_seccomp() {
     assert_eq!(pod_spec(&o).host_users, None);
 }
 
+/// kaniko's pod: kiln changes root and sets owners as root in the container, with no privilege,
+/// no escalation and only capabilities PodSecurity `baseline` allows.
+#[test]
+fn isolation_none_builds_as_root_with_baselines_capabilities() {
+    const BASELINE: [&str; 13] = [
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    ];
+    let o = objects("resources");
+    let sc = container(&o, "build").security_context.clone().unwrap();
+    assert_eq!((sc.run_as_user, sc.run_as_group), (Some(0), Some(0)));
+    assert_eq!(sc.run_as_non_root, Some(false));
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let caps = sc.capabilities.unwrap();
+    assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
+    let added = caps.add.unwrap();
+    assert!(
+        added.iter().all(|c| BASELINE.contains(&c.as_str())),
+        "{added:?}"
+    );
+    for needed in ["SYS_CHROOT", "CHOWN", "SETUID", "SETGID"] {
+        assert!(
+            added.iter().any(|c| c == needed),
+            "{needed} missing: {added:?}"
+        );
+    }
+    assert!(!added.iter().any(|c| c == "NET_RAW"));
+    // The clone still runs as the build user.
+    let clone = container(&o, "clone").security_context.clone().unwrap();
+    assert_eq!(clone.run_as_user, Some(1000));
+    // The rootless isolation keeps uid 1000 and no capability.
+    let o = objects("rootless");
+    let sc = container(&o, "build").security_context.clone().unwrap();
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_non_root),
+        (Some(1000), Some(true))
+    );
+    assert_eq!(sc.capabilities.unwrap().add, None);
+}
+
 #[test]
 fn resources_and_overrides() {
     let o = objects("resources");

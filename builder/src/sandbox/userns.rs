@@ -63,15 +63,19 @@ impl IdMap {
                 id,
             )
         };
+        // Under no_new_privs (`allowPrivilegeEscalation: false`, `--security-opt
+        // no-new-privileges`) the setuid newuidmap runs without privilege and every write of a
+        // range fails: only kiln's own ids can be mapped.
+        let helpers_work = !rustix::thread::no_new_privs().unwrap_or(false)
+            && have("newuidmap")
+            && have("newgidmap");
         match (sub("/etc/subuid", uid), sub("/etc/subgid", gid)) {
-            (Some(subuid), Some(subgid)) if have("newuidmap") && have("newgidmap") => {
-                IdMap::Ranges {
-                    uid,
-                    gid,
-                    subuid,
-                    subgid,
-                }
-            }
+            (Some(subuid), Some(subgid)) if helpers_work => IdMap::Ranges {
+                uid,
+                gid,
+                subuid,
+                subgid,
+            },
             _ => IdMap::Single { uid, gid },
         }
     }

@@ -1,5 +1,6 @@
 //! Images the end-to-end tests push and read back through kiln's registry client (included
 //! with `#[path]`: the helpers need kiln-builder, a dev-dependency of this crate).
+#![allow(dead_code)]
 
 use kiln::blob::BlobStore;
 use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, Layer, ParsedManifest};
@@ -32,8 +33,34 @@ pub async fn push_busybox_base(client: &RegistryClient, reference: &Reference) {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let config = BaseConfig {
+        created_by: "COPY busybox-static /bin/",
+        path: "/bin",
+        cmd: "/bin/sh",
+    };
+    push_rootfs(client, reference, &root, &config).await;
+}
+
+/// What a one-layer base image's config says.
+pub struct BaseConfig<'a> {
+    /// The history entry of its layer.
+    pub created_by: &'a str,
+    /// Its PATH.
+    pub path: &'a str,
+    /// Its Cmd (one word).
+    pub cmd: &'a str,
+}
+
+/// Pushes the tree `root` as the one layer of a linux/amd64 image named `reference`.
+pub async fn push_rootfs(
+    client: &RegistryClient,
+    reference: &Reference,
+    root: &Path,
+    base: &BaseConfig<'_>,
+) {
+    let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path().join("store")).unwrap();
-    let info = write_layer(&store, &root, &LayerOptions::default()).unwrap();
+    let info = write_layer(&store, root, &LayerOptions::default()).unwrap();
     let mut b = ImageBuilder::scratch(&Platform::parse("linux/amd64").unwrap());
     b.add_layer(
         Layer {
@@ -42,10 +69,10 @@ pub async fn push_busybox_base(client: &RegistryClient, reference: &Reference) {
             diff_id: info.diff_id,
             media_type: info.media_type.to_string(),
         },
-        History::created_by("COPY busybox-static /bin/"),
+        History::created_by(base.created_by),
     );
-    b.config_mut().env = vec!["PATH=/bin".into()];
-    b.config_mut().cmd = Some(vec!["/bin/sh".into()]);
+    b.config_mut().env = vec![format!("PATH={}", base.path)];
+    b.config_mut().cmd = Some(vec![base.cmd.into()]);
     let built = b.write(&store).unwrap();
     let image = ImageToPush {
         layers: vec![BlobToPush {

@@ -11,8 +11,11 @@
 //!   user namespace (`hostUsers: false`, Kubernetes 1.33 user-namespaced pods). No capability
 //!   is needed: the user namespace gives kiln its own. With `allowPrivilegeEscalation: false`
 //!   the setuid `newuidmap` cannot help, so only uid 1000 maps into kiln's namespace (as 0).
-//! - `none` (kaniko's way): no namespaces, RUN steps run as uid 1000 in the container itself;
-//!   the runtime's default seccomp profile and no capabilities suffice.
+//! - `none` (kaniko's way): no namespaces; kiln changes root into each step's tree and runs
+//!   it as the image's user, which takes root in the container (as kaniko's pod runs): `build`
+//!   runs as uid 0, still not privileged and without escalation, with only
+//!   [`NONE_CAPABILITIES`] (all within PodSecurity `baseline`) and the runtime's default
+//!   seccomp profile. As uid 1000 it could not `chroot` or give a step's files their owners.
 
 use super::env::{plain, set};
 use super::secret::SecretData;
@@ -58,6 +61,24 @@ pub(super) fn docker_config(vars: &[JobVar]) -> Option<String> {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     Some(serde_json::json!({ "auths": { reg: { "auth": auth } } }).to_string())
 }
+
+/// The capabilities `build` keeps with `isolation = "none"`: Docker's default set without
+/// `NET_RAW` and `MKNOD`, as kiln's own sandbox gives RUN steps (changing root, setting the
+/// owners and modes of a step's files, switching to the step's user).
+pub const NONE_CAPABILITIES: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
 
 /// Whether `isolation` needs user namespaces.
 fn uses_userns(isolation: &str) -> bool {
@@ -123,17 +144,18 @@ pub(super) fn shape(
             .push(mount("kiln-docker-config", DOCKER_CONFIG_DIR, true));
         set(&mut parts.env, plain("DOCKER_CONFIG", DOCKER_CONFIG_DIR));
     }
+    let unconfined = isolation == "none";
     let b = &mut parts.build;
     b.image = Some(image);
     b.security_context = Some(SecurityContext {
-        run_as_user: Some(uid),
-        run_as_group: Some(gid),
-        run_as_non_root: Some(true),
+        run_as_user: Some(if unconfined { 0 } else { uid }),
+        run_as_group: Some(if unconfined { 0 } else { gid }),
+        run_as_non_root: Some(!unconfined),
         privileged: Some(false),
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".into()]),
-            add: None,
+            add: unconfined.then(|| NONE_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
         }),
         seccomp_profile: Some(SeccompProfile {
             type_: if userns {
