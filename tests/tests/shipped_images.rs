@@ -293,27 +293,21 @@ async fn kilns_images_are_built_by_kiln_and_run_a_rootless_job_pod() {
     }
 
     // What each image holds and runs.
-    let host_version = stdout(Command::new(&kiln).arg("--version"));
-    let in_image = stdout(docker.docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "kiln:latest",
-        "--version",
-    ]));
-    assert_eq!(in_image, host_version, "kiln --version in the kiln image");
-    let host_help = stdout(Command::new(&runner).arg("--help"));
-    let in_image = stdout(docker.docker().args([
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "kiln-runner:latest",
-        "--help",
-    ]));
+    let in_image = |tag: &str, arg: &str| {
+        stdout(
+            docker
+                .docker()
+                .args(["run", "--rm", "--network", "host", tag, arg]),
+        )
+    };
     assert_eq!(
-        in_image, host_help,
+        in_image("kiln:latest", "--version"),
+        stdout(Command::new(&kiln).arg("--version")),
+        "kiln --version in the kiln image"
+    );
+    assert_eq!(
+        in_image("kiln-runner:latest", "--help"),
+        stdout(Command::new(&runner).arg("--help")),
         "kiln-runner --help in the runner image"
     );
     for tag in ["kiln:latest", "kiln-runner:latest"] {
@@ -353,7 +347,9 @@ async fn kilns_images_are_built_by_kiln_and_run_a_rootless_job_pod() {
     std::fs::write(
         project.join("Dockerfile"),
         format!(
-            "FROM {base}\nRUN echo built in $(id -u) > /built.txt\nCOPY hello.txt /app/hello.txt\n"
+            "FROM {base}\nRUN echo built in $(id -u) > /built.txt \
+             && grep Seccomp_filters /proc/self/status > /seccomp.txt\n\
+             COPY hello.txt /app/hello.txt\n"
         ),
     )
     .unwrap();
@@ -444,6 +440,14 @@ async fn kilns_images_are_built_by_kiln_and_run_a_rootless_job_pod() {
             "{isolation}: what COPY copied from the clone"
         );
         assert!(root.join("etc/debian_version").is_file(), "the Debian base");
+        // kiln's own seccomp filter on the step, over the one the pod has: Docker's default
+        // for `none` (RuntimeDefault), none for `rootless` (Unconfined).
+        let filters = if isolation == "none" { 2 } else { 1 };
+        assert_eq!(
+            std::fs::read_to_string(root.join("seccomp.txt")).unwrap(),
+            format!("Seccomp_filters:\t{filters}\n"),
+            "{isolation}: the RUN step's seccomp filters"
+        );
     }
 }
 

@@ -413,6 +413,10 @@ fn hardening(mode: Mode) -> Result<(bool, Option<Filter>), SandboxError> {
     let drop_caps = caps::effective(CapabilitySet::SETPCAP);
     let seccomp = if caps::effective(CapabilitySet::SYS_ADMIN) {
         Some(Filter::docker_default(false)?)
+    } else if rustix::thread::no_new_privs().unwrap_or(false) {
+        // The container already runs under no_new_privs (`allowPrivilegeEscalation: false`):
+        // kiln's filter takes nothing more from the step's setuid programs.
+        Some(Filter::docker_default(true)?)
     } else if caps::filtered() {
         note(
             "isolation \"none\": kiln lacks CAP_SYS_ADMIN to add its seccomp filter without \

@@ -70,12 +70,12 @@ impl DockerPod {
                 let d = dir.path().join(&v.name);
                 std::fs::create_dir(&d).map_err(|e| e.to_string())?;
                 // The kubelet makes an emptyDir 0777 (2777 under fsGroup).
-                own(&d, fs_group, 0o777)?;
+                own_dir(&d, fs_group, 0o777)?;
                 d
             } else if let Some(s) = &v.secret {
                 let d = dir.path().join(&v.name);
                 std::fs::create_dir(&d).map_err(|e| e.to_string())?;
-                own(&d, fs_group, 0o755)?;
+                own_dir(&d, fs_group, 0o755)?;
                 for item in s.items.iter().flatten() {
                     let value = secret_data.get(&item.key).ok_or_else(|| {
                         format!("volume {}: no key {} in the Secret", v.name, item.key)
@@ -83,7 +83,7 @@ impl DockerPod {
                     let f = d.join(&item.path);
                     std::fs::write(&f, value).map_err(|e| e.to_string())?;
                     let mode = item.mode.or(s.default_mode).unwrap_or(0o644) as u32;
-                    own_file(&f, fs_group, mode)?;
+                    own(&f, fs_group, mode, 0o040)?;
                 }
                 d
             } else if let Some(c) = &v.persistent_volume_claim {
@@ -92,7 +92,7 @@ impl DockerPod {
                     .cloned()
                     .ok_or_else(|| format!("no host directory for claim {}", c.claim_name))?;
                 // The kubelet gives a claim's root to fsGroup, group-writable.
-                own(&d, fs_group, 0o775)?;
+                own_dir(&d, fs_group, 0o775)?;
                 d
             } else {
                 return Err(format!(
@@ -356,29 +356,23 @@ fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
     m
 }
 
-/// A volume directory owned by root and `fs_group` (setgid), as the kubelet leaves it.
-fn own(dir: &Path, fs_group: Option<i64>, mode: u32) -> Result<(), String> {
+/// A volume's directory (setgid) or a Secret's file (group-readable) as the kubelet's
+/// `SetVolumeOwnership` leaves it under `fs_group`: owned by root and that group, with
+/// `fs_group_bits` added to `mode`.
+fn own(path: &Path, fs_group: Option<i64>, mode: u32, fs_group_bits: u32) -> Result<(), String> {
     let mode = match fs_group {
         Some(g) => {
-            std::os::unix::fs::chown(dir, Some(0), Some(g as u32)).map_err(|e| e.to_string())?;
-            mode | 0o2000
+            std::os::unix::fs::chown(path, Some(0), Some(g as u32)).map_err(|e| e.to_string())?;
+            mode | fs_group_bits
         }
         None => mode,
     };
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
 }
 
-/// A Secret's file: its item mode, the group's read bit added under `fs_group` (kubelet's
-/// `SetVolumeOwnership`).
-fn own_file(f: &Path, fs_group: Option<i64>, mode: u32) -> Result<(), String> {
-    let mode = match fs_group {
-        Some(g) => {
-            std::os::unix::fs::chown(f, Some(0), Some(g as u32)).map_err(|e| e.to_string())?;
-            mode | 0o040
-        }
-        None => mode,
-    };
-    std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
+/// [`own`] for a volume's directory.
+fn own_dir(dir: &Path, fs_group: Option<i64>, mode: u32) -> Result<(), String> {
+    own(dir, fs_group, mode, 0o2000)
 }
 
 #[cfg(test)]
