@@ -20,9 +20,16 @@ USER 1000:1000
 ENTRYPOINT ["/usr/local/bin/kiln-runner"]
 
 FROM debian:${DEBIAN}-slim AS kiln
-# uidmap gives newuidmap/newgidmap for rootless builds with subordinate id ranges.
+# uidmap gives newuidmap/newgidmap for rootless builds with subordinate id ranges. Debian makes
+# them setuid root, and root without CAP_SYS_ADMIN (a pod's default capabilities) may not write
+# another user's id maps: file capabilities let them run as the user, as BuildKit's rootless
+# image does.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates uidmap \
+ && apt-get install -y --no-install-recommends ca-certificates uidmap libcap2-bin \
+ && chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap \
+ && setcap cap_setuid=ep /usr/bin/newuidmap \
+ && setcap cap_setgid=ep /usr/bin/newgidmap \
+ && apt-get purge -y libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/kiln /usr/local/bin/kiln
 ENTRYPOINT ["/usr/local/bin/kiln"]

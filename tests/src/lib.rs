@@ -5,4 +5,5 @@
 //! the `kiln` binary: `$KILN_BIN`, else the one in this target directory.
 
 pub mod bins;
+pub mod corpus;
 pub mod image_tree;

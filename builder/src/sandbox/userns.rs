@@ -63,15 +63,18 @@ impl IdMap {
                 id,
             )
         };
+        // Under no_new_privs (Kubernetes' `allowPrivilegeEscalation: false`) newuidmap gains
+        // neither its setuid bit nor its file capabilities and cannot write a range.
+        let helpers_work = have("newuidmap")
+            && have("newgidmap")
+            && super::caps::status_field("NoNewPrivs").as_deref() != Some("1");
         match (sub("/etc/subuid", uid), sub("/etc/subgid", gid)) {
-            (Some(subuid), Some(subgid)) if have("newuidmap") && have("newgidmap") => {
-                IdMap::Ranges {
-                    uid,
-                    gid,
-                    subuid,
-                    subgid,
-                }
-            }
+            (Some(subuid), Some(subgid)) if helpers_work => IdMap::Ranges {
+                uid,
+                gid,
+                subuid,
+                subgid,
+            },
             _ => IdMap::Single { uid, gid },
         }
     }
