@@ -512,6 +512,9 @@ fn tools_here(test: &str) -> bool {
     false
 }
 
+/// A build's label (`none/02-run-files`), how long it took and what failed.
+type BuildResult = (String, Duration, Result<(), String>);
+
 #[test]
 fn each_mode_builds_the_corpus_in_its_environment() {
     if !tools_here("each_mode_builds_the_corpus_in_its_environment") {
@@ -586,7 +589,7 @@ fn each_mode_builds_the_corpus_in_its_environment() {
     let references: Mutex<std::collections::HashMap<String, Result<PathBuf, String>>> =
         Mutex::new(Default::default());
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(String, Duration, Result<(), String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<BuildResult>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
