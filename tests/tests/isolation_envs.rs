@@ -290,7 +290,8 @@ fn envs() -> Vec<Env> {
                 ),
                 (
                     "24-workdir-user-owned",
-                    "a uid the step chowned a WORKDIR to may not write in it",
+                    "a RUN's chown of a directory to a subordinate uid is lost for the next \
+                     step, which sees it as root's",
                 ),
                 (
                     "43-copy-from-stage-chown",
