@@ -194,8 +194,14 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
     let cache = LayerCache::open(&opts.cache_dir)
         .map_err(|e| wrap("layer cache")(&e))?
         .with_max_layer_bytes(opts.max_layer_bytes);
-    let isolation = choose_isolation(opts, &plan, &file, &progress)?;
-    let mode = if isolation == Isolation::Unconfined {
+    let chosen = choose_isolation(opts, &plan, &file, &progress)?;
+    let isolation = chosen.unwrap_or(opts.isolation);
+    let mode = if chosen.is_none() {
+        // Only RUN steps use the snapshotter: a build without any need not try a mount.
+        snapshot::Mode::TreeDiff {
+            reason: "no RUN steps".into(),
+        }
+    } else if isolation == Isolation::Unconfined {
         // Unconfined steps run with no mount namespace: an overlay for them would be mounted
         // in the container's own, visible to everything in it and left behind if kiln dies.
         // They get a directory copy of the parent and a tree diff, as kaniko snapshots, and
@@ -267,14 +273,14 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
 }
 
 /// The isolation RUN steps get, decided before any step runs (a mode that cannot work here is
-/// refused now, not at the first RUN) and said in the log; a build without RUN steps asks
-/// nothing of the machine.
+/// refused now, not at the first RUN) and said in the log; `None` for a build without RUN
+/// steps, which asks nothing of the machine.
 fn choose_isolation(
     opts: &BuildOptions,
     plan: &Plan,
     file: &str,
     progress: &Progress,
-) -> Result<Isolation, crate::Error> {
+) -> Result<Option<Isolation>, crate::Error> {
     use crate::dockerfile::instructions::{Instruction, Network as StepNetwork};
     let runs: Vec<(usize, &crate::dockerfile::instructions::Run)> = plan
         .order
@@ -286,7 +292,7 @@ fn choose_isolation(
         })
         .collect();
     if runs.is_empty() {
-        return Ok(opts.isolation);
+        return Ok(None);
     }
     let chosen = crate::sandbox::choose(opts.isolation)?;
     progress.line(&format!(
@@ -318,5 +324,5 @@ fn choose_isolation(
             .into());
         }
     }
-    Ok(chosen.isolation)
+    Ok(Some(chosen.isolation))
 }
