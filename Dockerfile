@@ -38,8 +38,15 @@ ENTRYPOINT ["/usr/local/bin/kiln-runner"]
 
 FROM ${BASE} AS kiln
 # uidmap: newuidmap/newgidmap for rootless builds with the subordinate ids useradd gives kiln.
+# Debian makes them setuid root, and root without CAP_SYS_ADMIN (a pod's default capabilities)
+# may not write another user's id maps: file capabilities let them run as the user, as
+# BuildKit's rootless image does.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates uidmap \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates uidmap libcap2-bin \
+ && chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap \
+ && setcap cap_setuid=ep /usr/bin/newuidmap \
+ && setcap cap_setgid=ep /usr/bin/newgidmap \
+ && DEBIAN_FRONTEND=noninteractive apt-get purge -y libcap2-bin \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && useradd --uid 1000 --user-group --create-home --shell /bin/sh kiln \
  && install -d -o 1000 -g 1000 -m 0755 /kiln/cache

@@ -310,6 +310,37 @@ fn a_symlinked_dockerignore_is_read_only_inside_the_context() {
     assert_eq!(DockerIgnore::load(&ctx).unwrap().patterns().len(), 1);
 }
 
+/// `<Dockerfile>.dockerignore` follows the same rule: a symlink to a host file is looked up in
+/// the context (or, for a Dockerfile outside it, in the Dockerfile's directory).
+#[test]
+fn a_symlinked_dockerfile_dockerignore_is_read_only_inside_the_context() {
+    use kiln::context::dockerignore::DockerIgnore;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "outside", "[broken\n");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("sub")).unwrap();
+    write(&ctx, "sub/Dockerfile", "FROM scratch\n");
+    let specific = ctx.join("sub/Dockerfile.dockerignore");
+    let load = || DockerIgnore::load_for_dockerfile(&ctx, &ctx.join("sub/Dockerfile"));
+    std::os::unix::fs::symlink(dir.path().join("outside"), &specific).unwrap();
+    // Followed on the host this would read "[broken" and fail to parse; inside the context
+    // the target does not exist, which excludes nothing.
+    assert!(load().unwrap().is_empty());
+    std::fs::remove_file(&specific).unwrap();
+    std::os::unix::fs::symlink("../../outside", &specific).unwrap();
+    assert!(load().unwrap().is_empty());
+    write(&ctx, "ignores", "*.log\n");
+    std::fs::remove_file(&specific).unwrap();
+    std::os::unix::fs::symlink("../ignores", &specific).unwrap();
+    assert_eq!(load().unwrap().patterns().len(), 1);
+    // A Dockerfile outside the context: its directory bounds the link.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::os::unix::fs::symlink("../outside", other.join("Dockerfile.dockerignore")).unwrap();
+    let ig = DockerIgnore::load_for_dockerfile(&ctx, &other.join("Dockerfile")).unwrap();
+    assert!(ig.is_empty());
+}
+
 #[test]
 fn isolation_is_read_from_kiln_isolation_when_the_flag_is_absent() {
     let dir = tempfile::tempdir().unwrap();

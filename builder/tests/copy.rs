@@ -997,3 +997,26 @@ fn add_archives_cannot_write_outside_the_image() {
     assert!(matches!(err, CopyError::Archive { .. }), "{err}");
     assert!(err.to_string().contains("leaves the destination"), "{err}");
 }
+
+/// A sparse file in the context is copied with its holes (Docker's and BuildKit's copies keep
+/// them): 64 MiB long, a few blocks on disk, the same bytes.
+#[test]
+fn a_sparse_file_stays_sparse() {
+    let e = env();
+    let mut f = fs::File::create(e.ctx.join("disk.img")).unwrap();
+    std::io::Write::write_all(&mut f, b"boot").unwrap();
+    f.set_len(64 << 20).unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(32 << 20)).unwrap();
+    std::io::Write::write_all(&mut f, b"middle").unwrap();
+    drop(f);
+    run(&e, &req(&["disk.img"], "/disk.img")).unwrap();
+    let copied = e.upper.join("disk.img");
+    let m = meta(&copied);
+    assert_eq!(m.len(), 64 << 20);
+    assert!(
+        m.blocks() * 512 <= 1 << 20,
+        "{} bytes allocated",
+        m.blocks() * 512
+    );
+    assert!(fs::read(&copied).unwrap() == fs::read(e.ctx.join("disk.img")).unwrap());
+}

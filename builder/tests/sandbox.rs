@@ -1227,3 +1227,70 @@ fn proc_dev_or_sys_as_a_symlink_is_refused() {
         assert!(!String::from_utf8_lossy(&out).contains("ran"));
     }
 }
+
+/// Run by [`auto_chooses_by_what_the_machine_allows`] (does nothing elsewhere): prints what
+/// `choose` decides for each requested isolation.
+#[test]
+fn choose_helper() {
+    if std::env::var_os("KILN_CHOOSE_HELPER").is_none() {
+        return;
+    }
+    for requested in [Isolation::Auto, Isolation::Chroot, Isolation::Rootless] {
+        match kiln::sandbox::choose(requested) {
+            Ok(c) => println!(
+                "CHOSE {} {}: {}",
+                requested.name(),
+                c.isolation.name(),
+                c.reason
+            ),
+            Err(e) => println!("REFUSED {}: {e}", requested.name()),
+        }
+    }
+}
+
+/// `auto` as root picks chroot where namespaces can be made, and `none` (in a container, here
+/// forced) where they cannot: without CAP_SYS_ADMIN, as in a container with Docker's default
+/// capabilities, where `chroot` is refused before any step with what the pod needs.
+#[test]
+fn auto_chooses_by_what_the_machine_allows() {
+    need_root!();
+    let exe = std::env::current_exe().unwrap();
+    let helper = |bounding: Option<&str>| {
+        let mut c = match bounding {
+            Some(b) => {
+                let mut c = std::process::Command::new("setpriv");
+                c.arg(format!("--bounding-set={b}")).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        let out = c
+            .args([
+                "--exact",
+                "choose_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KILN_CHOOSE_HELPER", "1")
+            .env("KILN_FORCE_UNCONFINED", "1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = helper(None);
+    assert!(
+        out.contains("CHOSE auto chroot: auto: kiln is root"),
+        "{out}"
+    );
+    assert!(out.contains("CHOSE chroot chroot"), "{out}");
+    let out = helper(Some("-sys_admin"));
+    assert!(
+        out.contains("CHOSE auto none: auto: namespaces are refused to root without CAP_SYS_ADMIN"),
+        "{out}"
+    );
+    assert!(
+        out.contains("REFUSED chroot: isolation \"chroot\" cannot work here")
+            && out.contains("CAP_SYS_ADMIN"),
+        "{out}"
+    );
+}

@@ -6,5 +6,6 @@
 //! Debian base that `tests/shipped_images.rs` builds kiln's own images on.
 
 pub mod bins;
+pub mod corpus;
 pub mod debian;
 pub mod image_tree;

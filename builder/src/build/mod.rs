@@ -137,6 +137,8 @@ pub(crate) struct Build<'a> {
     pub local: Option<LocalCache>,
     pub repo: Option<RepoCache>,
     pub mode: snapshot::Mode,
+    /// RUN steps' isolation as [`sandbox::choose`](crate::sandbox::choose) decided it.
+    pub isolation: Isolation,
     pub context: crate::copy::ContextView,
     pub counts: std::sync::Mutex<(usize, usize)>,
     /// Steps started so far, numbering progress lines.
@@ -192,13 +194,35 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
     let cache = LayerCache::open(&opts.cache_dir)
         .map_err(|e| wrap("layer cache")(&e))?
         .with_max_layer_bytes(opts.max_layer_bytes);
-    let mode = snapshot::probe(&cache);
-    if let snapshot::Mode::TreeDiff { reason } = &mode {
-        progress.line(&format!(
-            "overlay cannot be mounted here ({reason}): RUN steps are snapshotted by comparing the \
-             whole tree, which is slower"
-        ));
-    }
+    let chosen = choose_isolation(opts, &plan, &file, &progress)?;
+    let isolation = chosen.unwrap_or(opts.isolation);
+    let mode = if chosen.is_none() {
+        // Only RUN steps use the snapshotter: a build without any need not try a mount.
+        snapshot::Mode::TreeDiff {
+            reason: "no RUN steps".into(),
+        }
+    } else if isolation == Isolation::Unconfined {
+        // Unconfined steps run with no mount namespace: an overlay for them would be mounted
+        // in the container's own, visible to everything in it and left behind if kiln dies.
+        // They get a directory copy of the parent and a tree diff, as kaniko snapshots, and
+        // the overlay probe (which could pass where kiln has CAP_SYS_ADMIN) is not asked.
+        progress.line(
+            "RUN steps are snapshotted by comparing the whole tree: isolation \"none\" has no \
+             mount namespace to mount an overlay in",
+        );
+        snapshot::Mode::TreeDiff {
+            reason: "isolation \"none\"".into(),
+        }
+    } else {
+        let mode = snapshot::probe(&cache);
+        if let snapshot::Mode::TreeDiff { reason } = &mode {
+            progress.line(&format!(
+                "overlay cannot be mounted here ({reason}): RUN steps are snapshotted by \
+                 comparing the whole tree, which is slower"
+            ));
+        }
+        mode
+    };
     let local = if opts.cache {
         Some(LocalCache::open(&opts.cache_dir).map_err(|e| wrap("local cache")(&e))?)
     } else {
@@ -238,6 +262,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         local,
         repo,
         mode,
+        isolation,
         context,
         counts: std::sync::Mutex::new((0, 0)),
         steps: std::sync::atomic::AtomicUsize::new(0),
@@ -245,4 +270,59 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
     let done = stage::run_all(&b)?;
     let outcome = output::finish(&b, done)?;
     Ok(outcome)
+}
+
+/// The isolation RUN steps get, decided before any step runs (a mode that cannot work here is
+/// refused now, not at the first RUN) and said in the log; `None` for a build without RUN
+/// steps, which asks nothing of the machine.
+fn choose_isolation(
+    opts: &BuildOptions,
+    plan: &Plan,
+    file: &str,
+    progress: &Progress,
+) -> Result<Option<Isolation>, crate::Error> {
+    use crate::dockerfile::instructions::{Instruction, Network as StepNetwork};
+    let runs: Vec<(usize, &crate::dockerfile::instructions::Run)> = plan
+        .order
+        .iter()
+        .flat_map(|&i| &plan.stages[i].steps)
+        .filter_map(|s| match &s.instruction {
+            Instruction::Run(r) => Some((s.start_line, r)),
+            _ => None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let chosen = crate::sandbox::choose(opts.isolation)?;
+    progress.line(&format!(
+        "isolation: {} ({})",
+        chosen.isolation.name(),
+        chosen.reason
+    ));
+    if chosen.isolation == Isolation::Unconfined {
+        // Without namespaces there is no network to take away and nothing to mount into.
+        let refused = runs.iter().find_map(|(line, r)| {
+            if !r.mounts.is_empty() {
+                Some((*line, "RUN --mount"))
+            } else if r.network == StepNetwork::None
+                || (r.network == StepNetwork::Default && opts.network == Network::None)
+            {
+                Some((*line, "network \"none\""))
+            } else {
+                None
+            }
+        });
+        if let Some((line, what)) = refused {
+            return Err(crate::sandbox::SandboxError::IsolationUnavailable {
+                mode: "none",
+                why: format!(
+                    "{file}:{line} needs {what}, which isolation \"none\" (no namespaces) cannot \
+                     give"
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(Some(chosen.isolation))
 }

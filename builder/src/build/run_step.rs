@@ -136,7 +136,7 @@ pub(crate) fn run(
         },
         hostname: "kiln".to_string(),
         mounts,
-        isolation: b.opts.isolation,
+        isolation: b.isolation,
         pids_limit: b.opts.pids_limit,
     };
     let mut out = b.progress.command_output(format!("{} ", at.tag));

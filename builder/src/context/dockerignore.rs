@@ -145,7 +145,7 @@ impl DockerIgnore {
             let mut specific_name = name.to_os_string();
             specific_name.push(DOCKERIGNORE_FILE);
             let specific = dockerfile.with_file_name(specific_name);
-            match std::fs::read(&specific) {
+            match read_beside_dockerfile(context_dir, &specific) {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes);
                     return Self::parse(&text, &specific.display().to_string());
@@ -548,14 +548,33 @@ fn close(tokens: &[Token], states: &mut [bool]) {
 /// The bytes of the context's `.dockerignore`, a symlink followed only within the context (as
 /// if the context were `/`): a link cannot make kiln read, and echo in an error, a host file.
 fn read_in_context(context_dir: &Path) -> std::io::Result<Vec<u8>> {
+    read_confined(context_dir, Path::new(DOCKERIGNORE_FILE))
+}
+
+/// The bytes of `<Dockerfile>.dockerignore` at `path`, by the same rule: within the context when
+/// the Dockerfile is in it, else within the Dockerfile's own directory.
+fn read_beside_dockerfile(context_dir: &Path, path: &Path) -> std::io::Result<Vec<u8>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(Path::new).unwrap_or(Path::new(""));
+    // Compared as real paths: `-f ./Dockerfile` and `--context .` name one directory.
+    let context = std::fs::canonicalize(context_dir)?;
+    let real_dir = std::fs::canonicalize(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })?;
+    match real_dir.strip_prefix(&context) {
+        Ok(rel) => read_confined(&context, &rel.join(name)),
+        Err(_) => read_confined(&real_dir, name),
+    }
+}
+
+/// The bytes of `rel` under `root`, symlinks resolved as if `root` were `/`.
+fn read_confined(root: &Path, rel: &Path) -> std::io::Result<Vec<u8>> {
     use crate::fsview::{self, DirView, FsView};
     use std::io::Read;
-    let view = DirView::new(context_dir);
-    let inside = fsview::resolve(
-        &view,
-        Path::new("/").join(DOCKERIGNORE_FILE).as_path(),
-        true,
-    )?;
+    let view = DirView::new(root);
+    let inside = fsview::resolve(&view, Path::new("/").join(rel).as_path(), true)?;
     let mut bytes = Vec::new();
     view.open(&inside)?.read_to_end(&mut bytes)?;
     Ok(bytes)

@@ -288,7 +288,7 @@ impl<'a> Target<'a> {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&host)
             .map_err(io_err(&host))?;
-        let n = io::copy(content, &mut f).map_err(io_err(&host))?;
+        let n = crate::layer::sparse::copy(content, &mut f).map_err(io_err(&host))?;
         self.stats.files += 1;
         self.stats.bytes += n;
         Ok(())

@@ -100,6 +100,20 @@ impl Write for LimitedFile<'_> {
     }
 }
 
+impl super::sparse::SparseOut for LimitedFile<'_> {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        // A hole counts against the budget as its zeros would: the limit is on what the
+        // layer expands to, and a sparse entry is the cheap way to ask for much.
+        self.budget
+            .spend(usize::try_from(n).unwrap_or(usize::MAX))?;
+        super::sparse::SparseOut::skip(&mut self.file, n)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        super::sparse::SparseOut::set_len(&mut self.file, len)
+    }
+}
+
 /// What an extraction read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtractInfo {
@@ -346,7 +360,7 @@ impl Extractor<'_> {
                     file: std::fs::File::from(fd),
                     budget: &mut self.written,
                 };
-                io::copy(e, &mut f).map_err(stream_err(self.opts.max_bytes))?;
+                super::sparse::copy(e, &mut f).map_err(stream_err(self.opts.max_bytes))?;
                 let fd = OwnedFd::from(f.file);
                 self.fd_meta(&fd, &path, &m, true)?;
             }

@@ -11,6 +11,7 @@ mod extract;
 mod merge;
 pub mod owners;
 mod safe_fs;
+pub(crate) mod sparse;
 mod tar_write;
 mod walk;
 pub(crate) mod whiteout;

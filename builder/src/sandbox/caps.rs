@@ -68,7 +68,8 @@ pub(crate) fn filtered() -> bool {
     status_field("Seccomp").is_some_and(|v| v == "2")
 }
 
-fn status_field(name: &str) -> Option<String> {
+/// A field of `/proc/self/status` (`Seccomp`, `NoNewPrivs`).
+pub(crate) fn status_field(name: &str) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;

@@ -10,6 +10,7 @@
 
 mod caps;
 mod child;
+mod choose;
 mod pids;
 mod plan;
 mod prepare;
@@ -18,6 +19,7 @@ mod spawn;
 mod userns;
 pub mod users;
 
+pub use choose::{choose, Chosen};
 pub use pids::DEFAULT_PIDS_LIMIT;
 pub use prepare::DEFAULT_PATH;
 pub use seccomp::SeccompError;
@@ -58,7 +60,8 @@ pub enum Network {
 /// How the process is confined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
-    /// `Chroot` when kiln runs as root, else `Rootless`.
+    /// For [`run`]: `Chroot` when kiln runs as root, else `Rootless`. A build resolves it first
+    /// with [`choose`], which also tries what the machine allows.
     #[default]
     Auto,
     /// Namespaces inside a user namespace (no root needed).
@@ -161,6 +164,14 @@ pub enum SandboxError {
          set KILN_FORCE_UNCONFINED=1 to run steps directly on this machine"
     )]
     UnconfinedRefused,
+    /// The isolation asked for (or none that `auto` may pick) cannot work here.
+    #[error("isolation {mode:?} cannot work here: {why}")]
+    IsolationUnavailable {
+        /// The `--isolation` value.
+        mode: &'static str,
+        /// Why, and what the pod needs.
+        why: String,
+    },
     /// A combination this sandbox does not do.
     #[error("{0}")]
     Unsupported(String),
@@ -217,12 +228,18 @@ fn mode(isolation: Isolation) -> Result<Mode, SandboxError> {
         Isolation::Auto | Isolation::Rootless => Mode::Rootless,
         Isolation::Chroot => Mode::Chroot,
         Isolation::Unconfined => {
-            if !inside_container() && std::env::var("KILN_FORCE_UNCONFINED").as_deref() != Ok("1") {
-                return Err(SandboxError::UnconfinedRefused);
-            }
+            check_unconfined_allowed()?;
             Mode::Unconfined
         }
     })
+}
+
+/// Refuses unconfined runs outside a container (unless `KILN_FORCE_UNCONFINED=1`).
+fn check_unconfined_allowed() -> Result<(), SandboxError> {
+    if !inside_container() && std::env::var("KILN_FORCE_UNCONFINED").as_deref() != Ok("1") {
+        return Err(SandboxError::UnconfinedRefused);
+    }
+    Ok(())
 }
 
 fn check_strings(spec: &RunSpec) -> Result<(), SandboxError> {
@@ -253,6 +270,9 @@ pub fn run(spec: &RunSpec, output: &mut dyn std::io::Write) -> Result<RunOutcome
     check_strings(spec)?;
     let mode = mode(spec.isolation)?;
     if mode == Mode::Unconfined {
+        // Without a mount namespace an overlay would be mounted in kiln's own, visible to
+        // the whole container; a build gives unconfined steps a directory (see
+        // `build::start`'s choice of the tree diff).
         if matches!(spec.rootfs, RootFs::Overlay { .. }) {
             return Err(SandboxError::Unsupported(
                 "isolation \"none\" runs in a directory (RootFs::Dir), it mounts no overlay".into(),

@@ -154,6 +154,9 @@ pub(crate) enum Step {
     StdinNull,
     /// Changes to the working directory.
     Chdir { path: CString },
+    /// Ends the process with status 0 (the probe that checks, before a build, that the
+    /// namespaces and mounts a mode needs are allowed here).
+    Exit,
     /// Runs the program.
     Exec {
         path: CString,
@@ -431,6 +434,7 @@ impl Step {
             Step::StdinNull => "open /dev/null".into(),
             Step::Chdir { path } => format!("enter working directory {}", show(path)),
             Step::Exec { path, .. } => format!("execute {}", show(path)),
+            Step::Exit => "exit".into(),
         }
     }
 }

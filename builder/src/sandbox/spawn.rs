@@ -234,3 +234,61 @@ pub(crate) fn spawn(
         exit: decode(status),
     })
 }
+
+/// Performs `steps` (ending with [`Step::Exit`]) in a child cloned with `flags`, its ids mapped
+/// by `idmap`: whether this machine lets kiln make the namespaces and mounts a mode needs.
+/// `Err` holds the clone's error or the failed step's, as a run would report it.
+pub(crate) fn probe(steps: &[Step], flags: u64, idmap: Option<&IdMap>) -> Result<(), SandboxError> {
+    if !matches!(steps.last(), Some(Step::Exit)) {
+        return Err(SandboxError::Unsupported(
+            "a probe's plan must end with exit".into(),
+        ));
+    }
+    let none: [*const c_char; 1] = [std::ptr::null()];
+    let (sync_r, sync_w) = pipe()?;
+    let (report_r, report_w) = pipe()?;
+    let (_out_r, out_w) = pipe()?;
+    let raw = {
+        let c = Child {
+            steps,
+            argv: &none,
+            envp: &none,
+            sync: &sync_r,
+            report: &report_w,
+            output: &out_w,
+        };
+        clone_into(flags, &c).map_err(SandboxError::Spawn)?
+    };
+    drop((sync_r, report_w, out_w));
+    let pid = Pid::from_raw(raw).ok_or_else(|| SandboxError::Spawn(Errno::SRCH.into()))?;
+    if let Some(map) = idmap {
+        if let Err(e) = map.apply(raw) {
+            abandon(pid);
+            return Err(e);
+        }
+    }
+    let _ = rustix::io::write(&sync_w, &[1]);
+    let mut report = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match rustix::io::read(&report_r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => report.extend_from_slice(&buf[..n]),
+            Err(Errno::INTR) => continue,
+            Err(e) => {
+                abandon(pid);
+                return Err(SandboxError::Spawn(e.into()));
+            }
+        }
+    }
+    let status = wait(pid)?;
+    if report.len() >= REPORT_HEADER {
+        return Err(failure(steps, &report));
+    }
+    match decode(status) {
+        ExitKind::Code(0) => Ok(()),
+        other => Err(SandboxError::Spawn(std::io::Error::other(format!(
+            "the probe ended with {other:?}"
+        )))),
+    }
+}

@@ -1,0 +1,144 @@
+//! The equivalence corpus (`tests/corpus/`): its cases, and the helpers the tests that build
+//! them share (`tests/equivalence.rs` against buildah, `tests/isolation_envs.rs` in containers).
+
+use crate::image_tree::{self, ImageTree};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `tests/corpus/`.
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+}
+
+/// The last `lines` lines of `bytes`.
+pub fn tail(bytes: &[u8], lines: usize) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `cmd` (stdin closed); an error names it, its status and the tails of its output.
+pub fn run(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            tail(&out.stdout, 20),
+            tail(&out.stderr, 30)
+        ))
+    }
+}
+
+/// One directory of the corpus and what its files ask for.
+pub struct Case {
+    /// The directory's name (`01-minimal`).
+    pub name: String,
+    /// The case's directory, the build context.
+    pub dir: PathBuf,
+    /// What kiln builds.
+    pub dockerfile: PathBuf,
+    /// What buildah builds: `Dockerfile.peer` where buildah 1.28 cannot parse the original
+    /// (heredocs), the same Dockerfile otherwise.
+    pub peer_dockerfile: PathBuf,
+    /// More `NAME=value` build arguments.
+    pub build_args: Vec<String>,
+    /// The stage to build.
+    pub target: Option<String>,
+    /// `id=ID,src=ABSOLUTE` for `--secret`.
+    pub secrets: Vec<String>,
+    /// What running the image prints, when the case says.
+    pub expect: Option<String>,
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `KILN_CORPUS_CASES` filter (empty: every case).
+pub fn case_filter() -> Vec<String> {
+    std::env::var("KILN_CORPUS_CASES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cases of the corpus whose name contains one of `filter` (all when it is empty), sorted
+/// by name.
+pub fn load_cases(filter: &[String]) -> Vec<Case> {
+    load_cases_in(&corpus_dir(), filter)
+}
+
+/// The cases (directories with a `Dockerfile`) of `root` whose name contains one of `filter`.
+pub fn load_cases_in(root: &Path, filter: &[String]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for e in std::fs::read_dir(root).unwrap() {
+        let dir = e.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !dir.join("Dockerfile").is_file() {
+            continue;
+        }
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let peer = dir.join("Dockerfile.peer");
+        let secrets = lines(&dir.join("secrets"))
+            .into_iter()
+            .map(|l| {
+                let (id, src) = l
+                    .split_once(",src=")
+                    .unwrap_or_else(|| panic!("{name}/secrets: want id=ID,src=FILE, got {l}"));
+                format!("{id},src={}", dir.join(src).display())
+            })
+            .collect();
+        cases.push(Case {
+            dockerfile: dir.join("Dockerfile"),
+            peer_dockerfile: if peer.is_file() {
+                peer
+            } else {
+                dir.join("Dockerfile")
+            },
+            build_args: lines(&dir.join("build-args")),
+            target: lines(&dir.join("target")).into_iter().next(),
+            secrets,
+            expect: std::fs::read_to_string(dir.join("expect")).ok(),
+            name,
+            dir,
+        });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+/// Reads and normalises an image, and leaves its listing in `DIR.txt` for whoever keeps the
+/// work directory (`KILN_CORPUS_KEEP=1`).
+pub fn read_normalised(dir: &Path) -> Result<ImageTree, String> {
+    let mut t =
+        image_tree::read_image(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    image_tree::normalise(&mut t);
+    let _ = std::fs::write(dir.with_extension("txt"), image_tree::listing(&t));
+    Ok(t)
+}
+
+/// `Ok` when the two images hold the same files and config, else the differences.
+pub fn compare(a: &ImageTree, b: &ImageTree, an: &str, bn: &str) -> Result<(), String> {
+    let d = image_tree::diff(a, b, an, bn);
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} differences:\n{}", d.len(), d.join("\n")))
+    }
+}
