@@ -368,6 +368,9 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
             }
         }
     }
+    if let (Mode::Unconfined, Root::Dir(d)) = (mode, &root) {
+        device_nodes(d, &mut created, &mut times)?;
+    }
     let groups = match (&mode, &idmap) {
         (Mode::Rootless, Some(map)) => {
             map.check(ids.uid, ids.gid)?;
@@ -403,6 +406,73 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
     })
 }
 
+/// The character devices a step gets under `none`, as runc's default `/dev` has them.
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Makes [`DEVICES`] in the step's tree under `none`, which has no mount namespace to mount a
+/// `/dev` in: without them `> /dev/null` would write a file into the layer. They are removed
+/// after the step with what `prepare` created, so the tree diff never sees them. Without
+/// CAP_MKNOD (or under a device cgroup refusing it) the step runs without them, said once.
+fn device_nodes(
+    root: &Path,
+    created: &mut Vec<PathBuf>,
+    times: &mut Vec<(PathBuf, i64, i64)>,
+) -> Result<(), SandboxError> {
+    let dev = root.join("dev");
+    match std::fs::symlink_metadata(&dev) {
+        // A link would lead the nodes somewhere else in the tree: left as the image has it.
+        Ok(m) if !m.is_dir() => return Ok(()),
+        Ok(m) => times.push((dev.clone(), m.atime(), m.mtime())),
+        Err(_) => {
+            if let Ok(m) = std::fs::metadata(root) {
+                times.push((root.to_path_buf(), m.atime(), m.mtime()));
+            }
+            std::fs::create_dir(&dev).map_err(|e| io_err(&dev, e))?;
+            std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_err(&dev, e))?;
+            created.push(dev.clone());
+        }
+    }
+    for (name, major, minor) in DEVICES {
+        let node = dev.join(name);
+        if std::fs::symlink_metadata(&node).is_ok() {
+            continue;
+        }
+        let made = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &node,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(major, minor),
+        );
+        if let Err(e) = made {
+            note_once(
+                &NO_DEVICES,
+                &format!(
+                    "isolation \"none\": RUN steps get no /dev/null and the like ({}: {e}); \
+                     kiln needs CAP_MKNOD to make them",
+                    node.display()
+                ),
+            );
+            break;
+        }
+        // mknod's mode passed through the umask.
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| io_err(&node, e))?;
+        created.push(node);
+    }
+    Ok(())
+}
+
+static NO_DEVICES: std::sync::Once = std::sync::Once::new();
+
 /// Whether the step's bounding set is limited, and the seccomp filter it gets. The namespaced
 /// modes always can (root, or root in the user namespace); unconfined runs inside a container
 /// and may lack CAP_SETPCAP or CAP_SYS_ADMIN.
@@ -437,7 +507,12 @@ fn hardening(mode: Mode) -> Result<(bool, Option<Filter>), SandboxError> {
 /// Says `what` once per process on stderr.
 fn note(what: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| eprintln!("kiln: note: {what}"));
+    note_once(&ONCE, what);
+}
+
+/// Says `what` on stderr the first time `once` is passed.
+fn note_once(once: &std::sync::Once, what: &str) {
+    once.call_once(|| eprintln!("kiln: note: {what}"));
 }
 
 /// Removes what [`prepare`] created in a directory root, deepest first, and puts the parents'

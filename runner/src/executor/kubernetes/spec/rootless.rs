@@ -63,8 +63,8 @@ pub(super) fn docker_config(vars: &[JobVar]) -> Option<String> {
 }
 
 /// The capabilities `build` keeps with `isolation = "none"`: Docker's default set without
-/// `NET_RAW` and `MKNOD`, as kiln's own sandbox gives RUN steps (changing root, setting the
-/// owners and modes of a step's files, switching to the step's user).
+/// `NET_RAW`, as kiln's own sandbox gives RUN steps (changing root, setting the owners and
+/// modes of a step's files, switching to the step's user, making its `/dev/null` and the like).
 pub const NONE_CAPABILITIES: &[&str] = &[
     "AUDIT_WRITE",
     "CHOWN",
@@ -72,6 +72,7 @@ pub const NONE_CAPABILITIES: &[&str] = &[
     "FOWNER",
     "FSETID",
     "KILL",
+    "MKNOD",
     "NET_BIND_SERVICE",
     "SETFCAP",
     "SETGID",
