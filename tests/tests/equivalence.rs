@@ -595,9 +595,18 @@ fn buildkit_build(rig: &Rig, case: &Case, out: &Path) -> Result<(), String> {
         }
     }
     let saved = out.with_extension("tar");
-    run(rig.docker.docker().args(["save", "-o"]).arg(&saved).arg(&tag))
-        .map_err(|e| format!("docker save of BuildKit's image: {e}"))?;
-    run(Command::new("tar").arg("-C").arg(out).arg("-xf").arg(&saved))?;
+    run(rig
+        .docker
+        .docker()
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg(&tag))
+    .map_err(|e| format!("docker save of BuildKit's image: {e}"))?;
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(out)
+        .arg("-xf")
+        .arg(&saved))?;
     Ok(())
 }
 
@@ -625,7 +634,12 @@ fn buildkit_reference(rig: &Rig, case: &Case, out: &Path) -> Result<ImageTree, S
 
 /// Builds `case` with buildah twice (in fresh storages) and returns the first image; a second
 /// image that differs, or an `expect` the first does not print, is pushed onto `errors`.
-fn buildah_reference(rig: &Rig, case: &Case, out: &Path, errors: &mut Vec<String>) -> Result<ImageTree, String> {
+fn buildah_reference(
+    rig: &Rig,
+    case: &Case,
+    out: &Path,
+    errors: &mut Vec<String>,
+) -> Result<ImageTree, String> {
     let peer_dir = out.join("buildah-1");
     let tag = buildah_build(rig, &rig.first, case, &peer_dir)?;
     let peer = read_normalised(&peer_dir)?;
