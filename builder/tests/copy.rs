@@ -796,6 +796,8 @@ fn workdir_creates_missing_components_only() {
     assert!(mkdir_workdir(&DirView::new(&e.parent), &e.upper, "/app/x/y", (1000, 1000)).unwrap());
     assert_eq!(tree::names(&e.upper), ["srv", "srv/x", "srv/x/y"]);
     assert_eq!(owner(&e.upper.join("srv/x/y")), (1000, 1000));
+    // A created parent is the owner's too, as BuildKit's Mkdir with parents makes it.
+    assert_eq!(owner(&e.upper.join("srv/x")), (1000, 1000));
     assert_eq!(mode(&e.upper.join("srv/x")), 0o755);
     assert_eq!(meta(&e.upper.join("srv")).mtime(), 6_000_000);
     write(&e.parent.join("file"), "f");

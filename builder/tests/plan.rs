@@ -443,3 +443,28 @@ fn scratch_starts_with_the_default_path() {
         "ENV P=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     );
 }
+
+/// BuildKit keeps one environment for a stage's steps, which both ENV and an ARG with a value
+/// write: an ARG declared after an ENV of its name wins for the steps after it (the image's Env
+/// keeps the ENV), an ENV after an ARG wins over it. Checked against docker's BuildKit by the
+/// corpus case 58-arg-env-precedence.
+#[test]
+fn an_arg_after_an_env_of_its_name_wins_for_later_steps() {
+    let text = "\
+FROM scratch
+ARG X=arg
+ENV X=env
+ARG X=again
+ARG Y=arg-y
+ENV Y=env-y Z=$X
+WORKDIR /$X/$Y/$Z
+";
+    let p = plan_ok(text, &opts(&[("X", "cli")], None));
+    let s = steps(&p, 0);
+    assert_eq!(s[4], "ENV Y=env-y Z=cli", "{s:?}");
+    assert_eq!(s[5], "WORKDIR /cli/env-y/cli", "{s:?}");
+    let last = &p.stages[0].steps[5];
+    assert_eq!(last.args_over_env, vec!["X".to_string()]);
+    // Between the ENV and the second ARG X, the ENV wins.
+    assert!(p.stages[0].steps[1].args_over_env.is_empty());
+}

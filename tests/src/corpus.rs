@@ -43,9 +43,15 @@ pub struct Case {
     pub dir: PathBuf,
     /// What kiln builds.
     pub dockerfile: PathBuf,
-    /// What buildah builds: `Dockerfile.peer` where buildah 1.28 cannot parse the original
-    /// (heredocs), the same Dockerfile otherwise.
+    /// What the peers build: `Dockerfile.peer` where buildah 1.28 and docker 20.10's BuildKit
+    /// cannot parse the original (heredocs), the same Dockerfile otherwise.
     pub peer_dockerfile: PathBuf,
+    /// Whether kiln's image is compared with buildah's (the `peers` file lists `buildah`, or
+    /// there is no `peers` file).
+    pub buildah: bool,
+    /// Whether kiln's image is compared with docker's BuildKit's (`peers` lists `buildkit`, or
+    /// there is no `peers` file).
+    pub buildkit: bool,
     /// More `NAME=value` build arguments.
     pub build_args: Vec<String>,
     /// The stage to build.
@@ -104,8 +110,18 @@ pub fn load_cases_in(root: &Path, filter: &[String]) -> Vec<Case> {
                 format!("{id},src={}", dir.join(src).display())
             })
             .collect();
+        let peers = lines(&dir.join("peers"));
+        for p in &peers {
+            assert!(
+                p == "buildah" || p == "buildkit",
+                "{name}/peers: {p} is neither buildah nor buildkit"
+            );
+        }
+        let has = |p: &str| peers.is_empty() || peers.iter().any(|l| l == p);
         cases.push(Case {
             dockerfile: dir.join("Dockerfile"),
+            buildah: has("buildah"),
+            buildkit: has("buildkit"),
             peer_dockerfile: if peer.is_file() {
                 peer
             } else {

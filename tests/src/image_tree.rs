@@ -3,7 +3,8 @@
 //!
 //! This reader is deliberately independent of `kiln::layer` and `kiln::image`: it judges kiln's
 //! output, so it must not share kiln's mistakes. It reads an OCI image layout (`index.json`) or
-//! a `containers/image` `dir:` directory (`manifest.json`), whichever the directory holds.
+//! a `containers/image` `dir:` directory (`manifest.json`), or an unpacked `docker save` tarball
+//! (`manifest.json` holding a list), whichever the directory holds.
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -140,6 +141,8 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "Labels",
     "StopSignal",
     "Healthcheck",
+    "Shell",
+    "OnBuild",
 ];
 
 fn read_json(path: &Path) -> Result<Value, TreeError> {
@@ -199,6 +202,9 @@ pub fn read_image(dir: &Path) -> Result<ImageTree, TreeError> {
         (blobs, doc)
     } else if dir.join("manifest.json").exists() {
         let m = read_json(&dir.join("manifest.json"))?;
+        if let Some(list) = m.as_array() {
+            return read_docker_archive(dir, list);
+        }
         (
             Blobs {
                 dir: dir.to_path_buf(),
@@ -216,6 +222,45 @@ pub fn read_image(dir: &Path) -> Result<ImageTree, TreeError> {
         .as_str()
         .ok_or_else(|| bad("manifest without config digest"))?;
     let config_doc = blobs.json(config_digest)?;
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let d = layer["digest"]
+            .as_str()
+            .ok_or_else(|| bad("layer without digest"))?;
+        layers.push(blobs.path(d)?);
+    }
+    flatten(&config_doc, &layers)
+}
+
+/// Reads the unpacked `docker save` tarball in `dir` whose `manifest.json` is `list`: one entry
+/// naming the config file and the layer tarballs by their paths in the archive.
+fn read_docker_archive(dir: &Path, list: &[Value]) -> Result<ImageTree, TreeError> {
+    let [entry] = list else {
+        return Err(bad(format!(
+            "{}: expected one image in the docker archive, found {}",
+            dir.display(),
+            list.len()
+        )));
+    };
+    let config = entry["Config"]
+        .as_str()
+        .ok_or_else(|| bad("docker archive manifest without Config"))?;
+    let layers = entry["Layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            l.as_str()
+                .map(|l| dir.join(l))
+                .ok_or_else(|| bad("docker archive layer is not a path"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    flatten(&read_json(&dir.join(config))?, &layers)
+}
+
+/// The tree of an image whose config document is `config_doc` and whose layer blobs are
+/// `layers`, lowest first.
+fn flatten(config_doc: &Value, layers: &[PathBuf]) -> Result<ImageTree, TreeError> {
     let mut config = BTreeMap::new();
     if let Some(obj) = config_doc.get("config").and_then(Value::as_object) {
         for f in CONFIG_FIELDS {
@@ -225,12 +270,8 @@ pub fn read_image(dir: &Path) -> Result<ImageTree, TreeError> {
         }
     }
     let mut fs = Flattener::default();
-    for layer in manifest["layers"].as_array().into_iter().flatten() {
-        let d = layer["digest"]
-            .as_str()
-            .ok_or_else(|| bad("layer without digest"))?;
-        let path = blobs.path(d)?;
-        fs.apply_layer(&path)?;
+    for path in layers {
+        fs.apply_layer(path)?;
     }
     Ok(ImageTree {
         files: fs.finish(),

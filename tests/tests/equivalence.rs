@@ -1,17 +1,19 @@
-//! Equivalence with a peer (issue 4, "Evidence"): every case of `tests/corpus/` is built by
-//! `buildah bud --isolation chroot` and by `kiln build`, and the two images must hold the same
-//! files (path, type, mode, uid/gid, size, content digest, link target, hard-link group) and the
-//! same config (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
-//! StopSignal, Healthcheck). Where a case has an `expect` file, running each image must print
-//! exactly that on stdout: kiln's with `docker run --rm --network none` in a real `dockerd`
-//! (started once for the test, loaded from kiln's `--tar-path` tarball), buildah's with
-//! `buildah run` of its Entrypoint + Cmd (which applies the image's User, WorkingDir and Env as
-//! `docker run` does).
+//! Equivalence with peers (issue 4, "Evidence"; issue 17): every case of `tests/corpus/` is
+//! built by `kiln build` and by its peers, `buildah bud --isolation chroot` and docker's BuildKit
+//! (the one inside docker.io 20.10's `dockerd`, given the case through the Engine API's
+//! `POST /build?version=2`), as the case's `peers` file says (both when it has none). kiln's
+//! image must hold the same files as each peer's (path, type, mode, uid/gid, size, content
+//! digest, link target, hard-link group) and the same config (Env, Cmd, Entrypoint, WorkingDir,
+//! User, ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, Shell, OnBuild). Where a case
+//! has an `expect` file, running each image must print exactly that on stdout: kiln's and
+//! BuildKit's with `docker run --rm --network none` in a real `dockerd` (started once for the
+//! test; kiln's loaded from its `--tar-path` tarball), buildah's with `buildah run` of its
+//! Entrypoint + Cmd (which applies the image's User, WorkingDir and Env as `docker run` does).
 //!
 //! Always run (needs root, buildah, docker-registry, busybox-static, docker.io; skipped with a
 //! reason when one is absent, failed instead under CI's `KILN_REQUIRE_REGISTRY`):
-//! - the buildah half: each case builds, its `expect` holds, and a second build of the case in a
-//!   fresh buildah storage compares equal to the first (the comparison is deterministic);
+//! - the peers' half: each case builds, its `expect` holds, and a second buildah build of the
+//!   case in a fresh storage compares equal to the first (the comparison is deterministic);
 //! - `mutations_are_detected`: a layout changed by a mode, a whiteout, an opaque directory, a new
 //!   hard link or a config field compares unequal, and `docker run` of an image whose case has a
 //!   wrong `expect` is reported.
@@ -63,10 +65,12 @@ fn missing_tools() -> Option<String> {
         registry_server::REGISTRY_BIN,
         "/usr/bin/busybox",
         dockerd::DOCKERD_BIN,
+        // Talks to dockerd's build endpoint for the BuildKit references.
+        "/usr/bin/curl",
     ] {
         if !Path::new(tool).exists() {
             return Some(format!(
-                "{tool} missing (apt-get install -y buildah docker-registry busybox-static docker.io)"
+                "{tool} missing (apt-get install -y buildah docker-registry busybox-static docker.io curl)"
             ));
         }
     }
@@ -136,8 +140,10 @@ struct Rig {
     /// Stopped (SIGTERM, so it unmounts what it mounted) when the rig drops, on a failed
     /// assertion too.
     docker: Dockerd,
-    /// Time spent in `docker load` + `docker run`, summed over the cases.
+    /// Time spent in `docker load` + `docker run` of kiln's images, summed over the cases.
     docker_time: Mutex<Duration>,
+    /// Time spent building, saving and running the BuildKit references, summed over the cases.
+    buildkit_time: Mutex<Duration>,
     work: tempfile::TempDir,
 }
 
@@ -174,6 +180,7 @@ impl Rig {
             second,
             docker,
             docker_time: Mutex::new(Duration::ZERO),
+            buildkit_time: Mutex::new(Duration::ZERO),
             work,
         }
     }
@@ -374,11 +381,123 @@ fn docker_load_run(docker: &Dockerd, case: &Case, expect: &str, tar: &Path) -> R
     compare_output(case, expect, &format!("docker run of {tag}"), &out)
 }
 
-/// Everything checked for one case; the error names every check that failed.
-fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
-    let out = rig.work.path().join("images").join(&case.name);
-    std::fs::create_dir_all(&out).unwrap();
-    let mut errors = Vec::new();
+/// Percent-encodes `s` for a URL query (everything but RFC 3986's unreserved characters).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The name `case`'s BuildKit reference is tagged with in the rig's `dockerd`.
+fn buildkit_tag(case: &Case) -> String {
+    format!("kiln-corpus/{}:buildkit", case.name)
+}
+
+/// Builds `case` with the BuildKit inside the rig's `dockerd` and unpacks `docker save` of the
+/// result into `out`.
+///
+/// The Engine API's `POST /build?version=2` rather than `DOCKER_BUILDKIT=1 docker build`: the
+/// docker CLI installed beside docker.io 20.10's daemon is a newer one that only reaches
+/// BuildKit through the buildx plugin, which Debian 12 does not package. Given the context as
+/// the request body, the daemon serves it to BuildKit's Dockerfile frontend as a remote tarball
+/// context, so no client session is needed; the price is that the frontend then reads no
+/// `.dockerignore` and no secret can be passed (the cases that need either leave `buildkit` out
+/// of their `peers`). The network is the host's, as this `dockerd` has no bridge. The base image
+/// comes from the test's plain-HTTP registry on 127.0.0.1, which BuildKit's resolver reaches
+/// over plain HTTP as any loopback registry.
+fn buildkit_build(rig: &Rig, case: &Case, out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).unwrap();
+    let context = out.with_extension("context.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&case.dir)
+        .arg("-cf")
+        .arg(&context)
+        .arg("."))?;
+    let mut args = serde_json::Map::new();
+    args.insert("BASE".into(), rig.base.clone().into());
+    for a in &case.build_args {
+        let (k, v) = a.split_once('=').unwrap_or((a, ""));
+        args.insert(k.into(), v.into());
+    }
+    let dockerfile = case.peer_dockerfile.file_name().unwrap().to_string_lossy();
+    let tag = buildkit_tag(case);
+    let mut url = format!(
+        "http://docker/v1.41/build?version=2&networkmode=host&t={}&dockerfile={}&buildargs={}",
+        query_escape(&tag),
+        query_escape(&dockerfile),
+        query_escape(&serde_json::Value::Object(args).to_string())
+    );
+    if let Some(t) = &case.target {
+        url.push_str(&format!("&target={}", query_escape(t)));
+    }
+    let res = run(Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--unix-socket"])
+        .arg(rig.docker.socket())
+        .args(["-X", "POST", "-H", "Content-Type: application/x-tar"])
+        .arg("--data-binary")
+        .arg(format!("@{}", context.display()))
+        .arg(&url))
+    .map_err(|e| format!("BuildKit build: {e}"))?;
+    // The build's outcome is in the JSON stream, the HTTP status is 200 either way.
+    for line in String::from_utf8_lossy(&res.stdout).lines() {
+        let msg: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        if let Some(e) = msg.get("error") {
+            return Err(format!("BuildKit build failed: {e}"));
+        }
+    }
+    let saved = out.with_extension("tar");
+    run(rig
+        .docker
+        .docker()
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg(&tag))
+    .map_err(|e| format!("docker save of BuildKit's image: {e}"))?;
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(out)
+        .arg("-xf")
+        .arg(&saved))?;
+    Ok(())
+}
+
+/// Builds, reads and (with an `expect`) runs `case`'s BuildKit reference.
+fn buildkit_reference(rig: &Rig, case: &Case, out: &Path) -> Result<ImageTree, String> {
+    let t = Instant::now();
+    let res = buildkit_build(rig, case, out).and_then(|_| {
+        let tree = read_normalised(out)?;
+        if let Some(expect) = &case.expect {
+            let tag = buildkit_tag(case);
+            let res = rig
+                .docker
+                .docker()
+                .args(["run", "--rm", "--network", "none", &tag])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("{}: docker run: {e}", case.name))?;
+            compare_output(case, expect, &format!("docker run of {tag}"), &res)?;
+        }
+        Ok(tree)
+    });
+    *rig.buildkit_time.lock().unwrap() += t.elapsed();
+    res
+}
+
+/// Builds `case` with buildah twice (in fresh storages) and returns the first image; a second
+/// image that differs, or an `expect` the first does not print, is pushed onto `errors`.
+fn buildah_reference(
+    rig: &Rig,
+    case: &Case,
+    out: &Path,
+    errors: &mut Vec<String>,
+) -> Result<ImageTree, String> {
     let peer_dir = out.join("buildah-1");
     let tag = buildah_build(rig, &rig.first, case, &peer_dir)?;
     let peer = read_normalised(&peer_dir)?;
@@ -396,12 +515,41 @@ fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
         }
         Err(e) => errors.push(e),
     }
+    Ok(peer)
+}
+
+/// Everything checked for one case; the error names every check that failed.
+fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
+    let out = rig.work.path().join("images").join(&case.name);
+    std::fs::create_dir_all(&out).unwrap();
+    let mut errors = Vec::new();
+    let mut references = Vec::new();
+    if case.buildah {
+        match buildah_reference(rig, case, &out, &mut errors) {
+            Ok(t) => references.push(("buildah", t)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if case.buildkit {
+        if !case.secrets.is_empty() {
+            errors.push(
+                "BuildKit is given no secrets (no client session): leave buildkit out of peers"
+                    .into(),
+            );
+        }
+        match buildkit_reference(rig, case, &out.join("buildkit")) {
+            Ok(t) => references.push(("BuildKit", t)),
+            Err(e) => errors.push(format!("BuildKit reference: {e}")),
+        }
+    }
     let kiln_dir = out.join("kiln-oci");
     let kiln_tar = out.join("kiln.tar");
     match kiln_build(rig, case, &kiln_dir, &kiln_tar).and_then(|_| read_normalised(&kiln_dir)) {
         Ok(kiln) => {
-            if let Err(e) = compare(&peer, &kiln, "buildah", "kiln") {
-                errors.push(format!("kiln differs from buildah: {e}"));
+            for (name, reference) in &references {
+                if let Err(e) = compare(reference, &kiln, name, "kiln") {
+                    errors.push(format!("kiln differs from {name}: {e}"));
+                }
             }
             if let Err(e) = docker_check(rig, case, &kiln_tar) {
                 errors.push(format!("kiln image: {e}"));
@@ -484,12 +632,13 @@ fn corpus_builds_alike() {
         .filter_map(|(n, _, r)| r.as_ref().err().map(|e| format!("=== {n}\n{e}")))
         .collect();
     eprintln!(
-        "{} cases in {:.1}s with {jobs} jobs (buildah twice + kiln), {} failed; \
-         docker load + run of kiln's images took {:.1}s in all",
+        "{} cases in {:.1}s with {jobs} jobs (buildah twice + BuildKit + kiln), {} failed; \
+         docker load + run of kiln's images took {:.1}s in all, the BuildKit references {:.1}s",
         results.len(),
         start.elapsed().as_secs_f64(),
         failed.len(),
-        rig.docker_time.lock().unwrap().as_secs_f64()
+        rig.docker_time.lock().unwrap().as_secs_f64(),
+        rig.buildkit_time.lock().unwrap().as_secs_f64()
     );
     if std::env::var_os("KILN_CORPUS_KEEP").is_some() {
         eprintln!("work directory kept: {}", rig.work.keep().display());

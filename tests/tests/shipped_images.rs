@@ -443,8 +443,9 @@ async fn kilns_images_are_built_by_kiln_and_run_a_rootless_job_pod() {
         );
         assert!(root.join("etc/debian_version").is_file(), "the Debian base");
         // The step had /dev/null (kiln's, never in the layer) and, with its own /proc, kiln's
-        // seccomp filter (the pod's is Unconfined). Under `none` kiln cannot mount a /proc
-        // (no CAP_SYS_ADMIN, no mount namespace): steps run without one.
+        // seccomp filter (its two programs; the pod's profile is Unconfined). Under `none`
+        // kiln cannot mount a /proc (no CAP_SYS_ADMIN, no mount namespace): steps run
+        // without one.
         assert!(
             std::fs::symlink_metadata(root.join("dev/null")).is_err(),
             "{isolation}: /dev/null in the image"
@@ -452,7 +453,7 @@ async fn kilns_images_are_built_by_kiln_and_run_a_rootless_job_pod() {
         let seccomp = if isolation == "none" {
             "no /proc\n"
         } else {
-            "Seccomp_filters:\t1\n"
+            "Seccomp_filters:\t2\n"
         };
         assert_eq!(
             std::fs::read_to_string(root.join("seccomp.txt")).unwrap(),

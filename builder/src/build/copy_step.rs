@@ -190,19 +190,11 @@ pub(crate) fn workdir(
         ids(at, &cfg.config.user, &view)?
     };
     let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
-    // Missing parents are root's (as buildah makes them); the directory itself is USER's.
-    let wd = Path::new(&cfg.config.working_dir);
-    let err = |e: copy::CopyError| at.err(super::error::chain(&e));
-    let mut created = false;
-    if let Some(parent) = wd
-        .parent()
-        .filter(|p| owner != (0, 0) && *p != Path::new("/"))
-    {
-        created |= copy::mkdir_workdir(&view, &dirs.upper, &parent.to_string_lossy(), (0, 0))
-            .map_err(err)?;
-    }
-    created |=
-        copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner).map_err(err)?;
+    // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
+    // chowns every directory it creates (checked against docker's BuildKit by the corpus case
+    // 24-workdir-user-owned; buildah makes the parents root's).
+    let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+        .map_err(|e| at.err(super::error::chain(&e)))?;
     if !created {
         return Ok(None);
     }

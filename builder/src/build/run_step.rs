@@ -12,8 +12,9 @@ use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
 use crate::snapshot::{self, Whiteouts};
 use std::path::{Path, PathBuf};
 
-/// The environment a RUN step sees: build args in scope and proxies, then the image's ENV (ENV
-/// wins over an ARG of the same name, as in Docker).
+/// The environment a RUN step sees: build args in scope and proxies, then the image's ENV (an
+/// ENV wins over an ARG of the same name declared before it), then the ARGs declared after an
+/// ENV of their name (BuildKit's one environment, where the later write wins).
 pub(crate) fn environment(b: &Build<'_>, step: &Step, cfg: &StageConfig) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| match env.iter_mut().find(|(n, _)| n == k) {
@@ -25,6 +26,13 @@ pub(crate) fn environment(b: &Build<'_>, step: &Step, cfg: &StageConfig) -> Vec<
     }
     for kv in &cfg.config.env {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v);
+    }
+    for (k, v) in step
+        .args
+        .iter()
+        .filter(|(k, _)| step.args_over_env.contains(k))
+    {
         set(k, v);
     }
     env

@@ -136,13 +136,20 @@ struct Scope {
     all_declared: BTreeSet<String>,
     env: Vec<(String, String)>,
     env_known: bool,
+    /// ARGs with a value declared after the last ENV of the same name: they win over it.
+    args_over_env: BTreeSet<String>,
 }
 
 impl Scope {
-    /// What expansion sees: ARGs, overridden by ENV of the same name.
+    /// What expansion sees: ARGs, overridden by an ENV of the same name set after the ARG.
     fn lookup_env(&self) -> BTreeMap<String, String> {
         let mut m = self.args.clone();
         m.extend(self.env.iter().cloned());
+        for name in &self.args_over_env {
+            if let Some(v) = self.args.get(name) {
+                m.insert(name.clone(), v.clone());
+            }
+        }
         m
     }
 }
@@ -289,6 +296,7 @@ impl Planner<'_> {
                 .collect(),
             env: base_cfg.as_ref().map(|c| c.env.clone()).unwrap_or_default(),
             env_known: base_cfg.is_some(),
+            args_over_env: BTreeSet::new(),
         };
         let mut stage = Stage {
             index,
@@ -377,6 +385,7 @@ impl Planner<'_> {
                     scope.declared.insert(name.clone());
                     if let Some(v) = &value {
                         scope.args.insert(name.clone(), v.clone());
+                        scope.args_over_env.insert(name.clone());
                     }
                     out.push(instructions::ArgDecl {
                         name,
@@ -418,6 +427,7 @@ impl Planner<'_> {
                 for (k, v) in pairs {
                     scope.env.retain(|(ek, _)| ek != k);
                     scope.env.push((k.clone(), v.clone()));
+                    scope.args_over_env.remove(k);
                 }
             }
             Instruction::Onbuild(t) => stage.onbuild.push(t.clone()),
@@ -443,6 +453,7 @@ impl Planner<'_> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            args_over_env: scope.args_over_env.iter().cloned().collect(),
         });
         Ok(())
     }

@@ -99,6 +99,11 @@ pub struct Step {
     pub trigger: bool,
     /// Build arguments in scope (they reach RUN steps' environment, not the image).
     pub args: Vec<(String, String)>,
+    /// Names of [`Step::args`] whose ARG came after the last ENV of that name (or the base's
+    /// Env): BuildKit keeps one environment for the steps, where an ARG with a value overwrites
+    /// what an earlier ENV set, so these win over the image's ENV in a RUN's environment (the
+    /// image config keeps the ENV).
+    pub args_over_env: Vec<String>,
 }
 
 /// A stage of a multi-stage build.

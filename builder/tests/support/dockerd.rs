@@ -112,9 +112,14 @@ impl Dockerd {
         }
     }
 
+    /// The unix socket's path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
     /// The unix socket address (`unix:///...`).
     pub fn unix_host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("sock").display())
+        format!("unix://{}", self.socket().display())
     }
 
     /// The daemon's log so far.
