@@ -301,6 +301,10 @@ fn choose_isolation(
         chosen.reason
     ));
     if chosen.isolation == Isolation::Unconfined {
+        progress.line(
+            "isolation none: RUN steps get no /proc or /sys (kiln cannot mount them without a \
+             mount namespace)",
+        );
         // Without namespaces there is no network to take away and nothing to mount into.
         let refused = runs.iter().find_map(|(line, r)| {
             if !r.mounts.is_empty() {
