@@ -5,6 +5,20 @@ use crate::image_tree::{self, ImageTree};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Whether `test` can run, given the tools it lacks (`missing`): without them it is skipped,
+/// except in CI (.ci/run sets KILN_REQUIRE_REGISTRY), where a missing tool fails it.
+pub fn tools_here(test: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
+        "{test}: {why}"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
 /// `tests/corpus/`.
 pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")

@@ -42,7 +42,8 @@ mod registry_server;
 use dockerd::Dockerd;
 use kiln_tests::bins::kiln_bin;
 use kiln_tests::corpus::{
-    case_filter, compare, corpus_dir, load_cases, load_cases_in, read_normalised, run, tail, Case,
+    case_filter, compare, corpus_dir, load_cases, load_cases_in, read_normalised, run, tail,
+    tools_here, Case,
 };
 use kiln_tests::image_tree::{self, ImageTree};
 use registry_server::Registry;
@@ -564,26 +565,12 @@ fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
     }
 }
 
-/// Whether the tools `test` needs are here; without them it is skipped, except in CI (.ci/run
-/// sets KILN_REQUIRE_REGISTRY), where a missing tool fails it.
-fn tools_here(test: &str) -> bool {
-    let Some(why) = missing_tools() else {
-        return true;
-    };
-    assert!(
-        std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
-        "{test}: {why}"
-    );
-    eprintln!("SKIPPED {test}: {why}");
-    false
-}
-
 /// A case's name, how long it took and what failed.
 type CaseResult = (String, Duration, Result<(), String>);
 
 #[test]
 fn corpus_builds_alike() {
-    if !tools_here("corpus_builds_alike") {
+    if !tools_here("corpus_builds_alike", missing_tools()) {
         return;
     }
     let filter = case_filter();
@@ -693,7 +680,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn mutations_are_detected() {
-    if !tools_here("mutations_are_detected") {
+    if !tools_here("mutations_are_detected", missing_tools()) {
         return;
     }
     let rig = Rig::start();

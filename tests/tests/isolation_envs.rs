@@ -33,7 +33,7 @@ mod registry_server;
 use dockerd::Dockerd;
 use kiln_tests::bins;
 use kiln_tests::corpus::{
-    case_filter, compare, corpus_dir, load_cases, read_normalised, run, tail, Case,
+    case_filter, compare, corpus_dir, load_cases, read_normalised, run, tail, tools_here, Case,
 };
 use registry_server::Registry;
 use std::os::unix::fs::PermissionsExt;
@@ -501,24 +501,15 @@ fn check(rig: &Rig, env: &Env, case: &Case, reference: &Path) -> Result<(), Stri
     compare(&theirs, &mine, "host chroot", env.name)
 }
 
-fn tools_here(test: &str) -> bool {
-    let Some(why) = missing_tools() else {
-        return true;
-    };
-    assert!(
-        std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
-        "{test}: {why}"
-    );
-    eprintln!("SKIPPED {test}: {why}");
-    false
-}
-
 /// A build's label (`none/02-run-files`), how long it took and what failed.
 type BuildResult = (String, Duration, Result<(), String>);
 
 #[test]
 fn each_mode_builds_the_corpus_in_its_environment() {
-    if !tools_here("each_mode_builds_the_corpus_in_its_environment") {
+    if !tools_here(
+        "each_mode_builds_the_corpus_in_its_environment",
+        missing_tools(),
+    ) {
         return;
     }
     let start = Instant::now();
