@@ -25,6 +25,26 @@ pub fn workspace_bin(env: &str, package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new(cargo);
     c.args(["build", "-q", "-p", package, "--bin", bin]);
+    // What cargo sets for this test's process is not the build's: a build script that reads
+    // one (ring's reads CARGO_MANIFEST_DIR) would otherwise see it change between this build and
+    // the plain `cargo build`/`cargo test` around it, and both would rebuild it and everything
+    // above it, every time.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
     match profile.as_str() {
         "debug" => {}
         "release" => {
