@@ -191,7 +191,7 @@ fn the_dockerfile_kiln_ships_plans_both_targets() {
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("target \"kiln\""), "{out}");
     assert!(
-        out.contains("not needed for the target: \"runner\""),
+        out.contains("not needed for the target: \"prebuilt\", \"runner\""),
         "{out}"
     );
     assert!(out.contains("from image rust:1.85-bookworm"), "{out}");
@@ -209,6 +209,33 @@ fn the_dockerfile_kiln_ships_plans_both_targets() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("from image debian:trixie-slim"), "{out}");
+
+    // CI's way: binaries from the context, a base of its own, no rust image needed.
+    let o = kiln(
+        &root,
+        &[
+            "build",
+            "--dry-run",
+            "--target",
+            "runner",
+            "--build-arg",
+            "BINARIES=prebuilt",
+            "--build-arg",
+            "BASE=localhost:5000/debian:bookworm-slim",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("not needed for the target: \"build\", \"kiln\""),
+        "{out}"
+    );
+    assert!(!out.contains("rust:"), "{out}");
+    assert!(
+        out.contains("from image localhost:5000/debian:bookworm-slim"),
+        "{out}"
+    );
+    assert!(out.contains("COPY bin/kiln bin/kiln-runner /out/"), "{out}");
 }
 
 #[test]
