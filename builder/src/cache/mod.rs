@@ -35,7 +35,7 @@ use std::path::PathBuf;
 pub fn default_dir() -> PathBuf {
     dir_from(
         |name| std::env::var(name).ok().filter(|v| !v.is_empty()),
-        rustix::process::geteuid().is_root(),
+        crate::layer::owners::host_root(),
     )
 }
 

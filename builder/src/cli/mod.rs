@@ -51,6 +51,21 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if matches!(
+        cli.command,
+        Command::Build(_) | Command::Demo(_) | Command::Warm(_)
+    ) {
+        match kiln::sandbox::enter_own_namespace() {
+            Ok(kiln::sandbox::Entered::Ran(code)) => return code,
+            Ok(kiln::sandbox::Entered::NotNeeded) => {}
+            // As before: files keep their owners by record, and the isolation check says
+            // what RUN steps lack.
+            Err(e) => eprintln!(
+                "kiln: note: staying out of a user namespace of kiln's own ({}=0 skips it): {e}",
+                kiln::sandbox::OWN_NAMESPACE_ENV
+            ),
+        }
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Certs(args) => certs::run(&args),

@@ -536,7 +536,7 @@ impl Extractor<'_> {
             .map_err(err)?;
         } else {
             rustix::fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
-                .map_err(err)?;
+                .map_err(|e| self.chown_err(path, m, e))?;
         }
         if file {
             rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(err)?;
@@ -548,6 +548,21 @@ impl Extractor<'_> {
             rustix::fs::futimens(fd, &times(m.mtime)).map_err(err)?;
         }
         Ok(())
+    }
+
+    /// A failed chown; in a user namespace EINVAL means the owner is not one of its ids.
+    fn chown_err(&self, path: &[u8], m: &Meta, e: rustix::io::Errno) -> LayerError {
+        if e == rustix::io::Errno::INVAL && super::owners::in_user_namespace() {
+            return LayerError::Unsupported {
+                path: self.root.host(path),
+                reason: format!(
+                    "owner {}:{} is not among the ids of kiln's user namespace: give the user \
+                     a larger range in /etc/subuid and /etc/subgid",
+                    m.uid, m.gid
+                ),
+            };
+        }
+        self.root.err(path, e)
     }
 
     /// The same for a symlink or a node, by name in its parent, never following it (without
@@ -569,7 +584,7 @@ impl Extractor<'_> {
                 Some(Gid::from_raw(m.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map_err(err)?;
+            .map_err(|e| self.chown_err(path, m, e))?;
         }
         if chmod {
             // We created this node a moment ago in a directory reached without symlinks, so

@@ -6,9 +6,35 @@
 //! give (`--chown` to anyone but root) is recorded on the file in [`OWNER_XATTR`].
 
 /// Whether this process gives the files it writes (extracted layers, COPY, WORKDIR) their
-/// image owners. The one place that decides: only root may chown to any id.
+/// image owners. The one place that decides: only root may chown to any id (in a user
+/// namespace, to any id the namespace maps; see [`in_user_namespace`]).
 pub fn settable() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Whether this process is root in a user namespace other than the host's: in kiln's own
+/// (`crate::sandbox::enter_own_namespace`) or in a container started in one (Kubernetes'
+/// `hostUsers: false`, rootless Podman). Such a root owns files but not the machine: overlay
+/// takes `userxattr`, sysfs is bound instead of mounted, and a RUN step needs no namespace of
+/// its own for its ids.
+pub fn in_user_namespace() -> bool {
+    static INSIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INSIDE.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map")
+            .map(|m| !maps_everything(&m))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether a `uid_map` is the initial namespace's (every id to itself).
+fn maps_everything(uid_map: &str) -> bool {
+    let f: Vec<&str> = uid_map.split_whitespace().collect();
+    f == ["0", "0", "4294967295"]
+}
+
+/// Whether kiln is root on the host itself (or in a container without a user namespace).
+pub fn host_root() -> bool {
+    settable() && !in_user_namespace()
 }
 
 /// The xattr holding the image owner (`uid:gid`) of a file kiln could not chown. kiln's own
@@ -136,6 +162,15 @@ mod tests {
             HostIds::Same.image_owner(1000, 1001, Some((5, 6))),
             (1000, 1001)
         );
+    }
+
+    #[test]
+    fn only_the_full_identity_map_is_the_hosts() {
+        assert!(maps_everything("         0          0 4294967295\n"));
+        assert!(!maps_everything("         0       1000          1\n"));
+        assert!(!maps_everything(
+            "         0       1000          1\n         1     100000      65536\n"
+        ));
     }
 
     #[test]

@@ -40,7 +40,9 @@ impl Isolation {
 /// `chroot` for root where namespaces can be made, `none` for root in a container where they
 /// cannot (kaniko's pod), `rootless` for other users where user namespaces work.
 pub fn choose(requested: Isolation) -> Result<Chosen, SandboxError> {
-    let root = crate::layer::owners::settable();
+    // Root in a user namespace (kiln's own, see `enter_own_namespace`) has no more right than
+    // its user on the host: its steps are rootless ones.
+    let root = crate::layer::owners::host_root();
     let unavailable = |isolation: Isolation, why: String| SandboxError::IsolationUnavailable {
         mode: isolation.name(),
         why,
@@ -89,6 +91,10 @@ pub fn choose(requested: Isolation) -> Result<Chosen, SandboxError> {
             },
         },
         Isolation::Auto => match probed(Mode::Rootless) {
+            Ok(()) if crate::layer::owners::in_user_namespace() => Ok(chosen(
+                Isolation::Rootless,
+                "auto: kiln is root only in a user namespace",
+            )),
             Ok(()) => Ok(chosen(
                 Isolation::Rootless,
                 "auto: kiln is not root and may make user namespaces",
@@ -144,7 +150,10 @@ fn probe(mode: Mode) -> Result<(), Refusal> {
         },
     ];
     let idmap = if mode == Mode::Rootless {
-        flags |= libc::CLONE_NEWUSER as u64;
+        let map = IdMap::for_current_user();
+        if map.needs_namespace() {
+            flags |= libc::CLONE_NEWUSER as u64;
+        }
         // A rootless step on the host's network gets the host's /sys bound read-only.
         steps.push(Step::Bind {
             source: c"/sys".to_owned(),
@@ -153,7 +162,7 @@ fn probe(mode: Mode) -> Result<(), Refusal> {
             readonly: true,
             nodev: true,
         });
-        Some(IdMap::for_current_user())
+        Some(map)
     } else {
         None
     };

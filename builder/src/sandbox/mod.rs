@@ -11,6 +11,7 @@
 mod caps;
 mod child;
 mod choose;
+mod own_namespace;
 mod pids;
 mod plan;
 mod prepare;
@@ -20,6 +21,7 @@ mod userns;
 pub mod users;
 
 pub use choose::{choose, Chosen};
+pub use own_namespace::{enter_own_namespace, Entered, ENV as OWN_NAMESPACE_ENV};
 pub use pids::DEFAULT_PIDS_LIMIT;
 pub use prepare::DEFAULT_PATH;
 pub use seccomp::SeccompError;
@@ -224,7 +226,7 @@ fn inside_container() -> bool {
 
 fn mode(isolation: Isolation) -> Result<Mode, SandboxError> {
     Ok(match isolation {
-        Isolation::Auto if crate::layer::owners::settable() => Mode::Chroot,
+        Isolation::Auto if crate::layer::owners::host_root() => Mode::Chroot,
         Isolation::Auto | Isolation::Rootless => Mode::Rootless,
         Isolation::Chroot => Mode::Chroot,
         Isolation::Unconfined => {
@@ -293,7 +295,7 @@ pub fn run(spec: &RunSpec, output: &mut dyn std::io::Write) -> Result<RunOutcome
         if spec.network == Network::None {
             flags |= libc::CLONE_NEWNET as u64;
         }
-        if mode == Mode::Rootless {
+        if mode == Mode::Rootless && prepared.idmap.as_ref().is_some_and(|m| m.needs_namespace()) {
             flags |= libc::CLONE_NEWUSER as u64;
         }
     }

@@ -11,6 +11,9 @@ use std::process::Command;
 pub(crate) enum IdMap {
     /// Already root on the host: every id maps to itself.
     Identity,
+    /// Already root in a user namespace (kiln's own, or the container's): a step runs in it
+    /// as it is, with the ids below `uids`/`gids` that it maps.
+    Nested { uids: u64, gids: u64 },
     /// Only the current user and group, as 0.
     Single { uid: u32, gid: u32 },
     /// 0 is the current user; 1..=count are the subordinate ranges.
@@ -47,7 +50,14 @@ impl IdMap {
     /// The map for the user kiln runs as.
     pub(crate) fn for_current_user() -> Self {
         if crate::layer::owners::settable() {
-            return IdMap::Identity;
+            if !crate::layer::owners::in_user_namespace() {
+                return IdMap::Identity;
+            }
+            let span = |file: &str| mapped_span(&std::fs::read_to_string(file).unwrap_or_default());
+            return IdMap::Nested {
+                uids: span("/proc/self/uid_map"),
+                gids: span("/proc/self/gid_map"),
+            };
         }
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
@@ -83,7 +93,7 @@ impl IdMap {
     /// How files this map's namespace leaves on the host read as image owners.
     pub(crate) fn host_ids(&self) -> HostIds {
         match *self {
-            IdMap::Identity => HostIds::Same,
+            IdMap::Identity | IdMap::Nested { .. } => HostIds::Same,
             IdMap::Single { uid, gid } => HostIds::Mapped {
                 uid,
                 gid,
@@ -108,6 +118,7 @@ impl IdMap {
     pub(crate) fn check(&self, uid: u32, gid: u32) -> Result<(), SandboxError> {
         let ok = match self {
             IdMap::Identity => true,
+            IdMap::Nested { uids, gids } => u64::from(uid) < *uids && u64::from(gid) < *gids,
             IdMap::Single { .. } => uid == 0 && gid == 0,
             IdMap::Ranges { subuid, subgid, .. } => uid <= subuid.1 && gid <= subgid.1,
         };
@@ -119,6 +130,7 @@ impl IdMap {
                  ranges in /etc/subuid and /etc/subgid",
                 match self {
                     IdMap::Ranges { subuid, .. } => format!("ids 0..={}", subuid.1),
+                    IdMap::Nested { uids, .. } => format!("ids 0..{uids}"),
                     _ => "root".to_string(),
                 }
             )))
@@ -127,7 +139,19 @@ impl IdMap {
 
     /// Whether the process may call `setgroups` (not when the user mapped itself).
     pub(crate) fn allows_setgroups(&self) -> bool {
-        !matches!(self, IdMap::Single { .. })
+        match self {
+            IdMap::Single { .. } => false,
+            IdMap::Nested { .. } => std::fs::read_to_string("/proc/self/setgroups")
+                .map(|s| s.trim() != "deny")
+                .unwrap_or(true),
+            _ => true,
+        }
+    }
+
+    /// Whether a step needs a user namespace of its own for these ids (not when kiln already
+    /// runs in one as root).
+    pub(crate) fn needs_namespace(&self) -> bool {
+        !matches!(self, IdMap::Nested { .. })
     }
 
     /// Writes the maps of the namespace of process `pid`.
@@ -139,6 +163,8 @@ impl IdMap {
             })
         };
         match self {
+            // The step stays in kiln's namespace (see `needs_namespace`).
+            IdMap::Nested { .. } => {}
             IdMap::Identity => {
                 write("uid_map", "0 0 4294967295")?;
                 write("gid_map", "0 0 4294967295")?;
@@ -176,6 +202,20 @@ impl IdMap {
     }
 }
 
+/// How many ids from 0 up a `uid_map`/`gid_map` covers: the end of its highest range.
+fn mapped_span(map: &str) -> u64 {
+    map.lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| f[0] + f[2])
+        })
+        .max()
+        .unwrap_or(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +236,21 @@ mod tests {
         assert!(m.check(1000, 11).is_err());
         assert!(IdMap::Single { uid: 5, gid: 5 }.check(0, 0).is_ok());
         assert!(IdMap::Single { uid: 5, gid: 5 }.check(1000, 0).is_err());
+    }
+
+    #[test]
+    fn a_nested_map_checks_ids_against_the_namespaces_span() {
+        let span =
+            mapped_span("         0       1000          1\n         1     100000      65536\n");
+        assert_eq!(span, 65537);
+        let m = IdMap::Nested {
+            uids: span,
+            gids: 11,
+        };
+        assert!(m.check(65536, 10).is_ok());
+        assert!(m.check(65537, 0).is_err());
+        assert!(m.check(0, 11).is_err());
+        assert!(!m.needs_namespace());
+        assert_eq!(m.host_ids(), HostIds::Same);
     }
 }

@@ -50,7 +50,7 @@ fn probe_now(cache: &LayerCache) -> Mode {
             return tree_diff(format!("cannot make a probe directory: {e}"));
         }
     }
-    let root = rustix::process::geteuid().is_root();
+    let root = crate::layer::owners::host_root();
     // Without root, builds mount in a user namespace with `userxattr`.
     let opts = format!(
         "lowerdir={},upperdir={},workdir={},{}",
@@ -60,7 +60,8 @@ fn probe_now(cache: &LayerCache) -> Mode {
         super::mount_options::option_string(!root)
     );
     let mut cmd = Command::new("unshare");
-    if root {
+    // Root in a user namespace mounts in it as its steps do, with `userxattr`.
+    if crate::layer::owners::settable() {
         cmd.arg("--mount");
     } else {
         cmd.args(["--user", "--map-root-user", "--mount"]);
