@@ -480,6 +480,63 @@ fn check(rig: &Rig, env: &Env, case: &Case, reference: &Path) -> Result<(), Stri
     compare(&theirs, &mine, "host chroot", env.name)
 }
 
+/// What a RUN step tries in [`hostile_steps_stay_in`]: each prints `ESCAPED` if it works.
+const HOSTILE: &str = "unshare -U true 2>/dev/null && echo ESCAPED-userns; \
+    unshare -m true 2>/dev/null && echo ESCAPED-mountns; \
+    mkdir -p /mnt && mount -t tmpfs x /mnt 2>/dev/null && echo ESCAPED-mount; \
+    ping -c1 -W1 127.0.0.1 >/dev/null 2>&1 && echo ESCAPED-rawsocket; \
+    mknod /x c 1 3 2>/dev/null && echo ESCAPED-mknod; \
+    cat /proc/[0-9]*/comm 2>/dev/null | grep -qx kiln && echo ESCAPED-sees-kiln; \
+    grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -d '\\t'";
+
+/// A step of a rootless build runs in kiln's own user namespace, where kiln is root: it must
+/// still get what a step of Docker's gets (its own PID namespace, Docker's capabilities
+/// without NET_RAW, kiln's seccomp filter) and none of kiln's power.
+fn hostile_steps_stay_in(rig: &Rig, env: &Env) {
+    let dir = rig.dir(&format!("{}/out/hostile", env.name), env.owner);
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("ARG BASE\nFROM ${{BASE}}\nRUN {HOSTILE}\n"),
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "build",
+        "--context",
+        "/out/hostile",
+        "--dockerfile",
+        "/out/hostile/Dockerfile",
+        "--build-arg",
+        &format!("BASE={}", rig.base),
+        "--destination",
+        "kiln-corpus/hostile:env",
+        "--no-push",
+        "--insecure-registry",
+        &rig.registry.addr,
+        "--cache-dir",
+        "/cache",
+        "--isolation",
+        "auto",
+        "--progress",
+        "plain",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (ok, log) = in_container(rig, env, &env.flags, &args);
+    assert!(ok, "{}: the hostile build failed:\n{log}", env.name);
+    assert!(
+        log.contains("root only in a user namespace"),
+        "{}: not in kiln's own namespace:\n{log}",
+        env.name
+    );
+    // The step's output lines, not the RUN line the log echoes.
+    assert!(!log.contains("#1 ESCAPED"), "{}:\n{log}", env.name);
+    assert!(
+        log.contains("#1 CapEff:00000000a80405fb") && log.contains("#1 Seccomp:2"),
+        "{}: the step's capabilities or filter:\n{log}",
+        env.name
+    );
+}
+
 /// A build's label (`none/02-run-files`), how long it took and what failed.
 type BuildResult = (String, Duration, Result<(), String>);
 
@@ -544,6 +601,8 @@ fn each_mode_builds_the_corpus_in_its_environment() {
             mounts.name
         );
     }
+
+    hostile_steps_stay_in(&rig, &envs[1]);
 
     // Each case on the host first (the reference), then in each environment that supports it.
     let jobs: Vec<(Option<&Env>, &Case)> = cases
