@@ -183,49 +183,40 @@ fn demo_plans_the_embedded_build() {
     );
 }
 
+/// `kiln build --dry-run` of the repository's own Dockerfile with `extra` arguments: its plan.
+fn plan_shipped(extra: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args: Vec<&str> = ["build", "--dry-run"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let o = kiln(&root, &args);
+    assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 #[test]
 fn the_dockerfile_kiln_ships_plans_both_targets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let o = kiln(&root, &["build", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = String::from_utf8(o.stdout).unwrap();
+    let out = plan_shipped(&[]);
     assert!(out.contains("target \"kiln\""), "{out}");
     assert!(
         out.contains("not needed for the target: \"prebuilt\", \"runner\""),
         "{out}"
     );
     assert!(out.contains("from image rust:1.85-bookworm"), "{out}");
-    let o = kiln(
-        &root,
-        &[
-            "build",
-            "--dry-run",
-            "--target",
-            "runner",
-            "--build-arg",
-            "DEBIAN=trixie",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = String::from_utf8(o.stdout).unwrap();
+    let out = plan_shipped(&["--target", "runner", "--build-arg", "DEBIAN=trixie"]);
     assert!(out.contains("from image debian:trixie-slim"), "{out}");
 
     // CI's way: binaries from the context, a base of its own, no rust image needed.
-    let o = kiln(
-        &root,
-        &[
-            "build",
-            "--dry-run",
-            "--target",
-            "runner",
-            "--build-arg",
-            "BINARIES=prebuilt",
-            "--build-arg",
-            "BASE=localhost:5000/debian:bookworm-slim",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = String::from_utf8(o.stdout).unwrap();
+    let out = plan_shipped(&[
+        "--target",
+        "runner",
+        "--build-arg",
+        "BINARIES=prebuilt",
+        "--build-arg",
+        "BASE=localhost:5000/debian:bookworm-slim",
+    ]);
     assert!(
         out.contains("not needed for the target: \"build\", \"kiln\""),
         "{out}"
