@@ -312,6 +312,44 @@ fn a_rebuild_hits_the_cache_and_gives_the_same_image() {
     );
 }
 
+/// A RUN reads what its bind mounts hold: a changed context file or source stage is a miss,
+/// as BuildKit keys a mount by its content.
+#[test]
+fn a_run_with_bind_mounts_misses_when_what_it_binds_changes() {
+    let Fixture {
+        reg, cache, base, ..
+    } = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {base} AS src\nCOPY b.txt /b.txt\n\
+             FROM {base}\nRUN --mount=type=bind,target=/ctx --mount=type=bind,from=src,target=/src \
+             cat /ctx/a.txt /src/b.txt > /out.txt\n"
+        ),
+        &[("a.txt", b"A\n"), ("b.txt", b"B\n")],
+    );
+    let run = || {
+        let o = build(ctx.path(), &reg.addr, &cache, &["--no-push", "--cache"]);
+        ok(&o);
+        text(&o.stderr)
+    };
+    let first = run();
+    assert!(first.contains("2 steps run, 0 cached"), "{first}");
+    let again = run();
+    assert!(again.contains("0 steps run, 2 cached"), "{again}");
+    std::fs::write(ctx.path().join("a.txt"), "A2\n").unwrap();
+    let ctx_changed = run();
+    assert!(
+        ctx_changed.contains("1 steps run, 1 cached"),
+        "a changed context file must rerun the RUN that binds it:\n{ctx_changed}"
+    );
+    std::fs::write(ctx.path().join("b.txt"), "B2\n").unwrap();
+    let stage_changed = run();
+    assert!(
+        stage_changed.contains("2 steps run, 0 cached"),
+        "a changed source stage must rerun the RUN that binds it:\n{stage_changed}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
     need_tools();
@@ -361,7 +399,8 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
 /// kaniko's CI shape: every job starts empty and shares only the cache repository. A rebuild
 /// with no change runs no step, downloads no layer, and pushes the same image by mounts. A
 /// WORKDIR of a directory the base has makes no layer and is a cache hit all the same (running
-/// it would read the base to find the directory).
+/// it would read the base to find the directory); a `COPY --from` of a cached stage is keyed
+/// by that stage's layers, not by reading their files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
     need_tools();
@@ -371,7 +410,8 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     let base = push_base(&proxy.addr, &work.path().join("cache-base"));
     let ctx = context(
         &format!(
-            "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\nENV X=1\nWORKDIR /etc\nRUN rm doomed\n"
+            "FROM {base} AS build\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\n\
+             FROM {base}\nCOPY --from=build /b.txt /b.txt\nENV X=1\nWORKDIR /etc\nRUN rm doomed\n"
         ),
         &[("a.txt", b"A\n")],
     );
@@ -409,7 +449,7 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     let ((o1, d1), _) = run(1).await;
     ok(&o1);
     assert!(
-        text(&o1.stderr).contains("4 steps run, 0 cached"),
+        text(&o1.stderr).contains("5 steps run, 0 cached"),
         "{}",
         text(&o1.stderr)
     );
@@ -417,7 +457,7 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     let ((o2, d2), dest2) = run(2).await;
     ok(&o2);
     let err = text(&o2.stderr);
-    assert!(err.contains("0 steps run, 4 cached"), "{err}");
+    assert!(err.contains("0 steps run, 5 cached"), "{err}");
     assert!(err.contains("0 B downloaded"), "{err}");
     assert_eq!(d1, d2, "the cached rebuild gives another image");
     // No layer blob crossed the wire: neither the base's nor the cached steps'.
@@ -438,8 +478,8 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
         .collect();
     assert_eq!(
         layers.len(),
-        3 + 3,
-        "base layers and three steps: {manifest}"
+        3 + 2,
+        "base layers, COPY --from and RUN: {manifest}"
     );
     for l in &layers {
         let gets = proxy.count("GET", &format!("/blobs/{l}"));

@@ -7,7 +7,7 @@ use super::run_step::commit;
 use super::stage::{platform_of, At, Done, NewLayer};
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
-use crate::dockerfile::instructions::{Copy, Source};
+use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
 use crate::executor::metadata::StageConfig;
 use crate::fsview::{read_small, DirView, FsView};
 use crate::sandbox::users;
@@ -42,6 +42,15 @@ pub(crate) fn source_view<'a>(
     let Some(from) = from else {
         return Ok(SourceView::Context(&b.context));
     };
+    let layers = source_layers(at, from, done)?;
+    Ok(SourceView::Tree(OverlayView::new(
+        b.layers.lowers(&layers)?,
+    )))
+}
+
+/// The layers `--from` names: a built stage's (by name or index), else an image's.
+fn source_layers(at: &At<'_>, from: &str, done: &Done) -> Result<Vec<LayerRef>, BuildError> {
+    let b = at.b;
     let lower = from.to_ascii_lowercase();
     let stage = b
         .plan
@@ -61,9 +70,7 @@ pub(crate) fn source_view<'a>(
             b.bases.resolve(from, &platform)?.layers.clone()
         }
     };
-    Ok(SourceView::Tree(OverlayView::new(
-        b.layers.lowers(&layers)?,
-    )))
+    Ok(layers)
 }
 
 fn request(c: &Copy, cfg: &StageConfig, chown: Option<(u32, u32)>, from: bool) -> CopyRequest {
@@ -95,16 +102,64 @@ fn request(c: &Copy, cfg: &StageConfig, chown: Option<(u32, u32)>, from: bool) -
     }
 }
 
-/// The digest of what a COPY reads, for its cache key.
+/// The digest of what a COPY reads, for its cache key. From the context: the content of what
+/// it selects. From a stage or an image: the diff_ids of its layers, which fix every byte of
+/// its tree (the instruction, also in the key, says what is taken), so a cache hit reads none
+/// of them: a rebuild downloads nothing of a cached stage (BuildKit keys by the source's
+/// vertex the same way).
 pub(crate) fn inputs(
     at: &At<'_>,
     c: &Copy,
     cfg: &StageConfig,
     done: &Done,
 ) -> Result<Digest, BuildError> {
-    let src = source_view(at, c.from.as_deref(), done)?;
+    if let Some(from) = c.from.as_deref() {
+        return layers_identity(at, from, done);
+    }
+    let src = source_view(at, None, done)?;
     let req = request(c, cfg, None, c.from.is_some());
     copy::inputs_digest(&req, src.view()).map_err(|e| at.err(super::error::chain(&e)))
+}
+
+/// What identifies a stage's or an image's tree without reading it: its layers' diff_ids.
+fn layers_identity(at: &At<'_>, from: &str, done: &Done) -> Result<Digest, BuildError> {
+    let mut ids = String::from("layers");
+    for l in source_layers(at, from, done)? {
+        ids.push('\0');
+        ids.push_str(&l.layer.diff_id.to_string());
+    }
+    Ok(Digest::of(ids.as_bytes()))
+}
+
+/// The digest of what a RUN's bind mounts hold, for its cache key (`None` without any, so
+/// such a RUN keeps its key): the content of a context path, the layers of a stage or image.
+/// Cache, secret and tmpfs mounts are not what the step is built from (as in BuildKit).
+pub(crate) fn mount_inputs(
+    at: &At<'_>,
+    mounts: &[Mount],
+    done: &Done,
+) -> Result<Option<Digest>, BuildError> {
+    let mut parts = String::new();
+    for m in mounts.iter().filter(|m| m.kind == MountType::Bind) {
+        let source = m.source.as_deref().unwrap_or("/");
+        let digest = match m.from.as_deref() {
+            Some(from) => layers_identity(at, from, done)?,
+            None => {
+                let inner = source.trim_start_matches('/');
+                let req = CopyRequest {
+                    sources: vec![if inner.is_empty() { "." } else { inner }.to_string()],
+                    dest: "/".into(),
+                    workdir: "/".into(),
+                    is_context: true,
+                    ..Default::default()
+                };
+                copy::inputs_digest(&req, &at.b.context)
+                    .map_err(|e| at.err(super::error::chain(&e)))?
+            }
+        };
+        parts.push_str(&format!("bind\0{source}\0{}\0{digest}\0", m.target));
+    }
+    Ok((!parts.is_empty()).then(|| Digest::of(parts.as_bytes())))
 }
 
 /// `user[:group]` as ids, names looked up in the parent's /etc/passwd and /etc/group.

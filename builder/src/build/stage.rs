@@ -164,6 +164,7 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                 let env = run_step::environment(b, step, &cfg);
                 let inputs = match ins {
                     Instruction::Copy(c) => Some(copy_step::inputs(&at, c, &cfg, done)?),
+                    Instruction::Run(r) => copy_step::mount_inputs(&at, &r.mounts, done)?,
                     _ => None,
                 };
                 st.key = step_key(&st.key, step, &env, inputs.as_ref(), &platform);
