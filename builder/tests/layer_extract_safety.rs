@@ -126,6 +126,29 @@ fn writing_through_a_symlink_is_refused_even_one_made_by_the_same_layer() {
         "s/secret",
         |_, _| {},
     );
+    // A directory the extractor has just written into (and keeps open for its next entries)
+    // replaced by a symlink: the next entry below it must see the symlink.
+    refused(
+        &[
+            E::Dir("d/"),
+            E::File("d/one", "1"),
+            E::Sym("d", rel),
+            E::File("d/secret", "overwritten"),
+        ],
+        "d/secret",
+        |_, _| {},
+    );
+    refused(
+        &[
+            E::Dir("d/"),
+            E::Dir("d/e/"),
+            E::File("d/e/one", "1"),
+            E::Sym("d", rel),
+            E::File("d/e/secret", "overwritten"),
+        ],
+        "d/e/secret",
+        |_, _| {},
+    );
     // A chain: a -> b -> ../sentinel, and the symlink deeper in the path.
     refused(
         &[

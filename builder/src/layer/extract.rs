@@ -10,10 +10,10 @@ use crate::blob::Digest;
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::process::{Gid, Uid};
-use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
+use std::rc::Rc;
 use tar::EntryType;
 
 /// How a layer is extracted.
@@ -123,60 +123,53 @@ pub struct ExtractInfo {
     pub entries: u64,
 }
 
-/// Hashes what passes so the diff_id of the uncompressed stream is known at the end.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    budget: Budget,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.budget.spend(n)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Picks the decompressor from the stream's first bytes: gzip (every member, since parallel
-/// writers may join several), zstd, or plain tar.
-fn decompress<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>, LayerError> {
-    let mut r = BufReader::with_capacity(256 * 1024, r);
-    let head = r.fill_buf().map_err(LayerError::Stream)?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(r))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(LayerError::Stream)?)
-    } else {
-        Box::new(r)
-    })
-}
-
-/// Extracts the layer read from `layer` (gzip, zstd or plain tar) onto `target`.
-pub fn extract<R: Read>(
+/// Extracts the layer read from `layer` (gzip, zstd or plain tar) onto `target`. The stream
+/// is decompressed and hashed on a second thread ([`super::decode`]).
+pub fn extract<R: Read + Send>(
     layer: R,
     target: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractInfo, LayerError> {
     let root = Root::open(target)?;
-    let reader = HashingReader {
-        inner: decompress(layer)?,
-        hasher: Sha256::new(),
-        budget: Budget::new("uncompressed stream", opts.max_bytes),
-    };
     let err = stream_err(opts.max_bytes);
-    let mut ar = tar::Archive::new(reader);
+    let mut budget = Budget::new("uncompressed stream", opts.max_bytes);
+    let (entries, sha) = std::thread::scope(|s| {
+        let (decoded, hashed) = super::decode::spawn(s, layer, move |n| budget.spend(n));
+        let entries = fill(&root, opts, decoded, &err);
+        // A failed extraction dropped the reader, which stops the thread.
+        (entries, hashed.join())
+    });
+    let entries = entries?;
+    let sha = sha
+        .ok()
+        .flatten()
+        .ok_or_else(|| LayerError::Stream(io::Error::other("the layer stream ended early")))?;
+    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let diff_id = format!("sha256:{hex}")
+        .parse()
+        .map_err(|_| LayerError::Stream(io::Error::other("bad digest")))?;
+    Ok(ExtractInfo { diff_id, entries })
+}
+
+/// Writes the entries of the tar stream `decoded` under `root`; the number of entries.
+fn fill(
+    root: &Root,
+    opts: &ExtractOptions,
+    decoded: super::decode::Decoded,
+    err: &impl Fn(io::Error) -> LayerError,
+) -> Result<u64, LayerError> {
+    let mut ar = tar::Archive::new(decoded);
     let mut x = Extractor {
-        root: &root,
+        root,
+        last_dir: None,
         opts,
         touched: HashSet::new(),
         dir_fixups: Vec::new(),
         entries: 0,
         written: Budget::new("bytes written to files", opts.max_bytes),
     };
-    for entry in ar.entries().map_err(&err)? {
-        let mut entry = entry.map_err(&err)?;
+    for entry in ar.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
         x.entries += 1;
         x.entry(&mut entry)?;
     }
@@ -192,18 +185,9 @@ pub fn extract<R: Read>(
             rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| root.err(&r, e))?;
         }
     }
-    let mut reader = ar.into_inner();
     // The end-of-archive blocks and any padding belong to the diff_id too.
-    io::copy(&mut reader, &mut io::sink()).map_err(&err)?;
-    let out = reader.hasher.finalize();
-    let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
-    let diff_id = format!("sha256:{hex}")
-        .parse()
-        .map_err(|_| LayerError::Stream(io::Error::other("bad digest")))?;
-    Ok(ExtractInfo {
-        diff_id,
-        entries: x.entries,
-    })
+    io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(err)?;
+    Ok(x.entries)
 }
 
 fn times(mtime: i64) -> Timestamps {
@@ -228,6 +212,10 @@ struct Meta {
 
 struct Extractor<'a> {
     root: &'a Root,
+    /// The directory the last entry went into, kept open: a layer lists a directory's
+    /// entries together, so most entries need no walk from the root. Dropped whenever the
+    /// extraction removes anything, which might be it or one of its parents.
+    last_dir: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
     opts: &'a ExtractOptions,
     /// Paths this layer wrote (and their ancestors): whiteouts only remove lower content.
     touched: HashSet<Vec<u8>>,
@@ -310,22 +298,23 @@ impl Extractor<'_> {
             // Applied whiteouts have nothing to remove under a directory that is not there;
             // recorded ones (overlay spelling) need it.
             let create = self.opts.overlay_whiteouts;
+            self.last_dir = None;
             return match self.root.open_dir(parent, create, &name)? {
                 Some(dir) => self.whiteout(&name, &dir, &parent_rel, base, hidden),
                 None => Ok(()),
             };
         }
-        let dir = self
-            .root
-            .open_dir(parent, true, &name)?
-            .ok_or_else(|| malformed(&name, "parent missing"))?;
+        let dir = self.parent_dir(parent, &name)?;
         for i in 1..comps.len() {
             self.touched.insert(rel(&comps[..i]));
         }
         let path = rel(&comps);
         let m = meta_of(e, &name)?;
         let existing = kind_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
-        if !(kind == EntryType::Directory && existing == Some(FileType::Directory)) {
+        if existing.is_some()
+            && !(kind == EntryType::Directory && existing == Some(FileType::Directory))
+        {
+            self.last_dir = None;
             remove_all_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
         }
         let err = |er: rustix::io::Errno| self.root.err(&path, er);
@@ -433,6 +422,25 @@ impl Extractor<'_> {
         }
         self.touched.insert(path);
         Ok(())
+    }
+
+    /// The directory `comps` (made if missing), from [`Self::last_dir`] when it is that one
+    /// or one of its parents.
+    fn parent_dir(&mut self, comps: &[Vec<u8>], name: &str) -> Result<Rc<OwnedFd>, LayerError> {
+        if let Some((at, fd)) = &self.last_dir {
+            if at.as_slice() == comps {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = match &self.last_dir {
+            Some((at, fd)) if comps.starts_with(at) => {
+                self.root.open_below(fd, comps, at.len(), true, name)?
+            }
+            _ => self.root.open_dir(comps, true, name)?,
+        };
+        let fd = Rc::new(fd.ok_or_else(|| malformed(name, "parent missing"))?);
+        self.last_dir = Some((comps.to_vec(), fd.clone()));
+        Ok(fd)
     }
 
     fn whiteout(

@@ -6,6 +6,7 @@
 //! its target.
 
 mod compress;
+mod decode;
 mod error;
 mod extract;
 mod merge;

@@ -96,25 +96,42 @@ impl Root {
         create: bool,
         entry: &str,
     ) -> Result<Option<OwnedFd>, LayerError> {
-        let mut cur = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
-            .map_err(|e| self.err(b"", e))?;
-        for (i, c) in comps.iter().enumerate() {
-            let next = match rustix::fs::openat(&cur, os(c), DIR_FLAGS, Mode::empty()) {
+        self.open_below(&self.fd, comps, 0, create, entry)
+    }
+
+    /// [`Self::open_dir`] from `start`, the directory of `comps[..from]`, already open.
+    pub(crate) fn open_below(
+        &self,
+        start: &OwnedFd,
+        comps: &[Vec<u8>],
+        from: usize,
+        create: bool,
+        entry: &str,
+    ) -> Result<Option<OwnedFd>, LayerError> {
+        if from >= comps.len() {
+            return rustix::fs::openat(start, ".", DIR_FLAGS, Mode::empty())
+                .map(Some)
+                .map_err(|e| self.err(&rel(comps), e));
+        }
+        let mut cur: Option<OwnedFd> = None;
+        for (i, c) in comps.iter().enumerate().skip(from) {
+            let parent = cur.as_ref().unwrap_or(start);
+            let next = match rustix::fs::openat(parent, os(c), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&cur, os(c), Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(parent, os(c), Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(self.err(&rel(&comps[..=i]), e)),
                     }
-                    rustix::fs::openat(&cur, os(c), DIR_FLAGS, Mode::empty())
-                        .map_err(|e| self.refusal(&cur, comps, i, entry, e))?
+                    rustix::fs::openat(parent, os(c), DIR_FLAGS, Mode::empty())
+                        .map_err(|e| self.refusal(parent, comps, i, entry, e))?
                 }
                 Err(Errno::NOENT) => return Ok(None),
-                Err(e) => return Err(self.refusal(&cur, comps, i, entry, e)),
+                Err(e) => return Err(self.refusal(parent, comps, i, entry, e)),
             };
-            cur = next;
+            cur = Some(next);
         }
-        Ok(Some(cur))
+        Ok(cur)
     }
 
     /// Why component `i` could not be opened as a directory: a symlink is refused as unsafe.

@@ -117,7 +117,7 @@ impl LayerCache {
         &self,
         diff_id: &Digest,
         media_type: &str,
-        blob: impl Read,
+        blob: impl Read + Send,
     ) -> Result<PathBuf, SnapshotError> {
         let want =
             packing(media_type).ok_or_else(|| SnapshotError::MediaType(media_type.into()))?;
