@@ -19,6 +19,47 @@ pub fn tools_here(test: &str, missing: Option<String>) -> bool {
     false
 }
 
+/// Why a corpus test cannot run here: not root (the reference builds use chroot isolation),
+/// or one of `tools` (absolute paths) missing, with the Debian packages that bring them
+/// (`packages`).
+pub fn missing_as_root(tools: &[&str], packages: &str) -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if uid.stdout != b"0\n" {
+        return Some("not root: the builds use chroot isolation".into());
+    }
+    tools
+        .iter()
+        .find(|t| !Path::new(t).exists())
+        .map(|t| format!("{t} missing (apt-get install -y {packages})"))
+}
+
+/// Where [`push_base`] pushes the corpus's base image in a registry.
+pub const BASE_REF: &str = "kiln-corpus/base:1";
+
+/// Makes the corpus's base image (`make-base.sh`, with buildah's `global` flags) and pushes it
+/// to the registry at `registry`; its reference.
+pub fn push_base(registry: &str, global: &[impl AsRef<std::ffi::OsStr>]) -> String {
+    run(Command::new("sh")
+        .arg(corpus_dir().join("make-base.sh"))
+        .arg(registry)
+        .arg(BASE_REF)
+        .args(global))
+    .unwrap_or_else(|e| panic!("making the base image: {e}"));
+    format!("{registry}/{BASE_REF}")
+}
+
+/// buildah's global flags for a store of its own under `dir` (vfs, no daemon).
+pub fn buildah_store(dir: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "--root".into(),
+        dir.join("root").into(),
+        "--runroot".into(),
+        dir.join("runroot").into(),
+        "--storage-driver".into(),
+        "vfs".into(),
+    ]
+}
+
 /// `tests/corpus/`.
 pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
@@ -74,6 +115,24 @@ pub struct Case {
     pub secrets: Vec<String>,
     /// What running the image prints, when the case says.
     pub expect: Option<String>,
+}
+
+impl Case {
+    /// The case's `--build-arg`, `--target` and `--secret` flags, as kiln and buildah spell
+    /// them (`--secret` is BuildKit's and buildah's spelling, which kiln takes too).
+    pub fn flags(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        for a in &self.build_args {
+            f.extend(["--build-arg".to_string(), a.clone()]);
+        }
+        if let Some(t) = &self.target {
+            f.extend(["--target".to_string(), t.clone()]);
+        }
+        for s in &self.secrets {
+            f.extend(["--secret".to_string(), s.clone()]);
+        }
+        f
+    }
 }
 
 fn lines(path: &Path) -> Vec<String> {

@@ -11,7 +11,10 @@
 mod registry_server;
 
 use kiln_tests::bins;
-use kiln_tests::corpus::{case_filter, corpus_dir, load_cases, run, tail, tools_here, Case};
+use kiln_tests::corpus::{
+    buildah_store, case_filter, load_cases, missing_as_root, push_base, run, tail, tools_here,
+    Case, BASE_REF,
+};
 use registry_server::{Proxy, Registry};
 use std::path::Path;
 use std::process::Command;
@@ -19,25 +22,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-const BASE_REF: &str = "kiln-corpus/base:1";
-
 fn missing_tools() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if uid.stdout != b"0\n" {
-        return Some("not root: RUN steps use chroot isolation".into());
-    }
-    for tool in [
-        "/usr/bin/buildah",
-        registry_server::REGISTRY_BIN,
-        "/usr/bin/busybox",
-    ] {
-        if !Path::new(tool).exists() {
-            return Some(format!(
-                "{tool} missing (apt-get install -y buildah docker-registry busybox-static)"
-            ));
-        }
-    }
-    None
+    missing_as_root(
+        &[
+            "/usr/bin/buildah",
+            registry_server::REGISTRY_BIN,
+            "/usr/bin/busybox",
+        ],
+        "buildah docker-registry busybox-static",
+    )
 }
 
 /// `kiln build` of `case` pushed to `image` through the proxy at `addr`, with the case's
@@ -61,16 +54,8 @@ fn build(case: &Case, base: &str, addr: &str, image: &str, cache: &Path) -> (boo
         .arg("--insecure-registry")
         .arg(addr)
         .arg("--progress")
-        .arg("plain");
-    for b in &case.build_args {
-        c.arg("--build-arg").arg(b);
-    }
-    if let Some(t) = &case.target {
-        c.arg("--target").arg(t);
-    }
-    for s in &case.secrets {
-        c.arg("--secret").arg(s);
-    }
+        .arg("plain")
+        .args(case.flags());
     let o = c.output().unwrap();
     let log = format!(
         "{}{}",
@@ -202,16 +187,7 @@ async fn a_cached_rebuild_of_every_case_on_fresh_state_downloads_nothing() {
     let proxy = Proxy::start(&registry.addr).await;
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("buildah");
-    run(Command::new("sh")
-        .arg(corpus_dir().join("make-base.sh"))
-        .arg(&registry.addr)
-        .arg(BASE_REF)
-        .arg("--root")
-        .arg(store.join("root"))
-        .arg("--runroot")
-        .arg(store.join("runroot"))
-        .args(["--storage-driver", "vfs"]))
-    .unwrap_or_else(|e| panic!("making the base image: {e}"));
+    push_base(&registry.addr, &buildah_store(&store));
     let base = format!("{}/{BASE_REF}", proxy.addr);
     let cases = load_cases(&case_filter());
     assert!(!cases.is_empty(), "no corpus case selected");

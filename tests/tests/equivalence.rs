@@ -42,8 +42,8 @@ mod registry_server;
 use dockerd::Dockerd;
 use kiln_tests::bins::kiln_bin;
 use kiln_tests::corpus::{
-    case_filter, compare, corpus_dir, load_cases, load_cases_in, read_normalised, run, tail,
-    tools_here, Case,
+    case_filter, compare, corpus_dir, load_cases, load_cases_in, push_base, read_normalised, run,
+    tail, tools_here, Case,
 };
 use kiln_tests::image_tree::{self, ImageTree};
 use registry_server::Registry;
@@ -52,8 +52,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-const BASE_REF: &str = "kiln-corpus/base:1";
 
 /// Why this machine cannot run the buildah half, if it cannot.
 fn missing_tools() -> Option<String> {
@@ -163,14 +161,8 @@ impl Rig {
         let first = Buildah::new(&work.path().join("buildah-1"));
         let second = Buildah::new(&work.path().join("buildah-2"));
         let t = Instant::now();
-        run(Command::new("sh")
-            .arg(corpus_dir().join("make-base.sh"))
-            .arg(&registry.addr)
-            .arg(BASE_REF)
-            .args(first.global()))
-        .unwrap_or_else(|e| panic!("making the base image: {e}"));
+        let base = push_base(&registry.addr, &first.global());
         eprintln!("base image pushed in {:.1}s", t.elapsed().as_secs_f64());
-        let base = format!("{}/{BASE_REF}", registry.addr);
         let t = Instant::now();
         let docker = Dockerd::start();
         eprintln!("dockerd started in {:.1}s", t.elapsed().as_secs_f64());
@@ -215,16 +207,8 @@ fn buildah_build(rig: &Rig, store: &Buildah, case: &Case, out: &Path) -> Result<
     ])
     .arg("--tls-verify=false")
     .arg("--build-arg")
-    .arg(format!("BASE={}", rig.base));
-    for a in &case.build_args {
-        c.arg("--build-arg").arg(a);
-    }
-    if let Some(t) = &case.target {
-        c.arg("--target").arg(t);
-    }
-    for s in &case.secrets {
-        c.arg("--secret").arg(s);
-    }
+    .arg(format!("BASE={}", rig.base))
+    .args(case.flags());
     c.arg("-f")
         .arg(&case.peer_dockerfile)
         .arg("-t")
@@ -265,17 +249,8 @@ fn kiln_build(rig: &Rig, case: &Case, out: &Path, tar: &Path) -> Result<(), Stri
         .arg("--insecure-registry")
         .arg(&rig.registry.addr)
         .arg("--cache-dir")
-        .arg(rig.work.path().join("kiln-cache"));
-    for a in &case.build_args {
-        c.arg("--build-arg").arg(a);
-    }
-    if let Some(t) = &case.target {
-        c.arg("--target").arg(t);
-    }
-    for s in &case.secrets {
-        // Not a kaniko flag: BuildKit's and buildah's spelling, which issue 4 asks for.
-        c.arg("--secret").arg(s);
-    }
+        .arg(rig.work.path().join("kiln-cache"))
+        .args(case.flags());
     run(&mut c)
         .map(|_| ())
         .map_err(|e| format!("kiln build: {e}"))

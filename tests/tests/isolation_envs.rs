@@ -33,7 +33,8 @@ mod registry_server;
 use dockerd::Dockerd;
 use kiln_tests::bins;
 use kiln_tests::corpus::{
-    case_filter, compare, corpus_dir, load_cases, read_normalised, run, tail, tools_here, Case,
+    buildah_store, case_filter, compare, corpus_dir, load_cases, missing_as_root, push_base,
+    read_normalised, run, tail, tools_here, Case,
 };
 use registry_server::Registry;
 use std::os::unix::fs::PermissionsExt;
@@ -43,7 +44,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const BASE_REF: &str = "kiln-corpus/base:1";
 const IMAGE: &str = "kiln-isolation-env:test";
 
 /// What a uid-1000 container needs for rootless RUN steps: user namespaces (Docker's seccomp
@@ -75,28 +75,19 @@ fn has_run(case: &Case) -> bool {
 }
 
 fn missing_tools() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if uid.stdout != b"0\n" {
-        return Some("not root: the reference builds use chroot isolation".into());
-    }
-    for tool in [
-        "/usr/bin/buildah",
-        registry_server::REGISTRY_BIN,
-        "/usr/bin/busybox",
-        dockerd::DOCKERD_BIN,
-        "/usr/bin/unshare",
-        "/usr/bin/mount",
-        "/usr/bin/newuidmap",
-        "/usr/bin/newgidmap",
-    ] {
-        if !Path::new(tool).exists() {
-            return Some(format!(
-                "{tool} missing (apt-get install -y buildah docker-registry busybox-static \
-                 docker.io uidmap)"
-            ));
-        }
-    }
-    None
+    missing_as_root(
+        &[
+            "/usr/bin/buildah",
+            registry_server::REGISTRY_BIN,
+            "/usr/bin/busybox",
+            dockerd::DOCKERD_BIN,
+            "/usr/bin/unshare",
+            "/usr/bin/mount",
+            "/usr/bin/newuidmap",
+            "/usr/bin/newgidmap",
+        ],
+        "buildah docker-registry busybox-static docker.io uidmap",
+    )
 }
 
 /// The binaries put in the container image, at the same paths.
@@ -302,16 +293,7 @@ impl Rig {
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let store = work.path().join("buildah");
         let t = Instant::now();
-        run(Command::new("sh")
-            .arg(corpus_dir().join("make-base.sh"))
-            .arg(&registry.addr)
-            .arg(BASE_REF)
-            .arg("--root")
-            .arg(store.join("root"))
-            .arg("--runroot")
-            .arg(store.join("runroot"))
-            .args(["--storage-driver", "vfs"]))
-        .unwrap_or_else(|e| panic!("making the base image: {e}"));
+        let base = push_base(&registry.addr, &buildah_store(&store));
         let _ = std::fs::remove_dir_all(&store);
         eprintln!("base image pushed in {:.1}s", t.elapsed().as_secs_f64());
         let t = Instant::now();
@@ -322,7 +304,6 @@ impl Rig {
             "dockerd and the environment image in {:.1}s",
             t.elapsed().as_secs_f64()
         );
-        let base = format!("{}/{BASE_REF}", registry.addr);
         Rig {
             registry,
             base,
