@@ -68,3 +68,37 @@ pub enum Error {
 
 /// `Result` with kiln's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `: `-separated, as the CLI prints them. A cause is left
+/// out when the line already holds its message: many errors name their cause in their own
+/// message and also return it from `source()`, and it would print twice.
+pub fn chain_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_names_prints_once() {
+        let io = || std::io::Error::from_raw_os_error(libc::EISDIR);
+        let e = crate::layer::LayerError::Io {
+            path: "/tmp".into(),
+            source: io(),
+        };
+        assert_eq!(chain_line(&e), format!("/tmp: {}", io()));
+        let wrapped = crate::layer::LayerError::Stream(io());
+        assert_eq!(chain_line(&wrapped), format!("layer stream: {}", io()));
+    }
+}

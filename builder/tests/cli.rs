@@ -395,3 +395,31 @@ fn isolation_is_read_from_kiln_isolation_when_the_flag_is_absent() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// An error names its cause once, though the error's own message already holds it.
+#[test]
+fn an_error_prints_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", "FROM scratch\n");
+    write(dir.path(), "file", "");
+    let o = kiln(
+        dir.path(),
+        &[
+            "build",
+            "--no-push",
+            "--destination",
+            "a/b",
+            "--cache-dir",
+            "file/cache",
+        ],
+    );
+    let e = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{e}");
+    let cause = std::io::Error::from_raw_os_error(20).to_string();
+    assert_eq!(e.matches(&cause).count(), 1, "{e}");
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with("kiln: ") && l.contains("file/cache")),
+        "{e}"
+    );
+}

@@ -95,15 +95,5 @@ fn tail_block(tail: &[String]) -> String {
 
 /// The error and its causes on one line, as the CLI prints them.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+    crate::error::chain_line(e)
 }

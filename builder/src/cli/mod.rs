@@ -81,8 +81,7 @@ pub fn main() -> i32 {
 /// Prints `kiln: error: cause: cause` and picks the exit code: 1 when the input or the build
 /// is at fault, 2 for usage and kiln's own failures.
 fn report(e: &anyhow::Error) -> i32 {
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    eprintln!("kiln: {}", chain.join(": "));
+    eprintln!("kiln: {}", kiln::error::chain_line(e.as_ref()));
     if e.downcast_ref::<Usage>().is_some() {
         return 2;
     }

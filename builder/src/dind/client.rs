@@ -295,16 +295,7 @@ fn connect_error(host: String, source: std::io::Error) -> DindError {
 }
 
 fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = c.source();
-    }
-    parts.join(": ")
+    crate::error::chain_line(e)
 }
 
 /// The rustls error somewhere in `e`'s chain; `io::Error` hides its payload from `source()`.
