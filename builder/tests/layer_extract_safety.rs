@@ -2,6 +2,9 @@
 //! links out of the tree) naming the entry, writes nothing outside the target, and applies OCI
 //! whiteouts to lower content.
 
+#[path = "support/privilege.rs"]
+#[macro_use]
+mod privilege;
 #[path = "support/tree.rs"]
 mod tree;
 
@@ -427,4 +430,26 @@ fn a_sparse_entry_stays_sparse() {
     );
     let back = fs::read(out.join("holes")).unwrap();
     assert!(back.starts_with(b"head") && back[4..].iter().all(|&b| b == 0));
+}
+
+/// Files get the layer's owners also where the target already holds a setgid directory, whose
+/// new files take its group (extraction skips the chown of a new file only where that cannot
+/// happen).
+#[test]
+fn owners_hold_under_a_setgid_directory() {
+    need_root!();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (_tmp, target, _) = dirs();
+    let d = target.join("d");
+    fs::create_dir(&d).unwrap();
+    std::os::unix::fs::chown(&d, Some(0), Some(50)).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o2775)).unwrap();
+    layer::extract(
+        &tar_of(&[E::File("d/f", "x"), E::File("g", "y")])[..],
+        &target,
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fs::metadata(d.join("f")).unwrap().gid(), 0);
+    assert_eq!(fs::metadata(target.join("g")).unwrap().gid(), 0);
 }

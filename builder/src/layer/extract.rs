@@ -162,6 +162,13 @@ fn fill(
     let mut x = Extractor {
         root,
         last_dir: None,
+        last_dir_setgid: true,
+        new_file_owner: (!opts.ignore_owners).then(|| {
+            (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            )
+        }),
         opts,
         touched: HashSet::new(),
         dir_fixups: Vec::new(),
@@ -216,6 +223,11 @@ struct Extractor<'a> {
     /// entries together, so most entries need no walk from the root. Dropped whenever the
     /// extraction removes anything, which might be it or one of its parents.
     last_dir: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
+    /// Whether [`Self::last_dir`] is setgid (its new files take its group).
+    last_dir_setgid: bool,
+    /// Who owns a file this process creates (`None` when owners are not set): a new file in a
+    /// directory that is not setgid needs no chown to that owner.
+    new_file_owner: Option<(u32, u32)>,
     opts: &'a ExtractOptions,
     /// Paths this layer wrote (and their ancestors): whiteouts only remove lower content.
     touched: HashSet<Vec<u8>>,
@@ -330,7 +342,7 @@ impl Extractor<'_> {
                     Mode::empty(),
                 )
                 .map_err(err)?;
-                self.fd_meta(&fd, &path, &m, false)?;
+                self.fd_meta(&fd, &path, &m, false, false)?;
                 self.dir_fixups.push((comps.clone(), m.mode, m.mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
@@ -351,7 +363,10 @@ impl Extractor<'_> {
                 };
                 super::sparse::copy(e, &mut f).map_err(stream_err(self.opts.max_bytes))?;
                 let fd = OwnedFd::from(f.file);
-                self.fd_meta(&fd, &path, &m, true)?;
+                // Made just now (O_EXCL): already its creator's, in a directory that is
+                // not setgid.
+                let owned = !self.last_dir_setgid && self.new_file_owner == Some((m.uid, m.gid));
+                self.fd_meta(&fd, &path, &m, true, owned)?;
             }
             EntryType::Symlink => {
                 let target = e
@@ -439,6 +454,9 @@ impl Extractor<'_> {
             _ => self.root.open_dir(comps, true, name)?,
         };
         let fd = Rc::new(fd.ok_or_else(|| malformed(name, "parent missing"))?);
+        self.last_dir_setgid = rustix::fs::fstat(&*fd)
+            .map(|st| st.st_mode & libc::S_ISGID != 0)
+            .unwrap_or(true);
         self.last_dir = Some((comps.to_vec(), fd.clone()));
         Ok(fd)
     }
@@ -532,12 +550,21 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    /// Owner, then mode and xattrs, then times, on an open file; a directory (`file` false)
-    /// gets its mode and times at the end of the extraction. chown clears setuid bits and file
-    /// capabilities, so those come after it.
-    fn fd_meta(&self, fd: &OwnedFd, path: &[u8], m: &Meta, file: bool) -> Result<(), LayerError> {
+    /// Owner (unless `owned` says the file has it already), then mode and xattrs, then times,
+    /// on an open file; a directory (`file` false) gets its mode and times at the end of the
+    /// extraction. chown clears setuid bits and file capabilities, so those come after it.
+    fn fd_meta(
+        &self,
+        fd: &OwnedFd,
+        path: &[u8],
+        m: &Meta,
+        file: bool,
+        owned: bool,
+    ) -> Result<(), LayerError> {
         let err = |e: rustix::io::Errno| self.root.err(path, e);
-        if self.opts.ignore_owners {
+        if owned {
+            // Nothing to change: see the caller.
+        } else if self.opts.ignore_owners {
             super::owners::record(m.uid, m.gid, |k, v| {
                 rustix::fs::fsetxattr(fd, k, v, XattrFlags::empty())
             })
