@@ -18,6 +18,7 @@ use kiln_output::{ok, text};
 use layout::unpack_layout;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 use support::{Proxy, Registry};
 
 fn kiln(args: &[&str]) -> Output {
@@ -347,6 +348,110 @@ fn a_run_with_bind_mounts_misses_when_what_it_binds_changes() {
     assert!(
         stage_changed.contains("2 steps run, 0 cached"),
         "a changed source stage must rerun the RUN that binds it:\n{stage_changed}"
+    );
+}
+
+/// Builds share one cache directory, as pods share a cache volume, and some of them are
+/// killed (SIGKILL) part way: those left, and every later build, still make the image a build
+/// on a cache of its own makes (digests compared, `--reproducible`), and once one has
+/// finished, a rebuild runs no step.
+#[test]
+fn builds_sharing_a_cache_directory_survive_others_being_killed() {
+    use std::process::Stdio;
+    let Fixture {
+        reg, work, base, ..
+    } = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {base}\nCOPY a.txt /a.txt\n\
+             RUN mkdir /many && cd /many && for i in $(seq 1 3000); do echo $i > f$i; done\n\
+             RUN cat /a.txt /many/f7 > /out.txt\n"
+        ),
+        &[("a.txt", b"A\n")],
+    );
+    let args = |cache: &Path, digest: &Path| -> Vec<String> {
+        [
+            "build",
+            "--context",
+            ctx.path().to_str().unwrap(),
+            "--insecure-registry",
+            &reg.addr,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--no-push",
+            "--cache",
+            "--reproducible",
+            "--digest-file",
+            digest.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let digest = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let reference = work.path().join("reference.digest");
+    ok(&kiln(
+        &args(&work.path().join("own-cache"), &reference)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    let want = digest(&reference);
+    assert!(want.starts_with("sha256:"), "{want:?}");
+
+    let shared = work.path().join("shared");
+    let mut killed_mid_build = 0;
+    for round in 0..3u64 {
+        let kids: Vec<_> = (0..4)
+            .map(|i| {
+                let d = work.path().join(format!("{round}-{i}.digest"));
+                let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+                    .args(args(&shared, &d))
+                    .env_remove("DOCKER_CONFIG")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (child, d)
+            })
+            .collect();
+        // Two die at different moments of each round: pulling, extracting, running or
+        // committing, whichever it is by then.
+        let mut kids = kids.into_iter();
+        let (mut first, _) = kids.next().unwrap();
+        let (mut second, _) = kids.next().unwrap();
+        std::thread::sleep(Duration::from_millis(30 + 150 * round));
+        first.kill().unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        second.kill().unwrap();
+        for killed in [first, second] {
+            let log = text(&killed.wait_with_output().unwrap().stderr);
+            if log.contains(" #1 ") && !log.contains(" built sha256:") {
+                killed_mid_build += 1;
+            }
+        }
+        for (child, d) in kids {
+            let o = child.wait_with_output().unwrap();
+            ok(&o);
+            assert_eq!(digest(&d), want, "round {round}: {}", text(&o.stderr));
+        }
+    }
+    assert!(
+        killed_mid_build > 0,
+        "every kill came after its build had ended"
+    );
+    let last = work.path().join("last.digest");
+    let o = kiln(
+        &args(&shared, &last)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    ok(&o);
+    assert_eq!(digest(&last), want);
+    assert!(
+        text(&o.stderr).contains("0 steps run, 3 cached"),
+        "{}",
+        text(&o.stderr)
     );
 }
 
