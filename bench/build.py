@@ -10,6 +10,8 @@ One script, one machine, one run; contenders alternate (see harness.py). Scenari
             counted from the registry's access log (GETs of the base layer's blob)
   copy-link the same with `COPY --link`: kiln only (buildah 1.28 and docker.io 20.10's built-in
             frontend refuse the flag)
+  cached-multi  `cached` for a two-stage build (WORKDIR, USER, `COPY --from` of the first
+            stage), and then each contender's blob bytes downloaded by one such rebuild
 Peak RSS is GNU time's; for Docker it is the client's only (the work happens in dockerd), so
 dockerd's own high-water mark (VmHWM) is printed beside it.
 
@@ -17,7 +19,7 @@ Needs root and: apt-get install -y buildah docker.io docker-registry busybox-sta
 kiln is `$KILN_BIN` or target/release/kiln (cargo build --release -p kiln-builder); a kiln that
 cannot build the image stops the benchmark.
 
-Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link]
+Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link,cached-multi]
 """
 
 import argparse
@@ -47,6 +49,18 @@ RUN seq 1 2000000 > /app/numbers && sha256sum /app/numbers > /app/numbers.sum
 RUN rm -rf /app/gen/f1*
 ENV APP=bench
 CMD ["ls", "/app"]
+"""
+
+MULTI_DOCKERFILE = """ARG BASE
+FROM ${BASE} AS build
+WORKDIR /work
+COPY src/ src/
+RUN cat src/*.txt > all.txt && mkdir -p /opt/app && sha256sum all.txt > /opt/app/sum && cp all.txt /opt/app/
+FROM ${BASE}
+WORKDIR /srv/app
+USER 1000:1000
+COPY --from=build /opt/app/ ./
+CMD ["ls", "/srv/app"]
 """
 
 COPY_DOCKERFILE = """ARG BASE
@@ -97,10 +111,15 @@ class Registry:
                 time.sleep(0.1)
         raise SystemExit("registry did not start")
 
-    def blob_bytes(self, digest):
+    def all_blob_bytes(self):
+        """Bytes served for GETs of any blob so far."""
+        return self.blob_bytes(r"sha256:[0-9a-f]+", pattern=True)
+
+    def blob_bytes(self, digest, pattern=False):
         """Bytes served for GETs of `digest` so far (combined-format access log lines)."""
         total = 0
-        pat = re.compile(r'"GET [^"]*/blobs/' + re.escape(digest) + r' [^"]*" (\d{3}) (\d+)')
+        d = digest if pattern else re.escape(digest)
+        pat = re.compile(r'"GET [^"]*/blobs/' + d + r' [^"]*" (\d{3}) (\d+)')
         with open(self.log_path, errors="replace") as f:
             for line in f:
                 m = pat.search(line)
@@ -184,7 +203,12 @@ def make_contexts(work):
     shutil.copytree(cp, link)
     with open(os.path.join(link, "Dockerfile"), "w") as f:
         f.write(COPY_DOCKERFILE.replace("{link}", " --link"))
-    return app, cp, link
+    # The app's sources, built in two stages.
+    multi = os.path.join(work, "multi")
+    shutil.copytree(os.path.join(app, "src"), os.path.join(multi, "src"))
+    with open(os.path.join(multi, "Dockerfile"), "w") as f:
+        f.write(MULTI_DOCKERFILE)
+    return app, cp, link, multi
 
 
 def make_bases(registry, work):
@@ -230,7 +254,7 @@ def kiln_works(registry, small, app, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="cold,cached,copy-big,copy-link")
+    ap.add_argument("--only", default="cold,cached,copy-big,copy-link,cached-multi")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     if os.geteuid() != 0:
@@ -239,7 +263,7 @@ def main():
     registry = Registry(work)
     dockerd = None
     try:
-        app, cp, link = make_contexts(work)
+        app, cp, link, multi = make_contexts(work)
         small, big, big_layer = make_bases(registry, work)
         dockerd = Dockerd(work, registry)
         with_kiln = os.path.exists(kiln_bin()) and kiln_works(registry, small, app, work)
@@ -289,19 +313,33 @@ def main():
             cs = field(kiln(app, small)) + [bah(app, small), bk(app, small)]
             compare("cold build + push", cs, runs=opts.runs, setup=fresh)
 
-        if "cached" in only:
-            kc = kiln(app, small, "--cache=true", f"--cache-repo={reg}/bench/kiln-cache")
-            bc = bah(app, small, "--layers", f"--cache-from={reg}/bench/buildah-cache",
-                     f"--cache-to={reg}/bench/buildah-cache")
-            dc = bk(app, small, f"--cache-from={reg}/bench/docker-cache:1", "--build-arg BUILDKIT_INLINE_CACHE=1")
+        def cached(title, ctx, name, downloads=False):
+            kc = kiln(ctx, small, "--cache=true", f"--cache-repo={reg}/bench/{name}-kiln-cache")
+            bc = bah(ctx, small, "--layers", f"--cache-from={reg}/bench/{name}-buildah-cache",
+                     f"--cache-to={reg}/bench/{name}-buildah-cache")
+            dc = bk(ctx, small, f"--cache-from={reg}/bench/{name}-docker-cache:1",
+                    "--build-arg BUILDKIT_INLINE_CACHE=1")
             cs = field(kc) + [bc, dc]
             # Fill each registry cache once, untimed.
             for c in cs:
                 fresh(c)
                 if c.name.startswith("docker"):
-                    c.env["DEST"] = f"{reg}/bench/docker-cache:1"
+                    c.env["DEST"] = f"{reg}/bench/{name}-docker-cache:1"
                 subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
-            compare("rebuild, no change, registry cache, fresh local state", cs, runs=opts.runs, setup=fresh)
+            compare(title, cs, runs=opts.runs, setup=fresh)
+            if downloads:
+                print("  blob bytes downloaded by one rebuild each (fresh local state):")
+                for c in cs:
+                    fresh(c)
+                    b0 = registry.all_blob_bytes()
+                    subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
+                    print(f"    {c.name:<24} {(registry.all_blob_bytes() - b0) / (1 << 20):8.1f} MiB")
+
+        if "cached" in only:
+            cached("rebuild, no change, registry cache, fresh local state", app, "app")
+        if "cached-multi" in only:
+            cached("two-stage rebuild (WORKDIR, USER, COPY --from), registry cache, fresh local state",
+                   multi, "multi", downloads=True)
 
         def copy_only(title, cs):
             compare(f"{title} on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=fresh)
