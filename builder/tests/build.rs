@@ -369,8 +369,9 @@ fn builds_sharing_a_cache_directory_survive_others_being_killed() {
         ),
         &[("a.txt", b"A\n")],
     );
-    let args = |cache: &Path, digest: &Path| -> Vec<String> {
-        [
+    let kiln_cmd = |cache: &Path, digest: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.env_remove("DOCKER_CONFIG").args([
             "build",
             "--context",
             ctx.path().to_str().unwrap(),
@@ -383,18 +384,14 @@ fn builds_sharing_a_cache_directory_survive_others_being_killed() {
             "--reproducible",
             "--digest-file",
             digest.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
+        ]);
+        c
     };
     let digest = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let reference = work.path().join("reference.digest");
-    ok(&kiln(
-        &args(&work.path().join("own-cache"), &reference)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    ));
+    ok(&kiln_cmd(&work.path().join("own-cache"), &reference)
+        .output()
+        .unwrap());
     let want = digest(&reference);
     assert!(want.starts_with("sha256:"), "{want:?}");
 
@@ -404,9 +401,7 @@ fn builds_sharing_a_cache_directory_survive_others_being_killed() {
         let kids: Vec<_> = (0..4)
             .map(|i| {
                 let d = work.path().join(format!("{round}-{i}.digest"));
-                let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-                    .args(args(&shared, &d))
-                    .env_remove("DOCKER_CONFIG")
+                let child = kiln_cmd(&shared, &d)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -440,12 +435,7 @@ fn builds_sharing_a_cache_directory_survive_others_being_killed() {
         "every kill came after its build had ended"
     );
     let last = work.path().join("last.digest");
-    let o = kiln(
-        &args(&shared, &last)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let o = kiln_cmd(&shared, &last).output().unwrap();
     ok(&o);
     assert_eq!(digest(&last), want);
     assert!(

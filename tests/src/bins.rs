@@ -61,7 +61,10 @@ pub fn workspace_bin(env: &str, package: &str, bin: &str) -> PathBuf {
     path
 }
 
-/// The `kiln` binary (`$KILN_BIN`, else built).
+/// The `kiln` binary (`$KILN_BIN`, else built once per test process: corpus tests ask for it
+/// per case, and each `cargo build`, even with nothing to do, takes a moment).
 pub fn kiln_bin() -> PathBuf {
-    workspace_bin("KILN_BIN", "kiln-builder", "kiln")
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("KILN_BIN", "kiln-builder", "kiln"))
+        .clone()
 }

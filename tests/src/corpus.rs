@@ -133,6 +133,21 @@ impl Case {
         }
         f
     }
+
+    /// `kiln build` of the case on the base image `base`: its context, Dockerfile and flags;
+    /// the caller says where the image goes.
+    pub fn kiln_build(&self, base: &str) -> Command {
+        let mut c = Command::new(crate::bins::kiln_bin());
+        c.arg("build")
+            .arg("--context")
+            .arg(&self.dir)
+            .arg("--dockerfile")
+            .arg(&self.dockerfile)
+            .arg("--build-arg")
+            .arg(format!("BASE={base}"))
+            .args(self.flags());
+        c
+    }
 }
 
 fn lines(path: &Path) -> Vec<String> {

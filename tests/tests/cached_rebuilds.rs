@@ -1,7 +1,8 @@
 //! kaniko's CI shape for every corpus case (issue 13): a job builds with `--cache-repo` and
 //! pushes, the next starts with an empty cache directory and builds the same again. That
-//! rebuild must run no step, download no layer (its summary says `0 B downloaded`, and the
-//! logging proxy in front of the registry sees no GET of a layer blob) and push the same image.
+//! rebuild must run no step, download no layer (its summary says `0 B downloaded`, which
+//! counts a build stage's layers too, and the logging proxy in front of the registry sees no
+//! GET of a blob of the image's layers) and push the same layers.
 //!
 //! Needs root (chroot isolation for the RUN steps), buildah (the corpus's base image),
 //! docker-registry and busybox-static: skipped without them, failed in CI.
@@ -10,7 +11,6 @@
 #[path = "../../builder/tests/support/registry_server.rs"]
 mod registry_server;
 
-use kiln_tests::bins;
 use kiln_tests::corpus::{
     buildah_store, case_filter, load_cases, missing_as_root, push_base, run, tail, tools_here,
     Case, BASE_REF,
@@ -36,16 +36,8 @@ fn missing_tools() -> Option<String> {
 /// `kiln build` of `case` pushed to `image` through the proxy at `addr`, with the case's
 /// cache repository and a cache directory of its own.
 fn build(case: &Case, base: &str, addr: &str, image: &str, cache: &Path) -> (bool, String) {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let mut c = Command::new(BIN.get_or_init(bins::kiln_bin));
-    c.arg("build")
-        .arg("--context")
-        .arg(&case.dir)
-        .arg("--dockerfile")
-        .arg(&case.dockerfile)
-        .arg("--build-arg")
-        .arg(format!("BASE={base}"))
-        .arg("--destination")
+    let mut c = case.kiln_build(base);
+    c.arg("--destination")
         .arg(image)
         .arg("--cache=true")
         .arg(format!("--cache-repo={addr}/kiln-cache/{}", case.name))
@@ -54,8 +46,7 @@ fn build(case: &Case, base: &str, addr: &str, image: &str, cache: &Path) -> (boo
         .arg("--insecure-registry")
         .arg(addr)
         .arg("--progress")
-        .arg("plain")
-        .args(case.flags());
+        .arg("plain");
     let o = c.output().unwrap();
     let log = format!(
         "{}{}",

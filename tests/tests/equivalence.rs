@@ -40,7 +40,6 @@ mod dockerd;
 mod registry_server;
 
 use dockerd::Dockerd;
-use kiln_tests::bins::kiln_bin;
 use kiln_tests::corpus::{
     case_filter, compare, corpus_dir, load_cases, load_cases_in, push_base, read_normalised, run,
     tail, tools_here, Case,
@@ -231,15 +230,8 @@ fn kiln_tag(case: &Case) -> String {
 /// Builds `case` with kiln (kaniko's flag names) into the OCI layout `out` and the `docker load`
 /// tarball `tar`, tagged [`kiln_tag`] as `--destination` with `--no-push` does.
 fn kiln_build(rig: &Rig, case: &Case, out: &Path, tar: &Path) -> Result<(), String> {
-    let mut c = Command::new(kiln_bin());
-    c.arg("build")
-        .arg("--context")
-        .arg(&case.dir)
-        .arg("--dockerfile")
-        .arg(&case.dockerfile)
-        .arg("--build-arg")
-        .arg(format!("BASE={}", rig.base))
-        .arg("--destination")
+    let mut c = case.kiln_build(&rig.base);
+    c.arg("--destination")
         .arg(kiln_tag(case))
         .arg("--no-push")
         .arg("--oci-layout-path")
@@ -249,8 +241,7 @@ fn kiln_build(rig: &Rig, case: &Case, out: &Path, tar: &Path) -> Result<(), Stri
         .arg("--insecure-registry")
         .arg(&rig.registry.addr)
         .arg("--cache-dir")
-        .arg(rig.work.path().join("kiln-cache"))
-        .args(case.flags());
+        .arg(rig.work.path().join("kiln-cache"));
     run(&mut c)
         .map(|_| ())
         .map_err(|e| format!("kiln build: {e}"))

@@ -31,10 +31,10 @@ mod dockerd;
 mod registry_server;
 
 use dockerd::Dockerd;
-use kiln_tests::bins;
+use kiln_tests::bins::kiln_bin;
 use kiln_tests::corpus::{
-    buildah_store, case_filter, compare, corpus_dir, load_cases, missing_as_root, push_base,
-    read_normalised, run, tail, tools_here, Case,
+    buildah_store, case_filter, compare, corpus_dir, load_cases, load_cases_in, missing_as_root,
+    push_base, read_normalised, run, tail, tools_here, Case,
 };
 use registry_server::Registry;
 use std::os::unix::fs::PermissionsExt;
@@ -64,11 +64,6 @@ fn needs_namespaces(case: &Case) -> bool {
 }
 
 /// The kiln binary, looked up (and built if need be) once.
-fn kiln_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(bins::kiln_bin).clone()
-}
-
 fn has_run(case: &Case) -> bool {
     let text = std::fs::read_to_string(&case.dockerfile).unwrap();
     text.lines().any(|l| l.trim_start().starts_with("RUN"))
@@ -480,28 +475,10 @@ fn hostile_steps_stay_in(rig: &Rig, env: &Env) {
         format!("ARG BASE\nFROM ${{BASE}}\nRUN {HOSTILE}\n"),
     )
     .unwrap();
-    let args: Vec<String> = [
-        "build",
-        "--context",
-        "/out/hostile",
-        "--dockerfile",
-        "/out/hostile/Dockerfile",
-        "--build-arg",
-        &format!("BASE={}", rig.base),
-        "--destination",
-        "kiln-corpus/hostile:env",
-        "--no-push",
-        "--insecure-registry",
-        &rig.registry.addr,
-        "--cache-dir",
-        "/cache",
-        "--isolation",
-        "auto",
-        "--progress",
-        "plain",
-    ]
-    .map(String::from)
-    .to_vec();
+    let case = load_cases_in(dir.parent().unwrap(), &["hostile".into()])
+        .pop()
+        .unwrap();
+    let args = kiln_args(rig, &case, "/out/hostile", "/out/hostile-layout", "/cache");
     let (ok, log) = in_container(rig, env, &env.flags, &args);
     assert!(ok, "{}: the hostile build failed:\n{log}", env.name);
     assert!(

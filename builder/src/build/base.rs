@@ -67,7 +67,7 @@ impl BaseResolver {
 
     fn fetch(&self, name: &str, platform: &Platform) -> Result<ResolvedBase, String> {
         let reference = Reference::parse(name).map_err(|e| e.to_string())?;
-        let chain = |e: &dyn std::error::Error| super::error::chain(e);
+        let chain = |e: &dyn std::error::Error| crate::error::chain_line(e);
         self.runtime.block_on(async {
             let mut m = self
                 .client

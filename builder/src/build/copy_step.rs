@@ -118,7 +118,7 @@ pub(crate) fn inputs(
     }
     let src = source_view(at, None, done)?;
     let req = request(c, cfg, None, c.from.is_some());
-    copy::inputs_digest(&req, src.view()).map_err(|e| at.err(super::error::chain(&e)))
+    copy::inputs_digest(&req, src.view()).map_err(|e| at.err(crate::error::chain_line(&e)))
 }
 
 /// What identifies a stage's or an image's tree without reading it: its layers' diff_ids.
@@ -154,7 +154,7 @@ pub(crate) fn mount_inputs(
                     ..Default::default()
                 };
                 copy::inputs_digest(&req, &at.b.context)
-                    .map_err(|e| at.err(super::error::chain(&e)))?
+                    .map_err(|e| at.err(crate::error::chain_line(&e)))?
             }
         };
         parts.push_str(&format!("bind\0{source}\0{}\0{digest}\0", m.target));
@@ -218,7 +218,8 @@ pub(crate) fn copy(
         }),
         None => None,
     };
-    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
+    let dirs =
+        snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(crate::error::chain_line(&e)))?;
     let req = request(c, cfg, chown, c.from.is_some());
     let target: &dyn FsView = if c.link {
         &DirView::new(empty.path())
@@ -226,7 +227,7 @@ pub(crate) fn copy(
         parent_view.as_ref()
     };
     copy::copy(&req, src.view(), target, &dirs.upper)
-        .map_err(|e| at.err(super::error::chain(&e)))?;
+        .map_err(|e| at.err(crate::error::chain_line(&e)))?;
     commit(at, &dirs.upper, Whiteouts::Overlay)
 }
 
@@ -244,12 +245,13 @@ pub(crate) fn workdir(
     } else {
         ids(at, &cfg.config.user, &view)?
     };
-    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(super::error::chain(&e)))?;
+    let dirs =
+        snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(crate::error::chain_line(&e)))?;
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
     let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
-        .map_err(|e| at.err(super::error::chain(&e)))?;
+        .map_err(|e| at.err(crate::error::chain_line(&e)))?;
     if !created {
         return Ok(None);
     }

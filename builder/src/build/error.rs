@@ -92,8 +92,3 @@ fn tail_block(tail: &[String]) -> String {
     }
     s
 }
-
-/// The error and its causes on one line, as the CLI prints them.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    crate::error::chain_line(e)
-}

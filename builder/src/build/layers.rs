@@ -85,7 +85,7 @@ impl Layers {
             ))
             .map_err(|e| BuildError::Output {
                 what: format!("pulling layer {} from {repo}", l.layer.digest),
-                message: super::error::chain(&e),
+                message: crate::error::chain_line(&e),
             })?;
         progress.finish();
         self.downloaded.fetch_add(n, Ordering::Relaxed);
@@ -110,7 +110,7 @@ impl Layers {
             .extract(&l.layer.diff_id, &l.layer.media_type, &mut reader)
             .map_err(|e| BuildError::Output {
                 what: format!("extracting layer {}", l.layer.digest),
-                message: super::error::chain(&e),
+                message: crate::error::chain_line(&e),
             })?;
         reader.into_inner().finish();
         Ok(dir)

@@ -155,7 +155,7 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BuildError +
 fn wrap(what: &str) -> impl FnOnce(&dyn std::error::Error) -> BuildError + '_ {
     move |e| BuildError::Output {
         what: what.to_string(),
-        message: error::chain(e),
+        message: crate::error::chain_line(e),
     }
 }
 

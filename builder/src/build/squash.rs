@@ -33,7 +33,7 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
             if view.is_none() {
                 let lowers = b.layers.lowers(base).map_err(|e| LayerError::Io {
                     path: "image base".into(),
-                    source: std::io::Error::other(super::error::chain(&e)),
+                    source: std::io::Error::other(crate::error::chain_line(&e)),
                 })?;
                 view = Some(OverlayView::new(lowers));
             }

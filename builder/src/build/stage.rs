@@ -85,7 +85,7 @@ fn start(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, BuildEr
             let builder =
                 ImageBuilder::from_base(r.config.clone(), descs).map_err(|e| BuildError::Base {
                     reference: name.clone(),
-                    message: super::error::chain(&e),
+                    message: crate::error::chain_line(&e),
                 })?;
             StageDone {
                 builder,
@@ -287,7 +287,7 @@ fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<Hit> {
         Err(e) => {
             b.progress.line(&format!(
                 "warning: cache repository lookup failed, building the step: {}",
-                super::error::chain(&e)
+                crate::error::chain_line(&e)
             ));
             None
         }
@@ -315,7 +315,7 @@ fn store(b: &Build<'_>, key: &CacheKey, layer: Option<&Layer>, created_by: &str)
         if let Err(e) = b.runtime.block_on(repo.put(key, &cached, &b.layers.store)) {
             b.progress.line(&format!(
                 "warning: could not write to the cache repository: {}",
-                super::error::chain(&e)
+                crate::error::chain_line(&e)
             ));
         }
     }

@@ -265,7 +265,7 @@ impl DockerClient {
         }
         DindError::Protocol {
             host,
-            detail: chain(e),
+            detail: crate::error::chain_line(e),
         }
     }
 }
@@ -292,10 +292,6 @@ fn connect_error(host: String, source: std::io::Error) -> DindError {
         ConnectionRefused | NotFound => DindError::NothingListens { host, source },
         _ => DindError::Connect { host, source },
     }
-}
-
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    crate::error::chain_line(e)
 }
 
 /// The rustls error somewhere in `e`'s chain; `io::Error` hides its payload from `source()`.

@@ -3,7 +3,7 @@
 //! two halves overlap, as `tar -xz` overlaps with its gzip child. At most [`CHUNKS`] chunks of
 //! [`CHUNK`] bytes wait between them: memory stays flat whatever the layer's size.
 
-use super::error::LayerError;
+use crate::blob::Digest;
 use sha2::{Digest as _, Sha256};
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -43,13 +43,13 @@ impl Read for Decoded {
 
 /// Starts decoding `layer` (gzip, zstd or plain tar, told by its first bytes) on a thread of
 /// `scope`, each uncompressed byte counted by `spend` (which fails past a limit). The thread's
-/// result is the stream's sha256 once the reader has taken it all; `None` when it stopped on
-/// an error, which the reader got instead of more bytes.
+/// result is the stream's digest (the diff_id) once the reader has taken it all; `None` when
+/// it stopped on an error, which the reader got instead of more bytes.
 pub(super) fn spawn<'scope, 'env, R, S>(
     scope: &'scope Scope<'scope, 'env>,
     layer: R,
     mut spend: S,
-) -> (Decoded, ScopedJoinHandle<'scope, Option<[u8; 32]>>)
+) -> (Decoded, ScopedJoinHandle<'scope, Option<Digest>>)
 where
     R: Read + Send + 'env,
     S: FnMut(usize) -> io::Result<()> + Send + 'env,
@@ -62,8 +62,7 @@ where
         };
         let mut inner = match decompress(layer) {
             Ok(r) => r,
-            Err(LayerError::Stream(e)) => return fail(&tx, e),
-            Err(e) => return fail(&tx, io::Error::other(e.to_string())),
+            Err(e) => return fail(&tx, e),
         };
         let mut hasher = Sha256::new();
         loop {
@@ -84,7 +83,7 @@ where
                 return None;
             }
         }
-        Some(hasher.finalize().into())
+        Some(Digest::from_hasher(hasher))
     });
     (
         Decoded {
@@ -98,13 +97,13 @@ where
 
 /// Picks the decompressor from the stream's first bytes: gzip (every member, since parallel
 /// writers may join several), zstd, or plain tar.
-fn decompress<'a, R: Read + Send + 'a>(r: R) -> Result<Box<dyn Read + Send + 'a>, LayerError> {
+fn decompress<'a, R: Read + Send + 'a>(r: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut r = BufReader::with_capacity(CHUNK, r);
-    let head = r.fill_buf().map_err(LayerError::Stream)?;
+    let head = r.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(r))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(LayerError::Stream)?)
+        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
     } else {
         Box::new(r)
     })

@@ -140,14 +140,10 @@ pub fn extract<R: Read + Send>(
         (entries, hashed.join())
     });
     let entries = entries?;
-    let sha = sha
+    let diff_id = sha
         .ok()
         .flatten()
         .ok_or_else(|| LayerError::Stream(io::Error::other("the layer stream ended early")))?;
-    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
-    let diff_id = format!("sha256:{hex}")
-        .parse()
-        .map_err(|_| LayerError::Stream(io::Error::other("bad digest")))?;
     Ok(ExtractInfo { diff_id, entries })
 }
 
@@ -220,8 +216,9 @@ struct Meta {
 struct Extractor<'a> {
     root: &'a Root,
     /// The directory the last entry went into, kept open: a layer lists a directory's
-    /// entries together, so most entries need no walk from the root. Dropped whenever the
-    /// extraction removes anything, which might be it or one of its parents.
+    /// entries together, so most entries need no walk from the root. An entry only removes
+    /// what is below it, never this directory; a whiteout may remove it or a parent, so
+    /// whiteouts drop it.
     last_dir: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
     /// Whether [`Self::last_dir`] is setgid (its new files take its group).
     last_dir_setgid: bool,
@@ -326,7 +323,6 @@ impl Extractor<'_> {
         if existing.is_some()
             && !(kind == EntryType::Directory && existing == Some(FileType::Directory))
         {
-            self.last_dir = None;
             remove_all_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
         }
         let err = |er: rustix::io::Errno| self.root.err(&path, er);

@@ -440,17 +440,7 @@ pub(crate) fn transport_error(
     operation: &str,
     e: reqwest::Error,
 ) -> RegistryError {
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = c.source();
-    }
+    let message = crate::error::chain_line(&e.without_url());
     RegistryError::Transport {
         registry: repo.registry.clone(),
         repository: repo.name.clone(),
