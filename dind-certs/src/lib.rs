@@ -35,7 +35,7 @@ pub enum CertError {
     #[error("making certificates: {0}")]
     Certificate(String),
     /// A file could not be written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

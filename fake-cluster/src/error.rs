@@ -4,9 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Binding the listener, making the state directory, or writing a kubeconfig failed.
-    #[error("fake cluster I/O: {0}")]
+    #[error("fake cluster I/O")]
     Io(#[from] std::io::Error),
     /// The kube client could not be built.
-    #[error("kube client: {0}")]
+    #[error("kube client")]
     Kube(#[from] kube::Error),
 }

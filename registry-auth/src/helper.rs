@@ -30,7 +30,7 @@ pub enum HelperError {
         helper: String,
     },
     /// The helper could not be started or waited for.
-    #[error("credential helper docker-credential-{helper} could not run: {source}")]
+    #[error("credential helper docker-credential-{helper} could not run")]
     Io {
         /// Helper name.
         helper: String,

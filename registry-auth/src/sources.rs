@@ -15,7 +15,7 @@ use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A config file exists but could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,

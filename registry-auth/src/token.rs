@@ -38,10 +38,10 @@ pub enum TokenError {
     #[error("invalid token realm {0:?}")]
     InvalidRealm(String),
     /// The HTTP client could not be built.
-    #[error("cannot build HTTP client: {0}")]
+    #[error("cannot build HTTP client")]
     Client(#[source] reqwest::Error),
     /// The request to the token server failed.
-    #[error("token request to {realm} failed: {source}")]
+    #[error("token request to {realm} failed")]
     Http {
         /// Realm without query or user info.
         realm: String,
