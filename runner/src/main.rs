@@ -14,11 +14,46 @@ use std::time::Duration;
 
 const DEFAULT_CONFIG: &str = "/etc/kiln-runner/config.toml";
 
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the input is wrong (the config file's \
+    content, a job payload) or the work failed (`verify` found runners GitLab no longer knows, \
+    jobs were killed at the shutdown timeout); 2 usage, or a failure of kiln-runner or its \
+    environment (a config file that cannot be read, an unusable listen_address, GitLab \
+    unreachable or refusing a request).";
+
+/// What kiln-runner was given or asked to do is wrong, or the work itself failed: exit code 1.
+#[derive(Debug)]
+struct Input(String);
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Input {}
+
+/// 1 when the input is wrong or the work failed, 2 for usage, kiln-runner's own failures and
+/// its environment's.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    let input = e.chain().any(|c| {
+        c.is::<Input>()
+            || c.is::<kiln_runner::runner::RunnerError>()
+            || c.downcast_ref::<config::ConfigError>()
+                .is_some_and(config::ConfigError::is_input)
+    });
+    if input {
+        1
+    } else {
+        2
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "kiln-runner",
     version,
-    about = "A GitLab runner for image-build jobs"
+    about = "A GitLab runner for image-build jobs",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -261,8 +296,11 @@ async fn cmd_verify(config_path: PathBuf, delete: bool) -> Result<()> {
     if delete && !gone.is_empty() {
         config::remove_runners(&config_path, &gone)?;
     }
-    if failed || (!gone.is_empty() && !delete) {
-        bail!("some runners are not valid");
+    if failed {
+        bail!("some runners could not be verified");
+    }
+    if !gone.is_empty() && !delete {
+        bail!(Input("some runners are not valid".into()));
     }
     Ok(())
 }
@@ -309,17 +347,18 @@ fn cmd_pod_spec(config_path: PathBuf, job_path: PathBuf, runner: Option<String>)
         .collect();
     let entry = match entries.as_slice() {
         [one] => *one,
-        [] => bail!(config::ConfigError::Invalid(match &runner {
+        // Which entry to use is the command line's to say: a usage error.
+        [] => bail!(match &runner {
             Some(n) => format!("no runner entry named {n:?}"),
             None => "no runner entry with executor = \"kubernetes\"".into(),
-        })),
-        _ => bail!(config::ConfigError::Invalid(
-            "several kubernetes entries: pick one with --runner NAME".into()
-        )),
+        }),
+        _ => bail!("several kubernetes entries: pick one with --runner NAME"),
     };
     let text = std::fs::read_to_string(&job_path)
         .with_context(|| format!("reading {}", job_path.display()))?;
     let job: kiln_runner::gitlab::JobResponse = serde_json::from_str(&text)
+        // serde's own words can quote a value of the payload, and its variables hold secrets.
+        .map_err(|e| Input(format!("line {}, column {}", e.line(), e.column())))
         .with_context(|| format!("{} is not a jobs/request payload", job_path.display()))?;
     let trace = kiln_runner::trace::Trace::new(Vec::<String>::new(), usize::MAX);
     let plan =
@@ -380,7 +419,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kiln-runner: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            std::process::exit(2);
         }
     };
     let result = rt.block_on(dispatch(cli));
@@ -388,11 +427,7 @@ fn main() {
     // before `exit` (which runs no destructors) is the fallback for any that outlived that.
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Err(e) = result {
-        eprintln!("kiln-runner: {e:#}");
-        // Configuration problems are the caller's to fix, like usage errors.
-        let usage = e
-            .chain()
-            .any(|c| c.downcast_ref::<config::ConfigError>().is_some());
-        std::process::exit(if usage { 2 } else { 1 });
+        eprintln!("kiln-runner: {}", kiln_runner::error_chain(e.as_ref()));
+        std::process::exit(exit_code(&e));
     }
 }

@@ -32,6 +32,65 @@ fn missing_config_prints_chain_and_exits_2() {
     );
 }
 
+/// `kiln-runner run` with a config file holding `text`.
+fn run_with_config(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_config_that_is_wrong_exits_1() {
+    let (code, err) = run_with_config("concurrent = = 1\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("kiln-runner: config file "), "{err}");
+    assert!(err.contains(" is not valid TOML: "), "{err}");
+    let (code, err) = run_with_config("concurrent = \"many\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(" has invalid settings: "), "{err}");
+}
+
+/// The runner's own environment failing is 2, as usage is, and each cause prints once.
+#[test]
+fn an_unusable_listen_address_exits_2_naming_each_cause_once() {
+    let (code, err) = run_with_config("listen_address = \"127.0.0.1:99999\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("kiln-runner: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let (outer, cause) = line
+        .strip_prefix("kiln-runner: cannot listen on 127.0.0.1:99999: ")
+        .map(|c| ("cannot listen", c))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(!cause.is_empty(), "{line}");
+    assert_eq!(line.matches(cause).count(), 1, "{line}");
+    assert_eq!(line.matches(outer).count(), 1, "{line}");
+}
+
+#[test]
+fn help_says_what_the_exit_codes_mean() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes: 0 success; 1 the input is wrong"),
+        "{help}"
+    );
+    assert!(
+        help.contains("2 usage, or a failure of kiln-runner"),
+        "{help}"
+    );
+}
+
 fn run(args: Vec<String>) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
         .args(&args)

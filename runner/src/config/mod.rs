@@ -59,6 +59,19 @@ pub enum ConfigError {
     Serialize(#[source] toml::ser::Error),
 }
 
+impl ConfigError {
+    /// Whether the file's content is wrong (kiln-runner exits 1), rather than the file being
+    /// unreadable or unwritable (2).
+    pub fn is_input(&self) -> bool {
+        match self {
+            ConfigError::Syntax { .. } | ConfigError::Schema { .. } | ConfigError::Invalid(_) => {
+                true
+            }
+            ConfigError::Io { .. } | ConfigError::Serialize(_) => false,
+        }
+    }
+}
+
 /// The whole `config.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
