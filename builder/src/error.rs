@@ -1,5 +1,8 @@
 //! The crate's error type: one variant per module's error.
 
+mod path_io;
+
+pub use path_io::{IoAt, PathIo};
 use std::path::PathBuf;
 
 /// A Dockerfile problem located in its file: displays as `Dockerfile:7: what is wrong`.
@@ -57,13 +60,8 @@ pub enum Error {
     #[error(transparent)]
     Dind(#[from] crate::dind::DindError),
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIo),
 }
 
 /// `Result` with kiln's [`Error`].
@@ -93,10 +91,7 @@ mod tests {
     #[test]
     fn a_cause_the_message_already_names_prints_once() {
         let io = || std::io::Error::from_raw_os_error(libc::EISDIR);
-        let e = crate::layer::LayerError::Io {
-            path: "/tmp".into(),
-            source: io(),
-        };
+        let e = crate::layer::LayerError::from(PathIo::new("/tmp", io()));
         assert_eq!(chain_line(&e), format!("/tmp: {}", io()));
         let wrapped = crate::layer::LayerError::Stream(io());
         assert_eq!(chain_line(&wrapped), format!("layer stream: {}", io()));

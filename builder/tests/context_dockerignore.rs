@@ -648,14 +648,16 @@ fn load_handles_missing_and_unreadable_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(".dockerignore")).unwrap();
     match DockerIgnore::load(dir.path()) {
-        Err(ContextError::Io { path, .. }) => assert_eq!(path, dir.path().join(".dockerignore")),
+        Err(ContextError::Io(kiln::error::PathIo { path, .. })) => {
+            assert_eq!(path, dir.path().join(".dockerignore"))
+        }
         other => panic!("expected an Io error, got {other:?}"),
     }
 
     let missing = dir.path().join("nope");
     assert!(matches!(
         BuildContext::open(&missing),
-        Err(ContextError::Io { .. })
+        Err(ContextError::Io(_))
     ));
 }
 

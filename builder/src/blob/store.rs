@@ -3,21 +3,17 @@
 //! so a reader never sees half a blob.
 
 use super::digest::{Digest, DigestWriter};
+use crate::error::IoAt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Reading or writing the blob store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// The bytes do not have the digest they were announced with.
     #[error("blob digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -31,13 +27,6 @@ pub enum BlobError {
     Missing(Digest),
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
-    move |source| BlobError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// The blob store at a directory.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -49,7 +38,7 @@ impl BlobStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
         let root = root.into();
         for d in [root.join("sha256"), root.join("tmp")] {
-            std::fs::create_dir_all(&d).map_err(io_at(&d))?;
+            std::fs::create_dir_all(&d).at(&d)?;
         }
         Ok(BlobStore { root })
     }
@@ -74,14 +63,14 @@ impl BlobStore {
         let p = self.path(d);
         File::open(&p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => BlobError::Missing(d.clone()),
-            _ => BlobError::Io { path: p, source: e },
+            _ => crate::error::PathIo::new(&p, e).into(),
         })
     }
 
     /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, BlobError> {
         let tmp_dir = self.root.join("tmp");
-        let file = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_at(&tmp_dir))?;
+        let file = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
         Ok(BlobWriter {
             store: self.clone(),
             inner: DigestWriter::new(BufWriter::with_capacity(1 << 20, file)),
@@ -91,7 +80,7 @@ impl BlobStore {
     /// Stores `bytes` (configs, manifests: small by nature).
     pub fn put(&self, bytes: &[u8]) -> Result<(Digest, u64), BlobError> {
         let mut w = self.writer()?;
-        w.write_all(bytes).map_err(io_at(&self.root))?;
+        w.write_all(bytes).at(&self.root)?;
         w.commit()
     }
 }
@@ -121,10 +110,7 @@ impl BlobWriter {
     fn finish(self, expected: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
         let tmp_dir = self.store.root.join("tmp");
         let (digest, size, buf) = self.inner.finish();
-        let file = buf.into_inner().map_err(|e| BlobError::Io {
-            path: tmp_dir.clone(),
-            source: e.into_error(),
-        })?;
+        let file = buf.into_inner().at(&tmp_dir)?;
         if let Some(exp) = expected {
             if *exp != digest {
                 return Err(BlobError::DigestMismatch {
@@ -133,13 +119,10 @@ impl BlobWriter {
                 });
             }
         }
-        file.as_file().sync_all().map_err(io_at(&tmp_dir))?;
+        file.as_file().sync_all().at(&tmp_dir)?;
         let dest = self.store.path(&digest);
         // Another build may have stored the same blob meanwhile: same bytes, so either copy wins.
-        file.persist(&dest).map_err(|e| BlobError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
+        file.persist(&dest).at(&dest)?;
         Ok((digest, size))
     }
 }

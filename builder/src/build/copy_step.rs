@@ -8,6 +8,7 @@ use super::stage::{platform_of, At, Done, NewLayer};
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
 use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
+use crate::error::IoAt;
 use crate::executor::metadata::StageConfig;
 use crate::fsview::{read_small, DirView, FsView};
 use crate::sandbox::users;
@@ -202,7 +203,7 @@ pub(crate) fn copy(
     let b = at.b;
     let src = source_view(at, c.from.as_deref(), done)?;
     let tmp = b.layers.cache.tmp_dir();
-    let empty = tempfile::tempdir_in(&tmp).map_err(super::io_err(&tmp))?;
+    let empty = tempfile::tempdir_in(&tmp).at(&tmp)?;
     // COPY --link does not look at the parent: its layer stands alone, so the base's layers
     // need not be downloaded. Names in --chown still need the parent's user database.
     let needs_parent = !c.link || c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());

@@ -1,7 +1,5 @@
 //! What can go wrong while executing a build plan.
 
-use std::path::PathBuf;
-
 /// A build that could not be completed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -32,13 +30,8 @@ pub enum BuildError {
     #[error("{0}")]
     Options(String),
     /// Local state (cache directory, scratch space) failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// Exporting or pushing the image failed.
     #[error("{what}: {message}")]
     Output {

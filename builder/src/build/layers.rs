@@ -5,6 +5,7 @@
 use super::error::BuildError;
 use super::progress::Transfers;
 use crate::blob::BlobStore;
+use crate::error::IoAt;
 use crate::image::Layer;
 use crate::registry::{RegistryClient, Repository};
 use crate::snapshot::LayerCache;
@@ -99,10 +100,7 @@ impl Layers {
         }
         self.fetch(l)?;
         let path = self.store.path(&l.layer.digest);
-        let file = std::fs::File::open(&path).map_err(|source| BuildError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let file = std::fs::File::open(&path).at(&path)?;
         let counted = Counted::new(file, Some(self.extracts.blob(Some(l.layer.size))));
         let mut reader = std::io::BufReader::new(counted);
         let dir = self

@@ -24,6 +24,7 @@ pub use layers::LayerRef;
 pub use progress::{Progress, ProgressMode};
 
 use crate::cache::{LocalCache, RepoCache};
+use crate::error::IoAt;
 use crate::image::{BuiltImage, ImageFormat};
 use crate::layer::LayerOptions;
 use crate::plan::{self, Plan};
@@ -145,13 +146,6 @@ pub(crate) struct Build<'a> {
     pub steps: std::sync::atomic::AtomicUsize,
 }
 
-fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn wrap(what: &str) -> impl FnOnce(&dyn std::error::Error) -> BuildError + '_ {
     move |e| BuildError::Output {
         what: what.to_string(),
@@ -178,7 +172,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(io_err(std::path::Path::new("tokio runtime")))?,
+            .at(std::path::Path::new("tokio runtime"))?,
     );
     let client = RegistryClient::new(opts.registry.clone(), opts.credentials.clone())
         .map_err(|e| wrap("registry client")(&e))?;

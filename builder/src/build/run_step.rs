@@ -6,6 +6,7 @@ use super::layers::LayerRef;
 use super::stage::{At, Done, NewLayer};
 use super::{Build, SecretSource};
 use crate::dockerfile::instructions::{Command, Mount, MountType, Network as StepNetwork, Run};
+use crate::error::IoAt;
 use crate::executor::metadata::StageConfig;
 use crate::plan::Step;
 use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
@@ -90,7 +91,7 @@ pub(crate) fn run(
     let scratch = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&tmp)
-        .map_err(super::io_err(&tmp))?;
+        .at(&tmp)?;
     let mut env = env.to_vec();
     let (argv, script) = argv(&r.command, cfg);
     let mut mounts = Vec::new();
@@ -223,14 +224,16 @@ fn give_mount_owner(path: &Path, m: &Mount) -> Result<(), BuildError> {
         return Ok(());
     }
     std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
-        .map_err(super::io_err(path))
+        .at(path)
+        .map_err(Into::into)
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BuildError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).map_err(super::io_err(path))?;
+    std::fs::write(path, bytes).at(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(super::io_err(path))
+        .at(path)
+        .map_err(Into::into)
 }
 
 /// A `RUN --mount` as a bind mount of the sandbox; `None` when an optional secret is absent.
@@ -252,11 +255,10 @@ fn mount(
                 .join("mounts")
                 .join(crate::blob::Digest::of(id.as_bytes()).hex());
             if !dir.exists() {
-                std::fs::create_dir_all(&dir).map_err(super::io_err(&dir))?;
+                std::fs::create_dir_all(&dir).at(&dir)?;
                 use std::os::unix::fs::PermissionsExt;
                 let mode = m.mode.unwrap_or(0o755);
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-                    .map_err(super::io_err(&dir))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).at(&dir)?;
                 give_mount_owner(&dir, m)?;
             }
             BindMount {
@@ -267,7 +269,7 @@ fn mount(
         }
         MountType::Tmpfs => {
             let dir = scratch.join(format!("tmpfs-{n}"));
-            std::fs::create_dir(&dir).map_err(super::io_err(&dir))?;
+            std::fs::create_dir(&dir).at(&dir)?;
             BindMount {
                 source: dir,
                 target: m.target.clone(),
@@ -290,7 +292,7 @@ fn mount(
                 return Ok(None);
             };
             let value = match &secret.source {
-                SecretSource::File(p) => std::fs::read(p).map_err(super::io_err(p))?,
+                SecretSource::File(p) => std::fs::read(p).at(p)?,
                 SecretSource::Env(v) => std::env::var(v)
                     .map_err(|_| at.err(format!("secret {id:?}: variable {v} is not set")))?
                     .into_bytes(),

@@ -6,6 +6,7 @@ use super::error::BuildError;
 use super::layers::LayerRef;
 use super::stage::StageDone;
 use super::{wrap, Build};
+use crate::error::IoAt;
 use crate::fsview::{FsView, Kind};
 use crate::layer::{self, Below, LayerError};
 use crate::snapshot::OverlayView;
@@ -31,18 +32,15 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
         let mut view: Option<OverlayView> = None;
         let below = |rel: &[u8]| -> Result<Below, LayerError> {
             if view.is_none() {
-                let lowers = b.layers.lowers(base).map_err(|e| LayerError::Io {
-                    path: "image base".into(),
-                    source: std::io::Error::other(crate::error::chain_line(&e)),
-                })?;
+                let lowers = b
+                    .layers
+                    .lowers(base)
+                    .map_err(|e| std::io::Error::other(crate::error::chain_line(&e)))
+                    .at("image base")?;
                 view = Some(OverlayView::new(lowers));
             }
             let p = Path::new("/").join(OsStr::from_bytes(rel));
-            let found = view
-                .as_ref()
-                .expect("set above")
-                .lstat(&p)
-                .map_err(|source| LayerError::Io { path: p, source })?;
+            let found = view.as_ref().expect("set above").lstat(&p).at(p)?;
             Ok(match found {
                 None => Below::Absent,
                 Some(e) if e.kind == Kind::Dir => Below::Dir,

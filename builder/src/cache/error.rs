@@ -1,18 +1,11 @@
 //! The cache module's one error type.
 
-use std::path::PathBuf;
-
 /// Reading or writing a layer cache, or warming one, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// The blob store failed.
     #[error(transparent)]
     Blob(#[from] crate::blob::BlobError),
@@ -39,11 +32,4 @@ pub enum CacheError {
         /// The platform asked for.
         platform: String,
     },
-}
-
-pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }

@@ -5,9 +5,10 @@
 //! directory each see a whole entry or none; two builds storing the same key store the same
 //! step, so whichever rename comes last wins harmlessly.
 
-use super::error::{io_at, CacheError};
+use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
 use crate::blob::Digest;
+use crate::error::IoAt;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ impl LocalCache {
     /// Opens (creating) the cache of `cache_dir`.
     pub fn open(cache_dir: impl AsRef<Path>) -> Result<LocalCache, CacheError> {
         let keys = cache_dir.as_ref().join("keys");
-        std::fs::create_dir_all(&keys).map_err(io_at(&keys))?;
+        std::fs::create_dir_all(&keys).at(&keys)?;
         Ok(LocalCache { keys, ttl: None })
     }
 
@@ -91,17 +92,11 @@ impl LocalCache {
             format: FORMAT_VERSION.to_string(),
             step: step.clone(),
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| CacheError::Io {
-            path: self.path(key),
-            source: e.into(),
-        })?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.keys).map_err(io_at(&self.keys))?;
-        tmp.write_all(&bytes).map_err(io_at(tmp.path()))?;
+        let bytes = serde_json::to_vec(&entry).at(self.path(key))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.keys).at(&self.keys)?;
+        tmp.write_all(&bytes).at(tmp.path())?;
         let dest = self.path(key);
-        tmp.persist(&dest).map_err(|e| CacheError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
+        tmp.persist(&dest).at(&dest)?;
         Ok(())
     }
 
@@ -111,8 +106,8 @@ impl LocalCache {
     pub fn prune(&self, ttl: Duration) -> Result<usize, CacheError> {
         let now = SystemTime::now();
         let mut removed = 0;
-        for e in std::fs::read_dir(&self.keys).map_err(io_at(&self.keys))? {
-            let e = e.map_err(io_at(&self.keys))?;
+        for e in std::fs::read_dir(&self.keys).at(&self.keys)? {
+            let e = e.at(&self.keys)?;
             let Ok(meta) = e.metadata() else { continue };
             let age = meta
                 .modified()

@@ -3,7 +3,8 @@
 //! local user may reach anything under it. A mode of 0700 on the directory itself closes the
 //! whole tree, whatever the modes inside (which must stay the image's).
 
-use super::error::{io_at, CacheError};
+use super::error::CacheError;
+use crate::error::IoAt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
@@ -17,16 +18,12 @@ pub fn make_private(dir: &Path) -> Result<Option<String>, CacheError> {
         .recursive(true)
         .mode(MODE)
         .create(dir)
-        .map_err(io_at(dir))?;
-    let mode = std::fs::metadata(dir)
-        .map_err(io_at(dir))?
-        .permissions()
-        .mode()
-        & 0o7777;
+        .at(dir)?;
+    let mode = std::fs::metadata(dir).at(dir)?.permissions().mode() & 0o7777;
     if mode & 0o077 == 0 {
         return Ok(None);
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(MODE)).map_err(io_at(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(MODE)).at(dir)?;
     Ok(Some(format!(
         "cache directory {} was mode {mode:04o}, now {MODE:04o}: it holds extracted layers \
          other users must not reach",

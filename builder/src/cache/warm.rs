@@ -7,9 +7,10 @@
 //! per platform. That file is updated under an exclusive lock and replaced by a rename, so
 //! warmers of different platforms of one image keep each other's entries.
 
-use super::error::{io_at, CacheError};
+use super::error::CacheError;
 use crate::blob::{BlobStore, Digest, DigestWriter};
 use crate::dockerfile;
+use crate::error::IoAt;
 use crate::image::platform_select::normalize;
 use crate::image::{parse_manifest, Descriptor, ImageConfig, ImageManifest, ParsedManifest};
 use crate::plan::{self, Base, NoBaseImages, Options, Platform};
@@ -114,7 +115,7 @@ pub fn lookup_base(
 pub fn read_manifest(cache_dir: &Path, base: &CachedBase) -> Result<ImageManifest, CacheError> {
     let store = blob_store(cache_dir)?;
     let path = store.path(&base.manifest);
-    let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+    let bytes = std::fs::read(&path).at(&path)?;
     match parse_manifest(Some(&base.media_type), &bytes)? {
         ParsedManifest::Image(m) => Ok(*m),
         ParsedManifest::Index(_) => {
@@ -132,7 +133,7 @@ fn record(
     base: &CachedBase,
 ) -> Result<(), CacheError> {
     let dir = cache_dir.join("images");
-    std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
     let path = index_path(cache_dir, reference);
     let lock_path = path.with_extension("lock");
     let lock = std::fs::OpenOptions::new()
@@ -140,13 +141,8 @@ fn record(
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(io_at(&lock_path))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-        CacheError::Io {
-            path: lock_path.clone(),
-            source: e.into(),
-        }
-    })?;
+        .at(&lock_path)?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).at(&lock_path)?;
     let mut idx: IndexFile = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -157,16 +153,10 @@ fn record(
     idx.reference = reference.to_string();
     idx.digest = Some(base.digest.clone());
     idx.platforms.insert(platform_key(platform), base.clone());
-    let bytes = serde_json::to_vec_pretty(&idx).map_err(|e| CacheError::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
-    tmp.write_all(&bytes).map_err(io_at(tmp.path()))?;
-    tmp.persist(&path).map_err(|e| CacheError::Io {
-        path: path.clone(),
-        source: e.error,
-    })?;
+    let bytes = serde_json::to_vec_pretty(&idx).at(&path)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).at(&dir)?;
+    tmp.write_all(&bytes).at(tmp.path())?;
+    tmp.persist(&path).at(&path)?;
     // The lock is released when `lock` is closed.
     drop(lock);
     Ok(())
@@ -177,7 +167,7 @@ fn verify(store: &BlobStore, d: &Digest) -> Result<bool, CacheError> {
     let path = store.path(d);
     let mut f = store.read(d)?;
     let mut w = DigestWriter::new(std::io::sink());
-    std::io::copy(&mut f, &mut w).map_err(io_at(&path))?;
+    std::io::copy(&mut f, &mut w).at(&path)?;
     Ok(w.finish().0 == *d)
 }
 
@@ -246,7 +236,7 @@ async fn warm_one(
                 // A damaged blob: drop it so it is fetched again (a rename would also replace
                 // it, but pull_blob skips digests the store holds).
                 let p = store.path(&d.digest);
-                std::fs::remove_file(&p).map_err(io_at(&p))?;
+                std::fs::remove_file(&p).at(&p)?;
             }
             let n = client
                 .pull_blob(repo, &d.digest, Some(d.size), store)
@@ -257,7 +247,7 @@ async fn warm_one(
         .try_collect()
         .await?;
     let config_path = store.path(&image.config.digest);
-    let config_bytes = std::fs::read(&config_path).map_err(io_at(&config_path))?;
+    let config_bytes = std::fs::read(&config_path).at(&config_path)?;
     let config = ImageConfig::parse(&config_bytes)?;
     let base = CachedBase {
         digest: top.digest.clone(),
@@ -287,7 +277,7 @@ pub fn from_dockerfiles(
 ) -> Result<Vec<Reference>, CacheError> {
     let mut out: Vec<Reference> = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).map_err(io_at(path))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let df = dockerfile::parse(&text, path)?;
         let opts = Options {
             build_args: build_args.clone(),
@@ -347,7 +337,7 @@ mod tests {
         assert_eq!(got[0].to_string(), "docker.io/library/alpine:edge");
         assert!(matches!(
             from_dockerfiles(&[dir.path().join("missing")], &args, &amd64),
-            Err(CacheError::Io { .. })
+            Err(CacheError::Io(_))
         ));
     }
 }

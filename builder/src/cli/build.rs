@@ -6,6 +6,7 @@ use clap::Args;
 use kiln::context::dockerignore::DockerIgnore;
 use kiln::context::walk::BuildContext;
 use kiln::dockerfile;
+use kiln::error::IoAt;
 use kiln::plan::{self, NoBaseImages, Options, Platform};
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -176,10 +177,9 @@ fn read_in_context(path: PathBuf) -> anyhow::Result<Source> {
 }
 
 fn read(path: PathBuf) -> anyhow::Result<Source> {
-    let text = std::fs::read_to_string(&path).map_err(|source| kiln::Error::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .at(&path)
+        .map_err(kiln::Error::from)?;
     Ok(Source { name: path, text })
 }
 

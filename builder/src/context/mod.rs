@@ -21,13 +21,8 @@ pub enum ContextError {
         reason: String,
     },
     /// A file or directory of the context could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// The Dockerfile in the context is a symlink: following it could read any file of the
     /// host (and echo it in a parse error), so it is refused as Docker refuses it.
     #[error("{}: the Dockerfile is a symbolic link; kiln reads a Dockerfile in the context only as a regular file (name the file it points to with --dockerfile)", path.display())]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::dockerignore::{clean, DockerIgnore};
 use super::ContextError;
+use crate::error::IoAt;
 
 /// What a context entry is; symlinks are reported as such, never followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,12 +57,8 @@ pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Vec<ContextEntry>, Con
     // An explicit stack rather than recursion, so a very deep tree cannot overflow the stack.
     let mut pending = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, dir_rel)) = pending.pop() {
-        let io_error = |source| ContextError::Io {
-            path: dir.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&dir).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
             let abs = entry.path();
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
@@ -72,10 +69,7 @@ pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Vec<ContextEntry>, Con
             } else {
                 format!("{dir_rel}/{name}")
             };
-            let file_type = entry.file_type().map_err(|source| ContextError::Io {
-                path: abs.clone(),
-                source,
-            })?;
+            let file_type = entry.file_type().at(&abs)?;
             let kind = if file_type.is_symlink() {
                 EntryKind::Symlink
             } else if file_type.is_dir() {

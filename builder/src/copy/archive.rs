@@ -6,7 +6,8 @@
 //! is refused rather than clamped.
 
 use super::target::{Meta, Target};
-use super::{io_err, CopyError};
+use super::CopyError;
+use crate::error::IoAt;
 use crate::fsview::{FsView, Kind};
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
@@ -33,7 +34,7 @@ fn decompress<'a, R: Read + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
 
 /// Whether the regular file at `path` is a (possibly compressed) tar archive.
 pub(crate) fn is_archive(view: &dyn FsView, path: &Path) -> Result<bool, CopyError> {
-    let f = view.open(path).map_err(io_err(path))?;
+    let f = view.open(path).at(path)?;
     let Ok(r) = decompress(f) else {
         return Ok(false);
     };

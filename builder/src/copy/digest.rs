@@ -5,9 +5,10 @@
 //! left out, so touching a file does not miss the cache; files are streamed, never loaded.
 
 use super::sources::{self, Item};
-use super::{io_err, CopyError, CopyRequest};
+use super::{CopyError, CopyRequest};
 use crate::blob::{Digest, DigestWriter};
 use crate::context::dockerignore::DockerIgnore;
+use crate::error::IoAt;
 use crate::fsview::{Entry, FsView, Kind};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -99,15 +100,15 @@ impl Hasher<'_> {
                     if e.nlink > 1 {
                         self.links.insert(e.id, rel.to_owned());
                     }
-                    let mut f = self.source.open(path).map_err(io_err(path))?;
+                    let mut f = self.source.open(path).at(path)?;
                     let mut d = DigestWriter::new(io::sink());
-                    let n = io::copy(&mut f, &mut d).map_err(io_err(path))?;
+                    let n = io::copy(&mut f, &mut d).at(path)?;
                     let (digest, _, _) = d.finish();
                     self.put(format!("{n}\0{digest}\0").as_bytes());
                 }
             }
             Kind::Symlink => {
-                let t = self.source.read_link(path).map_err(io_err(path))?;
+                let t = self.source.read_link(path).at(path)?;
                 self.put(t.as_os_str().as_encoded_bytes());
                 self.put(b"\0");
             }
@@ -122,9 +123,9 @@ impl Hasher<'_> {
         }
         self.put(b"\n");
         if e.kind == Kind::Dir {
-            for name in self.source.read_dir(path).map_err(io_err(path))? {
+            for name in self.source.read_dir(path).at(path)? {
                 let child = path.join(&name);
-                let Some(ce) = self.source.lstat(&child).map_err(io_err(&child))? else {
+                let Some(ce) = self.source.lstat(&child).at(&child)? else {
                     continue;
                 };
                 let name = name.to_string_lossy();

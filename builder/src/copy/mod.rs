@@ -212,21 +212,11 @@ pub enum CopyError {
         reason: String,
     },
     /// Reading the source or writing the upper directory failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file (in the source view, or on the host).
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// The build context could not be read.
     #[error(transparent)]
     Context(#[from] crate::context::ContextError),
-}
-
-pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CopyError {
-    let path = path.into();
-    move |source| CopyError::Io { path, source }
 }
 
 /// Runs a COPY or ADD: reads `source` (the build context as a [`ContextView`], or a stage's or

@@ -3,8 +3,9 @@
 //! read exactly the same things.
 
 use super::glob::{self, split_wildcards};
-use super::{io_err, CopyError, CopyRequest};
+use super::{CopyError, CopyRequest};
 use crate::context::dockerignore::DockerIgnore;
+use crate::error::IoAt;
 use crate::fsview::{resolve, Entry, FsView, Kind};
 use std::path::{Path, PathBuf};
 
@@ -151,8 +152,8 @@ pub(crate) fn resolve_all(req: &CopyRequest, view: &dyn FsView) -> Result<Vec<It
         if pat.is_empty() {
             matches.push(lit.clone());
         } else {
-            let base = resolve(view, &abs(&lit), true).map_err(io_err(abs(&lit)))?;
-            match view.lstat(&base).map_err(io_err(&base))? {
+            let base = resolve(view, &abs(&lit), true).at(abs(&lit))?;
+            match view.lstat(&base).at(&base)? {
                 None => return Err(not_found(&abs(&lit))),
                 Some(e) if e.kind == Kind::Dir => {
                     let pattern = pat.join("/");
@@ -185,10 +186,10 @@ pub(crate) fn resolve_all(req: &CopyRequest, view: &dyn FsView) -> Result<Vec<It
         }
         for m in matches {
             let path = abs(&m);
-            let followed = resolve(view, &path, true).map_err(io_err(&path))?;
+            let followed = resolve(view, &path, true).at(&path)?;
             let entry = view
                 .lstat(&followed)
-                .map_err(io_err(&followed))?
+                .at(&followed)?
                 .ok_or_else(|| not_found(&path))?;
             let name = m.last().cloned().unwrap_or_else(|| "/".to_owned());
             let parents = req.parents.then(|| {
@@ -224,7 +225,7 @@ fn walk_glob(
     depth: usize,
     out: &mut Vec<Vec<String>>,
 ) -> Result<(), CopyError> {
-    for name in view.read_dir(dir).map_err(io_err(dir))? {
+    for name in view.read_dir(dir).at(dir)? {
         let name = name.to_string_lossy().into_owned();
         rel.push(name.clone());
         let p = dir.join(&name);
@@ -232,7 +233,7 @@ fn walk_glob(
         if glob::matches(pattern, &joined).unwrap_or(false) {
             out.push(rel.clone());
         } else if rel.len() < depth {
-            if let Some(e) = view.lstat(&p).map_err(io_err(&p))? {
+            if let Some(e) = view.lstat(&p).at(&p)? {
                 if e.kind == Kind::Dir {
                     walk_glob(view, &p, rel, pattern, depth, out)?;
                 }

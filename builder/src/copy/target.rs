@@ -7,7 +7,8 @@
 //! non-directory" error), and no whiteouts are ever made, so an upper entry never hides a
 //! parent subtree.
 
-use super::{io_err, CopyError, CopyStats};
+use super::{CopyError, CopyStats};
+use crate::error::IoAt;
 use crate::fsview::{resolve, DirView, Entry, FsView, Kind};
 use crate::layer::owners::{self, is_owner_xattr, recorded_owner, HostIds};
 use std::collections::BTreeMap;
@@ -134,25 +135,30 @@ impl<'a> Target<'a> {
     /// layer writer.
     fn set_owner(&self, host: &Path, (uid, gid): (u32, u32)) -> Result<(), CopyError> {
         if self.ids == HostIds::Same {
-            return std::os::unix::fs::lchown(host, Some(uid), Some(gid)).map_err(io_err(host));
+            return std::os::unix::fs::lchown(host, Some(uid), Some(gid))
+                .at(host)
+                .map_err(Into::into);
         }
         owners::record(uid, gid, |k, v| {
             rustix::fs::lsetxattr(host, k, v, rustix::fs::XattrFlags::empty())
         })
-        .map_err(|e| io_err(host)(e.into()))
+        .at(host)
+        .map_err(Into::into)
     }
 
     /// Resolves `p` in the merged tree (symlinks followed inside it).
     pub(crate) fn resolve(&self, p: &Path, follow_last: bool) -> Result<PathBuf, CopyError> {
-        resolve(&self.merged(), p, follow_last).map_err(io_err(p))
+        resolve(&self.merged(), p, follow_last)
+            .at(p)
+            .map_err(Into::into)
     }
 
     /// The merged entry at `p` (not following a final symlink) and whether the upper has it.
     pub(crate) fn lstat(&self, p: &Path) -> Result<Option<(Entry, bool)>, CopyError> {
-        if let Some(e) = self.upper.lstat(p).map_err(io_err(p))? {
+        if let Some(e) = self.upper.lstat(p).at(p)? {
             return Ok(Some((e, true)));
         }
-        Ok(self.parent.lstat(p).map_err(io_err(p))?.map(|e| (e, false)))
+        Ok(self.parent.lstat(p).at(p)?.map(|e| (e, false)))
     }
 
     fn not_dir(&self, p: &Path) -> CopyError {
@@ -179,8 +185,8 @@ impl<'a> Target<'a> {
 
     fn copy_up(&mut self, p: &Path, e: &Entry) -> Result<(), CopyError> {
         let host = self.host(p);
-        std::fs::create_dir(&host).map_err(io_err(&host))?;
-        let xattrs = self.parent.xattrs(p).map_err(io_err(p))?;
+        std::fs::create_dir(&host).at(&host)?;
+        let xattrs = self.parent.xattrs(p).at(p)?;
         let (uid, gid) = self.image_owner(e, &xattrs);
         self.apply(
             p,
@@ -222,10 +228,9 @@ impl<'a> Target<'a> {
         for c in &comps[existing..] {
             cur.push(c);
             let host = self.host(&cur);
-            std::fs::create_dir(&host).map_err(io_err(&host))?;
+            std::fs::create_dir(&host).at(&host)?;
             self.set_owner(&host, owner)?;
-            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_err(&host))?;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).at(&host)?;
             self.stats.dirs += 1;
         }
         Ok(true)
@@ -243,7 +248,7 @@ impl<'a> Target<'a> {
                 std::fs::DirBuilder::new()
                     .mode(0o700)
                     .create(&host)
-                    .map_err(io_err(&host))?;
+                    .at(&host)?;
                 self.stats.dirs += 1;
                 Ok(true)
             }
@@ -267,7 +272,7 @@ impl<'a> Target<'a> {
             }
             Some((_, true)) => {
                 let host = self.host(p);
-                std::fs::remove_file(&host).map_err(io_err(&host))?;
+                std::fs::remove_file(&host).at(&host)?;
             }
             // Only in the parent: the upper's new entry hides it.
             _ => {}
@@ -287,8 +292,8 @@ impl<'a> Target<'a> {
             .mode(0o600)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&host)
-            .map_err(io_err(&host))?;
-        let n = crate::layer::sparse::copy(content, &mut f).map_err(io_err(&host))?;
+            .at(&host)?;
+        let n = crate::layer::sparse::copy(content, &mut f).at(&host)?;
         self.stats.files += 1;
         self.stats.bytes += n;
         Ok(())
@@ -296,7 +301,7 @@ impl<'a> Target<'a> {
 
     pub(crate) fn symlink(&mut self, target: &Path, p: &Path) -> Result<(), CopyError> {
         let host = self.host(p);
-        std::os::unix::fs::symlink(target, &host).map_err(io_err(&host))?;
+        std::os::unix::fs::symlink(target, &host).at(&host)?;
         self.stats.symlinks += 1;
         Ok(())
     }
@@ -304,14 +309,14 @@ impl<'a> Target<'a> {
     /// Hard-links `p` to `first`, which this copy wrote into the upper.
     pub(crate) fn hard_link(&mut self, first: &Path, p: &Path) -> Result<(), CopyError> {
         let host = self.host(p);
-        std::fs::hard_link(self.host(first), &host).map_err(io_err(&host))?;
+        std::fs::hard_link(self.host(first), &host).at(&host)?;
         self.stats.hardlinks += 1;
         Ok(())
     }
 
     /// Whether the upper holds `p` (not following a symlink there).
     pub(crate) fn in_upper(&self, p: &Path) -> Result<bool, CopyError> {
-        Ok(self.upper.lstat(p).map_err(io_err(p))?.is_some())
+        Ok(self.upper.lstat(p).at(p)?.is_some())
     }
 
     pub(crate) fn mknod(&mut self, p: &Path, kind: Kind, rdev: u64) -> Result<(), CopyError> {
@@ -329,7 +334,7 @@ impl<'a> Target<'a> {
             rustix::fs::Mode::from_raw_mode(0o600),
             rdev,
         )
-        .map_err(|e| io_err(&host)(e.into()))?;
+        .at(&host)?;
         self.stats.nodes += 1;
         Ok(())
     }
@@ -341,8 +346,7 @@ impl<'a> Target<'a> {
         self.set_owner(&host, (m.uid, m.gid))?;
         if let Some(mode) = m.mode {
             // Only files, directories and nodes get here, all created by us: no link to follow.
-            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
-                .map_err(io_err(&host))?;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode)).at(&host)?;
         }
         for (k, v) in &m.xattrs {
             if keep_xattr(k) {
@@ -378,5 +382,6 @@ pub(crate) fn set_mtime(host: &Path, mtime: i64) -> Result<(), CopyError> {
         },
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| io_err(host)(e.into()))
+    .at(host)
+    .map_err(Into::into)
 }

@@ -5,8 +5,9 @@
 use super::mode::ChmodSpec;
 use super::sources::{self, Item};
 use super::target::{Meta, Target};
-use super::{archive, io_err, url, CopyError, CopyRequest, CopyStats};
+use super::{archive, url, CopyError, CopyRequest, CopyStats};
 use crate::context::dockerignore::DockerIgnore;
+use crate::error::IoAt;
 use crate::fsview::{Entry, FsView, Kind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,7 +98,7 @@ pub(crate) fn run(
                 path,
             } => {
                 if req.add && entry.kind == Kind::File && archive::is_archive(source, &followed)? {
-                    let f = source.open(&followed).map_err(io_err(&followed))?;
+                    let f = source.open(&followed).at(&followed)?;
                     archive::unpack(&mut c.t, f, &dst, req.chown, &arg)?;
                 } else if let Some((keep, pivot)) = parents {
                     c.copy_parents(&path, pivot, &keep, &followed, &entry, &dst)?;
@@ -211,15 +212,13 @@ impl Copier<'_, '_> {
             target.push(c);
             let mut src_dir = PathBuf::from("/");
             src_dir.extend(&comps[..pivot + i + 1]);
-            let src_dir =
-                crate::fsview::resolve(self.source, &src_dir, true).map_err(io_err(&src_dir))?;
-            let e = self
-                .source
-                .lstat(&src_dir)
-                .map_err(io_err(&src_dir))?
-                .ok_or_else(|| io_err(&src_dir)(std::io::ErrorKind::NotFound.into()))?;
+            let src_dir = crate::fsview::resolve(self.source, &src_dir, true).at(&src_dir)?;
+            let e =
+                self.source.lstat(&src_dir).at(&src_dir)?.ok_or_else(|| {
+                    crate::error::PathIo::new(&src_dir, std::io::ErrorKind::NotFound)
+                })?;
             if self.t.dir_for_copy(&target)? {
-                let x = self.source.xattrs(&src_dir).map_err(io_err(&src_dir))?;
+                let x = self.source.xattrs(&src_dir).at(&src_dir)?;
                 let m = self.meta(&e, x);
                 self.t.apply(&target, &m)?;
             }
@@ -281,9 +280,9 @@ impl Copier<'_, '_> {
         match entry.kind {
             Kind::Dir => {
                 let created = self.t.dir_for_copy(dst)?;
-                for name in self.source.read_dir(src).map_err(io_err(src))? {
+                for name in self.source.read_dir(src).at(src)? {
                     let child = src.join(&name);
-                    let Some(ce) = self.source.lstat(&child).map_err(io_err(&child))? else {
+                    let Some(ce) = self.source.lstat(&child).at(&child)? else {
                         continue;
                     };
                     let name = name.to_string_lossy().into_owned();
@@ -306,12 +305,12 @@ impl Copier<'_, '_> {
                     }
                     self.links.insert(entry.id, dst.to_path_buf());
                 }
-                let mut f = self.source.open(src).map_err(io_err(src))?;
+                let mut f = self.source.open(src).at(src)?;
                 self.t.write_file(dst, &mut f)?;
             }
             Kind::Symlink => {
                 self.t.clear_for_file(dst)?;
-                let target = self.source.read_link(src).map_err(io_err(src))?;
+                let target = self.source.read_link(src).at(src)?;
                 self.t.symlink(&target, dst)?;
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {

@@ -24,13 +24,8 @@ pub enum DindError {
     #[error("making certificates: {0}")]
     Certificate(String),
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// `DOCKER_HOST` (or `--docker-host`) is not an address kiln can use.
     #[error("docker host {host:?}: {reason}")]
     BadHost {
@@ -172,17 +167,14 @@ impl From<kiln_dind_certs::CertError> for DindError {
     fn from(e: kiln_dind_certs::CertError) -> Self {
         match e {
             kiln_dind_certs::CertError::Certificate(m) => DindError::Certificate(m),
-            kiln_dind_certs::CertError::Io { path, source } => DindError::Io { path, source },
+            kiln_dind_certs::CertError::Io { path, source } => {
+                DindError::Io(crate::error::PathIo::new(path, source))
+            }
         }
     }
 }
 
 impl DindError {
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DindError {
-        let path = path.into();
-        move |source| DindError::Io { path, source }
-    }
-
     /// Whether waiting longer could help: the daemon may still be starting.
     pub fn is_transient(&self) -> bool {
         matches!(

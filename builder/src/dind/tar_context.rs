@@ -6,6 +6,7 @@
 use super::DindError;
 use crate::context::dockerignore::DockerIgnore;
 use crate::context::walk::{BuildContext, EntryKind};
+use crate::error::IoAt;
 use bytes::Bytes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ impl ContextTar {
     ) -> Result<Self, DindError> {
         let (text, display, inside) = match dockerfile {
             DockerfileSource::Path(p) => {
-                let bytes = std::fs::read(p).map_err(DindError::io(p))?;
+                let bytes = std::fs::read(p).at(p)?;
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 (text, p.clone(), relative_inside(context, p))
             }
@@ -71,7 +72,7 @@ impl ContextTar {
         if ctx.is_visible(".dockerignore") {
             if inside.is_none() {
                 let path = context.join(".dockerignore");
-                let mut content = std::fs::read(&path).map_err(DindError::io(&path))?;
+                let mut content = std::fs::read(&path).at(&path)?;
                 content.extend_from_slice(format!("\n{dockerfile_name}\n").as_bytes());
                 extra.push((".dockerignore".to_string(), content));
             }
@@ -108,12 +109,11 @@ impl ContextTar {
         let replaced = |name: &str| self.extra.iter().any(|(n, _)| n == name);
         for e in self.ctx.entries() {
             let abs = root.join(&e.path);
-            let io = DindError::io(&abs);
             match e.kind {
                 // Sockets and FIFOs cannot be copied into an image; the docker CLI skips them too.
                 EntryKind::Other => continue,
                 EntryKind::File if replaced(&e.path) => continue,
-                _ => tar.append_path_with_name(&abs, &e.path).map_err(io)?,
+                _ => tar.append_path_with_name(&abs, &e.path).at(&abs)?,
             }
         }
         for (name, content) in &self.extra {
@@ -124,11 +124,12 @@ impl ContextTar {
             h.set_mtime(0);
             let path = root.join(name);
             tar.append_data(&mut h, name, content.as_slice())
-                .map_err(DindError::io(&path))?;
+                .at(&path)?;
         }
         tar.into_inner()
             .and_then(|mut w| w.flush())
-            .map_err(DindError::io(root))
+            .at(root)
+            .map_err(Into::into)
     }
 }
 

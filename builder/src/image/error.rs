@@ -11,13 +11,8 @@ pub enum ImageError {
     #[error(transparent)]
     Blob(#[from] BlobError),
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// A JSON document could not be read or written.
     #[error("{what}: {source}")]
     Json {
@@ -59,11 +54,6 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
-        let path = path.into();
-        move |source| ImageError::Io { path, source }
-    }
-
     pub(crate) fn json(what: &str) -> impl FnOnce(serde_json::Error) -> ImageError + '_ {
         move |source| ImageError::Json {
             what: what.to_string(),

@@ -7,13 +7,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     /// A file operation on the tree failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file (on the host, or the entry's path inside the layer).
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// The layer stream (tar, gzip or zstd) could not be read or written.
     #[error("layer stream: {0}")]
     Stream(#[source] io::Error),
@@ -61,9 +56,4 @@ pub enum LayerError {
         /// What is wrong.
         reason: String,
     },
-}
-
-pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayerError {
-    let path = path.into();
-    move |source| LayerError::Io { path, source }
 }

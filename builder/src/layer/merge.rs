@@ -9,9 +9,10 @@
 //! earlier merged layer added just removes that file, and an opaque directory over a base
 //! directory stays opaque.
 
-use super::error::{io_at, LayerError};
+use super::error::LayerError;
 use super::walk::{read_xattrs, Item};
 use super::whiteout::{has_opaque_marker, oci_whiteout_of, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::error::IoAt;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::Metadata;
@@ -49,7 +50,7 @@ fn lstat(p: &std::path::Path) -> Result<Option<Metadata>, LayerError> {
     match std::fs::symlink_metadata(p) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_at(p)(e)),
+        Err(e) => Err(crate::error::PathIo::new(p, e).into()),
     }
 }
 
@@ -62,7 +63,7 @@ fn resolve(dirs: &[PathBuf], name: &OsStr) -> Result<Option<Resolved>, LayerErro
                 let w = is_whiteout(&m);
                 (m, w)
             }
-            None => match oci_whiteout_of(&p).map_err(io_at(&p))? {
+            None => match oci_whiteout_of(&p).at(&p)? {
                 // A layer extracted where whiteout devices are refused.
                 Some(m) => (m, true),
                 None => continue,
@@ -126,7 +127,7 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
     /// layers under them hold at a path relative to the root (`etc/passwd`).
     pub(crate) fn new(layers: &[PathBuf], below: F) -> Result<Self, LayerError> {
         for l in layers {
-            let m = std::fs::symlink_metadata(l).map_err(io_at(l))?;
+            let m = std::fs::symlink_metadata(l).at(l)?;
             if !m.is_dir() {
                 return Err(LayerError::Unsupported {
                     path: l.clone(),
@@ -152,8 +153,8 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
     ) -> Result<(), LayerError> {
         let mut names = BTreeSet::new();
         for d in &dirs {
-            for e in std::fs::read_dir(d).map_err(io_at(d))? {
-                let name = e.map_err(io_at(d))?.file_name();
+            for e in std::fs::read_dir(d).at(d)? {
+                let name = e.at(d)?.file_name();
                 // OCI spelling, where whiteout devices were refused: the marker is read with
                 // the directory, a whiteout names the path `resolve` finds deleted.
                 match name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
@@ -170,7 +171,7 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
         let mut whiteouts = Vec::new();
         let mut others = Vec::new();
         if opaque && (self.below)(&rel)? == Below::Dir {
-            let meta = std::fs::symlink_metadata(&dirs[0]).map_err(io_at(&dirs[0]))?;
+            let meta = std::fs::symlink_metadata(&dirs[0]).at(&dirs[0])?;
             let rel = join(&rel, OPAQUE_MARKER.as_bytes());
             whiteouts.push((rel.clone(), Pending::Ready(Item::Opaque { rel, meta })));
         }
@@ -187,7 +188,7 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
                 }
                 Some(Resolved::Whiteout(_)) => {}
                 Some(Resolved::Other(abs)) => {
-                    let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+                    let meta = std::fs::symlink_metadata(&abs).at(&abs)?;
                     let (xattrs, _) = read_xattrs(&abs)?;
                     others.push((
                         child.clone(),
@@ -201,7 +202,7 @@ impl<F: FnMut(&[u8]) -> Result<Below, LayerError>> MergeWalker<F> {
                 }
                 Some(Resolved::Dir(found, hides)) => {
                     let abs = found[0].clone();
-                    let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+                    let meta = std::fs::symlink_metadata(&abs).at(&abs)?;
                     let (xattrs, _) = read_xattrs(&abs)?;
                     others.push((
                         child.clone(),
@@ -478,7 +479,7 @@ mod tests {
         let below = |rel: &[u8]| {
             use crate::fsview::{FsView, Kind};
             let p = Path::new("/").join(OsStr::from_bytes(rel));
-            Ok(match view.lstat(&p).map_err(io_at(&p))? {
+            Ok(match view.lstat(&p).at(&p)? {
                 None => Below::Absent,
                 Some(e) if e.kind == Kind::Dir => Below::Dir,
                 Some(_) => Below::Other,

@@ -10,6 +10,7 @@
 //! inside the tree; refusing all of them is stricter and matches what a layer may contain.
 
 use super::error::LayerError;
+use crate::error::IoAt;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -65,9 +66,8 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
 impl Root {
     /// Opens (creating) the target directory.
     pub(crate) fn open(path: &Path) -> Result<Root, LayerError> {
-        std::fs::create_dir_all(path).map_err(super::error::io_at(path))?;
-        let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty())
-            .map_err(|e| super::error::io_at(path)(e.into()))?;
+        std::fs::create_dir_all(path).at(path)?;
+        let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty()).at(path)?;
         Ok(Root {
             fd,
             path: path.to_path_buf(),
@@ -81,10 +81,7 @@ impl Root {
 
     /// An io error at a layer path.
     pub(crate) fn err(&self, rel: &[u8], e: impl Into<std::io::Error>) -> LayerError {
-        LayerError::Io {
-            path: self.host(rel),
-            source: e.into(),
-        }
+        crate::error::PathIo::new(self.host(rel), e).into()
     }
 
     /// Opens the directory `comps` below the root without following any symlink. Missing

@@ -3,10 +3,11 @@
 //! parent comes before its children and the order depends on nothing but the names, so the
 //! same tree gives the same tar on any filesystem.
 
-use super::error::{io_at, LayerError};
+use super::error::LayerError;
 use super::whiteout::{
     is_opaque_xattr, keep_xattr, unsupported_overlay_xattr, OPAQUE_MARKER, WHITEOUT_PREFIX,
 };
+use crate::error::IoAt;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
@@ -67,7 +68,7 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
 /// The xattrs of `path` (not following a symlink): those a layer keeps, and whether the
 /// directory is overlay-opaque.
 pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
-    let all = crate::fsview::host_xattrs(path).map_err(io_at(path))?;
+    let all = crate::fsview::host_xattrs(path).at(path)?;
     let mut kept = Vec::new();
     let mut opaque = false;
     for (name, value) in all {
@@ -123,7 +124,7 @@ impl Walker {
             oci_whiteouts,
             exclude,
         };
-        let meta = std::fs::symlink_metadata(root).map_err(io_at(root))?;
+        let meta = std::fs::symlink_metadata(root).at(root)?;
         if !meta.is_dir() {
             return Err(LayerError::Unsupported {
                 path: root.to_path_buf(),
@@ -142,8 +143,8 @@ impl Walker {
         opaque: bool,
     ) -> Result<(), LayerError> {
         let mut entries = Vec::new();
-        for e in std::fs::read_dir(&abs).map_err(io_at(&abs))? {
-            let e = e.map_err(io_at(&abs))?;
+        for e in std::fs::read_dir(&abs).at(&abs)? {
+            let e = e.at(&abs)?;
             let name = e.file_name();
             let child_rel = join(&rel, name.as_bytes());
             if self.exclude.contains(&child_rel) {
@@ -168,9 +169,9 @@ impl Walker {
                 }
                 continue;
             }
-            let ft = e.file_type().map_err(io_at(abs.join(&name)))?;
+            let ft = e.file_type().at(abs.join(&name))?;
             if self.overlay && ft.is_char_device() {
-                let m = e.metadata().map_err(io_at(abs.join(&name)))?;
+                let m = e.metadata().at(abs.join(&name))?;
                 if m.rdev() == 0 {
                     let mut out = WHITEOUT_PREFIX.as_bytes().to_vec();
                     out.extend_from_slice(name.as_bytes());
@@ -211,18 +212,18 @@ impl Walker {
                 Pending::Opaque => {
                     let meta = match &frame.meta {
                         Some(m) => m.clone(),
-                        None => std::fs::symlink_metadata(&frame.abs).map_err(io_at(&frame.abs))?,
+                        None => std::fs::symlink_metadata(&frame.abs).at(&frame.abs)?,
                     };
                     return Ok(Some(Item::Opaque { rel, meta }));
                 }
                 Pending::Whiteout(name) => {
                     let abs = frame.abs.join(&name);
-                    let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+                    let meta = std::fs::symlink_metadata(&abs).at(&abs)?;
                     return Ok(Some(Item::Whiteout { rel, meta }));
                 }
                 Pending::Real(name) => {
                     let abs = frame.abs.join(&name);
-                    let meta = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+                    let meta = std::fs::symlink_metadata(&abs).at(&abs)?;
                     let (xattrs, opaque) = read_xattrs(&abs)?;
                     if meta.is_dir() {
                         let opaque = opaque && self.overlay;

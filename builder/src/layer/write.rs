@@ -2,12 +2,13 @@
 //! streaming pass with bounded buffers.
 
 use super::compress::{Compression, Encoder};
-use super::error::{io_at, LayerError};
+use super::error::LayerError;
 use super::merge::{Below, MergeWalker};
 use super::owners::{is_owner_xattr, recorded_owner, HostIds};
 use super::tar_write::{EntryHeader, Kind, TarWriter};
 use super::walk::{Item, Walker};
 use crate::blob::{BlobStore, Digest, DigestWriter};
+use crate::error::IoAt;
 use crate::transfer::Counted;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -178,13 +179,13 @@ fn tar_items<W: Write>(
                 if ft.is_file() {
                     h.kind = Kind::Regular;
                     h.size = meta.len();
-                    data = Some(std::fs::File::open(&abs).map_err(io_at(&abs))?);
+                    data = Some(std::fs::File::open(&abs).at(&abs)?);
                 } else if ft.is_dir() {
                     h.kind = Kind::Dir;
                 } else if ft.is_symlink() {
                     h.kind = Kind::Symlink;
                     h.link = std::fs::read_link(&abs)
-                        .map_err(io_at(&abs))?
+                        .at(&abs)?
                         .as_os_str()
                         .as_bytes()
                         .to_vec();
@@ -231,7 +232,7 @@ fn copy_file<W: Write>(
     let mut src = Src(f, None);
     match tar.data(&mut src, size, buf) {
         Ok(_) => Ok(()),
-        Err(e) if src.1.is_some() => Err(io_at(abs)(e)),
+        Err(e) if src.1.is_some() => Err(crate::error::PathIo::new(abs, e).into()),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(LayerError::Changed {
             path: abs.to_path_buf(),
             expected: size,

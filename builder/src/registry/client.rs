@@ -535,10 +535,7 @@ async fn file_body(
 ) -> Result<reqwest::Body, RegistryError> {
     use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let io = |source| RegistryError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| RegistryError::from(crate::error::PathIo::new(path, source));
     let mut f = tokio::fs::File::open(path).await.map_err(io)?;
     f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
     let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10);
@@ -629,6 +626,7 @@ mod tests {
             CredentialResolver::new(Environment::new()),
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/ca.pem: "), "{e}");
+        let line = crate::error::chain_line(&e);
+        assert!(line.starts_with("/nonexistent/ca.pem: "), "{line}");
     }
 }

@@ -155,13 +155,8 @@ pub enum RegistryError {
     #[error(transparent)]
     Blob(#[from] BlobError),
     /// A local file could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
 }
 
 impl RegistryError {

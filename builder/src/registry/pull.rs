@@ -344,10 +344,8 @@ impl RegistryClient {
             }
             (s, c) => s.or(c),
         };
-        let io = |source| RegistryError::Io {
-            path: store.path(digest),
-            source,
-        };
+        let io =
+            |source| RegistryError::from(crate::error::PathIo::new(store.path(digest), source));
         loop {
             match resp.chunk().await {
                 Ok(Some(c)) => {

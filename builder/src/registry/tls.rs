@@ -3,6 +3,7 @@
 
 use super::config::RegistryConfig;
 use super::error::RegistryError;
+use crate::error::IoAt;
 
 /// Builds the shared HTTP client for `config`; with `verify` false it accepts any server
 /// certificate (for the registries `--skip-tls-verify` names).
@@ -17,10 +18,7 @@ pub fn http_client(
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true);
     for path in &config.ca_certificates {
-        let pem = std::fs::read(path).map_err(|source| RegistryError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let pem = std::fs::read(path).at(path)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
             RegistryError::CaCertificate {
                 path: path.clone(),

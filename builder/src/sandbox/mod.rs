@@ -189,13 +189,8 @@ pub enum SandboxError {
     #[error("user namespace: {0}")]
     UserNamespace(String),
     /// A file the sandbox reads or makes.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// Starting or waiting for the process failed.
     #[error("sandbox: {0}")]
     Spawn(std::io::Error),

@@ -7,6 +7,7 @@ use super::plan::{Bind, Mode, Root, Setup};
 use super::seccomp::Filter;
 use super::userns::IdMap;
 use super::{users, Network, RootFs, RunSpec, SandboxError};
+use crate::error::IoAt;
 use crate::fsview::{read_small, resolve, DirView, FsView, Kind};
 use crate::snapshot::OverlayView;
 use rustix::thread::CapabilitySet;
@@ -29,16 +30,9 @@ pub(crate) struct Prepared {
     pub idmap: Option<IdMap>,
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> SandboxError {
-    SandboxError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn text(view: &dyn FsView, path: &str) -> Result<Option<String>, SandboxError> {
     Ok(read_small(view, Path::new(path))
-        .map_err(|e| io_err(Path::new(path), e))?
+        .at(Path::new(path))?
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
@@ -121,9 +115,7 @@ fn scaffold(
         rel.push_str(part);
         let host = base.join(rel.trim_start_matches('/'));
         let last = i + 1 == parts.len();
-        let existing = view
-            .lstat(Path::new(&rel))
-            .map_err(|e| io_err(Path::new(&rel), e))?;
+        let existing = view.lstat(Path::new(&rel)).at(Path::new(&rel))?;
         if std::fs::symlink_metadata(&host).is_ok() {
             continue;
         }
@@ -138,14 +130,13 @@ fn scaffold(
             None => (0o755, 0, 0),
         };
         if last && !dir {
-            std::fs::write(&host, b"").map_err(|e| io_err(&host, e))?;
+            std::fs::write(&host, b"").at(&host)?;
         } else {
-            std::fs::create_dir(&host).map_err(|e| io_err(&host, e))?;
+            std::fs::create_dir(&host).at(&host)?;
         }
-        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| io_err(&host, e))?;
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode)).at(&host)?;
         if root {
-            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(|e| io_err(&host, e))?;
+            std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).at(&host)?;
         }
         if let Some(e) = &existing {
             times.push((host.clone(), e.mtime, e.mtime));
@@ -221,7 +212,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
         prefix.push_str(part);
         let exists = resolve(view, Path::new(&prefix), true)
             .and_then(|r| view.lstat(&r))
-            .map_err(|e| io_err(Path::new(&prefix), e))?
+            .at(Path::new(&prefix))?
             .is_some();
         if !exists {
             mkdirs.push(prefix.clone());
@@ -250,13 +241,12 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
         tempfile::Builder::new()
             .prefix("kiln-sandbox-")
             .tempdir()
-            .map_err(|e| io_err(&std::env::temp_dir(), e))
+            .at(std::env::temp_dir())
     };
     if mode != Mode::Unconfined {
         let etc = tmp()?;
         let hostname_file = etc.path().join("hostname");
-        std::fs::write(&hostname_file, format!("{}\n", spec.hostname))
-            .map_err(|e| io_err(&hostname_file, e))?;
+        std::fs::write(&hostname_file, format!("{}\n", spec.hostname)).at(&hostname_file)?;
         let mut targets: Vec<(String, Option<(PathBuf, bool)>)> = ["/proc", "/dev", "/sys"]
             .into_iter()
             .map(|p| (p.to_string(), None))
@@ -280,10 +270,10 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
         for (target, source) in targets {
             let dir = match &source {
                 None => true,
-                Some((s, _)) => std::fs::metadata(s).map_err(|e| io_err(s, e))?.is_dir(),
+                Some((s, _)) => std::fs::metadata(s).at(s)?.is_dir(),
             };
             let r = resolve(view, Path::new(&target), true)
-                .map_err(|e| io_err(Path::new(&target), e))?
+                .at(Path::new(&target))?
                 .to_string_lossy()
                 .into_owned();
             // The kernel mounts /proc, /dev and /sys through the host-side path, where an
@@ -297,10 +287,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
                     ),
                 });
             }
-            match view
-                .lstat(Path::new(&r))
-                .map_err(|e| io_err(Path::new(&r), e))?
-            {
+            match view.lstat(Path::new(&r)).at(Path::new(&r))? {
                 None => missing.push((r.clone(), dir)),
                 Some(e) if (e.kind == Kind::Dir) != dir => {
                     return Err(SandboxError::MountTarget {
@@ -356,7 +343,7 @@ pub(crate) fn prepare(spec: &RunSpec, mode: Mode) -> Result<Prepared, SandboxErr
                 let l = tmp()?;
                 for (i, lower) in lowers.iter().enumerate() {
                     let link = l.path().join(i.to_string());
-                    std::os::unix::fs::symlink(lower, &link).map_err(|e| io_err(&link, e))?;
+                    std::os::unix::fs::symlink(lower, &link).at(&link)?;
                 }
                 *links = Some(l.path().to_path_buf());
                 temps.push(l);
@@ -434,9 +421,8 @@ fn device_nodes(
             if let Ok(m) = std::fs::metadata(root) {
                 times.push((root.to_path_buf(), m.atime(), m.mtime()));
             }
-            std::fs::create_dir(&dev).map_err(|e| io_err(&dev, e))?;
-            std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| io_err(&dev, e))?;
+            std::fs::create_dir(&dev).at(&dev)?;
+            std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o755)).at(&dev)?;
             created.push(dev.clone());
         }
     }
@@ -464,8 +450,7 @@ fn device_nodes(
             break;
         }
         // mknod's mode passed through the umask.
-        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| io_err(&node, e))?;
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).at(&node)?;
         created.push(node);
     }
     Ok(())

@@ -7,8 +7,9 @@
 //! under `layers/` is therefore always complete.
 
 use super::dirs::Scratch;
-use super::error::{io_at, SnapshotError};
+use super::error::SnapshotError;
 use crate::blob::Digest;
+use crate::error::IoAt;
 use crate::layer::{self, ExtractOptions};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -64,7 +65,7 @@ impl LayerCache {
             max_layer_bytes: layer::DEFAULT_MAX_LAYER_BYTES,
         };
         for d in [c.layers_dir(), c.tmp_dir(), c.root.join("locks")] {
-            std::fs::create_dir_all(&d).map_err(io_at(&d))?;
+            std::fs::create_dir_all(&d).at(&d)?;
         }
         Ok(c)
     }
@@ -105,9 +106,8 @@ impl LayerCache {
             .truncate(false)
             .write(true)
             .open(&p)
-            .map_err(io_at(&p))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_at(&p)(e.into()))?;
+            .at(&p)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).at(&p)?;
         Ok(f)
     }
 
@@ -161,8 +161,7 @@ impl LayerCache {
             });
         }
         // The scratch directory was made private; a layer's root is an ordinary directory.
-        std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755))
-            .map_err(io_at(&tmp.0))?;
+        std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).at(&tmp.0)?;
         self.install(tmp.keep(), diff_id)
     }
 
@@ -183,12 +182,7 @@ impl LayerCache {
     /// Renames a complete directory into place (the caller holds the lock).
     fn install(&self, dir: PathBuf, diff_id: &Digest) -> Result<PathBuf, SnapshotError> {
         let dest = self.layer_path(diff_id);
-        if let Err(e) = std::fs::rename(&dir, &dest) {
-            return Err(SnapshotError::Io {
-                path: dir,
-                source: e,
-            });
-        }
+        std::fs::rename(&dir, &dest).at(&dir)?;
         Ok(dest)
     }
 }

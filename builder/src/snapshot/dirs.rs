@@ -1,8 +1,9 @@
 //! Scratch directories under `<cache_dir>/tmp`: a step's upper and work directories, and
 //! extractions in progress. Same filesystem as `layers/`, so finishing is a rename.
 
-use super::error::{io_at, SnapshotError};
+use super::error::SnapshotError;
 use super::LayerCache;
+use crate::error::IoAt;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -32,11 +33,10 @@ pub fn step_dirs(cache: &LayerCache) -> Result<StepDirs, SnapshotError> {
     let upper = base.0.join("u");
     let work = base.0.join("w");
     for d in [&upper, &work] {
-        std::fs::create_dir(d).map_err(io_at(d))?;
+        std::fs::create_dir(d).at(d)?;
     }
     // The upper's root becomes the merged root's metadata and the layer's root.
-    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755))
-        .map_err(io_at(&upper))?;
+    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755)).at(&upper)?;
     Ok(StepDirs { upper, work, base })
 }
 
@@ -49,7 +49,7 @@ impl Scratch {
         let d = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(parent)
-            .map_err(io_at(parent))?;
+            .at(parent)?;
         Ok(Scratch(d.keep()))
     }
 

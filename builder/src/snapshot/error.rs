@@ -1,20 +1,14 @@
 //! The one error type of the snapshot module.
 
 use crate::blob::Digest;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Preparing a step's filesystem or turning its changes into a layer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::PathIo),
     /// Writing or extracting the layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
@@ -46,11 +40,4 @@ pub enum SnapshotError {
         /// What is wrong.
         reason: String,
     },
-}
-
-pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }

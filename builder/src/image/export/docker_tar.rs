@@ -5,6 +5,7 @@
 //! decompress them.
 
 use crate::blob::BlobStore;
+use crate::error::IoAt;
 use crate::image::build::BuiltImage;
 use crate::image::descriptor::Descriptor;
 use crate::image::error::ImageError;
@@ -45,10 +46,7 @@ pub fn write_docker_tar<W: Write>(
         .map(|t| Reference::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     let mut tar = tar::Builder::new(out);
-    let io_err = |e: std::io::Error| ImageError::Io {
-        path: "docker tarball".into(),
-        source: e,
-    };
+    let io_err = |e| ImageError::from(crate::error::PathIo::new("docker tarball", e));
 
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = header(tar::EntryType::Directory, 0o755, 0);
@@ -149,13 +147,10 @@ pub fn export_docker_tar(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(ImageError::io(dir))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
     let w = std::io::BufWriter::with_capacity(1 << 20, tmp);
     let w = write_docker_tar(store, w, image, tags)?;
-    let tmp = w.into_inner().map_err(|e| ImageError::Io {
-        path: path.to_path_buf(),
-        source: e.into_error(),
-    })?;
+    let tmp = w.into_inner().at(path)?;
     super::persist_readable(tmp, path)
 }
 
@@ -177,8 +172,6 @@ fn append_bytes<W: Write>(
 ) -> Result<(), ImageError> {
     let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
     tar.append_data(&mut h, path, bytes)
-        .map_err(|e| ImageError::Io {
-            path: path.into(),
-            source: e,
-        })
+        .at(path)
+        .map_err(Into::into)
 }

@@ -12,6 +12,7 @@ pub use docker_tar::{export_docker_tar, write_docker_tar};
 pub use oci_layout::export_oci_layout;
 
 use super::error::ImageError;
+use crate::error::IoAt;
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, so a reader sees the
@@ -19,8 +20,8 @@ use std::path::Path;
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ImageError::io(dir))?;
-    tmp.write_all(bytes).map_err(ImageError::io(path))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
+    tmp.write_all(bytes).at(path)?;
     persist_readable(tmp, path)
 }
 
@@ -34,11 +35,8 @@ pub(crate) fn persist_readable(
     use std::os::unix::fs::PermissionsExt;
     let file = tmp.as_file();
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(ImageError::io(path))?;
-    file.sync_all().map_err(ImageError::io(path))?;
-    tmp.persist(path).map_err(|e| ImageError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
+        .at(path)?;
+    file.sync_all().at(path)?;
+    tmp.persist(path).at(path)?;
     Ok(())
 }

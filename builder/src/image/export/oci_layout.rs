@@ -3,6 +3,7 @@
 
 use super::write_atomic;
 use crate::blob::{BlobStore, Digest, DigestWriter};
+use crate::error::IoAt;
 use crate::image::build::BuiltImage;
 use crate::image::error::ImageError;
 use crate::image::json::to_canonical_vec;
@@ -30,7 +31,7 @@ pub fn export_oci_layout(
     ref_names: &[&str],
 ) -> Result<(), ImageError> {
     let blobs = dir.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs).map_err(ImageError::io(&blobs))?;
+    std::fs::create_dir_all(&blobs).at(&blobs)?;
     check_or_write_layout_file(dir)?;
 
     for l in &image.layers {
@@ -51,7 +52,7 @@ pub fn export_oci_layout(
             })?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => ImageIndex::empty(Some(OCI_INDEX)),
-        Err(e) => return Err(ImageError::io(&index_path)(e)),
+        Err(e) => return Err(crate::error::PathIo::new(&index_path, e).into()),
     };
     let name_of = |d: &crate::image::Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
     if ref_names.is_empty() {
@@ -99,7 +100,7 @@ fn check_or_write_layout_file(dir: &Path) -> Result<(), ImageError> {
             };
             write_atomic(&path, &to_canonical_vec(&f, "oci-layout")?)
         }
-        Err(e) => Err(ImageError::io(&path)(e)),
+        Err(e) => Err(crate::error::PathIo::new(&path, e).into()),
     }
 }
 
@@ -111,9 +112,9 @@ fn copy_blob(store: &BlobStore, digest: &Digest, blobs: &Path) -> Result<(), Ima
         return Ok(());
     }
     let mut src = store.read(digest)?;
-    let tmp = tempfile::NamedTempFile::new_in(blobs).map_err(ImageError::io(blobs))?;
+    let tmp = tempfile::NamedTempFile::new_in(blobs).at(blobs)?;
     let mut w = DigestWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
-    std::io::copy(&mut src, &mut w).map_err(ImageError::io(&dest))?;
+    std::io::copy(&mut src, &mut w).at(&dest)?;
     let (actual, _, buf) = w.finish();
     if actual != *digest {
         return Err(crate::blob::BlobError::DigestMismatch {
@@ -122,9 +123,6 @@ fn copy_blob(store: &BlobStore, digest: &Digest, blobs: &Path) -> Result<(), Ima
         }
         .into());
     }
-    let tmp = buf.into_inner().map_err(|e| ImageError::Io {
-        path: dest.clone(),
-        source: e.into_error(),
-    })?;
+    let tmp = buf.into_inner().at(&dest)?;
     super::persist_readable(tmp, &dest)
 }

@@ -4,9 +4,10 @@
 use super::copy::{Content, Copier, Node};
 use super::manifest::{hash_file, kind_of, record_of, Manifest, Record};
 use super::walk;
+use crate::error::IoAt;
 use crate::fsview::Kind;
 use crate::layer::WHITEOUT_PREFIX;
-use crate::snapshot::error::{io_at, SnapshotError};
+use crate::snapshot::error::SnapshotError;
 use crate::snapshot::Whiteouts;
 use rustix::fs::{FileType, Mode, CWD};
 use std::collections::{HashMap, HashSet};
@@ -64,7 +65,7 @@ impl Writer<'_> {
         }
         self.dir(parent(rel))?;
         let abs = self.root.join(os(rel));
-        let m = std::fs::symlink_metadata(&abs).map_err(io_at(&abs))?;
+        let m = std::fs::symlink_metadata(&abs).at(&abs)?;
         self.entry(rel, &abs, &m)?;
         self.made.insert(rel.to_vec());
         Ok(())
@@ -82,15 +83,16 @@ impl Writer<'_> {
             link_id: (kind != Kind::Dir && m.nlink() > 1).then_some((m.dev(), m.ino())),
         };
         let content = match kind {
-            Kind::File => Content::File(std::fs::File::open(abs).map_err(io_at(abs))?),
-            Kind::Symlink => Content::Link(std::fs::read_link(abs).map_err(io_at(abs))?),
+            Kind::File => Content::File(std::fs::File::open(abs).at(abs)?),
+            Kind::Symlink => Content::Link(std::fs::read_link(abs).at(abs)?),
             _ => Content::None,
         };
-        let xattrs = crate::fsview::host_xattrs(abs).map_err(io_at(abs))?;
+        let xattrs = crate::fsview::host_xattrs(abs).at(abs)?;
         let dst = self.upper.join(os(rel));
         self.copier
             .put(&dst, &node, content, &xattrs)
-            .map_err(io_at(&dst))
+            .at(&dst)
+            .map_err(Into::into)
     }
 
     fn whiteout(&mut self, rel: &[u8]) -> Result<(), SnapshotError> {
@@ -113,13 +115,13 @@ impl Writer<'_> {
                 Err(rustix::io::Errno::PERM) if self.whiteouts.is_none() => {
                     self.whiteouts = Some(Whiteouts::Oci);
                 }
-                Err(e) => return Err(io_at(&dst)(e.into())),
+                Err(e) => return Err(crate::error::PathIo::new(&dst, e).into()),
             }
         }
         let mut name = WHITEOUT_PREFIX.as_bytes().to_vec();
         name.extend_from_slice(base(rel));
         let dst = self.upper.join(os(dir)).join(os(&name));
-        std::fs::File::create(&dst).map_err(io_at(&dst))?;
+        std::fs::File::create(&dst).at(&dst)?;
         Ok(())
     }
 }
@@ -129,7 +131,7 @@ impl Writer<'_> {
 /// their parent directories, deletions as whiteouts (overlay's 0:0 devices, or `.wh.` files
 /// where `mknod` is refused; see [`Diff::whiteouts`]).
 pub fn diff(before: &Manifest, root: &Path, out_upper: &Path) -> Result<Diff, SnapshotError> {
-    std::fs::create_dir_all(out_upper).map_err(io_at(out_upper))?;
+    std::fs::create_dir_all(out_upper).at(out_upper)?;
     let mut w = Writer {
         root,
         upper: out_upper,
@@ -145,7 +147,7 @@ pub fn diff(before: &Manifest, root: &Path, out_upper: &Path) -> Result<Diff, Sn
     };
     // Recorded paths still there → whether they are a directory now.
     let mut seen: HashMap<&[u8], bool> = HashMap::with_capacity(before.entries.len());
-    let root_dev = std::fs::symlink_metadata(root).map_err(io_at(root))?.dev();
+    let root_dev = std::fs::symlink_metadata(root).at(root)?.dev();
     walk(root, |rel, abs, m| {
         if base(rel).starts_with(WHITEOUT_PREFIX.as_bytes()) {
             return Err(SnapshotError::Unsupported {
@@ -193,7 +195,7 @@ pub fn diff(before: &Manifest, root: &Path, out_upper: &Path) -> Result<Diff, Sn
         w.whiteout(rel)?;
         out.deleted += 1;
     }
-    w.copier.finish().map_err(io_at(out_upper))?;
+    w.copier.finish().at(out_upper)?;
     out.whiteouts = w.whiteouts.unwrap_or(Whiteouts::Overlay);
     Ok(out)
 }
@@ -212,7 +214,7 @@ fn differs(r: &Record, abs: &Path, m: &Metadata, hashed: &mut u64) -> Result<boo
     match r.hash {
         Some(h) if now.kind == Kind::File => {
             *hashed += 1;
-            Ok(hash_file(abs).map_err(io_at(abs))? != h)
+            Ok(hash_file(abs).at(abs)? != h)
         }
         _ => Ok(false),
     }

@@ -2,8 +2,9 @@
 //! whose times cannot be trusted to show a later write.
 
 use super::walk;
+use crate::error::IoAt;
 use crate::fsview::Kind;
-use crate::snapshot::error::{io_at, SnapshotError};
+use crate::snapshot::error::SnapshotError;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -92,7 +93,7 @@ pub(crate) fn record_of(abs: &Path, m: &Metadata) -> Result<Record, SnapshotErro
     let link = if kind == Kind::Symlink {
         Some(
             std::fs::read_link(abs)
-                .map_err(io_at(abs))?
+                .at(abs)?
                 .as_os_str()
                 .as_bytes()
                 .to_vec(),
@@ -129,7 +130,7 @@ pub fn record(root: &Path) -> Result<Manifest, SnapshotError> {
         // coarse timestamps, writes within one clock tick): only the content can tell. Older
         // files show any write in their mtime (ctime may be recent: materialising sets it).
         if r.kind == Kind::File && m.mtime() >= started {
-            r.hash = Some(hash_file(abs).map_err(io_at(abs))?);
+            r.hash = Some(hash_file(abs).at(abs)?);
         }
         entries.insert(rel.to_vec(), r);
         Ok(())

@@ -1,8 +1,9 @@
 //! A merged view copied into a plain directory, the root a step runs in without overlay.
 
 use super::copy::{Content, Copier, Node};
+use crate::error::IoAt;
 use crate::fsview::{Entry, FsView, Kind};
-use crate::snapshot::error::{io_at, SnapshotError};
+use crate::snapshot::error::SnapshotError;
 use std::path::{Path, PathBuf};
 
 /// What [`materialise`] did.
@@ -29,35 +30,33 @@ pub(crate) fn node(e: &Entry, mtime_nsec: i64) -> Node {
 /// Copies `view` into `dest` (created if missing, expected empty) keeping owners, modes
 /// (setuid too), xattrs, hard links and times, and device nodes where permitted.
 pub fn materialise(view: &dyn FsView, dest: &Path) -> Result<Materialised, SnapshotError> {
-    std::fs::create_dir_all(dest).map_err(io_at(dest))?;
+    std::fs::create_dir_all(dest).at(dest)?;
     let mut copier = Copier::default();
     let mut done = Materialised::default();
     let at = |p: &Path| dest.join(p.strip_prefix("/").unwrap_or(p));
     let mut stack = vec![PathBuf::from("/")];
     while let Some(p) = stack.pop() {
-        let Some(e) = view.lstat(&p).map_err(io_at(&p))? else {
+        let Some(e) = view.lstat(&p).at(&p)? else {
             continue;
         };
         let content = match e.kind {
-            Kind::File => Content::File(view.open(&p).map_err(io_at(&p))?),
-            Kind::Symlink => Content::Link(view.read_link(&p).map_err(io_at(&p))?),
+            Kind::File => Content::File(view.open(&p).at(&p)?),
+            Kind::Symlink => Content::Link(view.read_link(&p).at(&p)?),
             _ => Content::None,
         };
-        let xattrs = view.xattrs(&p).map_err(io_at(&p))?;
+        let xattrs = view.xattrs(&p).at(&p)?;
         let dst = at(&p);
-        copier
-            .put(&dst, &node(&e, 0), content, &xattrs)
-            .map_err(io_at(&dst))?;
+        copier.put(&dst, &node(&e, 0), content, &xattrs).at(&dst)?;
         if p != Path::new("/") {
             done.entries += 1;
         }
         if e.kind == Kind::Dir {
-            let names = view.read_dir(&p).map_err(io_at(&p))?;
+            let names = view.read_dir(&p).at(&p)?;
             // Reversed so the stack pops them in order: hard links point at the first name.
             stack.extend(names.into_iter().rev().map(|n| p.join(n)));
         }
     }
-    copier.finish().map_err(io_at(dest))?;
+    copier.finish().at(dest)?;
     done.skipped = copier.skipped;
     Ok(done)
 }

@@ -12,7 +12,8 @@ pub use diff::{diff, Diff};
 pub use manifest::{record, Manifest, Record};
 pub use materialise::{materialise, Materialised};
 
-use crate::snapshot::error::{io_at, SnapshotError};
+use crate::error::IoAt;
+use crate::snapshot::error::SnapshotError;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -25,14 +26,14 @@ fn walk(
     root: &Path,
     mut f: impl FnMut(&[u8], &Path, &Metadata) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
-    let meta = std::fs::symlink_metadata(root).map_err(io_at(root))?;
+    let meta = std::fs::symlink_metadata(root).at(root)?;
     let dev = meta.dev();
     f(b"", root, &meta)?;
     let mut stack: Vec<(Vec<u8>, PathBuf)> = vec![(Vec::new(), root.to_path_buf())];
     while let Some((rel, dir)) = stack.pop() {
         let mut names = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
-            names.push(e.map_err(io_at(&dir))?.file_name());
+        for e in std::fs::read_dir(&dir).at(&dir)? {
+            names.push(e.at(&dir)?.file_name());
         }
         names.sort();
         let mut subdirs = Vec::new();
@@ -47,7 +48,7 @@ fn walk(
                 Ok(m) => m,
                 // Removed since listed (a step's background process): it is simply not there.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_at(&abs)(e)),
+                Err(e) => return Err(crate::error::PathIo::new(&abs, e).into()),
             };
             f(&r, &abs, &m)?;
             if m.is_dir() && m.dev() == dev {
