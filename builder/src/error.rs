@@ -67,18 +67,14 @@ pub enum Error {
 /// `Result` with kiln's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error and its causes on one line, `: `-separated, as the CLI prints them. A cause is left
-/// out when the line already holds its message: many errors name their cause in their own
-/// message and also return it from `source()`, and it would print twice.
+/// An error and its causes on one line, `: `-separated, as the CLI prints them. Every cause is
+/// printed, once: no error names its source in its own message.
 pub fn chain_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
+        s.push_str(": ");
+        s.push_str(&c.to_string());
         cur = c.source();
     }
     s
@@ -87,13 +83,127 @@ pub fn chain_line(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dind::DindError;
+    use crate::image::ImageError;
+    use crate::layer::LayerError;
+    use crate::registry::RegistryError;
+    use crate::sandbox::SandboxError;
+    use crate::snapshot::SnapshotError;
+
+    /// The innermost cause of most errors below: it must print exactly once.
+    const CAUSE: &str = "the innermost cause";
+
+    fn io() -> std::io::Error {
+        std::io::Error::other(CAUSE)
+    }
+
+    fn path_io() -> PathIo {
+        PathIo::new("/cache/dir", io())
+    }
+
+    fn config_unreadable() -> kiln_registry_auth::SourceError {
+        kiln_registry_auth::SourceError::Read {
+            path: "/home/u/.docker/config.json".into(),
+            source: io(),
+        }
+    }
+
+    /// One error of each kind that has a cause, nested as builds nest them.
+    fn representatives() -> Vec<Error> {
+        let registry_auth = RegistryError::Auth {
+            registry: "registry.example".into(),
+            repository: "app".into(),
+            source: Box::new(config_unreadable().into()),
+        };
+        vec![
+            Error::Io(path_io()),
+            crate::blob::BlobError::from(path_io()).into(),
+            crate::cache::CacheError::from(path_io()).into(),
+            crate::copy::CopyError::from(path_io()).into(),
+            crate::context::ContextError::from(path_io()).into(),
+            ImageError::from(path_io()).into(),
+            LayerError::Stream(io()).into(),
+            SnapshotError::InLayer {
+                diff_id: crate::blob::Digest::of(b""),
+                source: LayerError::from(path_io()),
+            }
+            .into(),
+            SandboxError::Setup {
+                step: "mount proc on /proc".into(),
+                source: io(),
+                detail: " (kernel: masked)".into(),
+            }
+            .into(),
+            SandboxError::from(path_io()).into(),
+            DindError::Timeout {
+                host: "tcp://docker:2376".into(),
+                waited: std::time::Duration::from_secs(1),
+                last: Box::new(DindError::NothingListens {
+                    host: "tcp://docker:2376".into(),
+                    source: io(),
+                }),
+            }
+            .into(),
+            DindError::Connect {
+                host: "tcp://docker:2376".into(),
+                source: io(),
+            }
+            .into(),
+            DindError::Credentials {
+                host: "registry.example".into(),
+                source: config_unreadable(),
+            }
+            .into(),
+            RegistryError::from(path_io()).into(),
+            registry_auth.into(),
+        ]
+    }
 
     #[test]
-    fn a_cause_the_message_already_names_prints_once() {
-        let io = || std::io::Error::from_raw_os_error(libc::EISDIR);
-        let e = crate::layer::LayerError::from(PathIo::new("/tmp", io()));
-        assert_eq!(chain_line(&e), format!("/tmp: {}", io()));
-        let wrapped = crate::layer::LayerError::Stream(io());
-        assert_eq!(chain_line(&wrapped), format!("layer stream: {}", io()));
+    fn every_cause_prints_once_and_none_is_lost() {
+        let json = ImageError::Json {
+            what: "image config".into(),
+            source: serde_json::from_str::<u32>("x").unwrap_err(),
+        };
+        let mut all = representatives();
+        all.push(json.into());
+        for e in &all {
+            let mut messages = vec![e.to_string()];
+            let mut cur = std::error::Error::source(e);
+            while let Some(c) = cur {
+                messages.push(c.to_string());
+                cur = c.source();
+            }
+            assert!(messages.len() > 1, "{e:?} has no cause");
+            for pair in messages.windows(2) {
+                assert!(
+                    !pair[1].is_empty() && !pair[0].contains(&pair[1]),
+                    "{:?} repeats its cause {:?}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+            assert_eq!(chain_line(e), messages.join(": "));
+        }
+        for e in representatives() {
+            let line = chain_line(&e);
+            assert!(line.ends_with(CAUSE), "{line}");
+            assert_eq!(line.matches(CAUSE).count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn chain_line_joins_an_error_and_its_causes() {
+        let diff_id = crate::blob::Digest::of(b"");
+        let e = Error::from(SnapshotError::InLayer {
+            diff_id: diff_id.clone(),
+            source: LayerError::Stream(io()),
+        });
+        assert_eq!(
+            chain_line(&e),
+            format!("layer {diff_id}: layer stream: {CAUSE}")
+        );
+        let layer = LayerError::from(PathIo::new("/tmp", io()));
+        assert_eq!(chain_line(&layer), format!("/tmp: {CAUSE}"));
     }
 }

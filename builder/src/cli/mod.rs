@@ -61,8 +61,9 @@ pub fn main() -> i32 {
             // As before: files keep their owners by record, and the isolation check says
             // what RUN steps lack.
             Err(e) => eprintln!(
-                "kiln: note: staying out of a user namespace of kiln's own ({}=0 skips it): {e}",
-                kiln::sandbox::OWN_NAMESPACE_ENV
+                "kiln: note: staying out of a user namespace of kiln's own ({}=0 skips it): {}",
+                kiln::sandbox::OWN_NAMESPACE_ENV,
+                kiln::error::chain_line(&e)
             ),
         }
     }

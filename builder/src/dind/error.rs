@@ -43,7 +43,7 @@ pub enum DindError {
         reason: String,
     },
     /// Nothing accepts connections at the address: the daemon is not (yet) listening.
-    #[error("nothing listens at {host}: {source}")]
+    #[error("nothing listens at {host}")]
     NothingListens {
         /// The daemon's address.
         host: String,
@@ -51,7 +51,7 @@ pub enum DindError {
         source: std::io::Error,
     },
     /// The connection could not be made for another reason (name lookup, unreachable, timeout).
-    #[error("cannot connect to {host}: {source}")]
+    #[error("cannot connect to {host}")]
     Connect {
         /// The daemon's address.
         host: String,
@@ -77,13 +77,14 @@ pub enum DindError {
         detail: String,
     },
     /// The readiness deadline passed; `last` is the last reason the daemon was not usable.
-    #[error("the Docker daemon at {host} was not ready within {:.1}s: {last}", waited.as_secs_f32())]
+    #[error("the Docker daemon at {host} was not ready within {:.1}s", waited.as_secs_f32())]
     Timeout {
         /// The daemon's address.
         host: String,
         /// How long kiln waited.
         waited: Duration,
         /// The last failure seen.
+        #[source]
         last: Box<DindError>,
     },
     /// A Docker API call answered with an error status.
@@ -136,7 +137,7 @@ pub enum DindError {
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
     /// Registry credentials could not be read.
-    #[error("registry credentials for {host}: {source}")]
+    #[error("registry credentials for {host}")]
     Credentials {
         /// The registry.
         host: String,

@@ -14,7 +14,7 @@ pub enum ImageError {
     #[error(transparent)]
     Io(#[from] crate::error::PathIo),
     /// A JSON document could not be read or written.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Json {
         /// Which document (`manifest`, `image config`, `index.json`, ...).
         what: String,

@@ -10,7 +10,7 @@ pub enum LayerError {
     #[error(transparent)]
     Io(#[from] crate::error::PathIo),
     /// The layer stream (tar, gzip or zstd) could not be read or written.
-    #[error("layer stream: {0}")]
+    #[error("layer stream")]
     Stream(#[source] io::Error),
     /// The blob store failed.
     #[error(transparent)]

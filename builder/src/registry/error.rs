@@ -41,7 +41,7 @@ pub enum RegistryError {
         reason: String,
     },
     /// Looking up or exchanging credentials failed.
-    #[error("authentication with {registry} for {repository}: {source}")]
+    #[error("authentication with {registry} for {repository}")]
     Auth {
         /// Registry host.
         registry: String,

@@ -239,7 +239,10 @@ fn explain(mode: Mode, e: &SandboxError) -> Refusal {
                     format!("run with `seccompProfile: Unconfined`, {instead}"),
                 )
             } else {
-                r("namespaces are refused here", format!("({e}) {instead}"))
+                r(
+                    "namespaces are refused here",
+                    format!("({}) {instead}", crate::error::chain_line(e)),
+                )
             }
         }
         (_, SandboxError::Setup { step, .. }, _) if step.starts_with("mount proc") => r(
@@ -251,7 +254,8 @@ fn explain(mode: Mode, e: &SandboxError) -> Refusal {
             },
             format!(
                 "run with `procMount: Unmasked` (docker: `--security-opt \
-                 systempaths=unconfined`) {instead} ({e})"
+                 systempaths=unconfined`) {instead} ({})",
+                crate::error::chain_line(e)
             ),
         ),
         (_, SandboxError::UserNamespace(detail), _)
@@ -271,7 +275,7 @@ fn explain(mode: Mode, e: &SandboxError) -> Refusal {
         }
         _ => r(
             &format!("{} namespaces cannot be set up here", name(mode)),
-            format!("{e}"),
+            crate::error::chain_line(e),
         ),
     }
 }

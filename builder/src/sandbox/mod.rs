@@ -136,7 +136,7 @@ pub enum SandboxError {
         detail: String,
     },
     /// A step of setting up the sandbox failed.
-    #[error("sandbox: {step}: {source}{detail}")]
+    #[error("sandbox: {step}{detail}")]
     Setup {
         /// The step (`mount proc on /tmp/x/proc`).
         step: String,

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 /// Why the filter could not be compiled.
 #[derive(Debug, thiserror::Error)]
-#[error("compiling the seccomp filter: {0}")]
+#[error("compiling the seccomp filter")]
 pub struct SeccompError(#[from] seccompiler::Error);
 
 /// The compiled filter and how the child installs it.
