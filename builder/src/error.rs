@@ -83,12 +83,14 @@ pub fn chain_line(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::error::{BuildError, StepAt};
     use crate::dind::DindError;
     use crate::image::ImageError;
     use crate::layer::LayerError;
     use crate::registry::RegistryError;
     use crate::sandbox::SandboxError;
     use crate::snapshot::SnapshotError;
+    use std::sync::Arc;
 
     /// The innermost cause of most errors below: it must print exactly once.
     const CAUSE: &str = "the innermost cause";
@@ -99,6 +101,14 @@ mod tests {
 
     fn path_io() -> PathIo {
         PathIo::new("/cache/dir", io())
+    }
+
+    fn at() -> StepAt {
+        StepAt {
+            file: "Dockerfile".into(),
+            line: 3,
+            step: "[stage 1/2]".into(),
+        }
     }
 
     fn config_unreadable() -> kiln_registry_auth::SourceError {
@@ -155,7 +165,23 @@ mod tests {
             }
             .into(),
             RegistryError::from(path_io()).into(),
-            registry_auth.into(),
+            BuildError::StepFailed {
+                at: at(),
+                source: Box::new(registry_auth.into()),
+            }
+            .into(),
+            BuildError::Base {
+                file: "Dockerfile".into(),
+                line: 3,
+                reference: "registry.example/app:1".into(),
+                source: Arc::new(SnapshotError::from(path_io()).into()),
+            }
+            .into(),
+            BuildError::Failed {
+                what: "pushing to registry.example/app".into(),
+                source: Box::new(LayerError::from(path_io()).into()),
+            }
+            .into(),
         ]
     }
 
@@ -195,13 +221,19 @@ mod tests {
     #[test]
     fn chain_line_joins_an_error_and_its_causes() {
         let diff_id = crate::blob::Digest::of(b"");
-        let e = Error::from(SnapshotError::InLayer {
-            diff_id: diff_id.clone(),
-            source: LayerError::Stream(io()),
+        let e = Error::from(BuildError::StepFailed {
+            at: at(),
+            source: Box::new(
+                SnapshotError::InLayer {
+                    diff_id: diff_id.clone(),
+                    source: LayerError::Stream(io()),
+                }
+                .into(),
+            ),
         });
         assert_eq!(
             chain_line(&e),
-            format!("layer {diff_id}: layer stream: {CAUSE}")
+            format!("Dockerfile:3: [stage 1/2]: layer {diff_id}: layer stream: {CAUSE}")
         );
         let layer = LayerError::from(PathIo::new("/tmp", io()));
         assert_eq!(chain_line(&layer), format!("/tmp: {CAUSE}"));

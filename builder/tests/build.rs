@@ -245,6 +245,38 @@ fn builds_runs_steps_and_pushes_what_skopeo_reads_back() {
     assert!(!root.join("proc/self").exists() && !root.join("etc/resolv.conf").exists());
 }
 
+/// A base image the registry says does not exist is the input's failure (1), named at the line
+/// of its FROM as other Dockerfile errors are.
+#[test]
+fn a_base_image_the_registry_lacks_exits_1_naming_its_from_line() {
+    need_tools();
+    let reg = Registry::plain();
+    let work = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &format!(
+            "FROM scratch AS first\nENV A=1\nFROM {}/nothing-here:1\n",
+            reg.addr
+        ),
+        &[],
+    );
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &work.path().join("cache"),
+        &["--no-push"],
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().rfind(|l| l.starts_with("kiln: ")).unwrap_or("");
+    assert!(
+        last.contains(&format!(
+            "/Dockerfile:3: base image {0}/nothing-here:1: manifest 1 not found in {0}/nothing-here",
+            reg.addr
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_failing_run_names_the_step_its_exit_code_and_output() {
     let f = fixture();

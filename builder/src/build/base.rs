@@ -5,9 +5,12 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use crate::blob::{BlobStore, Digest};
-use crate::image::{parse_manifest, select_manifest, ImageConfig, Layer, ParsedManifest};
+use crate::error::IoAt;
+use crate::image::{
+    parse_manifest, select_manifest, ImageConfig, ImageError, Layer, ParsedManifest,
+};
 use crate::plan::{BaseConfig, BaseImages, Platform};
-use crate::registry::{Reference, RegistryClient};
+use crate::registry::{Reference, RegistryClient, RegistryError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -24,10 +27,10 @@ pub struct ResolvedBase {
     pub layers: Vec<LayerRef>,
 }
 
-type Resolved = Result<Arc<ResolvedBase>, String>;
+type Resolved = Result<Arc<ResolvedBase>, Arc<crate::Error>>;
 
 /// Resolves references through a registry client, remembering each answer (and each failure,
-/// reported when a stage needs that base).
+/// reported when a stage needs that base, at the line naming it).
 pub struct BaseResolver {
     client: RegistryClient,
     runtime: Arc<tokio::runtime::Runtime>,
@@ -51,48 +54,37 @@ impl BaseResolver {
     }
 
     /// The image `name` for `platform`.
-    pub fn resolve(
-        &self,
-        name: &str,
-        platform: &Platform,
-    ) -> Result<Arc<ResolvedBase>, BuildError> {
+    ///
+    /// # Errors
+    /// Why the image cannot be used; the same error each time it is asked for.
+    pub fn resolve(&self, name: &str, platform: &Platform) -> Resolved {
         let key = (name.to_string(), platform.to_string());
         if let Some(r) = self.seen.lock().expect("base cache").get(&key) {
-            return r.clone().map_err(|message| base_err(name, message));
+            return r.clone();
         }
-        let r = self.fetch(name, platform).map(Arc::new);
+        let r = self.fetch(name, platform).map(Arc::new).map_err(Arc::new);
         self.seen.lock().expect("base cache").insert(key, r.clone());
-        r.map_err(|message| base_err(name, message))
+        r
     }
 
-    fn fetch(&self, name: &str, platform: &Platform) -> Result<ResolvedBase, String> {
-        let reference = Reference::parse(name).map_err(|e| e.to_string())?;
-        let chain = |e: &dyn std::error::Error| crate::error::chain_line(e);
+    fn fetch(&self, name: &str, platform: &Platform) -> Result<ResolvedBase, crate::Error> {
+        let reference = Reference::parse(name).map_err(RegistryError::from)?;
         self.runtime.block_on(async {
-            let mut m = self
-                .client
-                .get_manifest(&reference)
-                .await
-                .map_err(|e| chain(&e))?;
-            let mut parsed =
-                parse_manifest(Some(&m.media_type), &m.bytes).map_err(|e| chain(&e))?;
+            let mut m = self.client.get_manifest(&reference).await?;
+            let mut parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
             if let ParsedManifest::Index(index) = &parsed {
                 let chosen = select_manifest(index, platform)
-                    .ok_or_else(|| format!("no image for platform {platform} in its index"))?;
+                    .ok_or_else(|| BuildError::NoPlatform(platform.to_string()))?;
                 let by_digest = Reference {
                     repository: reference.repository.clone(),
                     tag: None,
                     digest: Some(chosen.digest.clone()),
                 };
-                m = self
-                    .client
-                    .get_manifest(&by_digest)
-                    .await
-                    .map_err(|e| chain(&e))?;
-                parsed = parse_manifest(Some(&m.media_type), &m.bytes).map_err(|e| chain(&e))?;
+                m = self.client.get_manifest(&by_digest).await?;
+                parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
             }
             let ParsedManifest::Image(manifest) = parsed else {
-                return Err("its platform entry is an index again".to_string());
+                return Err(BuildError::NestedIndex.into());
             };
             let repo = &reference.repository;
             self.client
@@ -102,17 +94,16 @@ impl BaseResolver {
                     Some(manifest.config.size),
                     &self.store,
                 )
-                .await
-                .map_err(|e| chain(&e))?;
-            let bytes = std::fs::read(self.store.path(&manifest.config.digest))
-                .map_err(|e| format!("reading its config: {e}"))?;
-            let config = ImageConfig::parse(&bytes).map_err(|e| chain(&e))?;
+                .await?;
+            let config_path = self.store.path(&manifest.config.digest);
+            let bytes = std::fs::read(&config_path).at(&config_path)?;
+            let config = ImageConfig::parse(&bytes)?;
             if config.rootfs.diff_ids.len() != manifest.layers.len() {
-                return Err(format!(
-                    "its manifest lists {} layers but its config {} diff_ids",
-                    manifest.layers.len(),
-                    config.rootfs.diff_ids.len()
-                ));
+                return Err(ImageError::LayerCountMismatch {
+                    layers: manifest.layers.len(),
+                    diff_ids: config.rootfs.diff_ids.len(),
+                }
+                .into());
             }
             let layers = manifest
                 .layers
@@ -135,13 +126,6 @@ impl BaseResolver {
                 layers,
             })
         })
-    }
-}
-
-fn base_err(name: &str, message: String) -> BuildError {
-    BuildError::Base {
-        reference: name.to_string(),
-        message,
     }
 }
 

@@ -68,7 +68,11 @@ fn source_layers(at: &At<'_>, from: &str, done: &Done) -> Result<Vec<LayerRef>, 
         Some(_) => return Err(at.err(format!("--from={from} names this or a later stage"))),
         None => {
             let platform = platform_of(b, at.stage);
-            b.bases.resolve(from, &platform)?.layers.clone()
+            b.bases
+                .resolve(from, &platform)
+                .map_err(|e| BuildError::base(&b.file, at.step.start_line, from, e))?
+                .layers
+                .clone()
         }
     };
     Ok(layers)
@@ -119,7 +123,7 @@ pub(crate) fn inputs(
     }
     let src = source_view(at, None, done)?;
     let req = request(c, cfg, None, c.from.is_some());
-    copy::inputs_digest(&req, src.view()).map_err(|e| at.err(crate::error::chain_line(&e)))
+    copy::inputs_digest(&req, src.view()).map_err(|e| at.fail(e))
 }
 
 /// What identifies a stage's or an image's tree without reading it: its layers' diff_ids.
@@ -154,8 +158,7 @@ pub(crate) fn mount_inputs(
                     is_context: true,
                     ..Default::default()
                 };
-                copy::inputs_digest(&req, &at.b.context)
-                    .map_err(|e| at.err(crate::error::chain_line(&e)))?
+                copy::inputs_digest(&req, &at.b.context).map_err(|e| at.fail(e))?
             }
         };
         parts.push_str(&format!("bind\0{source}\0{}\0{digest}\0", m.target));
@@ -219,16 +222,14 @@ pub(crate) fn copy(
         }),
         None => None,
     };
-    let dirs =
-        snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
     let req = request(c, cfg, chown, c.from.is_some());
     let target: &dyn FsView = if c.link {
         &DirView::new(empty.path())
     } else {
         parent_view.as_ref()
     };
-    copy::copy(&req, src.view(), target, &dirs.upper)
-        .map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    copy::copy(&req, src.view(), target, &dirs.upper).map_err(|e| at.fail(e))?;
     commit(at, &dirs.upper, Whiteouts::Overlay)
 }
 
@@ -246,13 +247,12 @@ pub(crate) fn workdir(
     } else {
         ids(at, &cfg.config.user, &view)?
     };
-    let dirs =
-        snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
     let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
-        .map_err(|e| at.err(crate::error::chain_line(&e)))?;
+        .map_err(|e| at.fail(e))?;
     if !created {
         return Ok(None);
     }

@@ -1,45 +1,109 @@
 //! What can go wrong while executing a build plan.
 
+use crate::blob::Digest;
+use crate::error::PathIo;
+use std::sync::Arc;
+
+/// Where in the Dockerfile a step is: displays as `Dockerfile:7: [build 2/5]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepAt {
+    /// The Dockerfile.
+    pub file: String,
+    /// The step's first line.
+    pub line: usize,
+    /// Which step (`[stage 3/7]`).
+    pub step: String,
+}
+
+impl std::fmt::Display for StepAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.step)
+    }
+}
+
 /// A build that could not be completed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// A RUN step's command failed.
     #[error("{0}")]
     RunFailed(Box<RunFailure>),
-    /// A step could not be carried out (COPY source missing, USER unknown, ...).
-    #[error("{file}:{line}: {step}: {message}")]
+    /// A step asks for something the build cannot give it (a stage not built yet, a secret
+    /// not given, an unknown user, ...).
+    #[error("{at}: {message}")]
     Step {
+        /// The step.
+        at: StepAt,
+        /// What is wrong.
+        message: String,
+    },
+    /// A step could not be carried out; `source` says why.
+    #[error("{at}")]
+    StepFailed {
+        /// The step.
+        at: StepAt,
+        /// Why.
+        #[source]
+        source: Box<crate::Error>,
+    },
+    /// A base image (FROM, `COPY --from=image`) could not be found or read.
+    #[error("{file}:{line}: base image {reference}")]
+    Base {
         /// The Dockerfile.
         file: String,
-        /// The step's first line.
+        /// The line naming the image.
         line: usize,
-        /// Which step.
-        step: String,
-        /// What went wrong, with its causes.
-        message: String,
-    },
-    /// A base image could not be found or read.
-    #[error("base image {reference}: {message}")]
-    Base {
         /// The image as named in FROM.
         reference: String,
-        /// What went wrong.
-        message: String,
+        /// Why; shared, as every stage on the same base reports the one failure.
+        #[source]
+        source: Arc<crate::Error>,
     },
-    /// A build option is invalid.
-    #[error("{0}")]
-    Options(String),
+    /// A base image's index has no image for the platform built for.
+    #[error("no image for platform {0} in its index")]
+    NoPlatform(String),
+    /// A base image's index names another index for the platform.
+    #[error("its platform entry is an index again")]
+    NestedIndex,
     /// Local state (cache directory, scratch space) failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
-    /// Exporting or pushing the image failed.
-    #[error("{what}: {message}")]
-    Output {
-        /// Which output (`push to registry/repo`, `--tar-path x`, ...).
+    Io(#[from] PathIo),
+    /// Fetching or extracting a layer, or exporting or pushing the image, failed.
+    #[error("{what}")]
+    Failed {
+        /// What was being done (`pushing to registry/repo`, `--tar-path x`, ...).
         what: String,
-        /// What went wrong, with its causes.
-        message: String,
+        /// Why.
+        #[source]
+        source: Box<crate::Error>,
     },
+    /// A layer the image needs is neither in the local store nor in a known repository.
+    #[error("layer {0} is neither in the local store nor in a known repository")]
+    LayerUnavailable(Digest),
+}
+
+impl BuildError {
+    /// The base image `reference`, named at `file:line`, failing with `source`.
+    pub(crate) fn base(
+        file: &str,
+        line: usize,
+        reference: &str,
+        source: Arc<crate::Error>,
+    ) -> Self {
+        BuildError::Base {
+            file: file.to_string(),
+            line,
+            reference: reference.to_string(),
+            source,
+        }
+    }
+
+    /// `e` while doing `what`.
+    pub(crate) fn failed(what: impl Into<String>, e: impl Into<crate::Error>) -> BuildError {
+        BuildError::Failed {
+            what: what.into(),
+            source: Box::new(e.into()),
+        }
+    }
 }
 
 /// A RUN command that did not succeed.

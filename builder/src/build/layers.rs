@@ -69,10 +69,7 @@ impl Layers {
             return Ok(());
         }
         let Some(repo) = &l.source else {
-            return Err(BuildError::Output {
-                what: format!("layer {}", l.layer.digest),
-                message: "is neither in the local store nor in a known repository".into(),
-            });
+            return Err(BuildError::LayerUnavailable(l.layer.digest.clone()));
         };
         let progress = self.pulls.blob(Some(l.layer.size));
         let n = self
@@ -84,9 +81,8 @@ impl Layers {
                 &self.store,
                 Some(&progress),
             ))
-            .map_err(|e| BuildError::Output {
-                what: format!("pulling layer {} from {repo}", l.layer.digest),
-                message: crate::error::chain_line(&e),
+            .map_err(|e| {
+                BuildError::failed(format!("pulling layer {} from {repo}", l.layer.digest), e)
             })?;
         progress.finish();
         self.downloaded.fetch_add(n, Ordering::Relaxed);
@@ -106,10 +102,7 @@ impl Layers {
         let dir = self
             .cache
             .extract(&l.layer.diff_id, &l.layer.media_type, &mut reader)
-            .map_err(|e| BuildError::Output {
-                what: format!("extracting layer {}", l.layer.digest),
-                message: crate::error::chain_line(&e),
-            })?;
+            .map_err(|e| BuildError::failed(format!("extracting layer {}", l.layer.digest), e))?;
         reader.into_inner().finish();
         Ok(dir)
     }

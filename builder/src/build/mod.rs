@@ -146,13 +146,6 @@ pub(crate) struct Build<'a> {
     pub steps: std::sync::atomic::AtomicUsize,
 }
 
-fn wrap(what: &str) -> impl FnOnce(&dyn std::error::Error) -> BuildError + '_ {
-    move |e| BuildError::Output {
-        what: what.to_string(),
-        message: crate::error::chain_line(e),
-    }
-}
-
 /// Builds the image `opts` describe, printing progress to `progress`.
 pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
     let result = build_with(opts, progress.clone());
@@ -175,7 +168,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
             .at(std::path::Path::new("tokio runtime"))?,
     );
     let client = RegistryClient::new(opts.registry.clone(), opts.credentials.clone())
-        .map_err(|e| wrap("registry client")(&e))?;
+        .map_err(|e| BuildError::failed("registry client", e))?;
     let store = crate::cache::blob_store(&opts.cache_dir)?;
     let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone());
     let plan = plan::plan(&df, &opts.dockerfile, &opts.plan, &bases)?;
@@ -186,7 +179,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         }
     }
     let cache = LayerCache::open(&opts.cache_dir)
-        .map_err(|e| wrap("layer cache")(&e))?
+        .map_err(|e| BuildError::failed("layer cache", e))?
         .with_max_layer_bytes(opts.max_layer_bytes);
     let chosen = choose_isolation(opts, &plan, &file, &progress)?;
     let isolation = chosen.unwrap_or(opts.isolation);
@@ -218,7 +211,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         mode
     };
     let local = if opts.cache {
-        Some(LocalCache::open(&opts.cache_dir).map_err(|e| wrap("local cache")(&e))?)
+        Some(LocalCache::open(&opts.cache_dir).map_err(|e| BuildError::failed("local cache", e))?)
     } else {
         None
     };

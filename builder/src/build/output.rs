@@ -2,7 +2,7 @@
 
 use super::error::BuildError;
 use super::stage::StageDone;
-use super::{wrap, Build, BuildOutcome};
+use super::{Build, BuildOutcome};
 use crate::image::export::{digest_file, docker_tar, oci_layout};
 use crate::registry::{BlobToPush, ImageToPush};
 
@@ -27,7 +27,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
     let image = target
         .builder
         .write(store)
-        .map_err(|e| wrap("writing the image")(&e))?;
+        .map_err(|e| BuildError::failed("writing the image", e))?;
     let names: Vec<String> = opts.destinations.iter().map(|d| d.to_string()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     if opts.oci_layout_path.is_some() || opts.tar_path.is_some() {
@@ -38,13 +38,13 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
     }
     if let Some(dir) = &opts.oci_layout_path {
         oci_layout::export_oci_layout(store, dir, &image, &names)
-            .map_err(|e| wrap(&format!("--oci-layout-path {}", dir.display()))(&e))?;
+            .map_err(|e| BuildError::failed(format!("--oci-layout-path {}", dir.display()), e))?;
         b.progress
             .line(&format!("wrote OCI layout {}", dir.display()));
     }
     if let Some(path) = &opts.tar_path {
         docker_tar::export_docker_tar(store, path, &image, &names)
-            .map_err(|e| wrap(&format!("--tar-path {}", path.display()))(&e))?;
+            .map_err(|e| BuildError::failed(format!("--tar-path {}", path.display()), e))?;
         b.progress.line(&format!("wrote {}", path.display()));
     }
     let push = if !opts.push || opts.destinations.is_empty() {
@@ -91,7 +91,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
                 store,
                 Some(&b.progress.transfers().push),
             ))
-            .map_err(|e| wrap(&format!("pushing to {}", names.join(", ")))(&e))?;
+            .map_err(|e| BuildError::failed(format!("pushing to {}", names.join(", ")), e))?;
         // The summary replaces the status line.
         b.progress.settle();
         for d in &opts.destinations {
@@ -101,11 +101,17 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
     };
     if let Some(path) = &opts.digest_file {
         digest_file::write_digest_file(path, &image.digest)
-            .map_err(|e| wrap(&format!("--digest-file {}", path.display()))(&e))?;
+            .map_err(|e| BuildError::failed(format!("--digest-file {}", path.display()), e))?;
     }
     if let Some(path) = &opts.image_name_with_digest_file {
-        digest_file::write_image_name_with_digest_file(path, &names, &image.digest)
-            .map_err(|e| wrap(&format!("--image-name-with-digest-file {}", path.display()))(&e))?;
+        digest_file::write_image_name_with_digest_file(path, &names, &image.digest).map_err(
+            |e| {
+                BuildError::failed(
+                    format!("--image-name-with-digest-file {}", path.display()),
+                    e,
+                )
+            },
+        )?;
     }
     b.progress.settle();
     let (run, cached) = *b.counts.lock().expect("counts");

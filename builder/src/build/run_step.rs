@@ -109,8 +109,7 @@ pub(crate) fn run(
             mounts.push(bm);
         }
     }
-    let dirs =
-        snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
     let overlay = matches!(b.mode, snapshot::Mode::Overlay);
     let (rootfs, before) = if overlay {
         let lower = b.layers.lowers(parent)?;
@@ -125,8 +124,8 @@ pub(crate) fn run(
     } else {
         let root = scratch.path().join("rootfs");
         let view = snapshot::OverlayView::new(b.layers.lowers(parent)?);
-        snapshot::materialise(&view, &root).map_err(|e| at.err(crate::error::chain_line(&e)))?;
-        let before = snapshot::record(&root).map_err(|e| at.err(crate::error::chain_line(&e)))?;
+        snapshot::materialise(&view, &root).map_err(|e| at.fail(e))?;
+        let before = snapshot::record(&root).map_err(|e| at.fail(e))?;
         (RootFs::Dir(root.clone()), Some((root, before)))
     };
     let spec = RunSpec {
@@ -150,8 +149,7 @@ pub(crate) fn run(
         pids_limit: b.opts.pids_limit,
     };
     let mut out = b.progress.command_output(format!("{} ", at.tag));
-    let outcome =
-        sandbox::run(&spec, &mut out).map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    let outcome = sandbox::run(&spec, &mut out).map_err(|e| at.fail(e))?;
     let tail = out.finish();
     let status = match outcome.exit {
         ExitKind::Code(0) => None,
@@ -171,7 +169,7 @@ pub(crate) fn run(
     let whiteouts = match &before {
         Some((root, before)) => {
             snapshot::diff(before, root, &dirs.upper)
-                .map_err(|e| at.err(crate::error::chain_line(&e)))?
+                .map_err(|e| at.fail(e))?
                 .whiteouts
         }
         None => Whiteouts::Overlay,
@@ -188,8 +186,8 @@ pub(crate) fn commit(
 ) -> Result<NewLayer, BuildError> {
     let b = at.b;
     let opts = layer_options(b);
-    let info = snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts)
-        .map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    let info =
+        snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts).map_err(|e| at.fail(e))?;
     if whiteouts == Whiteouts::Overlay {
         // Another build may have adopted the same diff_id first: either copy serves.
         let _ = b.layers.cache.adopt(&info.diff_id, upper);
@@ -329,8 +327,7 @@ fn mount(
                     let inner = crate::fsview::resolve(view.view(), Path::new(&source), true)
                         .map_err(|e| at.err(format!("--mount source {source:?}: {e}")))?;
                     let sub = crate::fsview::Rooted::new(view.view(), inner);
-                    snapshot::materialise(&sub, &dest)
-                        .map_err(|e| at.err(crate::error::chain_line(&e)))?;
+                    snapshot::materialise(&sub, &dest).map_err(|e| at.fail(e))?;
                     dest
                 }
             };

@@ -5,7 +5,7 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use super::stage::StageDone;
-use super::{wrap, Build};
+use super::Build;
 use crate::error::IoAt;
 use crate::fsview::{FsView, Kind};
 use crate::layer::{self, Below, LayerError};
@@ -32,10 +32,11 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
         let mut view: Option<OverlayView> = None;
         let below = |rel: &[u8]| -> Result<Below, LayerError> {
             if view.is_none() {
+                // An io::Error keeps the build error whole: its causes stay its sources.
                 let lowers = b
                     .layers
                     .lowers(base)
-                    .map_err(|e| std::io::Error::other(crate::error::chain_line(&e)))
+                    .map_err(std::io::Error::other)
                     .at("image base")?;
                 view = Some(OverlayView::new(lowers));
             }
@@ -49,7 +50,7 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
         };
         let opts = super::run_step::layer_options(b);
         let info = layer::write_merged_layer(&b.layers.store, &uppers, below, &opts)
-            .map_err(|e| wrap("--single-snapshot")(&e))?;
+            .map_err(|e| BuildError::failed("--single-snapshot", e))?;
         LayerRef {
             layer: info.into(),
             source: None,

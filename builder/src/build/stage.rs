@@ -1,6 +1,6 @@
 //! One stage's steps, in order; the stages of a wave at the same time.
 
-use super::error::BuildError;
+use super::error::{BuildError, StepAt};
 use super::layers::LayerRef;
 use super::{copy_step, run_step, Build};
 use crate::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep};
@@ -80,13 +80,11 @@ fn start(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, BuildEr
             key: base_key(None, &platform),
         },
         Base::Image(name) => {
-            let r = b.bases.resolve(name, &platform)?;
+            let base_err = |e| BuildError::base(&b.file, stage.line, name, e);
+            let r = b.bases.resolve(name, &platform).map_err(base_err)?;
             let descs = r.layers.iter().map(|l| descriptor(&l.layer)).collect();
-            let builder =
-                ImageBuilder::from_base(r.config.clone(), descs).map_err(|e| BuildError::Base {
-                    reference: name.clone(),
-                    message: crate::error::chain_line(&e),
-                })?;
+            let builder = ImageBuilder::from_base(r.config.clone(), descs)
+                .map_err(|e| base_err(std::sync::Arc::new(e.into())))?;
             StageDone {
                 builder,
                 layers: r.layers.clone(),
@@ -123,13 +121,28 @@ pub(crate) struct At<'a> {
 }
 
 impl At<'_> {
-    /// A step error at this step's line.
-    pub fn err(&self, message: impl Into<String>) -> BuildError {
-        BuildError::Step {
+    /// This step's place in the Dockerfile.
+    pub fn location(&self) -> StepAt {
+        StepAt {
             file: self.b.file.clone(),
             line: self.step.start_line,
             step: self.label.clone(),
+        }
+    }
+
+    /// A step error at this step's line.
+    pub fn err(&self, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            at: self.location(),
             message: message.into(),
+        }
+    }
+
+    /// This step failing because of `e`.
+    pub fn fail(&self, e: impl Into<crate::Error>) -> BuildError {
+        BuildError::StepFailed {
+            at: self.location(),
+            source: Box::new(e.into()),
         }
     }
 }
