@@ -1,5 +1,6 @@
 //! The crate's error type: one variant per module's error.
 
+mod class;
 mod path_io;
 
 pub use path_io::{IoAt, PathIo};
@@ -59,9 +60,33 @@ pub enum Error {
     /// Docker-in-Docker: certificates, the daemon connection, or a build through it.
     #[error(transparent)]
     Dind(#[from] crate::dind::DindError),
-    /// A file could not be read or written.
+    /// A file kiln reads or writes for itself could not be.
     #[error(transparent)]
     Io(#[from] PathIo),
+    /// A file the build reads as its input (the Dockerfile) could not be read.
+    #[error(transparent)]
+    Read(PathIo),
+}
+
+/// Whose failure an error is: decides the exit code (see [`Error::class`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The input or the build's own steps: the Dockerfile, the build plan, the context, a RUN
+    /// command, a base image that does not exist. Exit code 1.
+    Input,
+    /// Usage, kiln itself or its environment: the sandbox, the cache directory, a registry
+    /// that is unreachable, fails or refuses the credentials. Exit code 2.
+    Environment,
+}
+
+impl Class {
+    /// The exit code of a failure of this class.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Class::Input => 1,
+            Class::Environment => 2,
+        }
+    }
 }
 
 /// `Result` with kiln's [`Error`].
@@ -127,6 +152,7 @@ mod tests {
         };
         vec![
             Error::Io(path_io()),
+            Error::Read(path_io()),
             crate::blob::BlobError::from(path_io()).into(),
             crate::cache::CacheError::from(path_io()).into(),
             crate::copy::CopyError::from(path_io()).into(),

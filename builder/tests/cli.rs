@@ -1,5 +1,9 @@
 //! The `kiln` binary as a user runs it: output, error lines and exit codes.
 
+#[macro_use]
+#[path = "support/privilege.rs"]
+mod privilege;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -420,6 +424,108 @@ fn an_error_prints_its_cause_once() {
     assert!(
         e.lines()
             .any(|l| l.starts_with("kiln: ") && l.contains("file/cache")),
+        "{e}"
+    );
+}
+
+/// A real build (no push) in `dir` with its own cache directory, plus `extra`.
+fn build(dir: &Path, extra: &[&str]) -> Output {
+    let cache = dir.join("cache");
+    let mut args = vec!["build", "--no-push", "--cache-dir", cache.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    kiln(dir, &args)
+}
+
+/// The input's failures exit 1; usage, kiln's own and its environment's exit 2.
+#[test]
+fn exit_codes_say_whose_failure_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    write(d, "Dockerfile", "FROM scratch\nCOPYY a /a\n");
+    let o = build(d, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a bad Dockerfile line: {}",
+        stderr(&o)
+    );
+
+    write(d, "Dockerfile", "FROM scratch\nCOPY missing /missing\n");
+    let o = build(d, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a missing COPY source: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).starts_with("kiln: ./Dockerfile:2: "),
+        "{}",
+        stderr(&o)
+    );
+
+    write(d, "Dockerfile", "FROM scratch\n");
+    let o = build(d, &["--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "an unknown flag: {}", stderr(&o));
+
+    write(d, "not-a-dir", "");
+    let o = kiln(d, &["build", "--no-push", "--cache-dir", "not-a-dir"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a --cache-dir that is a file: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).starts_with("kiln: not-a-dir"), "{}", stderr(&o));
+
+    let o = kiln(d, &["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Exit codes: 0 success; 1 the input is wrong"),
+        "{help}"
+    );
+}
+
+/// A base image kiln cannot reach is the environment's failure (2), named at its FROM line.
+#[test]
+fn an_unreachable_base_image_exits_2_naming_its_from_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch AS first\n\nFROM 127.0.0.1:1/app:1\nENV A=1\n",
+    );
+    let o = build(
+        dir.path(),
+        &["--insecure-registry", "127.0.0.1:1", "--push-retry", "0"],
+    );
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.starts_with("kiln: ./Dockerfile:3: base image 127.0.0.1:1/app:1: "),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+/// A RUN step's own failure is the build's (1), whatever code it exits with.
+#[test]
+fn a_run_step_exiting_3_exits_1() {
+    need_root!();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(privilege::BUSYBOX, dir.path().join("busybox")).unwrap();
+    write(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/sh\nRUN exit 3\n",
+    );
+    let o = build(dir.path(), &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("Dockerfile:3:") && e.contains("exited with code 3"),
         "{e}"
     );
 }

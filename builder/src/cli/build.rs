@@ -171,7 +171,9 @@ pub fn read_dockerfile(args: &BuildArgs) -> anyhow::Result<Source> {
 /// Reads a Dockerfile found in the context, refusing a symlink there.
 fn read_in_context(path: PathBuf) -> anyhow::Result<Source> {
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(kiln::context::ContextError::SymlinkedDockerfile { path }.into());
+        return Err(
+            kiln::Error::from(kiln::context::ContextError::SymlinkedDockerfile { path }).into(),
+        );
     }
     read(path)
 }
@@ -179,7 +181,7 @@ fn read_in_context(path: PathBuf) -> anyhow::Result<Source> {
 fn read(path: PathBuf) -> anyhow::Result<Source> {
     let text = std::fs::read_to_string(&path)
         .at(&path)
-        .map_err(kiln::Error::from)?;
+        .map_err(kiln::Error::Read)?;
     Ok(Source { name: path, text })
 }
 
@@ -191,7 +193,9 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
             Some((k, v)) if !k.is_empty() => {
                 out.insert(k.to_string(), v.to_string());
             }
-            Some(_) => return Err(plan::PlanError::BadBuildArg(a.clone()).into()),
+            Some(_) => {
+                return Err(kiln::Error::from(plan::PlanError::BadBuildArg(a.clone())).into())
+            }
             None => {
                 if let Ok(v) = std::env::var(a) {
                     out.insert(a.clone(), v);
@@ -204,7 +208,7 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// Reads, parses and plans the build.
 pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan> {
-    let df = dockerfile::parse(&source.text, &source.name)?;
+    let df = dockerfile::parse(&source.text, &source.name).map_err(kiln::Error::from)?;
     let mut opts = Options {
         build_args: build_args(&args.build_arg)?,
         target: args.target.clone(),
@@ -222,7 +226,7 @@ pub fn make_plan(args: &BuildArgs, source: &Source) -> anyhow::Result<plan::Plan
             w.message
         );
     }
-    Ok(plan::plan(&df, &source.name, &opts, &NoBaseImages)?)
+    Ok(plan::plan(&df, &source.name, &opts, &NoBaseImages).map_err(kiln::Error::from)?)
 }
 
 /// `kiln build`.
@@ -244,8 +248,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             "{}",
             plan::display::render(&plan, &display_name(&source.name))
         );
-        let ignore = DockerIgnore::load_for_dockerfile(&args.context, &source.name)?;
-        let context = BuildContext::with_ignore(&args.context, ignore)?;
+        let ignore = DockerIgnore::load_for_dockerfile(&args.context, &source.name)
+            .map_err(kiln::Error::from)?;
+        let context =
+            BuildContext::with_ignore(&args.context, ignore).map_err(kiln::Error::from)?;
         println!(
             "\ncontext {}: {} paths visible to COPY and ADD ({} .dockerignore patterns)",
             args.context.display(),

@@ -120,21 +120,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             &Environment::from_process(),
             &mut print,
         ))
-        .map_err(fault)?;
+        .map_err(kiln::Error::from)?;
     if let Some(id) = outcome.image_id {
         println!("image {id}");
     }
     Ok(())
-}
-
-/// Input and build failures exit 1 (as kiln's own errors do); a daemon that cannot be reached
-/// or used exits 2.
-fn fault(e: kiln::dind::DindError) -> anyhow::Error {
-    use kiln::dind::DindError as D;
-    match e {
-        D::BuildFailed(_) | D::Dockerfile(_) | D::Plan(_) | D::Context(_) | D::Reference(_) => {
-            kiln::Error::from(e).into()
-        }
-        e => e.into(),
-    }
 }

@@ -10,9 +10,14 @@ mod warm;
 
 use clap::{Parser, Subcommand};
 
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the input is wrong or the build's own steps \
+    failed (the Dockerfile, the build plan, the context, a RUN step exiting non-zero, a base \
+    image that does not exist); 2 usage, or a failure of kiln or its environment (the sandbox, \
+    the cache directory, a registry unreachable, failing or refusing the credentials).";
+
 /// kiln builds container images from Dockerfiles without a Docker daemon.
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about, propagate_version = true)]
+#[command(name = "kiln", version, about, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,25 +84,14 @@ pub fn main() -> i32 {
     }
 }
 
-/// Prints `kiln: error: cause: cause` and picks the exit code: 1 when the input or the build
-/// is at fault, 2 for usage and kiln's own failures.
+/// Prints `kiln: error: cause: cause` and returns the exit code: the class of the library's
+/// error ([`kiln::Error::exit_code`]: 1 the input, 2 kiln and its environment); 2 for usage
+/// and failures of the command line's own.
 fn report(e: &anyhow::Error) -> i32 {
     eprintln!("kiln: {}", kiln::error::chain_line(e.as_ref()));
-    if e.downcast_ref::<Usage>().is_some() {
-        return 2;
-    }
-    let input_fault = e.chain().any(|c| {
-        c.downcast_ref::<kiln::Error>().is_some()
-            || c.downcast_ref::<kiln::error::DockerfileError>().is_some()
-            || c.downcast_ref::<kiln::plan::PlanError>().is_some()
-            || c.downcast_ref::<kiln::context::ContextError>().is_some()
-            || c.downcast_ref::<kiln::cache::CacheError>().is_some()
-    });
-    if input_fault {
-        1
-    } else {
-        2
-    }
+    e.chain()
+        .find_map(|c| c.downcast_ref::<kiln::Error>())
+        .map_or(2, kiln::Error::exit_code)
 }
 
 /// A command line kiln cannot act on (exit code 2).

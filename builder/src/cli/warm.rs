@@ -53,7 +53,9 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
         images.push(Reference::parse(i).map_err(|e| Usage(format!("--image: {e}")))?);
     }
     let build_args = build_args(&args.build_arg)?;
-    for r in cache::from_dockerfiles(&args.dockerfile, &build_args, &platform)? {
+    for r in cache::from_dockerfiles(&args.dockerfile, &build_args, &platform)
+        .map_err(kiln::Error::from)?
+    {
         if !images.contains(&r) {
             images.push(r);
         }
@@ -62,7 +64,7 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
         return Err(Usage("nothing to warm: give --image or --dockerfile".into()).into());
     }
     let cache_dir = args.cache_dir.clone().unwrap_or_else(cache::default_dir);
-    if let Some(note) = cache::make_private(&cache_dir)? {
+    if let Some(note) = cache::make_private(&cache_dir).map_err(kiln::Error::from)? {
         eprintln!("{note}");
     }
     let mut insecure = args.insecure_registry.clone();
@@ -74,7 +76,8 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
         registry_mirrors: args.registry_mirror.clone(),
         ..RegistryConfig::default()
     };
-    let client = RegistryClient::new(config, CredentialResolver::new(Environment::from_process()))?;
+    let client = RegistryClient::new(config, CredentialResolver::new(Environment::from_process()))
+        .map_err(kiln::Error::from)?;
     let opts = WarmOptions {
         force: args.force == Some(true),
         ..WarmOptions::default()
@@ -83,7 +86,9 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let warmed = rt.block_on(cache::warm(&images, &platform, &client, &cache_dir, &opts))?;
+    let warmed = rt
+        .block_on(cache::warm(&images, &platform, &client, &cache_dir, &opts))
+        .map_err(kiln::Error::from)?;
     for w in &warmed {
         println!(
             "warmed {} for {platform}: manifest {}, config {}, {} layers; fetched {} blobs ({} bytes), {} already cached",
