@@ -9,6 +9,8 @@ mod kiln_output;
 mod layout;
 #[path = "support/overlay.rs"]
 mod overlay;
+#[path = "support/privilege.rs"]
+mod privilege;
 #[path = "support/registry_server.rs"]
 mod support;
 #[path = "support/tree.rs"]
@@ -803,7 +805,10 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
         base,
     } = fixture();
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: mounting the overlayfs that holds the cache needs root");
+        privilege::skip(
+            "mounting the overlayfs that holds the cache needs root",
+            privilege::Demand::Root,
+        );
         return;
     }
     let ctx = context(
