@@ -234,7 +234,7 @@ impl ImageBuilder {
     /// Writes the config blob and then the manifest blob to `store`.
     pub fn write(&self, store: &BlobStore) -> Result<BuiltImage, ImageError> {
         for l in &self.new_layers {
-            if store.size(&l.digest) != Some(l.size) {
+            if !store.has(&l.digest, l.size) {
                 return Err(ImageError::LayerMissing {
                     digest: l.digest.clone(),
                     size: l.size,

@@ -128,7 +128,7 @@ impl RegistryClient {
                 Err(e) => return Err(e),
             }
         }
-        if store.size(&blob.digest) != Some(blob.size) {
+        if !store.has(&blob.digest, blob.size) {
             // A blob left remote for a mount the registry refused (mounting disabled, no pull
             // right on the source): fetched from its source here, then uploaded like any other.
             match &blob.mount_from {

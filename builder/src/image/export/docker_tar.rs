@@ -60,7 +60,7 @@ pub fn write_docker_tar<W: Write>(
         if !written.insert(d.digest.clone()) {
             continue;
         }
-        if store.size(&d.digest) != Some(d.size) {
+        if !store.has(&d.digest, d.size) {
             return Err(crate::blob::BlobError::Missing(d.digest.clone()).into());
         }
         let file = store.read(&d.digest)?;
