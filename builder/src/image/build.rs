@@ -9,7 +9,7 @@ use super::manifest::ImageManifest;
 use super::media::ImageFormat;
 use super::time::{now_unix, rfc3339};
 use crate::blob::{BlobStore, Digest};
-use crate::plan::Platform;
+use super::Platform;
 use std::collections::BTreeMap;
 
 /// A layer blob the build stored, as the image will name it.

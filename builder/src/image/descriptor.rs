@@ -2,7 +2,7 @@
 
 use super::json::null_default;
 use crate::blob::Digest;
-use crate::plan::Platform;
+use super::Platform;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -6,11 +6,11 @@ mod build;
 pub mod display;
 pub mod expand_step;
 mod graph;
-pub mod platform;
 mod validate;
 
 pub use build::plan;
-pub use platform::Platform;
+/// Platforms are the image's notion; the planner picks one per stage.
+pub use crate::image::Platform;
 
 use crate::dockerfile::instructions::Instruction;
 use crate::error::DockerfileError;

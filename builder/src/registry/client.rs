@@ -5,7 +5,7 @@
 use super::auth::Authenticator;
 use super::config::RegistryConfig;
 use super::error::{Action, RegistryError};
-use super::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
+use crate::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use super::retry::{self, RetryPolicy};
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::{

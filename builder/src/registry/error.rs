@@ -1,7 +1,7 @@
 //! The registry client's one error type. Every variant names the registry and repository it
 //! concerns; none carries a credential or a token (registry messages are shown, our headers never).
 
-use super::reference::ReferenceError;
+use crate::reference::ReferenceError;
 use crate::blob::{BlobError, Digest};
 use std::path::PathBuf;
 

@@ -19,7 +19,6 @@ pub mod config;
 pub mod error;
 pub mod pull;
 pub mod push;
-pub mod reference;
 mod retry;
 mod tls;
 mod upload;
@@ -30,4 +29,5 @@ pub use error::{Action, RegistryError};
 pub use kiln_registry_auth::{CredentialResolver, Environment};
 pub use pull::{Manifest, ManifestInfo, MANIFEST_ACCEPT};
 pub use push::{BlobOutcome, BlobToPush, ImageToPush, PushReport};
-pub use reference::{Reference, ReferenceError, Repository};
+/// References are below both images and registries; re-exported where they are spoken to.
+pub use crate::reference::{Reference, ReferenceError, Repository};

@@ -3,7 +3,7 @@
 
 use super::client::{protocol_error, status_error, transport_error, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use super::reference::{Reference, Repository};
+use crate::reference::{Reference, Repository};
 use crate::blob::{BlobError, BlobStore, BlobWriter, Digest};
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::{Scope, ScopeSet};

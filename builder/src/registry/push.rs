@@ -4,7 +4,7 @@
 
 use super::client::{status_error, Body, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use super::reference::{Reference, Repository};
+use crate::reference::{Reference, Repository};
 use super::upload::{Start, Upload};
 use crate::blob::{BlobStore, Digest};
 use crate::transfer::{BlobProgress, Transfer};

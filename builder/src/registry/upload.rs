@@ -4,7 +4,7 @@
 
 use super::client::{location, protocol_error, status_error, Body, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use super::reference::Repository;
+use crate::reference::Repository;
 use crate::blob::Digest;
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::ScopeSet;

@@ -13,7 +13,7 @@ use crate::image::manifest::ImageIndex;
 use crate::image::media::{
     ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION,
 };
-use crate::registry::Reference;
+use crate::reference::Reference;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
