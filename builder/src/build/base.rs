@@ -36,6 +36,7 @@ pub struct BaseResolver {
     runtime: Arc<tokio::runtime::Runtime>,
     store: BlobStore,
     seen: Mutex<HashMap<(String, String), Resolved>>,
+    insecure_pull: bool,
 }
 
 impl BaseResolver {
@@ -50,7 +51,15 @@ impl BaseResolver {
             runtime,
             store,
             seen: Mutex::new(HashMap::new()),
+            insecure_pull: false,
         }
+    }
+
+    /// Pulls every image over plain HTTP (kaniko's `--insecure-pull`), and so also pushes to
+    /// those images' registries that way.
+    pub fn with_insecure_pull(mut self, on: bool) -> Self {
+        self.insecure_pull = on;
+        self
     }
 
     /// The image `name` for `platform`.
@@ -69,6 +78,9 @@ impl BaseResolver {
 
     fn fetch(&self, name: &str, platform: &Platform) -> Result<ResolvedBase, crate::Error> {
         let reference = Reference::parse(name).map_err(RegistryError::from)?;
+        if self.insecure_pull {
+            self.client.allow_plain_http(&reference.repository.registry);
+        }
         self.runtime.block_on(async {
             let mut m = self.client.get_manifest(&reference).await?;
             let mut parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;

@@ -52,7 +52,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
     } else {
         let mut layers = Vec::new();
         for l in &target.layers {
-            let local = store.size(&l.layer.digest) == Some(l.layer.size);
+            let local = store.has(&l.layer.digest, l.layer.size);
             let same_registry = l.source.as_ref().is_some_and(|s| {
                 opts.destinations
                     .iter()

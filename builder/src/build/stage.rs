@@ -287,7 +287,7 @@ fn lookup(b: &Build<'_>, key: &CacheKey) -> Option<Hit> {
             let present = c
                 .layer
                 .as_ref()
-                .is_none_or(|l| b.layers.store.size(&l.digest) == Some(l.size));
+                .is_none_or(|l| b.layers.store.has(&l.digest, l.size));
             if present {
                 return Some(from(c, None));
             }
