@@ -3,18 +3,12 @@
 //! deletions, pushed and read back with skopeo, the lazy-base push, a failing RUN, the layer
 //! cache, and the demo.
 
-#[path = "support/kiln_output.rs"]
-mod kiln_output;
-#[path = "support/layout.rs"]
-mod layout;
-#[path = "support/overlay.rs"]
-mod overlay;
-#[path = "support/privilege.rs"]
-mod privilege;
-#[path = "support/registry_server.rs"]
-mod support;
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::kiln_output;
+use kiln_testkit::layout;
+use kiln_testkit::overlay;
+use kiln_testkit::privilege;
+use kiln_testkit::registry as support;
+use kiln_testkit::tree;
 
 use kiln_output::{ok, text};
 use layout::unpack_layout;

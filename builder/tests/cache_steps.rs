@@ -1,8 +1,7 @@
 //! The step caches: the local one shared by processes, and the registry one (`--cache-repo`)
 //! against a real `docker-registry`, counted through the request-logging proxy.
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep, LocalCache, RepoCache};

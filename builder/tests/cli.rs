@@ -1,9 +1,7 @@
 //! The `kiln` binary as a user runs it: output, error lines and exit codes.
 
-#[macro_use]
-#[path = "support/privilege.rs"]
-mod privilege;
-
+use kiln_testkit::need_root;
+use kiln_testkit::privilege;
 use std::path::Path;
 use std::process::{Command, Output};
 

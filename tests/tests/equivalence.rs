@@ -34,10 +34,8 @@
 //! Corpus conventions (see tests/corpus/README.md): `FROM ${BASE}` with `ARG BASE` on top, BASE
 //! passed as a build argument naming the busybox image this test pushes to its own registry.
 
-#[path = "../../builder/tests/support/dockerd.rs"]
-mod dockerd;
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::dockerd;
+use kiln_testkit::registry as registry_server;
 
 use dockerd::Dockerd;
 use kiln_tests::corpus::{
