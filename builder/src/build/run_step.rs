@@ -382,25 +382,15 @@ fn context_path(at: &At<'_>, source: &str) -> Result<PathBuf, BuildError> {
 mod tests {
     use super::*;
     use crate::dockerfile::instructions::Instruction;
-    use crate::plan::{plan, NoBaseImages, Options};
 
     /// The `created_by` of every RUN of `text` (one stage from scratch), each with the
     /// environment its build arguments give it, as BuildKit's frontend would name them.
     fn texts(text: &str, args: &[(&str, &str)]) -> Vec<String> {
-        let df = crate::dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
-        let opts = Options {
-            build_args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Options::default()
-        };
-        let p = plan(&df, Path::new("Dockerfile"), &opts, &NoBaseImages).unwrap();
         let mut cfg = StageConfig::default();
         let mut out = Vec::new();
-        for step in &p.stages[p.target].steps {
+        for step in crate::plan::test_steps(text, args) {
             match &step.instruction {
-                Instruction::Run(r) => out.push(created_by(step, r, &cfg, &step.args)),
+                Instruction::Run(r) => out.push(created_by(&step, r, &cfg, &step.args)),
                 ins => {
                     cfg.apply(ins);
                 }

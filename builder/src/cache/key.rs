@@ -134,23 +134,9 @@ pub fn step_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{plan, NoBaseImages, Options};
-    use std::collections::BTreeMap;
-    use std::path::Path;
 
     fn steps(text: &str, args: &[(&str, &str)]) -> Vec<Step> {
-        let df = crate::dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
-        let opts = Options {
-            build_args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            target_platform: amd64(),
-            build_platform: amd64(),
-            ..Options::default()
-        };
-        let p = plan(&df, Path::new("Dockerfile"), &opts, &NoBaseImages).unwrap();
-        p.stages.last().unwrap().steps.clone()
+        crate::plan::test_steps(text, args)
     }
 
     fn amd64() -> Platform {

@@ -4,6 +4,7 @@
 //! spellings they rely on (quoted strings and runes, durations, slices, maps) are rebuilt here.
 
 use crate::dockerfile::instructions::{ArgDecl, Copy, Source};
+use crate::dockerfile::parser::{go_quote, go_quote_rune};
 use crate::image::{Healthcheck, History};
 
 /// The `comment` BuildKit's Dockerfile frontend puts on every entry it writes.
@@ -96,7 +97,7 @@ pub fn pairs(keyword: &str, pairs: &[(String, String)]) -> String {
 
 /// A Go `%q` of a string slice, as CMD and ENTRYPOINT write their argv: `["a" "b"]`.
 pub fn quoted_list(words: &[String]) -> String {
-    let q: Vec<String> = words.iter().map(|w| quote(w, '"')).collect();
+    let q: Vec<String> = words.iter().map(|w| go_quote(w)).collect();
     format!("[{}]", q.join(" "))
 }
 
@@ -122,10 +123,10 @@ pub fn healthcheck(h: &Healthcheck) -> String {
     format!(
         "HEALTHCHECK &{{{} {} {} {} {} {}}}",
         quoted_list(&h.test),
-        quote(&go_duration(h.interval), '"'),
-        quote(&go_duration(h.timeout), '"'),
-        quote(&go_duration(h.start_period), '"'),
-        quote(&go_duration(h.start_interval), '"'),
+        go_quote(&go_duration(h.interval)),
+        go_quote(&go_duration(h.timeout)),
+        go_quote(&go_duration(h.start_period)),
+        go_quote(&go_duration(h.start_interval)),
         quote_rune(h.retries),
     )
 }
@@ -172,41 +173,6 @@ fn fraction(v: u64, prec: u32) -> String {
     }
 }
 
-/// Go's `strconv.Quote` (`quote == '"'`) or `QuoteRune` (`'\''`) of `s`.
-fn quote(s: &str, quote: char) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            '\\' => out.push_str("\\\\"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if !go_printable(c) => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 /// Go's `%q` of an integer: the rune of that code point, quoted (`'\x00'`, `'\x03'`, `'A'`);
 /// one that is no code point is U+FFFD, as Go takes it.
 fn quote_rune(n: i64) -> String {
@@ -214,26 +180,7 @@ fn quote_rune(n: i64) -> String {
         .ok()
         .and_then(char::from_u32)
         .unwrap_or('\u{fffd}');
-    quote(&c.to_string(), '\'')
-}
-
-/// Whether Go's `unicode.IsPrint` holds: letters, marks, numbers, punctuation, symbols and the
-/// ASCII space. Rust has no general-category table, so this leaves out what Rust knows is not
-/// one of those (controls, other spaces, line and paragraph separators) and the format and
-/// private-use characters an instruction may plausibly hold; an unassigned code point is taken
-/// as printable, where Go would escape it.
-fn go_printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    !(c.is_control()
-        || c.is_whitespace()
-        || matches!(c,
-            '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
-            | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}' | '\u{e000}'..='\u{f8ff}'
-            | '\u{f0000}'..='\u{10ffff}'))
+    go_quote_rune(c)
 }
 
 #[cfg(test)]

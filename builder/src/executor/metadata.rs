@@ -222,16 +222,8 @@ mod tests {
 
     /// Applies every step of the last stage of `text` to a scratch config.
     fn config_of(text: &str) -> StageConfig {
-        let df = dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
-        let p = plan::plan(
-            &df,
-            Path::new("Dockerfile"),
-            &Options::default(),
-            &NoBaseImages,
-        )
-        .unwrap();
         let mut s = StageConfig::default();
-        for step in &p.stages[p.target].steps {
+        for step in plan::test_steps(text, &[]) {
             s.apply(&step.instruction);
         }
         s
@@ -326,17 +318,8 @@ mod tests {
                     ENTRYPOINT [\"/bin/sh\", \"-c\", \"x\"]\n\
                     HEALTHCHECK --interval=30s --timeout=1m30s --retries=3 CMD curl -f http://x/ || exit 1\n\
                     HEALTHCHECK NONE\nMAINTAINER someone <a@b>\nONBUILD RUN echo onbuild\n";
-        let df = dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
-        let p = plan::plan(
-            &df,
-            Path::new("Dockerfile"),
-            &Options::default(),
-            &NoBaseImages,
-        )
-        .unwrap();
         let mut s = StageConfig::default();
-        let got: Vec<String> = p.stages[0]
-            .steps
+        let got: Vec<String> = plan::test_steps(text, &[])
             .iter()
             .filter_map(|step| s.apply(&step.instruction))
             .map(|h| h.created_by.unwrap())

@@ -196,3 +196,28 @@ pub enum PlanError {
     #[error("invalid build argument {0:?}: expected NAME=value")]
     BadBuildArg(String),
 }
+
+/// The steps of `text`'s target stage planned for linux/amd64 with the build arguments `args`
+/// and no base image known, for the unit tests that need planned steps.
+#[cfg(test)]
+pub(crate) fn test_steps(text: &str, args: &[(&str, &str)]) -> Vec<Step> {
+    let df = crate::dockerfile::parse(text, std::path::Path::new("Dockerfile")).unwrap();
+    let amd64 = Platform::parse("linux/amd64").unwrap();
+    let opts = Options {
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        target_platform: amd64.clone(),
+        build_platform: amd64,
+        ..Options::default()
+    };
+    let p = plan(
+        &df,
+        std::path::Path::new("Dockerfile"),
+        &opts,
+        &NoBaseImages,
+    )
+    .unwrap();
+    p.stages[p.target].steps.clone()
+}
