@@ -8,8 +8,8 @@ use super::json::to_canonical_vec;
 use super::manifest::ImageManifest;
 use super::media::ImageFormat;
 use super::time::{now_unix, rfc3339};
-use crate::blob::{BlobStore, Digest};
 use super::Platform;
+use crate::blob::{BlobStore, Digest};
 use std::collections::BTreeMap;
 
 /// A layer blob the build stored, as the image will name it.

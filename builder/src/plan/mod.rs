@@ -8,9 +8,9 @@ pub mod expand_step;
 mod graph;
 mod validate;
 
-pub use build::plan;
 /// Platforms are the image's notion; the planner picks one per stage.
 pub use crate::image::Platform;
+pub use build::plan;
 
 use crate::dockerfile::instructions::Instruction;
 use crate::error::DockerfileError;

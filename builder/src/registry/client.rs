@@ -5,8 +5,8 @@
 use super::auth::Authenticator;
 use super::config::RegistryConfig;
 use super::error::{Action, RegistryError};
-use crate::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use super::retry::{self, RetryPolicy};
+use crate::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::{
     normalize_host, parse_www_authenticate_headers, preferred, CredentialResolver, ScopeSet,

@@ -4,9 +4,9 @@
 
 use super::client::{status_error, Body, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use crate::reference::{Reference, Repository};
 use super::upload::{Start, Upload};
 use crate::blob::{BlobStore, Digest};
+use crate::reference::{Reference, Repository};
 use crate::transfer::{BlobProgress, Transfer};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use kiln_registry_auth::{Scope, ScopeSet};
