@@ -241,6 +241,85 @@ fn builds_runs_steps_and_pushes_what_skopeo_reads_back() {
     assert!(!root.join("proc/self").exists() && !root.join("etc/resolv.conf").exists());
 }
 
+/// The history holds BuildKit's entry for each step after the base's (kept first): texts,
+/// comment and empty_layer as `docker history` shows BuildKit's, an empty layer for a WORKDIR
+/// that exists. A secret is in none of it: a RUN's `|N` prefix lists the values the step's
+/// ARGs have, never a secret's, even one given to the step under an ARG's name.
+#[test]
+fn the_history_is_buildkits_and_holds_no_secret() {
+    let f = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {}\nARG TOKEN=from-arg\nARG NOVAL\n\
+             RUN --mount=type=secret,id=tok,env=TOKEN --mount=type=secret,id=tok,target=/s \
+             test \"${{#TOKEN}}\" = 12 && test \"$(cat /s)\" = \"$TOKEN\"\n\
+             WORKDIR /etc\nCOPY --chmod=600 a.txt /a\nCMD [\"sh\"]\n",
+            f.base
+        ),
+        &[("a.txt", b"A\n")],
+    );
+    let secret = f.work.path().join("tok");
+    std::fs::write(&secret, "s3cret-value").unwrap();
+    let layout = f.work.path().join("layout");
+    let o = build(
+        ctx.path(),
+        &f.reg.addr,
+        &f.cache,
+        &[
+            "--no-push",
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+            "--secret",
+            &format!("id=tok,src={}", secret.display()),
+        ],
+    );
+    ok(&o);
+    let base = raw_json(&f.base, true)["history"].clone();
+    let cfg = unpack_layout(&layout, &f.work.path().join("root"));
+    let history = cfg["history"].as_array().unwrap();
+    let kept = base.as_array().unwrap().len();
+    assert_eq!(
+        history[..kept],
+        base.as_array().unwrap()[..],
+        "base entries kept"
+    );
+    let steps: Vec<(&str, &str, bool)> = history[kept..]
+        .iter()
+        .map(|h| {
+            (
+                h["created_by"].as_str().unwrap(),
+                h["comment"].as_str().unwrap(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    let bk = "buildkit.dockerfile.v0";
+    assert_eq!(
+        steps,
+        [
+            ("ARG TOKEN=from-arg", bk, true),
+            ("ARG NOVAL", bk, true),
+            (
+                "RUN |2 TOKEN=from-arg NOVAL= /bin/sh -c test \"${#TOKEN}\" = 12 \
+                 && test \"$(cat /s)\" = \"$TOKEN\" # buildkit",
+                bk,
+                false
+            ),
+            ("WORKDIR /etc", bk, false),
+            ("COPY --chmod=600 a.txt /a # buildkit", bk, false),
+            ("CMD [\"sh\"]", bk, true),
+        ]
+    );
+    let layers = cfg["rootfs"]["diff_ids"].as_array().unwrap().len();
+    let made = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(layers, made, "one layer per entry that is not empty_layer");
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(
+        !text.contains("s3cret"),
+        "the secret's value is in the config: {text}"
+    );
+}
+
 #[test]
 fn a_failing_run_names_the_step_its_exit_code_and_output() {
     let f = fixture();
@@ -489,9 +568,9 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
 
 /// kaniko's CI shape: every job starts empty and shares only the cache repository. A rebuild
 /// with no change runs no step, downloads no layer, and pushes the same image by mounts. A
-/// WORKDIR of a directory the base has makes no layer and is a cache hit all the same (running
-/// it would read the base to find the directory); a `COPY --from` of a cached stage is keyed
-/// by that stage's layers, not by reading their files.
+/// WORKDIR of a directory the base has makes an empty layer (as BuildKit does) and is a cache
+/// hit (running it would read the base to find the directory); a `COPY --from` of a cached
+/// stage is keyed by that stage's layers, not by reading their files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
     need_tools();
@@ -569,8 +648,8 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
         .collect();
     assert_eq!(
         layers.len(),
-        3 + 2,
-        "base layers, COPY --from and RUN: {manifest}"
+        3 + 3,
+        "base layers, COPY --from, WORKDIR (empty) and RUN: {manifest}"
     );
     for l in &layers {
         let gets = proxy.count("GET", &format!("/blobs/{l}"));

@@ -170,6 +170,7 @@ async fn repo_cache_hit_reads_the_manifest_only() {
             trigger: false,
             args: vec![],
             args_over_env: vec![],
+            declared_args: vec![],
         },
         &[],
         None,

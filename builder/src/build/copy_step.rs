@@ -4,7 +4,7 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use super::run_step::commit;
-use super::stage::{platform_of, At, Done, NewLayer};
+use super::stage::{platform_of, At, Done};
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
 use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
@@ -198,7 +198,7 @@ pub(crate) fn copy(
     cfg: &StageConfig,
     parent: &[LayerRef],
     done: &Done,
-) -> Result<NewLayer, BuildError> {
+) -> Result<LayerRef, BuildError> {
     let b = at.b;
     let src = source_view(at, c.from.as_deref(), done)?;
     let tmp = b.layers.cache.tmp_dir();
@@ -232,12 +232,15 @@ pub(crate) fn copy(
 }
 
 /// WORKDIR: makes the directory when the parent lacks it (owned by USER, as BuildKit does);
-/// `None` when it exists already.
+/// `None` for `/`, which BuildKit makes no step of.
 pub(crate) fn workdir(
     at: &At<'_>,
     cfg: &StageConfig,
     parent: &[LayerRef],
-) -> Result<Option<NewLayer>, BuildError> {
+) -> Result<Option<LayerRef>, BuildError> {
+    if cfg.config.working_dir == "/" {
+        return Ok(None);
+    }
     let b = at.b;
     let view = OverlayView::new(b.layers.lowers(parent)?);
     let owner = if cfg.config.user.is_empty() {
@@ -250,10 +253,9 @@ pub(crate) fn workdir(
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
-    let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+    copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
         .map_err(|e| at.err(crate::error::chain_line(&e)))?;
-    if !created {
-        return Ok(None);
-    }
+    // A layer even when the directory was there (then an empty one): BuildKit's WORKDIR is a
+    // mkdir step whatever it finds, and its history entry says it made a layer.
     commit(at, &dirs.upper, Whiteouts::Overlay).map(Some)
 }
