@@ -9,6 +9,7 @@
 mod base;
 mod copy_step;
 pub mod error;
+mod index;
 mod layers;
 mod output;
 pub mod progress;
