@@ -348,14 +348,14 @@ def main():
             compare(f"{title} on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=setup)
             # One more run each, alone, to count what it downloads: of the base's big layer, and
             # of all blobs (a layer index included).
-            print("  bytes downloaded (one build each, fresh local state): base layer, all blobs")
+            print("  bytes downloaded (one build each, fresh local state): base layer, all blobs (KiB)")
             for c in cs:
                 setup(c)
                 b0, a0 = registry.blob_bytes(big_layer["digest"]), registry.all_blob_bytes()
                 subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
                 got = registry.blob_bytes(big_layer["digest"]) - b0
                 every = registry.all_blob_bytes() - a0
-                print(f"    {c.name:<24} {got / (1 << 20):8.1f} MiB  {every / (1 << 20):8.1f} MiB")
+                print(f"    {c.name:<24} {got / (1 << 20):8.1f} MiB  {every / 1024:10.1f} KiB")
 
         if "copy-big" in only:
             copy_only("COPY-only image", field(kiln(cp, big)) + [bah(cp, big), bk(cp, big)])

@@ -78,6 +78,17 @@ fn push_base(registry: &str, cache: &Path) -> String {
 
 /// `kiln build` of `ctx` with plain HTTP to `registry` and its own `cache` dir, plus `extra`.
 fn build(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
+    build_env(ctx, registry, cache, extra, &[])
+}
+
+/// [`build`] with `env` added to kiln's environment.
+fn build_env(
+    ctx: &Path,
+    registry: &str,
+    cache: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut args = vec![
         "build",
         "--context",
@@ -88,7 +99,12 @@ fn build(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
         cache.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    kiln(&args)
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .env_remove("DOCKER_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kiln")
 }
 
 /// A registry, a work dir with a cache, and the busybox base pushed to the registry.
@@ -655,27 +671,15 @@ async fn a_plain_copy_on_fresh_state_reads_the_base_from_its_published_index() {
         async move {
             let d = dest.clone();
             let o = tokio::task::spawn_blocking(move || {
-                let mut args = vec![
-                    "build".to_string(),
-                    "--context".into(),
-                    ctx.to_str().unwrap().into(),
-                    "--insecure-registry".into(),
-                    addr,
-                    "--cache-dir".into(),
-                    cache.to_str().unwrap().into(),
-                    "--destination".into(),
-                    d,
-                ];
+                let mut extra = vec!["--destination", d.as_str()];
                 if repo {
-                    args.push(cache_repo);
+                    extra.push(cache_repo.as_str());
                 }
-                Command::new(env!("CARGO_BIN_EXE_kiln"))
-                    .args(&args)
-                    .env_remove("DOCKER_CONFIG")
-                    .env("SOURCE_DATE_EPOCH", epoch)
-                    .env("KILN_LAYER_INDEX", if index { "on" } else { "off" })
-                    .output()
-                    .unwrap()
+                let env = [
+                    ("SOURCE_DATE_EPOCH", epoch.as_str()),
+                    ("KILN_LAYER_INDEX", if index { "on" } else { "off" }),
+                ];
+                build_env(&ctx, &addr, &cache, &extra, &env)
             })
             .await
             .unwrap();
@@ -724,6 +728,28 @@ async fn a_plain_copy_on_fresh_state_reads_the_base_from_its_published_index() {
     );
     assert!(root.join("bin/c.txt").is_file() && root.join("bin/busybox").is_file());
     assert!(root.join("home/app/d/d.txt").is_file());
+
+    // Steps that read the base's files (a WORKDIR under a USER named, --chown by name: both
+    // look in /etc/passwd) extract it even where its index is published.
+    let named = context(
+        &format!("FROM {base}\nUSER app\nWORKDIR /srv/w\nCOPY --chown=app e.txt /srv/e.txt\n"),
+        &[("e.txt", b"E\n")],
+    );
+    let (o4, dest4) = run(&named, 4, true, true).await;
+    ok(&o4);
+    assert!(
+        !text(&o4.stderr).contains(" 0 B downloaded"),
+        "{}",
+        text(&o4.stderr)
+    );
+    let w4 = work.path().join("w4");
+    std::fs::create_dir_all(&w4).unwrap();
+    let root = flatten(&dest4, &w4);
+    use std::os::unix::fs::MetadataExt;
+    for p in ["srv/w", "srv/e.txt"] {
+        let m = std::fs::symlink_metadata(root.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1000, 1000), "{p}");
+    }
 }
 
 #[test]
