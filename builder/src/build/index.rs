@@ -63,10 +63,11 @@ fn index_of(b: &Build<'_>, diff_id: &crate::blob::Digest) -> Option<LayerIndex> 
     let repo = b.repo.as_ref()?;
     match b.runtime.block_on(repo.get_index(diff_id, &b.layers.store)) {
         Ok(Some(bytes)) => {
+            let index = LayerIndex::decode(&bytes[..], diff_id).ok()?;
             // Kept locally so later steps and builds need not ask again; not kept, it is
             // asked for again, which is all that is lost.
-            let _ = b.layers.cache.put_index_bytes(diff_id, &bytes);
-            LayerIndex::decode(&bytes[..], diff_id).ok()
+            let _ = b.layers.cache.put_index(diff_id, &index);
+            Some(index)
         }
         Ok(None) => None,
         Err(e) => {

@@ -115,16 +115,10 @@ impl LayerCache {
 
     /// Records the index of `diff_id`.
     pub fn put_index(&self, diff_id: &Digest, index: &LayerIndex) -> Result<(), SnapshotError> {
-        self.put_index_bytes(diff_id, &index.to_bytes(diff_id))
-    }
-
-    /// Records an encoded index of `diff_id` (as fetched), after checking it decodes.
-    pub fn put_index_bytes(&self, diff_id: &Digest, bytes: &[u8]) -> Result<(), SnapshotError> {
         let dest = self.index_path(diff_id);
-        LayerIndex::decode(bytes, diff_id).map_err(io_at(&dest))?;
         let dir = self.index_dir();
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
-        std::io::Write::write_all(&mut tmp, bytes).map_err(io_at(&dest))?;
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
+        let tmp = index.encode(diff_id, tmp).map_err(io_at(&dest))?;
         tmp.persist(&dest).map_err(|e| io_at(&dest)(e.error))?;
         Ok(())
     }
