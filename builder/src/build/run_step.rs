@@ -213,6 +213,9 @@ pub(crate) fn commit(
     let opts = layer_options(b);
     let info = snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts)
         .map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
+    // repository publishes it; one that cannot be written costs an extraction later.
+    let _ = b.layers.cache.put_index(&info.diff_id, &info.index);
     if whiteouts == Whiteouts::Overlay {
         // Another build may have adopted the same diff_id first: either copy serves.
         let _ = b.layers.cache.adopt(&info.diff_id, upper);

@@ -211,6 +211,7 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
     if cfg.author.is_some() {
         st.builder.image_config_mut().author = cfg.author.clone();
     }
+    super::index::publish(b, &st.layers);
     Ok(st)
 }
 
