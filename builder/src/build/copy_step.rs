@@ -5,6 +5,7 @@ use super::error::BuildError;
 use super::layers::LayerRef;
 use super::run_step::commit;
 use super::stage::{platform_of, At, Done, NewLayer};
+use super::timings::Phase;
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
 use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
@@ -44,7 +45,7 @@ pub(crate) fn source_view<'a>(
     };
     let layers = source_layers(at, from, done)?;
     Ok(SourceView::Tree(OverlayView::new(
-        b.layers.lowers(&layers)?,
+        b.layers.lowers(&layers, &at.clock)?,
     )))
 }
 
@@ -207,7 +208,7 @@ pub(crate) fn copy(
     // need not be downloaded. Names in --chown still need the parent's user database.
     let needs_parent = !c.link || c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());
     let parent_view: Box<dyn FsView> = if needs_parent {
-        Box::new(OverlayView::new(b.layers.lowers(parent)?))
+        Box::new(OverlayView::new(b.layers.lowers(parent, &at.clock)?))
     } else {
         Box::new(DirView::new(empty.path()))
     };
@@ -226,7 +227,11 @@ pub(crate) fn copy(
     } else {
         parent_view.as_ref()
     };
-    copy::copy(&req, src.view(), target, &dirs.upper)
+    // Copying is COPY's own work, as the process is RUN's.
+    at.clock
+        .time(Phase::Run, || {
+            copy::copy(&req, src.view(), target, &dirs.upper)
+        })
         .map_err(|e| at.err(crate::error::chain_line(&e)))?;
     commit(at, &dirs.upper, Whiteouts::Overlay)
 }
@@ -239,7 +244,7 @@ pub(crate) fn workdir(
     parent: &[LayerRef],
 ) -> Result<Option<NewLayer>, BuildError> {
     let b = at.b;
-    let view = OverlayView::new(b.layers.lowers(parent)?);
+    let view = OverlayView::new(b.layers.lowers(parent, &at.clock)?);
     let owner = if cfg.config.user.is_empty() {
         (0, 0)
     } else {
@@ -250,7 +255,11 @@ pub(crate) fn workdir(
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
-    let created = copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+    let created = at
+        .clock
+        .time(Phase::Run, || {
+            copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+        })
         .map_err(|e| at.err(crate::error::chain_line(&e)))?;
     if !created {
         return Ok(None);

@@ -5,6 +5,7 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use super::stage::StageDone;
+use super::timings::StepClock;
 use super::{wrap, Build};
 use crate::fsview::{FsView, Kind};
 use crate::layer::{self, Below, LayerError};
@@ -14,7 +15,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Replaces the layers `target` added above its image base with their merge.
-pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildError> {
+pub(crate) fn squash(
+    b: &Build<'_>,
+    target: &mut StageDone,
+    clock: &StepClock,
+) -> Result<(), BuildError> {
     let n = target.builder.base_layer_count();
     let new = &target.layers[n.min(target.layers.len())..];
     let made = new.len();
@@ -25,13 +30,13 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
         // One layer is its own merge: only the history changes.
         new[0].clone()
     } else {
-        let uppers = b.layers.lowers(new)?;
+        let uppers = b.layers.lowers(new, clock)?;
         let base = &target.layers[..n];
         // The base is read (and so extracted) only when a deletion must be judged.
         let mut view: Option<OverlayView> = None;
         let below = |rel: &[u8]| -> Result<Below, LayerError> {
             if view.is_none() {
-                let lowers = b.layers.lowers(base).map_err(|e| LayerError::Io {
+                let lowers = b.layers.lowers(base, clock).map_err(|e| LayerError::Io {
                     path: "image base".into(),
                     source: std::io::Error::other(crate::error::chain_line(&e)),
                 })?;
@@ -49,9 +54,10 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
                 Some(_) => Below::Other,
             })
         };
-        let opts = super::run_step::layer_options(b);
-        let info = layer::write_merged_layer(&b.layers.store, &uppers, below, &opts)
-            .map_err(|e| wrap("--single-snapshot")(&e))?;
+        let info = super::run_step::write_timed(b, clock, |opts| {
+            layer::write_merged_layer(&b.layers.store, &uppers, below, opts)
+        })
+        .map_err(|e| wrap("--single-snapshot")(&e))?;
         LayerRef {
             layer: info.into(),
             source: None,

@@ -129,6 +129,19 @@ pub struct BuildArgs {
     /// running step and the layers moving, redrawn in place).
     #[arg(long, default_value = "auto")]
     pub progress: kiln::build::ProgressMode,
+    /// At the end, print where the time went on standard error: per step, the seconds spent
+    /// pulling, extracting, running, diffing, compressing, uploading, writing the cache and
+    /// waiting, with totals and the wall time, as a table (`--timings`) or one line of JSON
+    /// (`--timings=json`).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "table",
+        value_name = "FORMAT",
+        value_parser = ["table", "json"]
+    )]
+    pub timings: Option<String>,
     /// Who runs the build, and where the Docker daemon is.
     #[command(flatten)]
     pub backend: super::docker_backend::BackendArgs,
@@ -257,6 +270,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let opts = super::build_options::options(args, source, &plan)?;
     let progress = kiln::build::Progress::for_stderr(args.progress);
     let outcome = kiln::build::build(&opts, progress)?;
+    match args.timings.as_deref() {
+        Some("json") => eprintln!("{}", outcome.timings.json()),
+        Some(_) => eprint!("{}", outcome.timings.table()),
+        None => {}
+    }
     println!("{}", outcome.image.digest);
     Ok(())
 }
