@@ -111,6 +111,29 @@ fn fixture() -> Fixture {
     }
 }
 
+/// A registry behind a request-logging proxy, a work dir, and the busybox base pushed through
+/// the proxy.
+async fn proxied() -> (Registry, Proxy, tempfile::TempDir, String) {
+    need_tools();
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let work = tempfile::tempdir().unwrap();
+    let base = push_base(&proxy.addr, &work.path().join("cache-base"));
+    (reg, proxy, work, base)
+}
+
+/// [`build`] on a blocking thread, leaving the test's runtime free to serve the proxy.
+async fn build_off_thread(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
+    let (ctx, registry, cache) = (ctx.to_path_buf(), registry.to_string(), cache.to_path_buf());
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        build(&ctx, &registry, &cache, &extra)
+    })
+    .await
+    .unwrap()
+}
+
 fn skopeo_digest(image: &str) -> String {
     let o = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", "--raw"])
@@ -447,12 +470,7 @@ fn builds_sharing_a_cache_directory_survive_others_being_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
-    need_tools();
-    let reg = Registry::plain();
-    let proxy = Proxy::start(&reg.addr).await;
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let base = push_base(&proxy.addr, &cache);
+    let (_reg, proxy, work, base) = proxied().await;
     // A fresh cache: nothing of the base is local.
     let cache2 = work.path().join("cache2");
     let ctx = context(
@@ -463,13 +481,7 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
     );
     proxy.clear();
     let dest = format!("{}/lazy:1", proxy.addr);
-    let (ctx_dir, addr) = (ctx.path().to_path_buf(), proxy.addr.clone());
-    let d = dest.clone();
-    let o = tokio::task::spawn_blocking(move || {
-        build(&ctx_dir, &addr, &cache2, &["--destination", &d])
-    })
-    .await
-    .unwrap();
+    let o = build_off_thread(ctx.path(), &proxy.addr, &cache2, &["--destination", &dest]).await;
     ok(&o);
     let blob_gets: Vec<String> = proxy
         .requests()
@@ -498,11 +510,7 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
 /// by that stage's layers, not by reading their files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
-    need_tools();
-    let reg = Registry::plain();
-    let proxy = Proxy::start(&reg.addr).await;
-    let work = tempfile::tempdir().unwrap();
-    let base = push_base(&proxy.addr, &work.path().join("cache-base"));
+    let (_reg, proxy, work, base) = proxied().await;
     let ctx = context(
         &format!(
             "FROM {base} AS build\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\n\
@@ -1085,11 +1093,7 @@ fn timings_list_every_step_and_the_upload_of_a_layer_overlaps_later_steps() {
 /// registry and repository, and no manifest or tag is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_layer_upload_failure_fails_the_build_and_pushes_no_tag() {
-    need_tools();
-    let reg = Registry::plain();
-    let proxy = Proxy::start(&reg.addr).await;
-    let work = tempfile::tempdir().unwrap();
-    let base = push_base(&proxy.addr, &work.path().join("cache-base"));
+    let (reg, proxy, work, base) = proxied().await;
     let ctx = context(
         &format!(
             "FROM {base}\nRUN head -c 100000 /dev/urandom > /a.bin\nRUN sleep 2\nRUN touch /b\n"
@@ -1108,18 +1112,9 @@ async fn an_early_layer_upload_failure_fails_the_build_and_pushes_no_tag() {
     }
     proxy.clear();
     let dest = format!("{}/broken:1", proxy.addr);
-    let (ctx_dir, addr, d) = (ctx.path().to_path_buf(), proxy.addr.clone(), dest.clone());
     let cache = work.path().join("cache");
-    let o = tokio::task::spawn_blocking(move || {
-        build(
-            &ctx_dir,
-            &addr,
-            &cache,
-            &["--destination", &d, "--push-retry=0"],
-        )
-    })
-    .await
-    .unwrap();
+    let extra = ["--destination", &dest, "--push-retry=0"];
+    let o = build_off_thread(ctx.path(), &proxy.addr, &cache, &extra).await;
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let last = err.lines().rfind(|l| l.starts_with("kiln: ")).unwrap_or("");

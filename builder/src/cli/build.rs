@@ -129,6 +129,17 @@ pub struct BuildArgs {
     /// running step and the layers moving, redrawn in place).
     #[arg(long, default_value = "auto")]
     pub progress: kiln::build::ProgressMode,
+    /// `--timings`.
+    #[command(flatten)]
+    pub timings: TimingsArg,
+    /// Who runs the build, and where the Docker daemon is.
+    #[command(flatten)]
+    pub backend: super::docker_backend::BackendArgs,
+}
+
+/// `--timings`, shared by `kiln build` and `kiln demo`.
+#[derive(Debug, Args)]
+pub struct TimingsArg {
     /// At the end, print where the time went on standard error: per step, the seconds spent
     /// pulling, extracting, running, diffing, compressing, uploading, writing the cache and
     /// waiting, with totals and the wall time, as a table (`--timings`) or one line of JSON
@@ -142,9 +153,6 @@ pub struct BuildArgs {
         value_parser = ["table", "json"]
     )]
     pub timings: Option<String>,
-    /// Who runs the build, and where the Docker daemon is.
-    #[command(flatten)]
-    pub backend: super::docker_backend::BackendArgs,
 }
 
 /// A Dockerfile's text and the name to show in messages.
@@ -270,7 +278,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let opts = super::build_options::options(args, source, &plan)?;
     let progress = kiln::build::Progress::for_stderr(args.progress);
     let outcome = kiln::build::build(&opts, progress)?;
-    match args.timings.as_deref() {
+    match args.timings.timings.as_deref() {
         Some("json") => eprintln!("{}", outcome.timings.json()),
         Some(_) => eprint!("{}", outcome.timings.table()),
         None => {}

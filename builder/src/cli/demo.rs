@@ -28,16 +28,9 @@ pub struct DemoArgs {
     /// The shared cache directory (kiln's default when not given).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Print where the time went, as `kiln build --timings` does (`table` or `json`).
-    #[arg(
-        long,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "table",
-        value_name = "FORMAT",
-        value_parser = ["table", "json"]
-    )]
-    pub timings: Option<String>,
+    /// `--timings`, as `kiln build` takes it.
+    #[command(flatten)]
+    pub timings: build::TimingsArg,
 }
 
 /// Writes the embedded context and builds it into an OCI layout and a `docker load` tarball.
@@ -76,7 +69,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if args.dry_run {
         argv.push("--dry-run".into());
     }
-    if let Some(t) = &args.timings {
+    if let Some(t) = &args.timings.timings {
         argv.push(format!("--timings={t}"));
     }
     #[derive(Parser)]
