@@ -17,6 +17,7 @@ pub mod fsview;
 pub mod image;
 pub mod layer;
 pub mod plan;
+pub mod reference;
 pub mod registry;
 pub mod sandbox;
 pub mod snapshot;

@@ -9,6 +9,8 @@ mod kiln_output;
 mod layout;
 #[path = "support/overlay.rs"]
 mod overlay;
+#[path = "support/privilege.rs"]
+mod privilege;
 #[path = "support/registry_server.rs"]
 mod support;
 #[path = "support/tree.rs"]
@@ -625,6 +627,42 @@ fn the_demo_builds_its_embedded_dockerfile() {
     assert_eq!(v["Labels"]["org.opencontainers.image.title"], "kiln demo");
 }
 
+/// kaniko's `--insecure-pull`: the registries of the images a build pulls (its base and a
+/// `COPY --from` image) are spoken to over plain HTTP without being listed; without the flag the
+/// same build fails on TLS and names the registry.
+#[test]
+fn insecure_pull_reaches_the_images_the_dockerfile_names_over_plain_http() {
+    let f = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {base}\nCOPY a /a\nCOPY --from={base} /etc/passwd /copied\n",
+            base = f.base
+        ),
+        &[("a", b"a\n")],
+    );
+    let tar = f.work.path().join("image.tar");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--context",
+            ctx.path().to_str().unwrap(),
+            "--no-push",
+            "--tar-path",
+            tar.to_str().unwrap(),
+            "--cache-dir",
+            f.cache.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success(), "https to a plain HTTP registry");
+    let err = text(&refused.stderr);
+    assert!(err.contains(&f.reg.addr), "names the registry: {err}");
+    ok(&run(&["--insecure-pull"]));
+    assert!(tar.is_file());
+}
+
 /// The filesystem of `image` as a listing (type, size, content, mode, owner, mtime, link target,
 /// hard-link group), read through skopeo into a fresh directory under `work` named `into`.
 fn image_listing(image: &str, work: &Path, into: &str) -> (Vec<String>, PathBuf) {
@@ -775,7 +813,10 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
         base,
     } = fixture();
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: mounting the overlayfs that holds the cache needs root");
+        privilege::skip(
+            "mounting the overlayfs that holds the cache needs root",
+            privilege::Demand::Root,
+        );
         return;
     }
     let ctx = context(

@@ -2,6 +2,8 @@
 //! tree (a `DirView`) and an empty upper directory that is inspected afterwards. Runs as root
 //! (owners, device nodes, `security.capability`).
 
+#[path = "support/privilege.rs"]
+mod privilege;
 #[path = "support/tree.rs"]
 mod tree;
 
@@ -847,7 +849,7 @@ fn buildah_peer_agrees_on_copy_results() {
         .arg("--version")
         .output();
     if !buildah.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipping: buildah is not installed");
+        privilege::skip("buildah is not installed", privilege::Demand::Tool);
         return;
     }
     let e = env();

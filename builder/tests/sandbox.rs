@@ -558,7 +558,7 @@ fn rootless_as_an_unprivileged_user() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: needs setpriv (util-linux)");
+        privilege::skip("needs setpriv (util-linux)", privilege::Demand::Tool);
         return;
     }
     let t = tempfile::tempdir().unwrap();

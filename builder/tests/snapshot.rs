@@ -21,6 +21,8 @@ use std::time::Instant;
 
 #[path = "support/overlay.rs"]
 mod overlay;
+#[path = "support/privilege.rs"]
+mod privilege;
 use overlay::{opaque, whiteout, write, Mount};
 
 fn is_root() -> bool {
@@ -30,7 +32,10 @@ fn is_root() -> bool {
 macro_rules! need_root {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root (overlay mounts, whiteout devices, trusted xattrs)");
+            privilege::skip(
+                "needs root (overlay mounts, whiteout devices, trusted xattrs)",
+                privilege::Demand::Root,
+            );
             return;
         }
     };

@@ -81,6 +81,11 @@ fn render(rel: &str) -> Option<Vec<Value>> {
     let out = match Command::new("kubectl").arg("kustomize").arg(&dir).output() {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The machines CI runs on have kubectl: there it must not pass by skipping.
+            assert!(
+                std::env::var_os("KILN_REQUIRE_REGISTRY").is_none(),
+                "kubectl is not installed, and KILN_REQUIRE_REGISTRY demands the examples render"
+            );
             eprintln!("skipped: kubectl is not installed, so the kustomizations cannot render");
             return None;
         }

@@ -64,6 +64,12 @@ impl BlobStore {
         self.path(d).is_file()
     }
 
+    /// Whether the store holds `d` whole: `size` bytes, as its descriptor says (a blob cut short
+    /// by a killed writer never reaches its name, but a descriptor may lie).
+    pub fn has(&self, d: &Digest, size: u64) -> bool {
+        self.size(d) == Some(size)
+    }
+
     /// The blob's size, if the store holds it.
     pub fn size(&self, d: &Digest) -> Option<u64> {
         std::fs::metadata(self.path(d)).ok().map(|m| m.len())

@@ -33,6 +33,7 @@ pub struct BaseResolver {
     runtime: Arc<tokio::runtime::Runtime>,
     store: BlobStore,
     seen: Mutex<HashMap<(String, String), Resolved>>,
+    insecure_pull: bool,
 }
 
 impl BaseResolver {
@@ -47,7 +48,15 @@ impl BaseResolver {
             runtime,
             store,
             seen: Mutex::new(HashMap::new()),
+            insecure_pull: false,
         }
+    }
+
+    /// Pulls every image over plain HTTP (kaniko's `--insecure-pull`), and so also pushes to
+    /// those images' registries that way.
+    pub fn with_insecure_pull(mut self, on: bool) -> Self {
+        self.insecure_pull = on;
+        self
     }
 
     /// The image `name` for `platform`.
@@ -67,6 +76,9 @@ impl BaseResolver {
 
     fn fetch(&self, name: &str, platform: &Platform) -> Result<ResolvedBase, String> {
         let reference = Reference::parse(name).map_err(|e| e.to_string())?;
+        if self.insecure_pull {
+            self.client.allow_plain_http(&reference.repository.registry);
+        }
         let chain = |e: &dyn std::error::Error| crate::error::chain_line(e);
         self.runtime.block_on(async {
             let mut m = self

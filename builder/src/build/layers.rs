@@ -67,7 +67,7 @@ impl Layers {
     /// Makes sure the blob of `l` is in the local store (downloading it if needed, the time
     /// counted on `clock`).
     pub fn fetch(&self, l: &LayerRef, clock: &StepClock) -> Result<(), BuildError> {
-        if self.store.size(&l.layer.digest) == Some(l.layer.size) {
+        if self.store.has(&l.layer.digest, l.layer.size) {
             return Ok(());
         }
         let Some(repo) = &l.source else {

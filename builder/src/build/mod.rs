@@ -62,8 +62,11 @@ pub struct BuildOptions {
     pub context: PathBuf,
     /// The Dockerfile's path (as shown in messages; also where `.dockerignore` is looked up).
     pub dockerfile: PathBuf,
-    /// The Dockerfile's text.
-    pub dockerfile_text: String,
+    /// The Dockerfile, parsed (once: its warnings are the caller's to show).
+    pub parsed: crate::dockerfile::Dockerfile,
+    /// `--insecure-pull`: images the build pulls (bases, `COPY --from`, mounts) come over plain
+    /// HTTP.
+    pub insecure_pull: bool,
     /// Build args, target, platforms.
     pub plan: plan::Options,
     /// The image's names: where it is pushed, and its tags in a tarball or OCI layout.
@@ -179,7 +182,6 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
 fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
     let recorder = timings::Recorder::new();
     let file = opts.dockerfile.display().to_string();
-    let df = crate::dockerfile::parse(&opts.dockerfile_text, &opts.dockerfile)?;
     if let Some(note) = crate::cache::make_private(&opts.cache_dir)? {
         progress.line(&note);
     }
@@ -193,8 +195,9 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
     let client = RegistryClient::new(opts.registry.clone(), opts.credentials.clone())
         .map_err(|e| wrap("registry client")(&e))?;
     let store = crate::cache::blob_store(&opts.cache_dir)?;
-    let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone());
-    let plan = plan::plan(&df, &opts.dockerfile, &opts.plan, &bases)?;
+    let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone())
+        .with_insecure_pull(opts.insecure_pull);
+    let plan = plan::plan(&opts.parsed, &opts.dockerfile, &opts.plan, &bases)?;
     for w in &plan.warnings {
         match w.line {
             Some(l) => progress.line(&format!("warning: {file}:{l}: {}", w.message)),

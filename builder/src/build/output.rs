@@ -62,7 +62,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             if early.iter().any(|(_, d, _)| *d == l.layer.digest) {
                 continue;
             }
-            let local = store.size(&l.layer.digest) == Some(l.layer.size);
+            let local = store.has(&l.layer.digest, l.layer.size);
             let same_registry = l.source.as_ref().is_some_and(|s| {
                 opts.destinations
                     .iter()

@@ -306,7 +306,7 @@ fn lookup(b: &Build<'_>, key: &CacheKey, clock: &StepClock) -> Option<Hit> {
             let present = c
                 .layer
                 .as_ref()
-                .is_none_or(|l| b.layers.store.size(&l.digest) == Some(l.size));
+                .is_none_or(|l| b.layers.store.has(&l.digest, l.size));
             if present {
                 return Some(from(c, None));
             }

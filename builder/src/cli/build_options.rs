@@ -1,12 +1,13 @@
 //! `kiln build` flags → the library's build options.
 
-use super::build::{build_args, BuildArgs, Source};
+use super::args::{self, BuildArgs};
 use super::Usage;
 use kiln::build::{BuildOptions, Secret, SecretSource};
 use kiln::dockerfile::instructions::duration::parse_duration;
+use kiln::dockerfile::Dockerfile;
 use kiln::image::ImageFormat;
 use kiln::layer::{Compression, LayerOptions};
-use kiln::plan::{self, Base, Platform};
+use kiln::plan;
 use kiln::registry::{CredentialResolver, Environment, Reference, RegistryConfig, Repository};
 use kiln::sandbox::{Isolation, Network};
 use std::path::PathBuf;
@@ -23,12 +24,12 @@ fn on(flag: Option<bool>) -> bool {
     flag.unwrap_or(false)
 }
 
-/// Builds the options for `args`, the Dockerfile `source` and its `plan` (which names the base
-/// images whose registries `--insecure-pull` lets through).
+/// Builds the options for `args`, the Dockerfile `name`d and `parsed`, and how to plan it.
 pub fn options(
     args: &BuildArgs,
-    source: Source,
-    plan: &plan::Plan,
+    name: PathBuf,
+    parsed: Dockerfile,
+    plan: plan::Options,
 ) -> anyhow::Result<BuildOptions> {
     let destinations = args
         .destination
@@ -73,36 +74,7 @@ pub fn options(
             .chain(cache_repo.iter().map(|r| r.registry.clone()));
         registry.insecure_registries.extend(hosts);
     }
-    if on(args.insecure_pull) {
-        for s in &plan.stages {
-            let images = s.images.iter().chain(match &s.base {
-                Base::Image(i) => Some(i),
-                _ => None,
-            });
-            for i in images {
-                if let Ok(r) = Reference::parse(i) {
-                    registry.insecure_registries.push(r.repository.registry);
-                }
-            }
-        }
-    }
-    let mut plan_opts = plan::Options {
-        build_args: build_args(&args.build_arg)?,
-        target: args.target.clone(),
-        ..plan::Options::default()
-    };
-    if let Some(p) = &args.custom_platform {
-        plan_opts.target_platform =
-            Platform::parse(p).map_err(|e| usage(format!("--custom-platform: {e}")))?;
-    }
-    let labels = args
-        .label
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(usage(format!("--label {l:?}: expected KEY=value"))),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let labels = args::labels(&args.label)?;
     let cache_ttl = match &args.cache_ttl {
         Some(t) => parse_duration(t).map_err(|e| usage(format!("--cache-ttl: {e}")))?,
         None => DEFAULT_CACHE_TTL,
@@ -155,9 +127,10 @@ pub fn options(
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(BuildOptions {
         context: args.context.clone(),
-        dockerfile: source.name,
-        dockerfile_text: source.text,
-        plan: plan_opts,
+        dockerfile: name,
+        parsed,
+        insecure_pull: on(args.insecure_pull),
+        plan,
         destinations,
         push: !no_push,
         labels,

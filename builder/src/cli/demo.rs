@@ -2,7 +2,8 @@
 //! real multi-stage build with RUN steps without any outside service. The base image is made in
 //! the build itself from the host's static busybox.
 
-use super::build::{self, BuildArgs};
+use super::args::BuildArgs;
+use super::build;
 use anyhow::Context as _;
 use clap::{Args, Parser};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ pub struct DemoArgs {
     pub cache_dir: Option<PathBuf>,
     /// `--timings`, as `kiln build` takes it.
     #[command(flatten)]
-    pub timings: build::TimingsArg,
+    pub timings: super::args::TimingsArg,
 }
 
 /// Writes the embedded context and builds it into an OCI layout and a `docker load` tarball.

@@ -1,5 +1,6 @@
 //! The `kiln` command line: argument parsing, error printing and exit codes.
 
+mod args;
 mod build;
 mod build_options;
 mod certs;
@@ -21,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile (kaniko's flag names).
-    Build(Box<build::BuildArgs>),
+    Build(Box<args::BuildArgs>),
     /// Make one job's Docker TLS certificates (CA, server, client) in the docker:dind layout.
     Certs(certs::CertsArgs),
     /// Build kiln's embedded demo image (a multi-stage Dockerfile with RUN steps).

@@ -1,7 +1,7 @@
 //! `kiln warm`: fetches base images into the cache directory ahead of builds (kaniko's warmer
 //! flags: `--image`, `--dockerfile`, `--cache-dir`, `--force`, `--build-arg`).
 
-use super::build::build_args;
+use super::args::{build_args, platform};
 use super::Usage;
 use anyhow::Context as _;
 use clap::Args;
@@ -44,8 +44,8 @@ pub struct WarmArgs {
 
 /// `kiln warm`.
 pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
-    let platform = match &args.custom_platform {
-        Some(p) => Platform::parse(p).map_err(|e| Usage(format!("--custom-platform: {e}")))?,
+    let platform = match platform(args.custom_platform.as_deref())? {
+        Some(p) => p,
         None => Platform::host(),
     };
     let mut images = Vec::new();

@@ -233,7 +233,7 @@ fn auth_json(server: &str, cred: Option<&Credential>) -> serde_json::Value {
 }
 
 fn auth_key(host: &str) -> String {
-    if host == crate::registry::reference::DOCKER_HUB {
+    if host == crate::reference::DOCKER_HUB {
         DOCKER_HUB_AUTH_KEY.to_string()
     } else {
         host.to_string()

@@ -8,8 +8,8 @@ use super::json::to_canonical_vec;
 use super::manifest::ImageManifest;
 use super::media::ImageFormat;
 use super::time::{now_unix, rfc3339};
+use super::Platform;
 use crate::blob::{BlobStore, Digest};
-use crate::plan::Platform;
 use std::collections::BTreeMap;
 
 /// A layer blob the build stored, as the image will name it.
@@ -234,7 +234,7 @@ impl ImageBuilder {
     /// Writes the config blob and then the manifest blob to `store`.
     pub fn write(&self, store: &BlobStore) -> Result<BuiltImage, ImageError> {
         for l in &self.new_layers {
-            if store.size(&l.digest) != Some(l.size) {
+            if !store.has(&l.digest, l.size) {
                 return Err(ImageError::LayerMissing {
                     digest: l.digest.clone(),
                     size: l.size,

@@ -1,8 +1,8 @@
 //! OCI content descriptors and the platform object of index entries and image configs.
 
 use super::json::null_default;
+use super::Platform;
 use crate::blob::Digest;
-use crate::plan::Platform;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! The image module's one error type.
 
 use crate::blob::{BlobError, Digest};
-use crate::registry::ReferenceError;
+use crate::reference::ReferenceError;
 use std::path::PathBuf;
 
 /// Building, parsing or exporting an image failed.

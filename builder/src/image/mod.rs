@@ -13,6 +13,7 @@ pub mod export;
 pub mod json;
 pub mod manifest;
 pub mod media;
+pub mod platform;
 pub mod platform_select;
 pub mod time;
 
@@ -22,4 +23,5 @@ pub use descriptor::{Descriptor, ImagePlatform};
 pub use error::ImageError;
 pub use manifest::{parse_manifest, ImageIndex, ImageManifest, ParsedManifest};
 pub use media::{Compression, ImageFormat};
+pub use platform::Platform;
 pub use platform_select::{platform_matches, select_manifest};

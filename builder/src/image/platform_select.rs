@@ -6,7 +6,7 @@
 
 use super::descriptor::Descriptor;
 use super::manifest::ImageIndex;
-use crate::plan::Platform;
+use super::Platform;
 
 /// `p` with containerd's normalisations; the variant is `None` when it is the architecture's
 /// default (`arm64/v8`, `amd64/v1`).

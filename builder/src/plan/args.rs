@@ -1,7 +1,7 @@
 //! Build arguments: `--build-arg` values, global ARGs before the first FROM, per-stage ARG scope,
 //! and the ARGs BuildKit predefines.
 
-use super::platform::Platform;
+use crate::image::Platform;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Proxy variables that `--build-arg` may set without an ARG: they reach RUN steps only.

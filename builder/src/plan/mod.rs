@@ -6,11 +6,11 @@ mod build;
 pub mod display;
 pub mod expand_step;
 mod graph;
-pub mod platform;
 mod validate;
 
+/// Platforms are the image's notion; the planner picks one per stage.
+pub use crate::image::Platform;
 pub use build::plan;
-pub use platform::Platform;
 
 use crate::dockerfile::instructions::Instruction;
 use crate::error::DockerfileError;

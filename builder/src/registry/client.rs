@@ -5,8 +5,8 @@
 use super::auth::Authenticator;
 use super::config::RegistryConfig;
 use super::error::{Action, RegistryError};
-use super::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use super::retry::{self, RetryPolicy};
+use crate::reference::{Repository, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::{
     normalize_host, parse_www_authenticate_headers, preferred, CredentialResolver, ScopeSet,
@@ -34,7 +34,9 @@ pub(crate) struct Inner {
     skip_verify: Vec<String>,
     pub(crate) auth: Authenticator,
     pub(crate) config: RegistryConfig,
-    insecure: Vec<String>,
+    /// Registries spoken to over plain HTTP: the configured ones, and those
+    /// [`RegistryClient::allow_plain_http`] adds while building (`--insecure-pull`'s bases).
+    insecure: std::sync::RwLock<Vec<String>>,
     /// Starts at the configured size; a 413 halves it for the rest of the client's life.
     pub(crate) chunk_size: std::sync::atomic::AtomicUsize,
 }
@@ -158,7 +160,7 @@ impl RegistryClient {
                 auth: Authenticator::new(credentials, tokens),
                 chunk_size: std::sync::atomic::AtomicUsize::new(config.chunk_size),
                 config,
-                insecure,
+                insecure: std::sync::RwLock::new(insecure),
             }),
         })
     }
@@ -166,6 +168,25 @@ impl RegistryClient {
     /// The configuration in use.
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
+    }
+
+    /// Speaks plain HTTP to `registry` from now on, for every clone of this client: how
+    /// `--insecure-pull` reaches the registries of the images a build pulls, which only
+    /// planning the Dockerfile names.
+    pub fn allow_plain_http(&self, registry: &str) {
+        let host = normalize_host(registry);
+        let mut set = self.inner.insecure.write().expect("insecure registries");
+        if !set.contains(&host) {
+            set.push(host);
+        }
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.inner
+            .insecure
+            .read()
+            .expect("insecure registries")
+            .contains(&normalize_host(registry))
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
@@ -200,7 +221,7 @@ impl RegistryClient {
         } else {
             registry
         };
-        let scheme = if self.inner.insecure.contains(&normalize_host(registry)) {
+        let scheme = if self.is_insecure(registry) {
             "http"
         } else {
             "https"
@@ -231,7 +252,7 @@ impl RegistryClient {
             ("https", r)
         } else if let Some(r) = m.strip_prefix("http://") {
             ("http", r)
-        } else if self.inner.insecure.contains(&normalize_host(m)) {
+        } else if self.is_insecure(m) {
             ("http", m)
         } else {
             ("https", m)

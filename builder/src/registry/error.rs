@@ -1,8 +1,8 @@
 //! The registry client's one error type. Every variant names the registry and repository it
 //! concerns; none carries a credential or a token (registry messages are shown, our headers never).
 
-use super::reference::ReferenceError;
 use crate::blob::{BlobError, Digest};
+use crate::reference::ReferenceError;
 use std::path::PathBuf;
 
 /// What the client was doing when the registry refused: chooses the right named in a denial.

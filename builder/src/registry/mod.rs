@@ -19,15 +19,15 @@ pub mod config;
 pub mod error;
 pub mod pull;
 pub mod push;
-pub mod reference;
 mod retry;
 mod tls;
 mod upload;
 
+/// References are below both images and registries; re-exported where they are spoken to.
+pub use crate::reference::{Reference, ReferenceError, Repository};
 pub use client::RegistryClient;
 pub use config::RegistryConfig;
 pub use error::{Action, RegistryError};
 pub use kiln_registry_auth::{CredentialResolver, Environment};
 pub use pull::{Manifest, ManifestInfo, MANIFEST_ACCEPT};
 pub use push::{BlobOutcome, BlobToPush, ImageToPush, PushReport};
-pub use reference::{Reference, ReferenceError, Repository};

@@ -3,8 +3,8 @@
 
 use super::client::{protocol_error, status_error, transport_error, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use super::reference::{Reference, Repository};
 use crate::blob::{BlobError, BlobStore, BlobWriter, Digest};
+use crate::reference::{Reference, Repository};
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::{Scope, ScopeSet};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};

@@ -4,9 +4,9 @@
 
 use super::client::{status_error, Body, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use super::reference::{Reference, Repository};
 use super::upload::{Start, Upload};
 use crate::blob::{BlobStore, Digest};
+use crate::reference::{Reference, Repository};
 use crate::transfer::{BlobProgress, Transfer};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use kiln_registry_auth::{Scope, ScopeSet};
@@ -128,7 +128,7 @@ impl RegistryClient {
                 Err(e) => return Err(e),
             }
         }
-        if store.size(&blob.digest) != Some(blob.size) {
+        if !store.has(&blob.digest, blob.size) {
             // A blob left remote for a mount the registry refused (mounting disabled, no pull
             // right on the source): fetched from its source here, then uploaded like any other.
             match &blob.mount_from {

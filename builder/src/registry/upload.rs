@@ -4,8 +4,8 @@
 
 use super::client::{location, protocol_error, status_error, Body, Endpoint, RegistryClient, Req};
 use super::error::{Action, RegistryError};
-use super::reference::Repository;
 use crate::blob::Digest;
+use crate::reference::Repository;
 use crate::transfer::BlobProgress;
 use kiln_registry_auth::ScopeSet;
 use reqwest::header::{CONTENT_TYPE, RANGE};

@@ -4,7 +4,7 @@
 use super::write_atomic;
 use crate::blob::Digest;
 use crate::image::error::ImageError;
-use crate::registry::Reference;
+use crate::reference::Reference;
 use std::path::Path;
 
 /// Writes `digest` (`sha256:<hex>`) to `path`, without a trailing newline.

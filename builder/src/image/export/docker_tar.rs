@@ -13,7 +13,7 @@ use crate::image::manifest::ImageIndex;
 use crate::image::media::{
     ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION,
 };
-use crate::registry::Reference;
+use crate::reference::Reference;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -60,7 +60,7 @@ pub fn write_docker_tar<W: Write>(
         if !written.insert(d.digest.clone()) {
             continue;
         }
-        if store.size(&d.digest) != Some(d.size) {
+        if !store.has(&d.digest, d.size) {
             return Err(crate::blob::BlobError::Missing(d.digest.clone()).into());
         }
         let file = store.read(&d.digest)?;
