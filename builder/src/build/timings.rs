@@ -372,8 +372,8 @@ mod tests {
         let run = t.steps[0].phase(Phase::Run);
         assert!((run.secs - 0.3).abs() < 1e-9, "{run:?}");
         let (start, end) = (run.start.unwrap(), run.end.unwrap());
-        assert!(start >= 0.01 && start < 0.1, "the earliest start: {start}");
-        assert!(end >= 0.3 && end < 0.4, "the latest end: {end}");
+        assert!((0.01..0.1).contains(&start), "the earliest start: {start}");
+        assert!((0.3..0.4).contains(&end), "the latest end: {end}");
         assert_eq!(t.steps[0].phase(Phase::Pull), PhaseTime::default());
         assert!((t.steps[0].total() - 0.35).abs() < 1e-9);
         assert_eq!(clock.summary(), "run 0.30s, compress 0.05s");
