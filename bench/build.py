@@ -10,6 +10,9 @@ One script, one machine, one run; contenders alternate (see harness.py). Scenari
             counted from the registry's access log (GETs of the base layer's blob)
   copy-link the same with `COPY --link`: kiln only (buildah 1.28 and docker.io 20.10's built-in
             frontend refuse the flag)
+  copy-index  `copy-big` on fresh state with a changed context, the base's layer index published
+            by an earlier build in kiln's cache repository: kiln with the index, kiln extracting
+            (KILN_LAYER_INDEX=off), buildah, BuildKit; time and bytes downloaded
   cached-multi  `cached` for a two-stage build (WORKDIR, USER, `COPY --from` of the first
             stage), and then each contender's blob bytes downloaded by one such rebuild
   cold-debian   build + push of WORKDIR, USER and three RUN steps writing 60-90 MB each on a
@@ -23,7 +26,7 @@ Needs root and: apt-get install -y buildah docker.io docker-registry busybox-sta
 kiln is `$KILN_BIN` or target/release/kiln (cargo build --release -p kiln-builder); a kiln that
 cannot build the image stops the benchmark.
 
-Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link,cached-multi,cold-debian]
+Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian]
 """
 
 import argparse
@@ -334,7 +337,7 @@ def kiln_works(registry, small, app, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="cold,cached,copy-big,copy-link,cached-multi,cold-debian")
+    ap.add_argument("--only", default="cold,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     if os.geteuid() != 0:
@@ -421,16 +424,18 @@ def main():
             cached("two-stage rebuild (WORKDIR, USER, COPY --from), registry cache, fresh local state",
                    multi, "multi", downloads=True)
 
-        def copy_only(title, cs):
-            compare(f"{title} on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=fresh)
-            # One more run each, alone, to count what it downloads of the base's big layer.
-            print("  base-layer bytes downloaded (one build each, fresh local state):")
+        def copy_only(title, cs, setup=fresh):
+            compare(f"{title} on a {big_layer['size'] >> 20} MiB base", cs, runs=opts.runs, setup=setup)
+            # One more run each, alone, to count what it downloads: of the base's big layer, and
+            # of all blobs (a layer index included).
+            print("  bytes downloaded (one build each, fresh local state): base layer, all blobs (KiB)")
             for c in cs:
-                fresh(c)
-                b0 = registry.blob_bytes(big_layer["digest"])
+                setup(c)
+                b0, a0 = registry.blob_bytes(big_layer["digest"]), registry.all_blob_bytes()
                 subprocess.run(c.argv, env=dict(os.environ, **c.env), check=True, capture_output=True)
                 got = registry.blob_bytes(big_layer["digest"]) - b0
-                print(f"    {c.name:<24} {got / (1 << 20):8.1f} MiB")
+                every = registry.all_blob_bytes() - a0
+                print(f"    {c.name:<24} {got / (1 << 20):8.1f} MiB  {every / 1024:10.1f} KiB")
 
         if "copy-big" in only:
             copy_only("COPY-only image", field(kiln(cp, big)) + [bah(cp, big), bk(cp, big)])
@@ -439,6 +444,28 @@ def main():
             # frontend does too (it needs the `docker/dockerfile:1.4` frontend image, which these
             # machines cannot pull).
             copy_only("COPY --link-only image", [kiln(link, big)])
+        if "copy-index" in only and with_kiln:
+            # Issue 13: a plain COPY on fresh state whose base's layer index an earlier build
+            # published in the cache repository. The context changes before every run, so the
+            # COPY always runs (a registry-cache hit would prove nothing).
+            repo = f"--cache-repo={reg}/bench/copy-index-kiln-cache"
+            changed = os.path.join(cp, "files", "changed")
+
+            def fresh_changed(c):
+                fresh(c)
+                with open(changed, "w") as f:
+                    f.write(c.env["DEST"] + "\n")
+
+            ki = kiln(cp, big, "--cache=true", repo)
+            ki.name = "kiln (index)"
+            ke = kiln(cp, big, "--cache=true", repo)
+            ke.name = "kiln-extract (index off)"
+            ke.env["KILN_LAYER_INDEX"] = "off"
+            # The first build extracts the base and publishes its index, untimed.
+            fresh_changed(ki)
+            subprocess.run(ki.argv, env=dict(os.environ, **ki.env), check=True, capture_output=True)
+            copy_only("COPY-only image, fresh state, index published", [ki, ke, bah(cp, big), bk(cp, big)],
+                      setup=fresh_changed)
         if "cold-debian" in only and with_kiln:
             debian, dapp = debian_base(registry, work)
             cs = [kiln(dapp, debian)]

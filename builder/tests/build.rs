@@ -3,18 +3,12 @@
 //! deletions, pushed and read back with skopeo, the lazy-base push, a failing RUN, the layer
 //! cache, and the demo.
 
-#[path = "support/kiln_output.rs"]
-mod kiln_output;
-#[path = "support/layout.rs"]
-mod layout;
-#[path = "support/overlay.rs"]
-mod overlay;
-#[path = "support/privilege.rs"]
-mod privilege;
-#[path = "support/registry_server.rs"]
-mod support;
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::kiln_output;
+use kiln_testkit::layout;
+use kiln_testkit::overlay;
+use kiln_testkit::privilege;
+use kiln_testkit::registry as support;
+use kiln_testkit::tree;
 
 use kiln_output::{ok, text};
 use layout::unpack_layout;
@@ -78,6 +72,17 @@ fn push_base(registry: &str, cache: &Path) -> String {
 
 /// `kiln build` of `ctx` with plain HTTP to `registry` and its own `cache` dir, plus `extra`.
 fn build(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
+    build_env(ctx, registry, cache, extra, &[])
+}
+
+/// [`build`] with `env` added to kiln's environment.
+fn build_env(
+    ctx: &Path,
+    registry: &str,
+    cache: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut args = vec![
         "build",
         "--context",
@@ -88,7 +93,12 @@ fn build(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
         cache.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    kiln(&args)
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(&args)
+        .env_remove("DOCKER_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kiln")
 }
 
 /// A registry, a work dir with a cache, and the busybox base pushed to the registry.
@@ -268,6 +278,85 @@ fn builds_runs_steps_and_pushes_what_skopeo_reads_back() {
     );
     assert!(root.join("etc/passwd").exists());
     assert!(!root.join("proc/self").exists() && !root.join("etc/resolv.conf").exists());
+}
+
+/// The history holds BuildKit's entry for each step after the base's (kept first): texts,
+/// comment and empty_layer as `docker history` shows BuildKit's, an empty layer for a WORKDIR
+/// that exists. A secret is in none of it: a RUN's `|N` prefix lists the values the step's
+/// ARGs have, never a secret's, even one given to the step under an ARG's name.
+#[test]
+fn the_history_is_buildkits_and_holds_no_secret() {
+    let f = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {}\nARG TOKEN=from-arg\nARG NOVAL\n\
+             RUN --mount=type=secret,id=tok,env=TOKEN --mount=type=secret,id=tok,target=/s \
+             test \"${{#TOKEN}}\" = 12 && test \"$(cat /s)\" = \"$TOKEN\"\n\
+             WORKDIR /etc\nCOPY --chmod=600 a.txt /a\nCMD [\"sh\"]\n",
+            f.base
+        ),
+        &[("a.txt", b"A\n")],
+    );
+    let secret = f.work.path().join("tok");
+    std::fs::write(&secret, "s3cret-value").unwrap();
+    let layout = f.work.path().join("layout");
+    let o = build(
+        ctx.path(),
+        &f.reg.addr,
+        &f.cache,
+        &[
+            "--no-push",
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+            "--secret",
+            &format!("id=tok,src={}", secret.display()),
+        ],
+    );
+    ok(&o);
+    let base = raw_json(&f.base, true)["history"].clone();
+    let cfg = unpack_layout(&layout, &f.work.path().join("root"));
+    let history = cfg["history"].as_array().unwrap();
+    let kept = base.as_array().unwrap().len();
+    assert_eq!(
+        history[..kept],
+        base.as_array().unwrap()[..],
+        "base entries kept"
+    );
+    let steps: Vec<(&str, &str, bool)> = history[kept..]
+        .iter()
+        .map(|h| {
+            (
+                h["created_by"].as_str().unwrap(),
+                h["comment"].as_str().unwrap(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    let bk = "buildkit.dockerfile.v0";
+    assert_eq!(
+        steps,
+        [
+            ("ARG TOKEN=from-arg", bk, true),
+            ("ARG NOVAL", bk, true),
+            (
+                "RUN |2 TOKEN=from-arg NOVAL= /bin/sh -c test \"${#TOKEN}\" = 12 \
+                 && test \"$(cat /s)\" = \"$TOKEN\" # buildkit",
+                bk,
+                false
+            ),
+            ("WORKDIR /etc", bk, false),
+            ("COPY --chmod=600 a.txt /a # buildkit", bk, false),
+            ("CMD [\"sh\"]", bk, true),
+        ]
+    );
+    let layers = cfg["rootfs"]["diff_ids"].as_array().unwrap().len();
+    let made = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(layers, made, "one layer per entry that is not empty_layer");
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(
+        !text.contains("s3cret"),
+        "the secret's value is in the config: {text}"
+    );
 }
 
 #[test]
@@ -507,9 +596,9 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
 
 /// kaniko's CI shape: every job starts empty and shares only the cache repository. A rebuild
 /// with no change runs no step, downloads no layer, and pushes the same image by mounts. A
-/// WORKDIR of a directory the base has makes no layer and is a cache hit all the same (running
-/// it would read the base to find the directory); a `COPY --from` of a cached stage is keyed
-/// by that stage's layers, not by reading their files.
+/// WORKDIR of a directory the base has makes an empty layer (as BuildKit does) and is a cache
+/// hit (running it would read the base to find the directory); a `COPY --from` of a cached
+/// stage is keyed by that stage's layers, not by reading their files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
     let (_reg, proxy, work, base) = proxied().await;
@@ -566,25 +655,11 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
     assert!(err.contains("0 B downloaded"), "{err}");
     assert_eq!(d1, d2, "the cached rebuild gives another image");
     // No layer blob crossed the wire: neither the base's nor the cached steps'.
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", "--raw"])
-            .arg(format!("docker://{dest2}"))
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let layers: Vec<&str> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap())
-        .collect();
+    let layers = layer_digests(&dest2);
     assert_eq!(
         layers.len(),
-        3 + 2,
-        "base layers, COPY --from and RUN: {manifest}"
+        3 + 3,
+        "base layers, COPY --from, WORKDIR (empty) and RUN: {layers:?}"
     );
     for l in &layers {
         let gets = proxy.count("GET", &format!("/blobs/{l}"));
@@ -596,6 +671,166 @@ async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer()
         "A\nA\n"
     );
     assert!(!root.join("etc/doomed").exists());
+}
+
+/// The layer digests of `image`'s manifest, read through skopeo.
+fn layer_digests(image: &str) -> Vec<String> {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo: {}", text(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 13: a plain COPY on a base it has not extracted reads the base's metadata from the
+/// layer indexes the first build published in the cache repository. The second build, on an
+/// empty cache directory and with a changed context file (so the steps run), downloads no
+/// base layer and pushes the layers the same build makes by extracting the base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_copy_on_fresh_state_reads_the_base_from_its_published_index() {
+    need_tools();
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let work = tempfile::tempdir().unwrap();
+    let base_cache = work.path().join("cache-base");
+    let busybox = push_base(&proxy.addr, &base_cache);
+    // A base of five layers: a symlinked directory, a deletion, an owned directory.
+    let base = format!("{}/base:2", proxy.addr);
+    let base_ctx = context(
+        &format!(
+            "FROM {busybox}\nRUN ln -s /etc /cfg && rm /etc/doomed && mkdir -p /opt/data \
+             && chmod 2775 /opt/data\nRUN mkdir -p /home/app && chown 1000:1000 /home/app\n"
+        ),
+        &[],
+    );
+    ok(&build(
+        base_ctx.path(),
+        &proxy.addr,
+        &base_cache,
+        &["--destination", &base],
+    ));
+    let base_layers = layer_digests(&base);
+    assert_eq!(base_layers.len(), 5);
+    // Directories the steps create are clamped to this time; the base's, copied up, are older
+    // and keep their own mtimes, so a wrong mtime from the index would change the layers.
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    std::thread::sleep(Duration::from_secs(2));
+    let dockerfile = format!(
+        "FROM {base}\nCOPY a.txt /cfg/a.txt\nWORKDIR /opt/data/w\nCOPY b.txt sub/\n\
+         COPY c.txt /bin/\nCOPY --chown=1000:1000 d.txt /home/app/d/\nENV X=1\n"
+    );
+    let files = |a: &'static [u8]| -> Vec<(&'static str, &'static [u8])> {
+        vec![
+            ("a.txt", a),
+            ("b.txt", b"B\n"),
+            ("c.txt", b"C\n"),
+            ("d.txt", b"D\n"),
+        ]
+    };
+    let cache_repo = format!("--cache-repo={}/cache", proxy.addr);
+    let run = |ctx: &tempfile::TempDir, n: u32, repo: bool, index: bool| {
+        let (ctx, addr, cache_repo) = (
+            ctx.path().to_path_buf(),
+            proxy.addr.clone(),
+            cache_repo.clone(),
+        );
+        let cache = work.path().join(format!("cache{n}"));
+        let dest = format!("{}/app:{n}", proxy.addr);
+        let epoch = epoch.to_string();
+        async move {
+            let d = dest.clone();
+            let o = tokio::task::spawn_blocking(move || {
+                let mut extra = vec!["--destination", d.as_str()];
+                if repo {
+                    extra.push(cache_repo.as_str());
+                }
+                let env = [
+                    ("SOURCE_DATE_EPOCH", epoch.as_str()),
+                    ("KILN_LAYER_INDEX", if index { "on" } else { "off" }),
+                ];
+                build_env(&ctx, &addr, &cache, &extra, &env)
+            })
+            .await
+            .unwrap();
+            (o, dest)
+        }
+    };
+    let ctx1 = context(&dockerfile, &files(b"A1\n"));
+    let (o1, _) = run(&ctx1, 1, true, true).await;
+    ok(&o1);
+    // The first build extracted the base: it published the index of every base layer and of
+    // every layer it made, by tag, after their blobs.
+    let puts: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("/manifests/kiln-index-"))
+        .collect();
+    assert_eq!(puts.len(), 5 + 5, "{puts:?}");
+    let ctx2 = context(&dockerfile, &files(b"A2\n"));
+    proxy.clear();
+    let (o2, dest2) = run(&ctx2, 2, true, true).await;
+    ok(&o2);
+    let err = text(&o2.stderr);
+    assert!(err.contains("5 steps run, 0 cached"), "{err}");
+    assert!(err.contains("0 B downloaded"), "{err}");
+    for l in &base_layers {
+        let gets = proxy.count("GET", &format!("/blobs/{l}"));
+        assert_eq!(gets, 0, "base layer {l} downloaded: {:?}", proxy.requests());
+    }
+    assert!(
+        proxy.count("GET", "/manifests/kiln-index-") >= 5,
+        "{:?}",
+        proxy.requests()
+    );
+    // The same build by extraction makes the same layers.
+    let (o3, dest3) = run(&ctx2, 3, false, false).await;
+    ok(&o3);
+    assert!(!text(&o3.stderr).contains("0 B downloaded"));
+    let (l2, l3) = (layer_digests(&dest2), layer_digests(&dest3));
+    assert_eq!(l2.len(), 5 + 5);
+    assert_eq!(l2, l3, "the index and extraction builds differ");
+    let root = flatten(&dest2, work.path());
+    assert_eq!(std::fs::read(root.join("etc/a.txt")).unwrap(), b"A2\n");
+    assert_eq!(
+        std::fs::read(root.join("opt/data/w/sub/b.txt")).unwrap(),
+        b"B\n"
+    );
+    assert!(root.join("bin/c.txt").is_file() && root.join("bin/busybox").is_file());
+    assert!(root.join("home/app/d/d.txt").is_file());
+
+    // Steps that read the base's files (a WORKDIR under a USER named, --chown by name: both
+    // look in /etc/passwd) extract it even where its index is published.
+    let named = context(
+        &format!("FROM {base}\nUSER app\nWORKDIR /srv/w\nCOPY --chown=app e.txt /srv/e.txt\n"),
+        &[("e.txt", b"E\n")],
+    );
+    let (o4, dest4) = run(&named, 4, true, true).await;
+    ok(&o4);
+    assert!(
+        !text(&o4.stderr).contains(" 0 B downloaded"),
+        "{}",
+        text(&o4.stderr)
+    );
+    let w4 = work.path().join("w4");
+    std::fs::create_dir_all(&w4).unwrap();
+    let root = flatten(&dest4, &w4);
+    use std::os::unix::fs::MetadataExt;
+    for p in ["srv/w", "srv/e.txt"] {
+        let m = std::fs::symlink_metadata(root.join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1000, 1000), "{p}");
+    }
 }
 
 #[test]

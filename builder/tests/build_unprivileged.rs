@@ -2,17 +2,12 @@
 //! give the image's owners, overlay is used where it can be mounted), and kiln run as root
 //! keeping what it extracts away from other users.
 
-#[path = "support/kiln_output.rs"]
-mod kiln_output;
-#[path = "support/layout.rs"]
-mod layout;
-#[macro_use]
-#[path = "support/privilege.rs"]
-mod privilege;
-#[path = "support/registry_server.rs"]
-mod support;
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::kiln_output;
+use kiln_testkit::layout;
+use kiln_testkit::need_root;
+use kiln_testkit::privilege;
+use kiln_testkit::registry as support;
+use kiln_testkit::tree;
 
 use kiln_output::{ok, text};
 use privilege::BUSYBOX;

@@ -1,8 +1,7 @@
 //! The step caches: the local one shared by processes, and the registry one (`--cache-repo`)
 //! against a real `docker-registry`, counted through the request-logging proxy.
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep, LocalCache, RepoCache};
@@ -171,6 +170,7 @@ async fn repo_cache_hit_reads_the_manifest_only() {
             trigger: false,
             args: vec![],
             args_over_env: vec![],
+            declared_args: vec![],
         },
         &[],
         None,
@@ -285,4 +285,86 @@ fn keys_ignore_modification_times() {
     f.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
         .unwrap();
     assert_eq!(keys(&df), before);
+}
+
+/// Layer indexes beside the cache: published as a one-blob OCI artifact under a tag derived
+/// from the diff_id (blob before manifest), found by HEAD, fetched back byte for byte, and
+/// absent for a layer nobody indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_cache_publishes_and_fetches_layer_indexes() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path().join("w")).unwrap();
+    let repo = Repository::parse(&format!("{}/team/cache", proxy.addr)).unwrap();
+    let cache = RepoCache::new(client(&proxy.addr), repo.clone(), Duration::from_secs(3600));
+    // A real layer's index: extracted from a small tar.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(0);
+    h.set_path("etc").unwrap();
+    h.set_cksum();
+    b.append(&h, &b""[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let diff_id = Digest::of(&tar);
+    let layers = kiln::snapshot::LayerCache::open(&dir.path().join("layers")).unwrap();
+    layers
+        .extract(&diff_id, kiln::layer::MEDIA_TYPE_TAR, &tar[..])
+        .unwrap();
+    let bytes = std::fs::read(layers.index_path(&diff_id)).unwrap();
+
+    assert!(!cache.has_index(&diff_id).await.unwrap());
+    assert_eq!(cache.get_index(&diff_id, &store).await.unwrap(), None);
+    cache.put_index(&diff_id, &bytes, &store).await.unwrap();
+    assert!(cache.has_index(&diff_id).await.unwrap());
+    let order: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT "))
+        .collect();
+    let tag = kiln::cache::index_tag(&diff_id);
+    assert!(
+        order
+            .last()
+            .is_some_and(|r| r.contains(&format!("/manifests/{tag}"))),
+        "{order:?}"
+    );
+
+    // Another build, another store: the same bytes, which decode as this layer's index.
+    let other = BlobStore::open(dir.path().join("r")).unwrap();
+    let fetched = cache.get_index(&diff_id, &other).await.unwrap().unwrap();
+    assert_eq!(fetched, bytes);
+    let idx = kiln::layer::LayerIndex::decode(&fetched[..], &diff_id).unwrap();
+    assert_eq!(idx.get(b"etc").unwrap().mode, 0o755);
+    let manifest = reg_manifest(&proxy.addr, &tag).await;
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.kiln.layer-index.v1"
+    );
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        cache
+            .get_index(&Digest::of(b"another layer"), &other)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The manifest tagged `tag` in `team/cache`, read with a plain GET.
+async fn reg_manifest(addr: &str, tag: &str) -> serde_json::Value {
+    let url = format!("http://{addr}/v2/team/cache/manifests/{tag}");
+    let r = reqwest::Client::new()
+        .get(url)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
 }

@@ -1,8 +1,7 @@
 //! `kiln warm` against a real `docker-registry`: concurrent warmers leave a consistent store,
 //! and builds then find their bases with the registry gone.
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache::{from_dockerfiles, lookup_base, read_manifest};

@@ -2,10 +2,8 @@
 //! tree (a `DirView`) and an empty upper directory that is inspected afterwards. Runs as root
 //! (owners, device nodes, `security.capability`).
 
-#[path = "support/privilege.rs"]
-mod privilege;
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::privilege;
+use kiln_testkit::tree;
 
 use kiln::copy::{copy, inputs_digest, mkdir_workdir, ContextView, CopyError, CopyRequest};
 use kiln::fsview::DirView;

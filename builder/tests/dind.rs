@@ -3,10 +3,8 @@
 //! pushed image back: `kiln build --backend docker` end to end, and every way the TLS
 //! connection can be refused, each with its own message.
 
-#[path = "support/dockerd.rs"]
-mod dockerd;
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::dockerd;
+use kiln_testkit::registry as registry_server;
 
 use base64::Engine as _;
 use dockerd::{Dockerd, DockerdOptions, TlsListen};

@@ -1,8 +1,7 @@
 //! A real one-layer busybox image built by kiln, read back by real peers: skopeo (OCI layout,
 //! docker-archive), a real registry (docker-registry) and buildah.
 
-#[path = "support/dockerd.rs"]
-mod dockerd;
+use kiln_testkit::dockerd;
 
 use dockerd::Dockerd;
 use kiln::blob::{BlobStore, Digest};

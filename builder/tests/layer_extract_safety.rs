@@ -2,11 +2,8 @@
 //! links out of the tree) naming the entry, writes nothing outside the target, and applies OCI
 //! whiteouts to lower content.
 
-#[path = "support/privilege.rs"]
-#[macro_use]
-mod privilege;
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::need_root;
+use kiln_testkit::tree;
 
 use kiln::layer::{self, ExtractOptions, LayerError};
 use std::fs;

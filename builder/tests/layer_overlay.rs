@@ -3,10 +3,8 @@
 //! extracted (either applying whiteouts, or keeping them as overlay whiteouts under a second
 //! overlay mount) reproduces the merged view.
 
-#[path = "support/overlay.rs"]
-mod overlay;
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::overlay;
+use kiln_testkit::tree;
 
 use overlay::{write, Mount};
 

@@ -2,8 +2,7 @@
 //! metadata survive, the same tree always gives the same digests, and the epoch options set
 //! mtimes.
 
-#[path = "support/tree.rs"]
-mod tree;
+use kiln_testkit::tree;
 
 use kiln::blob::BlobStore;
 use kiln::layer::{self, Compression, ExtractOptions, LayerOptions};

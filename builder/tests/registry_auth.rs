@@ -1,8 +1,7 @@
 //! Authentication against a real `docker-registry`: htpasswd over TLS with a test CA, and token
 //! auth with an in-process issuer granting per-user rights. Secrets never show in errors.
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use base64::Engine as _;
 use kiln::blob::BlobStore;

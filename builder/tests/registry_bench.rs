@@ -1,8 +1,7 @@
 //! Upload throughput of a 200 MiB blob to a local `docker-registry`, monolithic vs chunk sizes.
 //! Ignored by default: `cargo test --release -p kiln-builder --test registry_bench -- --ignored --nocapture`.
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln::blob::BlobStore;
 use kiln::registry::{

@@ -3,8 +3,7 @@
 //! either completes, or fails with an error naming what went wrong, and then no tag names the
 //! image (checked with a GET straight to the registry).
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln::blob::BlobStore;
 use kiln::registry::{

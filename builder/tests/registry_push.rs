@@ -1,8 +1,7 @@
 //! Push and pull against a real `docker-registry` over plain HTTP, with a request-logging proxy
 //! in front of it for counting requests and injecting failures.
 
-#[path = "support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::registry::{

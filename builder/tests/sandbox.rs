@@ -1,9 +1,8 @@
 //! The sandbox for real (as root): a busybox root in an overlay lower directory, processes run
 //! in it, and what they see and leave behind in the upper directory.
 
-#[macro_use]
-#[path = "support/privilege.rs"]
-mod privilege;
+use kiln_testkit::need_root;
+use kiln_testkit::privilege;
 
 use kiln::sandbox::{
     self, BindMount, ExitKind, Isolation, Network, RootFs, RunOutcome, RunSpec, SandboxError,

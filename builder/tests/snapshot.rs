@@ -19,10 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-#[path = "support/overlay.rs"]
-mod overlay;
-#[path = "support/privilege.rs"]
-mod privilege;
+use kiln_testkit::overlay;
+use kiln_testkit::privilege;
 use overlay::{opaque, whiteout, write, Mount};
 
 fn is_root() -> bool {

@@ -1,4 +1,4 @@
-//! The tests' fake GitLab (`tests/common`) as a process, for `bench/runner.py`.
+//! The tests' fake GitLab (`kiln_testkit::fake_gitlab`) as a process, for `bench/runner.py`.
 //!
 //! `cargo run --release -p kiln-runner --example fake_gitlab -- [--long-poll-ms N]` prints
 //! its URL on the first line of stdout and serves until killed. Besides GitLab's runner API
@@ -9,8 +9,7 @@
 //!   trace checksum and size in the final update match the trace GitLab holds;
 //! - `POST /_fake/reset`: forgets jobs, traces, stats and recorded requests.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use kiln_testkit::fake_gitlab as common;
 
 use common::{job_id_of, FakeGitlab, JobSpec, Resp};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The `kiln-runner` binary: exit codes, error chains, register/verify/unregister,
 //! `run` with JSON logs, health endpoint and SIGTERM.
 
-mod common;
+use kiln_testkit::fake_gitlab as common;
 
 use common::*;
 use std::io::BufRead;

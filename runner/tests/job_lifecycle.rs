@@ -1,7 +1,7 @@
 //! The job lifecycle against a fake GitLab: requests, trace patches, final update,
 //! cancellation, timeout, masking, output limit.
 
-mod common;
+use kiln_testkit::fake_gitlab as common;
 
 use common::*;
 use kiln_runner::gitlab::JobState;

@@ -8,7 +8,7 @@
 //! - `KILN_TEST_DIND_IMAGE` and `KILN_TEST_DOCKER_IMAGE` (defaults `docker:27-dind` and
 //!   `docker:27-cli`) for dind mode, on a namespace that admits privileged pods.
 
-mod common;
+use kiln_testkit::fake_gitlab as common;
 
 use common::*;
 use kiln_runner::config::{ExecutorKind, KilnMode, KubernetesConfig, RunnerConfig};

@@ -2,9 +2,8 @@
 //! runs pods as real processes): whole jobs from the GitLab fake through a pod, their
 //! final states, and that nothing is left in the cluster afterwards.
 
-mod common;
-#[path = "common/git.rs"]
-mod git_repo;
+use kiln_testkit::fake_gitlab as common;
+use kiln_testkit::git as git_repo;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Pod, Secret};

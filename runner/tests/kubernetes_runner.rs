@@ -2,7 +2,7 @@
 //! kubeconfig as an operator would set it up: SIGTERM mid-job, and a crashed runner's
 //! pod removed by the next start.
 
-mod common;
+use kiln_testkit::fake_gitlab as common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Pod, Secret};

@@ -1,8 +1,7 @@
 //! The local executor: git sources, file variables, kiln on PATH, clean-up.
 
-mod common;
-#[path = "common/git.rs"]
-mod git_repo;
+use kiln_testkit::fake_gitlab as common;
+use kiln_testkit::git as git_repo;
 
 use base64::Engine;
 use common::*;

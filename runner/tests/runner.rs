@@ -1,6 +1,6 @@
 //! The daemon against a fake GitLab: polling, back-off, 403, concurrency, reload, drain.
 
-mod common;
+use kiln_testkit::fake_gitlab as common;
 
 use common::*;
 use kiln_runner::config::watch_config;

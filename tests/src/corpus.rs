@@ -115,6 +115,9 @@ pub struct Case {
     pub secrets: Vec<String>,
     /// What running the image prints, when the case says.
     pub expect: Option<String>,
+    /// `buildkit-history`: history texts docker 20.10's BuildKit writes otherwise than
+    /// current BuildKit (and kiln), as (20.10's, current) pairs.
+    pub buildkit_history: Vec<(String, String)>,
 }
 
 impl Case {
@@ -170,6 +173,26 @@ pub fn case_filter() -> Vec<String> {
         .collect()
 }
 
+/// The `20.10: TEXT` / `current: TEXT` line pairs of a case's `buildkit-history` file.
+fn rewrites(case: &str, lines: &[String]) -> Vec<(String, String)> {
+    let bad = || panic!("{case}/buildkit-history: want `20.10: TEXT` then `current: TEXT` lines");
+    if !lines.len().is_multiple_of(2) {
+        bad();
+    }
+    lines
+        .chunks(2)
+        .map(|pair| {
+            match (
+                pair[0].strip_prefix("20.10: "),
+                pair[1].strip_prefix("current: "),
+            ) {
+                (Some(old), Some(new)) => (old.to_string(), new.to_string()),
+                _ => bad(),
+            }
+        })
+        .collect()
+}
+
 /// The cases of the corpus whose name contains one of `filter` (all when it is empty), sorted
 /// by name.
 pub fn load_cases(filter: &[String]) -> Vec<Case> {
@@ -198,6 +221,7 @@ pub fn load_cases_in(root: &Path, filter: &[String]) -> Vec<Case> {
                 format!("{id},src={}", dir.join(src).display())
             })
             .collect();
+        let buildkit_history = rewrites(&name, &lines(&dir.join("buildkit-history")));
         let peers = lines(&dir.join("peers"));
         for p in &peers {
             assert!(
@@ -219,6 +243,7 @@ pub fn load_cases_in(root: &Path, filter: &[String]) -> Vec<Case> {
             target: lines(&dir.join("target")).into_iter().next(),
             secrets,
             expect: std::fs::read_to_string(dir.join("expect")).ok(),
+            buildkit_history,
             name,
             dir,
         });

@@ -127,6 +127,115 @@ pub struct ImageTree {
     pub files: BTreeMap<String, Entry>,
     /// The compared config fields (see [`CONFIG_FIELDS`]), as the image's JSON has them.
     pub config: BTreeMap<String, Value>,
+    /// The config's `history`, in order.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One entry of an image config's `history`; absent fields read as empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// `created` (RFC 3339): compared only for entries a build keeps from its base image.
+    pub created: String,
+    /// The step's text.
+    pub created_by: String,
+    /// Who wrote the entry (`buildkit.dockerfile.v0` for BuildKit's Dockerfile frontend).
+    pub comment: String,
+    /// True when the step made no layer.
+    pub empty_layer: bool,
+}
+
+impl HistoryEntry {
+    /// What the equivalence test compares of an entry a build added: everything but the time.
+    pub fn step(&self) -> (&str, &str, bool) {
+        (&self.created_by, &self.comment, self.empty_layer)
+    }
+}
+
+impl fmt::Display for HistoryEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} comment={:?}", self.created_by, self.comment)?;
+        if self.empty_layer {
+            f.write_str(" empty_layer")?;
+        }
+        Ok(())
+    }
+}
+
+/// The entries of `config_doc`'s `history`.
+fn read_history(config_doc: &Value) -> Vec<HistoryEntry> {
+    let text = |h: &Value, k: &str| h.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    config_doc
+        .get("history")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|h| HistoryEntry {
+            created: text(h, "created"),
+            created_by: text(h, "created_by"),
+            comment: text(h, "comment"),
+            empty_layer: h
+                .get("empty_layer")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+        .collect()
+}
+
+/// Lines describing how the history `kiln` holds differs from `reference`'s: `base` (the base
+/// image's entries) must begin both or neither, kept whole (times included); after it, each
+/// entry's text, comment and `empty_layer` must be the reference's, in order. `rewrites`
+/// turns the reference's texts into the ones expected of kiln first (`(reference's, kiln's)`
+/// pairs in the order of the entries, each used on the first entry with its text after the
+/// previous pair's); one that finds no such entry is reported too, so a stale rewrite is seen.
+pub fn history_diff(
+    reference: &[HistoryEntry],
+    kiln: &[HistoryEntry],
+    base: &[HistoryEntry],
+    rewrites: &[(String, String)],
+    ref_name: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = if !base.is_empty() && reference.starts_with(base) {
+        if !kiln.starts_with(base) {
+            out.push(format!(
+                "~ history: {ref_name} keeps the base image's {} entries first, kiln does not",
+                base.len()
+            ));
+            return out;
+        }
+        base.len()
+    } else {
+        0
+    };
+    let mut want: Vec<HistoryEntry> = reference[n..].to_vec();
+    let mut next = 0;
+    for (from, to) in rewrites {
+        match (next..want.len()).find(|&i| want[i].created_by == *from) {
+            Some(i) => {
+                next = i + 1;
+                want[i].created_by = to.clone();
+            }
+            None => out.push(format!(
+                "~ history: the rewrite of {from:?} finds no such entry in {ref_name}'s history"
+            )),
+        }
+    }
+    let got = kiln.get(n..).unwrap_or_default();
+    for i in 0..want.len().max(got.len()) {
+        match (want.get(i), got.get(i)) {
+            (Some(w), Some(g)) if w.step() == g.step() => {}
+            (w, g) => {
+                let show = |e: Option<&HistoryEntry>| e.map_or("(none)".into(), |e| e.to_string());
+                out.push(format!(
+                    "~ history entry {}:\n    {ref_name}: {}\n    kiln: {}",
+                    n + i,
+                    show(w),
+                    show(g)
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The config fields compared, named as in the image config's `config` object.
@@ -276,6 +385,7 @@ fn flatten(config_doc: &Value, layers: &[PathBuf]) -> Result<ImageTree, TreeErro
     Ok(ImageTree {
         files: fs.finish(),
         config,
+        history: read_history(config_doc),
     })
 }
 
@@ -581,6 +691,73 @@ mod tests {
         assert_eq!(clean("/a//b"), "a/b");
         assert_eq!(clean("./"), "");
         assert!(is_under("a/b", "a") && !is_under("ab", "a") && !is_under("a", "a"));
+    }
+
+    fn entry(created_by: &str, comment: &str, empty_layer: bool) -> HistoryEntry {
+        HistoryEntry {
+            created: "2024-01-01T00:00:00Z".into(),
+            created_by: created_by.into(),
+            comment: comment.into(),
+            empty_layer,
+        }
+    }
+
+    #[test]
+    fn history_is_compared_after_the_base_entries() {
+        let base = vec![entry("COPY dir:x in /", "", false)];
+        let bk = |s: &str, e| entry(s, "buildkit.dockerfile.v0", e);
+        let reference = [
+            base.clone(),
+            vec![bk("ENV A=1", true), bk("COPY a /a # buildkit", false)],
+        ]
+        .concat();
+        let mut kiln = reference.clone();
+        kiln[1].created = "2030-01-01T00:00:00Z".into();
+        assert!(history_diff(&reference, &kiln, &base, &[], "BuildKit").is_empty());
+
+        let mut lost_base = kiln.clone();
+        lost_base[0].created = "1999-01-01T00:00:00Z".into();
+        let d = history_diff(&reference, &lost_base, &base, &[], "BuildKit");
+        assert!(d[0].contains("base image's 1 entries"), "{d:?}");
+
+        let mut flag = kiln.clone();
+        flag[2].empty_layer = true;
+        let mut text = kiln.clone();
+        text[1].created_by = "ENV A=2".into();
+        let mut comment = kiln.clone();
+        comment[1].comment = String::new();
+        for wrong in [flag, text, comment, kiln[..2].to_vec()] {
+            let d = history_diff(&reference, &wrong, &base, &[], "BuildKit");
+            assert_eq!(d.len(), 1, "{d:?}");
+        }
+
+        let rewrite = [("ENV A=1".to_string(), "ENV A=one".to_string())];
+        let mut renamed = kiln.clone();
+        renamed[1].created_by = "ENV A=one".into();
+        assert!(history_diff(&reference, &renamed, &base, &rewrite, "BuildKit").is_empty());
+        let d = history_diff(&reference, &kiln, &base, &rewrite, "BuildKit");
+        assert_eq!(d.len(), 1, "the rewrite is what kiln must write: {d:?}");
+        // Pairs apply in order: one text written twice is rewritten where the pair says.
+        let twice = [bk("ENV A=1", true), bk("ENV A=1", true)];
+        let second = [("ENV A=1".to_string(), "ENV A=2".to_string())];
+        let skip_first = [
+            ("ENV A=1".to_string(), "ENV A=1".to_string()),
+            ("ENV A=1".to_string(), "ENV A=2".to_string()),
+        ];
+        let mut got = twice.to_vec();
+        got[1].created_by = "ENV A=2".into();
+        assert_eq!(
+            history_diff(&twice, &got, &base, &second, "BuildKit").len(),
+            2
+        );
+        assert!(history_diff(&twice, &got, &base, &skip_first, "BuildKit").is_empty());
+        let stale = [("ENV B=1".to_string(), "ENV B=2".to_string())];
+        let d = history_diff(&reference, &kiln, &base, &stale, "BuildKit");
+        assert!(d[0].contains("finds no such entry"), "{d:?}");
+
+        // A stage FROM scratch: no base entries in either.
+        let scratch = vec![bk("COPY a /a # buildkit", false)];
+        assert!(history_diff(&scratch, &scratch, &base, &[], "BuildKit").is_empty());
     }
 
     #[test]

@@ -9,14 +9,11 @@
 //! `KILN_BIN` names the `kiln` binary; without it the test builds `kiln-builder`'s `kiln` in this target
 //! directory and profile.
 
-#[path = "../../runner/tests/common/mod.rs"]
-mod fake_gitlab;
-#[path = "../../runner/tests/common/git.rs"]
-mod git_repo;
+use kiln_testkit::fake_gitlab;
+use kiln_testkit::git as git_repo;
 #[path = "support/images.rs"]
 mod images;
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use base64::Engine as _;
 use fake_gitlab::{crc, job_id_of, FakeGitlab, JobSpec, Resp};

@@ -8,8 +8,7 @@
 //! docker-registry and busybox-static: skipped without them, failed in CI.
 //! `KILN_CORPUS_CASES` filters the cases as in `tests/equivalence.rs`.
 
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use kiln_tests::corpus::{
     buildah_store, case_filter, load_cases, missing_as_root, push_base, run, tail, tools_here,

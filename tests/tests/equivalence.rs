@@ -34,10 +34,8 @@
 //! Corpus conventions (see tests/corpus/README.md): `FROM ${BASE}` with `ARG BASE` on top, BASE
 //! passed as a build argument naming the busybox image this test pushes to its own registry.
 
-#[path = "../../builder/tests/support/dockerd.rs"]
-mod dockerd;
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::dockerd;
+use kiln_testkit::registry as registry_server;
 
 use dockerd::Dockerd;
 use kiln_tests::corpus::{
@@ -133,6 +131,8 @@ impl Drop for Buildah {
 struct Rig {
     registry: Registry,
     base: String,
+    /// The base image's history entries, which images built on it keep first.
+    base_history: Vec<image_tree::HistoryEntry>,
     first: Buildah,
     second: Buildah,
     /// Stopped (SIGTERM, so it unmounts what it mounted) when the rig drops, on a failed
@@ -162,12 +162,21 @@ impl Rig {
         let t = Instant::now();
         let base = push_base(&registry.addr, &first.global());
         eprintln!("base image pushed in {:.1}s", t.elapsed().as_secs_f64());
+        // make-base.sh leaves the image in the first store under this name.
+        let base_dir = work.path().join("base");
+        run(first
+            .cmd()
+            .args(["push", "-q", "kiln-corpus-base"])
+            .arg(format!("dir:{}", base_dir.display())))
+        .unwrap();
+        let base_history = read_normalised(&base_dir).unwrap().history;
         let t = Instant::now();
         let docker = Dockerd::start();
         eprintln!("dockerd started in {:.1}s", t.elapsed().as_secs_f64());
         Rig {
             registry,
             base,
+            base_history,
             first,
             second,
             docker,
@@ -509,6 +518,12 @@ fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
             Err(e) => errors.push(format!("BuildKit reference: {e}")),
         }
     }
+    // History texts name the instructions as written: BuildKit's are compared only where it
+    // builds the very Dockerfile kiln builds (not a Dockerfile.peer).
+    let history = case.buildkit && case.peer_dockerfile == case.dockerfile;
+    if !history && !case.buildkit_history.is_empty() {
+        errors.push("buildkit-history in a case whose BuildKit history is not compared".into());
+    }
     let kiln_dir = out.join("kiln-oci");
     let kiln_tar = out.join("kiln.tar");
     match kiln_build(rig, case, &kiln_dir, &kiln_tar).and_then(|_| read_normalised(&kiln_dir)) {
@@ -516,6 +531,21 @@ fn check_case(rig: &Rig, case: &Case) -> Result<(), String> {
             for (name, reference) in &references {
                 if let Err(e) = compare(reference, &kiln, name, "kiln") {
                     errors.push(format!("kiln differs from {name}: {e}"));
+                }
+                if *name == "BuildKit" && history {
+                    let d = image_tree::history_diff(
+                        &reference.history,
+                        &kiln.history,
+                        &rig.base_history,
+                        &case.buildkit_history,
+                        name,
+                    );
+                    if !d.is_empty() {
+                        errors.push(format!(
+                            "kiln's history differs from {name}'s:\n{}",
+                            d.join("\n")
+                        ));
+                    }
                 }
             }
             if let Err(e) = docker_check(rig, case, &kiln_tar) {

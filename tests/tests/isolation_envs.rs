@@ -25,10 +25,8 @@
 //! busybox-static, as `tests/equivalence.rs`: skipped without them, failed in CI.
 //! `KILN_CORPUS_CASES` filters the cases as there.
 
-#[path = "../../builder/tests/support/dockerd.rs"]
-mod dockerd;
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::dockerd;
+use kiln_testkit::registry as registry_server;
 
 use dockerd::Dockerd;
 use kiln_tests::bins::kiln_bin;

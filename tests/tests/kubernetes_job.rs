@@ -23,14 +23,11 @@
 //! `KILN_BIN` and `KILN_RUNNER_BIN` name the binaries; without them the test builds them in
 //! this target directory and profile.
 
-#[path = "../../runner/tests/common/mod.rs"]
-mod fake_gitlab;
-#[path = "../../runner/tests/common/git.rs"]
-mod git_repo;
+use kiln_testkit::fake_gitlab;
+use kiln_testkit::git as git_repo;
 #[path = "support/images.rs"]
 mod images;
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use base64::Engine as _;
 use fake_gitlab::{fast_timings, FakeGitlab, JobSpec};

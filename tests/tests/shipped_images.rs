@@ -23,16 +23,12 @@
 
 #[path = "support/docker_pod.rs"]
 mod docker_pod;
-#[path = "../../builder/tests/support/dockerd.rs"]
-mod dockerd;
-#[path = "../../runner/tests/common/mod.rs"]
-mod fake_gitlab;
-#[path = "../../runner/tests/common/git.rs"]
-mod git_repo;
+use kiln_testkit::dockerd;
+use kiln_testkit::fake_gitlab;
+use kiln_testkit::git as git_repo;
 #[path = "support/images.rs"]
 mod images;
-#[path = "../../builder/tests/support/registry_server.rs"]
-mod registry_server;
+use kiln_testkit::registry as registry_server;
 
 use docker_pod::DockerPod;
 use dockerd::Dockerd;

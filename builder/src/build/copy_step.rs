@@ -4,7 +4,7 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use super::run_step::commit;
-use super::stage::{platform_of, At, Done, NewLayer};
+use super::stage::{platform_of, At, Done};
 use super::timings::Phase;
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
@@ -199,7 +199,7 @@ pub(crate) fn copy(
     cfg: &StageConfig,
     parent: &[LayerRef],
     done: &Done,
-) -> Result<NewLayer, BuildError> {
+) -> Result<LayerRef, BuildError> {
     let b = at.b;
     let src = source_view(at, c.from.as_deref(), done)?;
     let tmp = b.layers.cache.tmp_dir();
@@ -208,7 +208,9 @@ pub(crate) fn copy(
     // need not be downloaded. Names in --chown still need the parent's user database.
     let needs_parent = !c.link || c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());
     let parent_view: Box<dyn FsView> = if needs_parent {
-        Box::new(OverlayView::new(b.layers.lowers(parent, &at.clock)?))
+        // Names in --chown are looked up in the parent's files, which only extraction has.
+        let names = c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());
+        super::index::parent_view(b, parent, names, &at.clock)?
     } else {
         Box::new(DirView::new(empty.path()))
     };
@@ -237,32 +239,38 @@ pub(crate) fn copy(
 }
 
 /// WORKDIR: makes the directory when the parent lacks it (owned by USER, as BuildKit does);
-/// `None` when it exists already.
+/// `None` for `/`, which BuildKit makes no step of.
 pub(crate) fn workdir(
     at: &At<'_>,
     cfg: &StageConfig,
     parent: &[LayerRef],
-) -> Result<Option<NewLayer>, BuildError> {
+) -> Result<Option<LayerRef>, BuildError> {
+    if cfg.config.working_dir == "/" {
+        return Ok(None);
+    }
     let b = at.b;
-    let view = OverlayView::new(b.layers.lowers(parent, &at.clock)?);
-    let owner = if cfg.config.user.is_empty() {
+    let user = &cfg.config.user;
+    // A numeric USER still takes its primary group from /etc/passwd: only no USER, or both
+    // ids given, needs no file of the parent.
+    let both_ids = user.contains(':') && numeric_ids(&root_as_zero(user)).is_some();
+    let names = !user.is_empty() && !both_ids;
+    let view = super::index::parent_view(b, parent, names, &at.clock)?;
+    let owner = if user.is_empty() {
         (0, 0)
     } else {
-        ids(at, &cfg.config.user, &view)?
+        ids(at, user, view.as_ref())?
     };
     let dirs =
         snapshot::step_dirs(&b.layers.cache).map_err(|e| at.err(crate::error::chain_line(&e)))?;
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
-    let created = at
-        .clock
+    at.clock
         .time(Phase::Run, || {
-            copy::mkdir_workdir(&view, &dirs.upper, &cfg.config.working_dir, owner)
+            copy::mkdir_workdir(view.as_ref(), &dirs.upper, &cfg.config.working_dir, owner)
         })
         .map_err(|e| at.err(crate::error::chain_line(&e)))?;
-    if !created {
-        return Ok(None);
-    }
+    // A layer even when the directory was there (then an empty one): BuildKit's WORKDIR is a
+    // mkdir step whatever it finds, and its history entry says it made a layer.
     commit(at, &dirs.upper, Whiteouts::Overlay).map(Some)
 }

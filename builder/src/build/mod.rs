@@ -10,6 +10,7 @@ mod background;
 mod base;
 mod copy_step;
 pub mod error;
+mod index;
 mod layers;
 mod output;
 pub mod progress;
@@ -126,7 +127,8 @@ pub struct BuildOutcome {
     pub steps_run: usize,
     /// Steps found in the cache.
     pub steps_cached: usize,
-    /// Bytes of layers downloaded.
+    /// Bytes of layer blobs downloaded (what the summary says): image configs, manifests and
+    /// layer indexes are not counted.
     pub downloaded: u64,
     /// Where the time went, step by step.
     pub timings: Timings,

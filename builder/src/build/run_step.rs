@@ -3,7 +3,7 @@
 
 use super::error::{BuildError, RunFailure};
 use super::layers::LayerRef;
-use super::stage::{At, Done, NewLayer};
+use super::stage::{At, Done};
 use super::timings::{Phase, StepClock};
 use super::{Build, SecretSource};
 use crate::dockerfile::instructions::{Command, Mount, MountType, Network as StepNetwork, Run};
@@ -62,12 +62,12 @@ fn argv(c: &Command, cfg: &StageConfig) -> (Vec<String>, Option<String>) {
         v.push(body.clone());
         return (v, None);
     }
+    // BuildKit's text exactly (no newline after the last delimiter): it is also the history.
     let mut script = line;
-    script.push('\n');
     for h in &c.heredocs {
+        script.push('\n');
         script.push_str(&h.content);
         script.push_str(&h.name);
-        script.push('\n');
     }
     let mut v = cfg.shell();
     v.push(script);
@@ -77,6 +77,30 @@ fn argv(c: &Command, cfg: &StageConfig) -> (Vec<String>, Option<String>) {
 /// Where a `#!` heredoc script is mounted for its run.
 const SCRIPT_PATH: &str = "/dev/.kiln-heredoc";
 
+/// The history text of a RUN as BuildKit writes it: the ARGs in scope, in declaration order,
+/// with the values `env` (the step's environment) gives them, and the argv. A `#!` heredoc
+/// script is named where BuildKit mounts it (`/dev/pipes/NAME`), not where kiln does.
+pub(crate) fn created_by(
+    step: &Step,
+    r: &Run,
+    cfg: &StageConfig,
+    env: &[(String, String)],
+) -> String {
+    let (mut argv, script) = argv(&r.command, cfg);
+    if script.is_some() {
+        argv = vec![format!("/dev/pipes/{}", r.command.heredocs[0].name)];
+    }
+    let args: Vec<(String, String)> = step
+        .declared_args
+        .iter()
+        .map(|name| {
+            let v = env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            (name.clone(), v.unwrap_or_default())
+        })
+        .collect();
+    crate::executor::history::run(&argv, &args)
+}
+
 /// Runs a RUN step and writes its layer.
 pub(crate) fn run(
     at: &At<'_>,
@@ -85,7 +109,7 @@ pub(crate) fn run(
     parent: &[LayerRef],
     env: &[(String, String)],
     done: &Done,
-) -> Result<NewLayer, BuildError> {
+) -> Result<LayerRef, BuildError> {
     let b = at.b;
     if r.insecure {
         return Err(at.err("RUN --security=insecure is not allowed: kiln runs steps unprivileged"));
@@ -195,22 +219,22 @@ pub(crate) fn commit(
     at: &At<'_>,
     upper: &Path,
     whiteouts: Whiteouts,
-) -> Result<NewLayer, BuildError> {
+) -> Result<LayerRef, BuildError> {
     let b = at.b;
     let info = write_timed(b, &at.clock, |opts| {
         snapshot::commit_as(upper, whiteouts, &b.layers.store, opts)
     })
     .map_err(|e| at.err(crate::error::chain_line(&e)))?;
+    // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
+    // repository publishes it; one that cannot be written costs an extraction later.
+    let _ = b.layers.cache.put_index(&info.diff_id, &info.index);
     if whiteouts == Whiteouts::Overlay {
         // Another build may have adopted the same diff_id first: either copy serves.
         let _ = b.layers.cache.adopt(&info.diff_id, upper);
     }
-    Ok(NewLayer {
-        layer: LayerRef {
-            layer: info.into(),
-            source: None,
-        },
-        created_by: at.step.instruction.to_string(),
+    Ok(LayerRef {
+        layer: info.into(),
+        source: None,
     })
 }
 
@@ -387,4 +411,49 @@ fn context_path(at: &At<'_>, source: &str) -> Result<PathBuf, BuildError> {
         .context()
         .root()
         .join(inner.strip_prefix("/").unwrap_or(&inner)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::instructions::Instruction;
+
+    /// The `created_by` of every RUN of `text` (one stage from scratch), each with the
+    /// environment its build arguments give it, as BuildKit's frontend would name them.
+    fn texts(text: &str, args: &[(&str, &str)]) -> Vec<String> {
+        let mut cfg = StageConfig::default();
+        let mut out = Vec::new();
+        for step in crate::plan::test_steps(text, args) {
+            match &step.instruction {
+                Instruction::Run(r) => out.push(created_by(&step, r, &cfg, &step.args)),
+                ins => {
+                    cfg.apply(ins);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn run_texts_follow_buildkits_forms() {
+        let got = texts(
+            "FROM scratch\nARG B=2\nARG A\nARG B\nRUN --mount=type=secret,id=s,env=S --network=none echo \"$A\"\n\
+             RUN [\"/bin/echo\", \"exec form\"]\nSHELL [\"/bin/bash\", \"-ec\"]\n\
+             RUN <<EOF\necho one\nEOF\n\
+             RUN <<-EOT\n\t#!/bin/sh\n\techo two\n\tEOT\n\
+             RUN cat <<A1 <<A2 > /f\nfirst\nA1\nsecond\nA2\n",
+            &[("A", "given")],
+        );
+        assert_eq!(
+            got,
+            [
+                // Declaration order, each name once, no mount or network flag.
+                "RUN |2 B=2 A=given /bin/sh -c echo \"$A\" # buildkit",
+                "RUN |2 B=2 A=given /bin/echo exec form # buildkit",
+                "RUN |2 B=2 A=given /bin/bash -ec echo one\n # buildkit",
+                "RUN |2 B=2 A=given /dev/pipes/EOT # buildkit",
+                "RUN |2 B=2 A=given /bin/bash -ec cat <<A1 <<A2 > /f\nfirst\nA1\nsecond\nA2 # buildkit",
+            ]
+        );
+    }
 }

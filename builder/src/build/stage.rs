@@ -6,8 +6,9 @@ use super::timings::{Phase, StepClock};
 use super::{copy_step, run_step, Build};
 use crate::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep};
 use crate::dockerfile::instructions::Instruction;
+use crate::executor::history;
 use crate::executor::metadata::StageConfig;
-use crate::image::{History, ImageBuilder, Layer};
+use crate::image::{ImageBuilder, Layer};
 use crate::plan::{Base, Platform, Stage, Step};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -107,12 +108,6 @@ fn descriptor(l: &Layer) -> crate::image::Descriptor {
     crate::image::Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size)
 }
 
-/// What a step that makes a layer produced.
-pub(crate) struct NewLayer {
-    pub layer: LayerRef,
-    pub created_by: String,
-}
-
 /// Where a step is, for messages.
 pub(crate) struct At<'a> {
     pub b: &'a Build<'a>,
@@ -163,11 +158,16 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
         match ins {
             Instruction::Run(_) | Instruction::Copy(_) | Instruction::Workdir(_) => {
                 // WORKDIR changes the config first; its directory is made below if missing.
-                let workdir_history = match ins {
-                    Instruction::Workdir(_) => cfg.apply(ins),
+                let workdir = match ins {
+                    Instruction::Workdir(_) => cfg.apply(ins).and_then(|h| h.created_by),
                     _ => None,
                 };
                 let env = run_step::environment(b, step, &cfg);
+                let created_by = match ins {
+                    Instruction::Run(r) => run_step::created_by(step, r, &cfg, &env),
+                    Instruction::Copy(c) => history::copy(c),
+                    _ => workdir.unwrap_or_default(),
+                };
                 let inputs = match ins {
                     Instruction::Copy(c) => Some(copy_step::inputs(&at, c, &cfg, done)?),
                     Instruction::Run(r) => copy_step::mount_inputs(&at, &r.mounts, done)?,
@@ -181,17 +181,11 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                     b.progress.line(&format!("{tag} CACHED"));
                     clock.cached();
                     b.counts.lock().expect("counts").1 += 1;
-                    match hit {
-                        Hit::Layer(made) => {
-                            b.background.upload(stage.index, &made.layer, &clock);
-                            apply_layer(&mut st, made)
-                        }
-                        Hit::NoLayer { created_by } => {
-                            let h =
-                                workdir_history.unwrap_or_else(|| History::created_by(created_by));
-                            st.builder.add_history(h);
-                        }
+                    // The history is this build's text, whatever build cached the step.
+                    if let Some(l) = &hit {
+                        b.background.upload(stage.index, l, &clock);
                     }
+                    apply_step(&mut st, hit, created_by);
                     continue;
                 }
                 let made = match ins {
@@ -204,35 +198,26 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
                 };
                 b.counts.lock().expect("counts").0 += 1;
                 done_line(b, &tag, started, &clock);
-                let made = match made {
-                    Some(m) => m,
-                    None => {
-                        // WORKDIR of a directory that exists: no layer, as BuildKit. Cached
-                        // all the same, so a rebuild does not read the parent to find that out.
-                        let h =
-                            workdir_history.unwrap_or_else(|| History::created_by(ins.to_string()));
-                        store(
-                            b,
-                            &st.key,
-                            None,
-                            h.created_by.as_deref().unwrap_or_default(),
-                            &clock,
-                        );
-                        st.builder.add_history(h);
-                        continue;
-                    }
-                };
+                // `WORKDIR /` makes no layer, as BuildKit; it is cached all the same.
                 store(
                     b,
                     &st.key,
-                    Some(&made.layer.layer),
-                    &made.created_by,
+                    made.as_ref().map(|l| &l.layer),
+                    &created_by,
                     &clock,
                 );
-                b.background.upload(stage.index, &made.layer, &clock);
-                apply_layer(&mut st, made);
+                if let Some(l) = &made {
+                    b.background.upload(stage.index, l, &clock);
+                }
+                apply_step(&mut st, made, created_by);
             }
-            Instruction::From(_) | Instruction::Arg(_) => {}
+            Instruction::From(_) => {}
+            Instruction::Arg(decls) => {
+                // BuildKit records each ARG line with the values it took; the step changes
+                // neither the filesystem nor the config, so the cache key stays.
+                st.builder
+                    .add_history(history::entry(history::arg(decls), true));
+            }
             _ => {
                 if let Some(h) = cfg.apply(ins) {
                     b.progress.line(&format!("{tag} {label} {ins}"));
@@ -247,27 +232,24 @@ fn run_stage(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, Bui
     if cfg.author.is_some() {
         st.builder.image_config_mut().author = cfg.author.clone();
     }
+    super::index::publish(b, &st.layers);
     Ok(st)
 }
 
-fn apply_layer(st: &mut StageDone, made: NewLayer) {
-    let (layer, history) = (
-        made.layer.layer.clone(),
-        History::created_by(made.created_by),
-    );
+/// Adds a step's layer, when it made one, and its history entry.
+fn apply_step(st: &mut StageDone, layer: Option<LayerRef>, created_by: String) {
+    let Some(layer) = layer else {
+        st.builder.add_history(history::entry(created_by, true));
+        return;
+    };
+    let history = history::entry(created_by, false);
     // A cache-repository hit stays remote until a step reads it or the push mounts it.
-    if made.layer.source.is_some() {
-        st.builder.add_remote_layer(layer, history);
+    if layer.source.is_some() {
+        st.builder.add_remote_layer(layer.layer.clone(), history);
     } else {
-        st.builder.add_layer(layer, history);
+        st.builder.add_layer(layer.layer.clone(), history);
     }
-    st.layers.push(made.layer);
-}
-
-/// A cached step: its layer, or the fact that it made none (a WORKDIR that existed).
-enum Hit {
-    Layer(NewLayer),
-    NoLayer { created_by: String },
+    st.layers.push(layer);
 }
 
 /// BuildKit's `#N DONE 1.2s`, with the step's phases: `#N DONE 1.20s (run 1.02s, diff 0.18s)`.
@@ -282,24 +264,19 @@ fn done_line(b: &Build<'_>, tag: &str, started: std::time::Instant, clock: &Step
     }
 }
 
-/// A step's result from the local cache (blob in the store) or the cache repository.
-fn lookup(b: &Build<'_>, key: &CacheKey, clock: &StepClock) -> Option<Hit> {
-    let from = |c: CachedStep, source| match c.layer {
-        Some(l) => Hit::Layer(NewLayer {
-            layer: LayerRef {
-                layer: Layer {
-                    digest: l.digest,
-                    size: l.size,
-                    diff_id: l.diff_id,
-                    media_type: l.media_type,
-                },
-                source,
+/// A step's result from the local cache (blob in the store) or the cache repository: its
+/// layer, or `None` when it made none (`WORKDIR /`).
+fn lookup(b: &Build<'_>, key: &CacheKey, clock: &StepClock) -> Option<Option<LayerRef>> {
+    let from = |c: CachedStep, source| {
+        c.layer.map(|l| LayerRef {
+            layer: Layer {
+                digest: l.digest,
+                size: l.size,
+                diff_id: l.diff_id,
+                media_type: l.media_type,
             },
-            created_by: c.created_by,
-        }),
-        None => Hit::NoLayer {
-            created_by: c.created_by,
-        },
+            source,
+        })
     };
     if let Some(local) = &b.local {
         if let Some(c) = local.get(key) {

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 
 /// Bumped whenever what a key covers or how a cached step is recorded changes: old entries then
 /// simply miss.
-pub const FORMAT_VERSION: &str = "kiln-cache-v1";
+pub const FORMAT_VERSION: &str = "kiln-cache-v2";
 
 /// A step's cache key: sha256 over the parent key, the instruction rendered with its words
 /// expanded (heredoc bodies included), for RUN the environment and build arguments the step
@@ -134,23 +134,9 @@ pub fn step_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{plan, NoBaseImages, Options};
-    use std::collections::BTreeMap;
-    use std::path::Path;
 
     fn steps(text: &str, args: &[(&str, &str)]) -> Vec<Step> {
-        let df = crate::dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
-        let opts = Options {
-            build_args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            target_platform: amd64(),
-            build_platform: amd64(),
-            ..Options::default()
-        };
-        let p = plan(&df, Path::new("Dockerfile"), &opts, &NoBaseImages).unwrap();
-        p.stages.last().unwrap().steps.clone()
+        crate::plan::test_steps(text, args)
     }
 
     fn amd64() -> Platform {
@@ -174,7 +160,7 @@ mod tests {
         // caches silently miss: bump FORMAT_VERSION with it.
         assert_eq!(
             base_key(None, &amd64()).to_string(),
-            "sha256:b5b81e513794c1168ea903fdf4f2ff287fbe6aff2067161ebafc124da95f3c62"
+            "sha256:016611ff0cd57e9745fca8656d4e5788c7e9be023f06a433911ffd4e36b2b06e"
         );
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedStep {
-    /// Its layer; `None` for a step that made none (ENV, CMD, a RUN that changed nothing).
+    /// Its layer; `None` for a step that made none (`WORKDIR /`).
     pub layer: Option<CachedLayer>,
     /// The history entry's `created_by`.
     pub created_by: String,

@@ -22,7 +22,7 @@ pub use error::CacheError;
 pub use key::{base_key, step_key, CacheKey, FORMAT_VERSION};
 pub use local::{CachedLayer, CachedStep, LocalCache};
 pub use private::make_private;
-pub use repo::RepoCache;
+pub use repo::{index_tag, RepoCache};
 pub use warm::{
     blob_store, from_dockerfiles, lookup_base, read_manifest, warm, CachedBase, WarmOptions,
     WarmedImage,

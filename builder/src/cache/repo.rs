@@ -10,7 +10,7 @@
 use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
 use super::local::{CachedLayer, CachedStep};
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, Digest};
 use crate::image::time::{now_unix, rfc3339};
 use crate::image::{parse_manifest, History, ImageBuilder, Layer, ParsedManifest};
 use crate::plan::Platform;
@@ -150,6 +150,125 @@ impl RepoCache {
             .push_image(&[self.reference(key)], &image, store)
             .await?;
         Ok(())
+    }
+}
+
+/// The artifact type of a layer index published in a cache repository.
+pub const INDEX_ARTIFACT_TYPE: &str = "application/vnd.kiln.layer-index.v1";
+/// The media type of the index blob (gzip'd JSON lines, see [`crate::layer::LayerIndex`]).
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.kiln.layer-index.v1.jsonl+gzip";
+/// OCI's empty config, which an artifact manifest points at.
+const EMPTY_CONFIG: &[u8] = b"{}";
+const EMPTY_CONFIG_TYPE: &str = "application/vnd.oci.empty.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The largest index blob fetched: far above any real layer's (a million entries).
+const MAX_INDEX_BYTES: u64 = 256 << 20;
+
+/// The tag under which the index of the layer `diff_id` is published. Distribution 2.8 has no
+/// referrers API, so the index is found by a name derived from the layer (as cosign's tag
+/// fallback does): one GET or HEAD, no listing.
+pub fn index_tag(diff_id: &Digest) -> String {
+    format!("kiln-index-{}", diff_id.hex())
+}
+
+impl RepoCache {
+    fn index_reference(&self, diff_id: &Digest) -> Reference {
+        Reference {
+            repository: self.repo.clone(),
+            tag: Some(index_tag(diff_id)),
+            digest: None,
+        }
+    }
+
+    /// Whether the index of `diff_id` is published (a HEAD of its tag).
+    pub async fn has_index(&self, diff_id: &Digest) -> Result<bool, CacheError> {
+        let r = self.index_reference(diff_id);
+        Ok(self.client.head_manifest(&r).await?.is_some())
+    }
+
+    /// Publishes `bytes`, the encoded index of `diff_id`, as an OCI artifact tagged
+    /// [`index_tag`]: the blobs first, so the tag never names a manifest whose blob is missing.
+    pub async fn put_index(
+        &self,
+        diff_id: &Digest,
+        bytes: &[u8],
+        store: &BlobStore,
+    ) -> Result<(), CacheError> {
+        let (config, config_size) = store.put(EMPTY_CONFIG)?;
+        let (blob, blob_size) = store.put(bytes)?;
+        for (digest, size) in [(&config, config_size), (&blob, blob_size)] {
+            let b = crate::registry::BlobToPush {
+                digest: digest.clone(),
+                size,
+                mount_from: None,
+            };
+            self.client.ensure_blob(&self.repo, &b, store).await?;
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": INDEX_ARTIFACT_TYPE,
+            "config": {
+                "mediaType": EMPTY_CONFIG_TYPE,
+                "digest": config.to_string(),
+                "size": config_size,
+            },
+            "layers": [{
+                "mediaType": INDEX_MEDIA_TYPE,
+                "digest": blob.to_string(),
+                "size": blob_size,
+            }],
+            "annotations": { ANNOTATION_DIFF_ID: diff_id.to_string() },
+        });
+        let bytes = serde_json::to_vec(&manifest).expect("a JSON value serialises");
+        self.client
+            .put_manifest(&self.repo, &index_tag(diff_id), &bytes, OCI_MANIFEST)
+            .await?;
+        Ok(())
+    }
+
+    /// The encoded index of `diff_id` when the repository has one (its blob lands in `store`);
+    /// `None` when it has none, or something else under its tag.
+    pub async fn get_index(
+        &self,
+        diff_id: &Digest,
+        store: &BlobStore,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
+        let m = match self
+            .client
+            .get_manifest(&self.index_reference(diff_id))
+            .await
+        {
+            Ok(m) => m,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.bytes) else {
+            return Ok(None);
+        };
+        if v["artifactType"] != INDEX_ARTIFACT_TYPE
+            || v["annotations"][ANNOTATION_DIFF_ID] != diff_id.to_string()
+        {
+            return Ok(None);
+        }
+        let layer = &v["layers"][0];
+        let (Some(digest), Some(size)) = (
+            layer["digest"]
+                .as_str()
+                .and_then(|d| d.parse::<Digest>().ok()),
+            layer["size"].as_u64(),
+        ) else {
+            return Ok(None);
+        };
+        if layer["mediaType"] != INDEX_MEDIA_TYPE || size > MAX_INDEX_BYTES {
+            return Ok(None);
+        }
+        self.client
+            .pull_blob(&self.repo, &digest, Some(size), store)
+            .await?;
+        let path = store.path(&digest);
+        let bytes = std::fs::read(&path).map_err(super::error::io_at(&path))?;
+        Ok(Some(bytes))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Steps that change only the image config (ENV, LABEL, CMD, ENTRYPOINT, USER, WORKDIR, EXPOSE,
 //! VOLUME, STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD, MAINTAINER), applied as BuildKit applies them.
 
+use super::history;
 use crate::dockerfile::instructions::{Command, Healthcheck as HealthStep, Instruction};
 use crate::image::{ContainerConfig, Healthcheck, History};
 
@@ -57,11 +58,12 @@ impl StageConfig {
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
     }
 
-    /// Applies a metadata step (words already expanded) and returns its history entry; `None` for
-    /// steps that are not metadata-only (FROM, RUN, COPY, ADD, ARG).
+    /// Applies a metadata step (words already expanded) and returns its history entry as
+    /// BuildKit writes it; `None` for steps that are not metadata-only (FROM, RUN, COPY, ADD,
+    /// ARG) and for ONBUILD, which BuildKit records in the config only.
     pub fn apply(&mut self, ins: &Instruction) -> Option<History> {
         let c = &mut self.config;
-        match ins {
+        let created_by = match ins {
             Instruction::Env(pairs) => {
                 for (k, v) in pairs {
                     let prefix = format!("{k}=");
@@ -70,56 +72,88 @@ impl StageConfig {
                         None => c.env.push(format!("{k}={v}")),
                     }
                 }
+                history::pairs("ENV", pairs)
             }
             Instruction::Label(pairs) => {
                 for (k, v) in pairs {
                     c.labels.insert(k.clone(), v.clone());
                 }
+                history::pairs("LABEL", pairs)
             }
             Instruction::Cmd(cmd) => {
                 let argv = self.argv(cmd);
+                let text = format!("CMD {}", history::quoted_list(&argv));
                 self.config.cmd = Some(argv);
                 self.cmd_set = true;
+                text
             }
             Instruction::Entrypoint(ep) => {
                 let argv = self.argv(ep);
+                let text = format!("ENTRYPOINT {}", history::quoted_list(&argv));
                 self.config.entrypoint = Some(argv);
                 if !self.cmd_set {
                     self.config.cmd = None;
                 }
+                text
             }
-            Instruction::User(u) => c.user = u.clone(),
-            Instruction::Workdir(w) => c.working_dir = join_workdir(&c.working_dir, w),
+            Instruction::User(u) => {
+                c.user = u.clone();
+                format!("USER {u}")
+            }
+            Instruction::Workdir(w) => {
+                c.working_dir = join_workdir(&c.working_dir, w);
+                format!("WORKDIR {}", c.working_dir)
+            }
             Instruction::Expose(ports) => {
-                for p in ports {
-                    let p = if p.contains('/') {
-                        p.to_ascii_lowercase()
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    c.exposed_ports.insert(p, Default::default());
+                let ports: Vec<String> = ports
+                    .iter()
+                    .map(|p| {
+                        if p.contains('/') {
+                            p.to_ascii_lowercase()
+                        } else {
+                            format!("{p}/tcp")
+                        }
+                    })
+                    .collect();
+                for p in &ports {
+                    c.exposed_ports.insert(p.clone(), Default::default());
                 }
+                history::expose(&ports)
             }
             Instruction::Volume(paths) => {
                 for p in paths {
                     c.volumes.insert(p.clone(), Default::default());
                 }
+                format!("VOLUME {}", history::plain_list(paths))
             }
-            Instruction::Stopsignal(s) => c.stop_signal = s.clone(),
-            Instruction::Healthcheck(h) => c.healthcheck = Some(healthcheck(h)),
-            Instruction::Shell(s) => c.shell = s.clone(),
-            Instruction::Onbuild(t) => c.on_build.push(t.clone()),
-            Instruction::Maintainer(m) => self.author = Some(m.clone()),
+            Instruction::Stopsignal(s) => {
+                c.stop_signal = s.clone();
+                format!("STOPSIGNAL {s}")
+            }
+            Instruction::Healthcheck(h) => {
+                let check = healthcheck(h);
+                let text = history::healthcheck(&check);
+                c.healthcheck = Some(check);
+                text
+            }
+            Instruction::Shell(s) => {
+                c.shell = s.clone();
+                format!("SHELL {}", history::plain_list(s))
+            }
+            Instruction::Onbuild(t) => {
+                c.on_build.push(t.clone());
+                return None;
+            }
+            Instruction::Maintainer(m) => {
+                self.author = Some(m.clone());
+                format!("MAINTAINER {m}")
+            }
             Instruction::From(_)
             | Instruction::Run(_)
             | Instruction::Copy(_)
             | Instruction::Arg(_) => return None,
-        }
-        Some(History {
-            created_by: Some(ins.to_string()),
-            empty_layer: true,
-            ..Default::default()
-        })
+        };
+        Some(history::entry(created_by, true))
     }
 }
 
@@ -188,16 +222,8 @@ mod tests {
 
     /// Applies every step of the last stage of `text` to a scratch config.
     fn config_of(text: &str) -> StageConfig {
-        let df = dockerfile::parse(text, Path::new("Dockerfile")).unwrap();
-        let p = plan::plan(
-            &df,
-            Path::new("Dockerfile"),
-            &Options::default(),
-            &NoBaseImages,
-        )
-        .unwrap();
         let mut s = StageConfig::default();
-        for step in &p.stages[p.target].steps {
+        for step in plan::test_steps(text, &[]) {
             s.apply(&step.instruction);
         }
         s
@@ -272,6 +298,49 @@ mod tests {
         let h = s.apply(&Instruction::User("app".into())).unwrap();
         assert!(h.empty_layer);
         assert_eq!(h.created_by.as_deref(), Some("USER app"));
+        assert_eq!(h.comment.as_deref(), Some("buildkit.dockerfile.v0"));
         assert!(s.apply(&Instruction::Arg(vec![])).is_none());
+        assert!(s.apply(&Instruction::Onbuild("RUN make".into())).is_none());
+        assert_eq!(
+            s.config.on_build,
+            ["RUN make"],
+            "ONBUILD is applied all the same"
+        );
+    }
+
+    /// Every metadata step's `created_by` as docker's BuildKit wrote it for the same lines.
+    #[test]
+    fn history_texts_are_buildkits() {
+        let text = "FROM scratch\nENV E1=e1 E2=\"with space\"\nLABEL l1=v1 \"l 2\"=\"v 2\"\n\
+                    WORKDIR /work/dir\nWORKDIR sub\nUSER nobody:65534\n\
+                    EXPOSE 80 443/udp 8080/TCP\nVOLUME /data /v2\nVOLUME [\"/v3\"]\n\
+                    STOPSIGNAL SIGTERM\nSHELL [\"/bin/sh\", \"-ec\"]\nCMD echo \"q\" tab\tend\n\
+                    ENTRYPOINT [\"/bin/sh\", \"-c\", \"x\"]\n\
+                    HEALTHCHECK --interval=30s --timeout=1m30s --retries=3 CMD curl -f http://x/ || exit 1\n\
+                    HEALTHCHECK NONE\nMAINTAINER someone <a@b>\nONBUILD RUN echo onbuild\n";
+        let mut s = StageConfig::default();
+        let got: Vec<String> = plan::test_steps(text, &[])
+            .iter()
+            .filter_map(|step| s.apply(&step.instruction))
+            .map(|h| h.created_by.unwrap())
+            .collect();
+        let want = [
+            "ENV E1=e1 E2=with space",
+            "LABEL l1=v1 l 2=v 2",
+            "WORKDIR /work/dir",
+            "WORKDIR /work/dir/sub",
+            "USER nobody:65534",
+            "EXPOSE map[443/udp:{} 80/tcp:{} 8080/tcp:{}]",
+            "VOLUME [/data /v2]",
+            "VOLUME [/v3]",
+            "STOPSIGNAL SIGTERM",
+            "SHELL [/bin/sh -ec]",
+            r#"CMD ["/bin/sh" "-ec" "echo \"q\" tab\tend"]"#,
+            r#"ENTRYPOINT ["/bin/sh" "-c" "x"]"#,
+            r#"HEALTHCHECK &{["CMD-SHELL" "curl -f http://x/ || exit 1"] "30s" "1m30s" "0s" "0s" '\x03'}"#,
+            r#"HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" '\x00'}"#,
+            "MAINTAINER someone <a@b>",
+        ];
+        assert_eq!(got, want);
     }
 }

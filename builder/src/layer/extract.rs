@@ -4,6 +4,7 @@
 //! would write outside the target (see [`super::safe_fs`] for how).
 
 use super::error::LayerError;
+use super::index::{IndexBuilder, IndexEntry, IndexKind, LayerIndex};
 use super::safe_fs::{clean, kind_at, list, os, rel, remove_all_at, Root};
 use super::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::blob::Digest;
@@ -121,6 +122,8 @@ pub struct ExtractInfo {
     pub diff_id: Digest,
     /// Entries in the tar stream (whiteouts included).
     pub entries: u64,
+    /// The layer's metadata, read off the headers on the way.
+    pub index: LayerIndex,
 }
 
 /// Extracts the layer read from `layer` (gzip, zstd or plain tar) onto `target`. The stream
@@ -139,21 +142,26 @@ pub fn extract<R: Read + Send>(
         // A failed extraction dropped the reader, which stops the thread.
         (entries, hashed.join())
     });
-    let entries = entries?;
+    let (entries, index) = entries?;
     let diff_id = sha
         .ok()
         .flatten()
         .ok_or_else(|| LayerError::Stream(io::Error::other("the layer stream ended early")))?;
-    Ok(ExtractInfo { diff_id, entries })
+    Ok(ExtractInfo {
+        diff_id,
+        entries,
+        index,
+    })
 }
 
-/// Writes the entries of the tar stream `decoded` under `root`; the number of entries.
+/// Writes the entries of the tar stream `decoded` under `root`; the number of entries and the
+/// layer's index.
 fn fill(
     root: &Root,
     opts: &ExtractOptions,
     decoded: super::decode::Decoded,
     err: &impl Fn(io::Error) -> LayerError,
-) -> Result<u64, LayerError> {
+) -> Result<(u64, LayerIndex), LayerError> {
     let mut ar = tar::Archive::new(decoded);
     let mut x = Extractor {
         root,
@@ -169,6 +177,7 @@ fn fill(
         touched: HashSet::new(),
         dir_fixups: Vec::new(),
         entries: 0,
+        index: IndexBuilder::default(),
         written: Budget::new("bytes written to files", opts.max_bytes),
     };
     for entry in ar.entries().map_err(err)? {
@@ -190,7 +199,7 @@ fn fill(
     }
     // The end-of-archive blocks and any padding belong to the diff_id too.
     io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(err)?;
-    Ok(x.entries)
+    Ok((x.entries, x.index.finish()))
 }
 
 fn times(mtime: i64) -> Timestamps {
@@ -231,6 +240,7 @@ struct Extractor<'a> {
     /// Directories' (path, mode, mtime), applied after every entry.
     dir_fixups: Vec<(Vec<Vec<u8>>, u32, i64)>,
     entries: u64,
+    index: IndexBuilder,
     /// What the layer's files may still take.
     written: Budget,
 }
@@ -308,6 +318,8 @@ impl Extractor<'_> {
             // recorded ones (overlay spelling) need it.
             let create = self.opts.overlay_whiteouts;
             self.last_dir = None;
+            self.index
+                .push(IndexEntry::named(rel(&comps), IndexKind::File));
             return match self.root.open_dir(parent, create, &name)? {
                 Some(dir) => self.whiteout(&name, &dir, &parent_rel, base, hidden),
                 None => Ok(()),
@@ -319,6 +331,7 @@ impl Extractor<'_> {
         }
         let path = rel(&comps);
         let m = meta_of(e, &name)?;
+        self.index_entry(e, kind, &path, &m);
         let existing = kind_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
         if existing.is_some()
             && !(kind == EntryType::Directory && existing == Some(FileType::Directory))
@@ -433,6 +446,47 @@ impl Extractor<'_> {
         }
         self.touched.insert(path);
         Ok(())
+    }
+
+    /// Records the entry in the index as extraction will leave it.
+    fn index_entry<R: Read>(
+        &mut self,
+        e: &tar::Entry<'_, R>,
+        kind: EntryType,
+        path: &[u8],
+        m: &Meta,
+    ) {
+        let Some(k) = IndexKind::of_tar(kind) else {
+            return;
+        };
+        let link = match k {
+            IndexKind::Symlink => e.link_name_bytes().unwrap_or_default().into_owned(),
+            // As the path it names in the layer, the way the writer records it.
+            IndexKind::HardLink => {
+                let raw = e.link_name_bytes().unwrap_or_default();
+                rel(&clean(&String::from_utf8_lossy(path), &raw).unwrap_or_default())
+            }
+            _ => Vec::new(),
+        };
+        let rdev = match k {
+            IndexKind::Char | IndexKind::Block => rustix::fs::makedev(
+                e.header().device_major().ok().flatten().unwrap_or(0),
+                e.header().device_minor().ok().flatten().unwrap_or(0),
+            ),
+            _ => 0,
+        };
+        self.index.push(IndexEntry {
+            path: path.to_vec(),
+            kind: k,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            size: e.header().size().unwrap_or(0),
+            mtime: m.mtime,
+            rdev,
+            link,
+            xattrs: m.xattrs.clone(),
+        });
     }
 
     /// The directory `comps` (made if missing), from [`Self::last_dir`] when it is that one

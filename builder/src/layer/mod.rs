@@ -9,6 +9,7 @@ mod compress;
 mod decode;
 mod error;
 mod extract;
+pub mod index;
 mod merge;
 pub mod owners;
 mod safe_fs;
@@ -24,6 +25,7 @@ pub use compress::{
 };
 pub use error::LayerError;
 pub use extract::{extract, ExtractInfo, ExtractOptions, DEFAULT_MAX_LAYER_BYTES};
+pub use index::{IndexEntry, IndexKind, LayerIndex};
 pub use merge::Below;
 pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 pub use write::{write_layer, write_merged_layer, write_tar, LayerInfo, LayerOptions};

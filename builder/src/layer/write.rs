@@ -3,6 +3,7 @@
 
 use super::compress::{Compression, Encoder};
 use super::error::{io_at, LayerError};
+use super::index::{IndexBuilder, IndexEntry, IndexKind, LayerIndex};
 use super::merge::{Below, MergeWalker};
 use super::owners::{is_owner_xattr, recorded_owner, HostIds};
 use super::tar_write::{EntryHeader, Kind, TarWriter};
@@ -60,6 +61,8 @@ pub struct LayerInfo {
     pub diff_id: Digest,
     /// OCI media type of the blob.
     pub media_type: &'static str,
+    /// The layer's metadata, collected from the headers as they were written.
+    pub index: LayerIndex,
 }
 
 /// Bytes read from a file per read: big enough to keep syscalls cheap, small enough not to
@@ -90,7 +93,8 @@ fn store_layer(
     };
     let counted = Counted::new(timed, opts.progress.as_ref().map(|t| t.blob(None)));
     // The encoder computes the diff_id itself: parallel gzip hashes off this thread.
-    let timed = tar_items(items, opts, counted)?.finish();
+    let (counted, index) = tar_items(items, opts, counted)?;
+    let timed = counted.finish();
     let (diff_id, blob) =
         add_time(&timed.nanos, || timed.inner.finish()).map_err(LayerError::Stream)?;
     let (digest, size) = blob.commit()?;
@@ -99,6 +103,7 @@ fn store_layer(
         size,
         diff_id,
         media_type: opts.compression.media_type(),
+        index,
     })
 }
 
@@ -139,7 +144,7 @@ pub fn write_tar<W: Write>(
     opts: &LayerOptions,
     out: W,
 ) -> Result<(Digest, W), LayerError> {
-    let hashed = tar_items(walk(dir, opts)?, opts, DigestWriter::new(out))?;
+    let (hashed, _) = tar_items(walk(dir, opts)?, opts, DigestWriter::new(out))?;
     let (diff_id, _, out) = hashed.finish();
     Ok((diff_id, out))
 }
@@ -168,13 +173,17 @@ fn walk(dir: &Path, opts: &LayerOptions) -> Result<Walker, LayerError> {
     )
 }
 
-/// Writes `items` (in layer order) as an uncompressed tar into `out`.
+/// Writes `items` (in layer order) as an uncompressed tar into `out`; returns it with the
+/// layer's index.
 fn tar_items<W: Write>(
     items: impl Iterator<Item = Result<Item, LayerError>>,
     opts: &LayerOptions,
     out: W,
-) -> Result<W, LayerError> {
-    let mut tar = TarWriter::new(out);
+) -> Result<(W, LayerIndex), LayerError> {
+    let mut tar = IndexedTar {
+        tar: TarWriter::new(out),
+        index: IndexBuilder::default(),
+    };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; COPY_BUF];
     for item in items {
@@ -242,12 +251,46 @@ fn tar_items<W: Write>(
                 }
                 tar.header(&h).map_err(LayerError::Stream)?;
                 if let Some(mut f) = data {
-                    copy_file(&mut tar, &mut f, h.size, &abs, &mut buf)?;
+                    copy_file(&mut tar.tar, &mut f, h.size, &abs, &mut buf)?;
                 }
             }
         }
     }
-    tar.finish().map_err(LayerError::Stream)
+    let index = tar.index.finish();
+    Ok((tar.tar.finish().map_err(LayerError::Stream)?, index))
+}
+
+/// A tar writer that records each header in the index as it goes.
+struct IndexedTar<W: Write> {
+    tar: TarWriter<W>,
+    index: IndexBuilder,
+}
+
+impl<W: Write> IndexedTar<W> {
+    fn header(&mut self, h: &EntryHeader) -> io::Result<()> {
+        self.tar.header(h)?;
+        self.index.push(IndexEntry {
+            path: h.path.clone(),
+            kind: match h.kind {
+                Kind::Regular => IndexKind::File,
+                Kind::Dir => IndexKind::Dir,
+                Kind::Symlink => IndexKind::Symlink,
+                Kind::HardLink => IndexKind::HardLink,
+                Kind::Char => IndexKind::Char,
+                Kind::Block => IndexKind::Block,
+                Kind::Fifo => IndexKind::Fifo,
+            },
+            mode: h.mode,
+            uid: u32::try_from(h.uid).unwrap_or(u32::MAX),
+            gid: u32::try_from(h.gid).unwrap_or(u32::MAX),
+            size: h.size,
+            mtime: h.mtime,
+            rdev: rustix::fs::makedev(h.dev_major, h.dev_minor),
+            link: h.link.clone(),
+            xattrs: h.xattrs.clone(),
+        });
+        Ok(())
+    }
 }
 
 fn copy_file<W: Write>(

@@ -131,7 +131,8 @@ struct Planner<'a> {
 /// ARG and ENV in scope inside one stage.
 struct Scope {
     args: BTreeMap<String, String>,
-    declared: BTreeSet<String>,
+    /// Names declared so far, in the order of their first declaration.
+    declared: Vec<String>,
     /// Every name the stage declares anywhere.
     all_declared: BTreeSet<String>,
     env: Vec<(String, String)>,
@@ -310,7 +311,7 @@ impl Planner<'_> {
             env: Vec::new(),
             onbuild: Vec::new(),
             args: BTreeMap::new(),
-            declared_args: BTreeSet::new(),
+            declared_args: Vec::new(),
         };
         if let Base::Stage(b) = base {
             self.refs.push(vec![(b.to_string(), from_l.start_line)]);
@@ -382,7 +383,9 @@ impl Planner<'_> {
                             None => self.meta.get(&name).cloned(),
                         },
                     };
-                    scope.declared.insert(name.clone());
+                    if !scope.declared.contains(&name) {
+                        scope.declared.push(name.clone());
+                    }
                     if let Some(v) = &value {
                         scope.args.insert(name.clone(), v.clone());
                         scope.args_over_env.insert(name.clone());
@@ -454,6 +457,7 @@ impl Planner<'_> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             args_over_env: scope.args_over_env.iter().cloned().collect(),
+            declared_args: scope.declared.clone(),
         });
         Ok(())
     }

@@ -14,7 +14,7 @@ pub use build::plan;
 
 use crate::dockerfile::instructions::Instruction;
 use crate::error::DockerfileError;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What the plan needs to know besides the Dockerfile.
 #[derive(Debug, Clone)]
@@ -104,6 +104,9 @@ pub struct Step {
     /// what an earlier ENV set, so these win over the image's ENV in a RUN's environment (the
     /// image config keeps the ENV).
     pub args_over_env: Vec<String>,
+    /// Names of the ARGs in scope, with or without a value, in the order they were first
+    /// declared (a base stage's first): the order BuildKit lists them in a RUN's history.
+    pub declared_args: Vec<String>,
 }
 
 /// A stage of a multi-stage build.
@@ -131,8 +134,9 @@ pub struct Stage {
     pub onbuild: Vec<String>,
     /// The ARG values in scope at the end of the stage (stages built on it start with them).
     pub args: BTreeMap<String, String>,
-    /// The ARG names declared by the end of the stage, with or without a value.
-    pub declared_args: BTreeSet<String>,
+    /// The ARG names declared by the end of the stage, with or without a value, in the order
+    /// of their first declaration.
+    pub declared_args: Vec<String>,
 }
 
 impl Stage {
@@ -191,4 +195,29 @@ pub enum PlanError {
     /// A build argument given on the command line is malformed.
     #[error("invalid build argument {0:?}: expected NAME=value")]
     BadBuildArg(String),
+}
+
+/// The steps of `text`'s target stage planned for linux/amd64 with the build arguments `args`
+/// and no base image known, for the unit tests that need planned steps.
+#[cfg(test)]
+pub(crate) fn test_steps(text: &str, args: &[(&str, &str)]) -> Vec<Step> {
+    let df = crate::dockerfile::parse(text, std::path::Path::new("Dockerfile")).unwrap();
+    let amd64 = Platform::parse("linux/amd64").unwrap();
+    let opts = Options {
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        target_platform: amd64.clone(),
+        build_platform: amd64,
+        ..Options::default()
+    };
+    let p = plan(
+        &df,
+        std::path::Path::new("Dockerfile"),
+        &opts,
+        &NoBaseImages,
+    )
+    .unwrap();
+    p.stages[p.target].steps.clone()
 }

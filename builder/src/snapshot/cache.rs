@@ -5,11 +5,16 @@
 //! (`<cache_dir>/locks/<hex>`, `flock`): the first extracts into a scratch directory under
 //! `<cache_dir>/tmp` and renames it into place; the others wait and find it there. A directory
 //! under `layers/` is therefore always complete.
+//!
+//! Beside them, `<cache_dir>/index/<diff_id hex>.jsonl.gz` holds each layer's metadata index
+//! ([`crate::layer::LayerIndex`]), written whenever a layer is extracted or written here (or
+//! fetched from a cache repository): a temporary file renamed into place, so a reader never
+//! sees half of one and two processes writing the same index both leave it whole.
 
 use super::dirs::Scratch;
 use super::error::{io_at, SnapshotError};
 use crate::blob::Digest;
-use crate::layer::{self, ExtractOptions};
+use crate::layer::{self, ExtractOptions, LayerIndex};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -63,7 +68,12 @@ impl LayerCache {
             root: cache_dir.to_path_buf(),
             max_layer_bytes: layer::DEFAULT_MAX_LAYER_BYTES,
         };
-        for d in [c.layers_dir(), c.tmp_dir(), c.root.join("locks")] {
+        for d in [
+            c.layers_dir(),
+            c.tmp_dir(),
+            c.root.join("locks"),
+            c.index_dir(),
+        ] {
             std::fs::create_dir_all(&d).map_err(io_at(&d))?;
         }
         Ok(c)
@@ -85,6 +95,32 @@ impl LayerCache {
     /// `<cache_dir>/tmp`: scratch space on the same filesystem as the layers.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.root.join("index")
+    }
+
+    /// Where the index of `diff_id` lives.
+    pub fn index_path(&self, diff_id: &Digest) -> PathBuf {
+        self.index_dir().join(format!("{}.jsonl.gz", diff_id.hex()))
+    }
+
+    /// The index of `diff_id`, if the cache holds a readable one (a damaged one counts as
+    /// missing: it is made again the next time the layer passes by).
+    pub fn index(&self, diff_id: &Digest) -> Option<LayerIndex> {
+        let f = File::open(self.index_path(diff_id)).ok()?;
+        LayerIndex::decode(BufReader::new(f), diff_id).ok()
+    }
+
+    /// Records the index of `diff_id`.
+    pub fn put_index(&self, diff_id: &Digest, index: &LayerIndex) -> Result<(), SnapshotError> {
+        let dest = self.index_path(diff_id);
+        let dir = self.index_dir();
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
+        let tmp = index.encode(diff_id, tmp).map_err(io_at(&dest))?;
+        tmp.persist(&dest).map_err(|e| io_at(&dest)(e.error))?;
+        Ok(())
     }
 
     fn layer_path(&self, diff_id: &Digest) -> PathBuf {
@@ -160,6 +196,8 @@ impl LayerCache {
                 actual: info.diff_id,
             });
         }
+        // An index that cannot be written only means a later build extracts this layer.
+        let _ = self.put_index(diff_id, &info.index);
         // The scratch directory was made private; a layer's root is an ordinary directory.
         std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755))
             .map_err(io_at(&tmp.0))?;

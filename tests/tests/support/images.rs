@@ -1,5 +1,6 @@
-//! Images the end-to-end tests push and read back through kiln's registry client (included
-//! with `#[path]`: the helpers need kiln-builder, a dev-dependency of this crate).
+//! Images the end-to-end tests of this crate push and read back through kiln's registry client
+//! (included with `#[path]` by the tests that use them: they need kiln-builder, a
+//! dev-dependency of this crate).
 #![allow(dead_code)]
 
 use kiln::blob::BlobStore;

@@ -26,12 +26,25 @@ fn is_print(c: char) -> bool {
 
 /// Go's `strconv.Quote`.
 pub fn go_quote(s: &str) -> String {
+    quote_with(s, '"')
+}
+
+/// Go's `strconv.QuoteRune`.
+pub fn go_quote_rune(c: char) -> String {
+    quote_with(c.encode_utf8(&mut [0; 4]), '\'')
+}
+
+/// `s` between `quote`s, escaped as Go's `strconv` quoting functions escape.
+fn quote_with(s: &str, quote: char) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+    out.push(quote);
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
             c if is_print(c) => out.push(c),
             '\u{7}' => out.push_str("\\a"),
             '\u{8}' => out.push_str("\\b"),
@@ -47,7 +60,7 @@ pub fn go_quote(s: &str) -> String {
             c => out.push_str(&format!("\\U{:08x}", c as u32)),
         }
     }
-    out.push('"');
+    out.push(quote);
     out
 }
 
@@ -102,5 +115,8 @@ mod tests {
         assert_eq!(go_quote("한국어 ☃"), "\"한국어 ☃\"");
         assert_eq!(go_quote("\u{a0}\u{85}\u{200b}"), r#""\u00a0\u0085\u200b""#);
         assert_eq!(go_quote("\u{F0000}"), r#""\U000f0000""#);
+        assert_eq!(go_quote_rune('\''), r"'\''");
+        assert_eq!(go_quote_rune('"'), "'\"'");
+        assert_eq!(go_quote_rune('\u{3}'), r"'\x03'");
     }
 }

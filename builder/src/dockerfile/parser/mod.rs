@@ -12,7 +12,7 @@ mod split;
 #[cfg(test)]
 mod tests;
 
-pub use dump::{dump, dump_all, go_quote};
+pub use dump::{dump, dump_all, go_quote, go_quote_rune};
 pub use known::{suggest, KNOWN_INSTRUCTIONS};
 
 use args::{form_of, parse_args, Form};

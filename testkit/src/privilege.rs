@@ -1,5 +1,5 @@
-//! Test support: tests that need root and the host's static busybox skip, saying why, where
-//! they cannot run. Include with `#[macro_use]` as `mod privilege` for [`need_root!`].
+//! Tests that need root and the host's static busybox skip, saying why, where they cannot run,
+//! and fail instead under CI ([`skip`]); [`need_root!`](crate::need_root) returns early.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -42,7 +42,7 @@ pub enum Demand {
 }
 
 /// Returns from the test, saying why, when [`unable`] says it cannot run ([`skip`]).
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! need_root {
     () => {
         if let Some(why) = $crate::privilege::unable() {
