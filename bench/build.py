@@ -15,6 +15,10 @@ One script, one machine, one run; contenders alternate (see harness.py). Scenari
             (KILN_LAYER_INDEX=off), buildah, BuildKit; time and bytes downloaded
   cached-multi  `cached` for a two-stage build (WORKDIR, USER, `COPY --from` of the first
             stage), and then each contender's blob bytes downloaded by one such rebuild
+  cold-debian   build + push of WORKDIR, USER and three RUN steps writing 60-90 MB each on a
+            Debian base (debootstrap --variant=minbase, the tree cached in /var/tmp/kiln-bench);
+            kiln against `$KILN_BEFORE_BIN` (an older kiln) when given, then one `--timings`
+            build, and the floor: the RUN steps natively plus gzip of the new layers on all cores
 Peak RSS is GNU time's; for Docker it is the client's only (the work happens in dockerd), so
 dockerd's own high-water mark (VmHWM) is printed beside it.
 
@@ -22,7 +26,7 @@ Needs root and: apt-get install -y buildah docker.io docker-registry busybox-sta
 kiln is `$KILN_BIN` or target/release/kiln (cargo build --release -p kiln-builder); a kiln that
 cannot build the image stops the benchmark.
 
-Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link,copy-index,cached-multi]
+Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian]
 """
 
 import argparse
@@ -65,6 +69,23 @@ USER 1000:1000
 COPY --from=build /opt/app/ ./
 CMD ["ls", "/srv/app"]
 """
+
+# Each RUN writes 60-90 MB: random bytes (incompressible), numbers (very compressible), and
+# base64 of the random bytes (in between), so compressing and pushing weigh as in real builds.
+DEBIAN_RUNS = [
+    "head -c 64000000 /dev/urandom > random.bin && chown -R 1000:1000 /srv/app",
+    "seq 1 10000000 > numbers.txt",
+    "base64 random.bin > random.b64",
+]
+DEBIAN_DOCKERFILE = f"""ARG BASE
+FROM ${{BASE}}
+WORKDIR /srv/app
+RUN {DEBIAN_RUNS[0]}
+USER 1000:1000
+RUN {DEBIAN_RUNS[1]}
+RUN {DEBIAN_RUNS[2]}
+"""
+DEBIAN_TREE = "/var/tmp/kiln-bench/debian-bookworm-minbase"
 
 COPY_DOCKERFILE = """ARG BASE
 FROM ${BASE}
@@ -236,6 +257,65 @@ def make_bases(registry, work):
     return small, f"{registry.addr}/bench/big:1", big_layer
 
 
+def debian_base(registry, work):
+    """A Debian bookworm minbase pushed to the registry as bench/debian:1. debootstrap runs once;
+    its tree is kept in /var/tmp/kiln-bench for later runs."""
+    if not os.path.exists(os.path.join(DEBIAN_TREE, "etc/debian_version")):
+        partial = DEBIAN_TREE + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(os.path.dirname(DEBIAN_TREE), exist_ok=True)
+        mirror = os.environ.get("KILN_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+        sh("/usr/sbin/debootstrap", "--variant=minbase", "bookworm", partial, mirror)
+        for d in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+                  "usr/share/locale"):
+            shutil.rmtree(os.path.join(partial, d), ignore_errors=True)
+            os.makedirs(os.path.join(partial, d), exist_ok=True)
+        os.rename(partial, DEBIAN_TREE)
+    ctx = os.path.join(work, "debian-base")
+    os.makedirs(ctx)
+    sh("tar", "-C", DEBIAN_TREE, "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
+       "-cf", os.path.join(ctx, "rootfs.tar"), ".")
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM scratch\nADD rootfs.tar /\nCMD [\"bash\"]\n")
+    ref = f"{registry.addr}/bench/debian:1"
+    sh(kiln_bin(), "build", "--context", ctx, "--destination", ref, "--insecure-registry", registry.addr,
+       "--cache-dir", os.path.join(work, "debian-base-cache"))
+    app = os.path.join(work, "debian-app")
+    os.makedirs(app)
+    with open(os.path.join(app, "Dockerfile"), "w") as f:
+        f.write(DEBIAN_DOCKERFILE)
+    return ref, app
+
+
+def floor(work):
+    """The cold build's floor: the RUN steps run natively (chroot into the Debian tree, each
+    over a copy of the tree), plus gzip -1 of what they wrote on every core (pigz, as kiln
+    compresses in parallel)."""
+    root = os.path.join(work, "floor-root")
+    shutil.rmtree(root, ignore_errors=True)
+    sh("cp", "-a", DEBIAN_TREE, root)
+    app = os.path.join(root, "srv/app")
+    os.makedirs(app, exist_ok=True)
+    os.sync()
+    t_run = 0.0
+    for i, cmd in enumerate(DEBIAN_RUNS):
+        user = [] if i == 0 else ["--userspec=1000:1000"]
+        start = time.monotonic()
+        sh("chroot", *user, root, "sh", "-c", f"cd /srv/app && {cmd}")
+        t_run += time.monotonic() - start
+    tar = os.path.join(work, "floor-layers.tar")
+    sh("tar", "-C", root, "-cf", tar, "srv/app")
+    os.sync()
+    start = time.monotonic()
+    sh("sh", "-c", f"pigz -1 -c {tar} > {tar}.gz")
+    t_gz = time.monotonic() - start
+    size = os.path.getsize(tar)
+    shutil.rmtree(root, ignore_errors=True)
+    os.remove(tar)
+    os.remove(tar + ".gz")
+    return t_run, t_gz, size
+
+
 def kiln_bin():
     return os.environ.get("KILN_BIN", os.path.join(REPO, "target/release/kiln"))
 
@@ -257,7 +337,7 @@ def kiln_works(registry, small, app, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="cold,cached,copy-big,copy-link,copy-index,cached-multi")
+    ap.add_argument("--only", default="cold,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     if os.geteuid() != 0:
@@ -279,9 +359,9 @@ def main():
             n[0] += 1
             return f"{reg}/bench/{name}:{n[0]}"
 
-        def kiln(ctx, base, *extra):
-            return Contender("kiln", ["sh", "-c", " ".join([
-                kiln_bin(), "build", "--context", ctx, "--dockerfile", f"{ctx}/Dockerfile",
+        def kiln(ctx, base, *extra, binary=None, name="kiln"):
+            return Contender(name, ["sh", "-c", " ".join([
+                binary or kiln_bin(), "build", "--context", ctx, "--dockerfile", f"{ctx}/Dockerfile",
                 "--build-arg", f"BASE={base}", "--insecure-registry", reg,
                 "--destination", "$DEST", "--cache-dir", "$STATE/kiln-cache", *extra])])
 
@@ -386,6 +466,25 @@ def main():
             subprocess.run(ki.argv, env=dict(os.environ, **ki.env), check=True, capture_output=True)
             copy_only("COPY-only image, fresh state, index published", [ki, ke, bah(cp, big), bk(cp, big)],
                       setup=fresh_changed)
+        if "cold-debian" in only and with_kiln:
+            debian, dapp = debian_base(registry, work)
+            cs = [kiln(dapp, debian)]
+            before = os.environ.get("KILN_BEFORE_BIN")
+            if before:
+                cs.append(kiln(dapp, debian, binary=before, name="kiln before"))
+            cs += [bah(dapp, debian), bk(dapp, debian)]
+            compare("cold build + push, Debian base, WORKDIR + USER + 3 RUN (60-90 MB each)", cs,
+                    runs=opts.runs, setup=fresh)
+            c = kiln(dapp, debian, "--timings")
+            fresh(c)
+            p = subprocess.run(c.argv, env=dict(os.environ, **c.env), capture_output=True, check=True)
+            err = p.stderr.decode(errors="replace").splitlines()
+            print("  one more kiln build, --timings:")
+            for line in err[next(i for i, l in enumerate(err) if l.startswith("step  stage")):]:
+                print("    " + line)
+            t_run, t_gz, size = floor(work)
+            print(f"  floor: the RUN steps natively {t_run:.2f}s + pigz -1 of their {size / 1e6:.0f} MB "
+                  f"{t_gz:.2f}s = {t_run + t_gz:.2f}s")
         print(f"\ndockerd peak RSS (VmHWM over the whole run): {dockerd.hwm_mib():.1f} MiB")
     finally:
         if dockerd:

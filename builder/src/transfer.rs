@@ -162,6 +162,11 @@ impl<T> Counted<T> {
         }
     }
 
+    /// Bytes read or written so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// The inner reader or writer, the blob counted as finished.
     pub fn finish(self) -> T {
         if let Some(p) = self.progress {

@@ -123,6 +123,29 @@ fn fixture() -> Fixture {
     }
 }
 
+/// A registry behind a request-logging proxy, a work dir, and the busybox base pushed through
+/// the proxy.
+async fn proxied() -> (Registry, Proxy, tempfile::TempDir, String) {
+    need_tools();
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let work = tempfile::tempdir().unwrap();
+    let base = push_base(&proxy.addr, &work.path().join("cache-base"));
+    (reg, proxy, work, base)
+}
+
+/// [`build`] on a blocking thread, leaving the test's runtime free to serve the proxy.
+async fn build_off_thread(ctx: &Path, registry: &str, cache: &Path, extra: &[&str]) -> Output {
+    let (ctx, registry, cache) = (ctx.to_path_buf(), registry.to_string(), cache.to_path_buf());
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        build(&ctx, &registry, &cache, &extra)
+    })
+    .await
+    .unwrap()
+}
+
 fn skopeo_digest(image: &str) -> String {
     let o = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", "--raw"])
@@ -570,12 +593,7 @@ fn builds_sharing_a_cache_directory_survive_others_being_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
-    need_tools();
-    let reg = Registry::plain();
-    let proxy = Proxy::start(&reg.addr).await;
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let base = push_base(&proxy.addr, &cache);
+    let (_reg, proxy, work, base) = proxied().await;
     // A fresh cache: nothing of the base is local.
     let cache2 = work.path().join("cache2");
     let ctx = context(
@@ -586,13 +604,7 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
     );
     proxy.clear();
     let dest = format!("{}/lazy:1", proxy.addr);
-    let (ctx_dir, addr) = (ctx.path().to_path_buf(), proxy.addr.clone());
-    let d = dest.clone();
-    let o = tokio::task::spawn_blocking(move || {
-        build(&ctx_dir, &addr, &cache2, &["--destination", &d])
-    })
-    .await
-    .unwrap();
+    let o = build_off_thread(ctx.path(), &proxy.addr, &cache2, &["--destination", &dest]).await;
     ok(&o);
     let blob_gets: Vec<String> = proxy
         .requests()
@@ -621,11 +633,7 @@ async fn a_copy_only_image_is_pushed_without_downloading_the_base() {
 /// stage is keyed by that stage's layers, not by reading their files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_cache_repository_on_fresh_state_downloads_no_layer() {
-    need_tools();
-    let reg = Registry::plain();
-    let proxy = Proxy::start(&reg.addr).await;
-    let work = tempfile::tempdir().unwrap();
-    let base = push_base(&proxy.addr, &work.path().join("cache-base"));
+    let (_reg, proxy, work, base) = proxied().await;
     let ctx = context(
         &format!(
             "FROM {base} AS build\nCOPY a.txt /a.txt\nRUN cat /a.txt /a.txt > /b.txt\n\
@@ -1267,4 +1275,179 @@ fn progress_ends_at_the_pushed_counts_and_plain_output_has_no_escapes() {
     let ci = run(Some("true"), "c2");
     assert!(!ci.contains('\x1b'), "{ci:?}");
     assert!(ci.contains("COPY a.bin /a.bin"), "{ci:?}");
+}
+
+/// The `--timings=json` line of a build's standard error.
+fn timings_json(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .rfind(|l| l.starts_with("{\"wall\":"))
+        .unwrap_or_else(|| panic!("no timings line:\n{stderr}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn secs(step: &serde_json::Value, phase: &str) -> f64 {
+    step["phases"][phase]["secs"].as_f64().unwrap()
+}
+
+/// `--timings` lists every step with its phases, and the numbers keep to what must hold
+/// whatever the machine: nothing negative, a step's phases within the wall time, the steps'
+/// foreground phases (one stage: one after the other) within it too, and the RUN that sleeps a
+/// second counted as running at least that long. Layers are pushed while later steps run: the
+/// first layer's upload is over before the last step's RUN (a few seconds of sleep) ends.
+#[test]
+fn timings_list_every_step_and_the_upload_of_a_layer_overlaps_later_steps() {
+    let Fixture {
+        reg, work, base, ..
+    } = fixture();
+    let ctx = context(
+        &format!(
+            "FROM {base}\nWORKDIR /work\nRUN head -c 2000000 /dev/urandom > /work/a.bin\n\
+             ENV X=1\nCOPY note.txt /note.txt\nRUN sleep 1\nRUN sleep 3 && echo done > /work/b\n"
+        ),
+        &[("note.txt", b"note\n")],
+    );
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &work.path().join("table"),
+        &[
+            "--destination",
+            &format!("{}/timings:table", reg.addr),
+            "--timings",
+            "--progress=plain",
+        ],
+    );
+    ok(&o);
+    let err = text(&o.stderr);
+    let table: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("step  stage"))
+        .collect();
+    for ins in [
+        "WORKDIR /work",
+        "RUN head -c",
+        "ENV X=1",
+        "COPY note.txt",
+        "RUN sleep 1",
+        "RUN sleep 3",
+    ] {
+        assert_eq!(
+            table.iter().filter(|l| l.contains(ins)).count(),
+            1,
+            "one row for {ins}:\n{err}"
+        );
+    }
+    assert!(table.iter().any(|l| l.contains("output")), "{err}");
+    assert!(table.iter().any(|l| l.starts_with("wall ")), "{err}");
+    // The plain progress says each step's phases as it ends.
+    assert!(
+        err.lines()
+            .any(|l| l.contains(" DONE ") && l.contains("(run ")),
+        "{err}"
+    );
+
+    let o = build(
+        ctx.path(),
+        &reg.addr,
+        &work.path().join("json"),
+        &[
+            "--destination",
+            &format!("{}/timings:json", reg.addr),
+            "--timings=json",
+        ],
+    );
+    ok(&o);
+    let t = timings_json(&text(&o.stderr));
+    let wall = t["wall"].as_f64().unwrap();
+    let steps = t["steps"].as_array().unwrap();
+    let row = |ins: &str| {
+        steps
+            .iter()
+            .find(|s| s["instruction"].as_str().unwrap().starts_with(ins))
+            .unwrap_or_else(|| panic!("no row for {ins}: {t}"))
+    };
+    let foreground = ["pull", "extract", "run", "diff", "compress", "wait"];
+    let mut steps_foreground = 0.0;
+    for s in steps {
+        let phases = s["phases"].as_object().unwrap();
+        assert_eq!(phases.len(), 8, "{s}");
+        let sum: f64 = phases.values().map(|p| p["secs"].as_f64().unwrap()).sum();
+        assert!(
+            phases.values().all(|p| p["secs"].as_f64().unwrap() >= 0.0),
+            "{s}"
+        );
+        assert!(
+            sum <= wall,
+            "a step's phases exceed the wall time {wall}: {s}"
+        );
+        if s["number"] != 0 {
+            steps_foreground += foreground.iter().map(|p| secs(s, p)).sum::<f64>();
+        }
+    }
+    assert!(steps_foreground <= wall, "{steps_foreground} > {wall}: {t}");
+    assert!(secs(row("RUN sleep 1"), "run") >= 1.0, "{t}");
+    let first = row("RUN head -c");
+    assert!(secs(first, "upload") > 0.0, "{t}");
+    let uploaded = first["phases"]["upload"]["end"].as_f64().unwrap();
+    let last_run = row("RUN sleep 3")["phases"]["run"]["end"].as_f64().unwrap();
+    assert!(
+        uploaded < last_run,
+        "the first layer's upload ended at {uploaded}s, after the last RUN ({last_run}s): {t}"
+    );
+}
+
+/// A layer pushed while the build runs that the registry refuses fails the build, naming the
+/// registry and repository, and no manifest or tag is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_layer_upload_failure_fails_the_build_and_pushes_no_tag() {
+    let (reg, proxy, work, base) = proxied().await;
+    let ctx = context(
+        &format!(
+            "FROM {base}\nRUN head -c 100000 /dev/urandom > /a.bin\nRUN sleep 2\nRUN touch /b\n"
+        ),
+        &[],
+    );
+    // Uploads to the destination are refused; the base's blobs are mounted from elsewhere.
+    for method in ["PUT", "PATCH"] {
+        proxy.add_rule(
+            method,
+            "/v2/broken/blobs/uploads/",
+            0,
+            1000,
+            support::Fault::Respond(403, Vec::new()),
+        );
+    }
+    proxy.clear();
+    let dest = format!("{}/broken:1", proxy.addr);
+    let cache = work.path().join("cache");
+    let extra = ["--destination", &dest, "--push-retry=0"];
+    let o = build_off_thread(ctx.path(), &proxy.addr, &cache, &extra).await;
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().rfind(|l| l.starts_with("kiln: ")).unwrap_or("");
+    assert!(
+        last.contains(&proxy.addr) && last.contains("broken"),
+        "the error names the registry and repository: {err}"
+    );
+    let requests = proxy.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains(" /v2/broken/blobs/uploads/")
+                && (r.starts_with("PUT ") || r.starts_with("PATCH "))),
+        "the layer upload was tried: {requests:?}"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("PUT ") && r.contains("/manifests/")),
+        "no manifest was pushed: {requests:?}"
+    );
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{}/broken:1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the tag exists: {}", text(&o.stdout));
 }

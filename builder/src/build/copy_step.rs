@@ -5,6 +5,7 @@ use super::error::BuildError;
 use super::layers::LayerRef;
 use super::run_step::commit;
 use super::stage::{platform_of, At, Done};
+use super::timings::Phase;
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
 use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
@@ -45,7 +46,7 @@ pub(crate) fn source_view<'a>(
     };
     let layers = source_layers(at, from, done)?;
     Ok(SourceView::Tree(OverlayView::new(
-        b.layers.lowers(&layers)?,
+        b.layers.lowers(&layers, &at.clock)?,
     )))
 }
 
@@ -213,7 +214,7 @@ pub(crate) fn copy(
     let parent_view: Box<dyn FsView> = if needs_parent {
         // Names in --chown are looked up in the parent's files, which only extraction has.
         let names = c.chown.as_deref().is_some_and(|s| numeric_ids(s).is_none());
-        super::index::parent_view(b, parent, names)?
+        super::index::parent_view(b, parent, names, &at.clock)?
     } else {
         Box::new(DirView::new(empty.path()))
     };
@@ -231,7 +232,12 @@ pub(crate) fn copy(
     } else {
         parent_view.as_ref()
     };
-    copy::copy(&req, src.view(), target, &dirs.upper).map_err(|e| at.fail(e))?;
+    // Copying is COPY's own work, as the process is RUN's.
+    at.clock
+        .time(Phase::Run, || {
+            copy::copy(&req, src.view(), target, &dirs.upper)
+        })
+        .map_err(|e| at.fail(e))?;
     commit(at, &dirs.upper, Whiteouts::Overlay)
 }
 
@@ -251,7 +257,7 @@ pub(crate) fn workdir(
     // ids given, needs no file of the parent.
     let both_ids = user.contains(':') && numeric_ids(&root_as_zero(user)).is_some();
     let names = !user.is_empty() && !both_ids;
-    let view = super::index::parent_view(b, parent, names)?;
+    let view = super::index::parent_view(b, parent, names, &at.clock)?;
     let owner = if user.is_empty() {
         (0, 0)
     } else {
@@ -261,7 +267,10 @@ pub(crate) fn workdir(
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
-    copy::mkdir_workdir(view.as_ref(), &dirs.upper, &cfg.config.working_dir, owner)
+    at.clock
+        .time(Phase::Run, || {
+            copy::mkdir_workdir(view.as_ref(), &dirs.upper, &cfg.config.working_dir, owner)
+        })
         .map_err(|e| at.fail(e))?;
     // A layer even when the directory was there (then an empty one): BuildKit's WORKDIR is a
     // mkdir step whatever it finds, and its history entry says it made a layer.

@@ -5,6 +5,7 @@
 
 use super::error::BuildError;
 use super::layers::LayerRef;
+use super::timings::StepClock;
 use super::Build;
 use crate::fsview::FsView;
 use crate::layer::LayerIndex;
@@ -26,6 +27,7 @@ pub(crate) fn parent_view(
     b: &Build<'_>,
     parent: &[LayerRef],
     needs_content: bool,
+    clock: &StepClock,
 ) -> Result<Box<dyn FsView>, BuildError> {
     let extracted = parent
         .iter()
@@ -35,7 +37,7 @@ pub(crate) fn parent_view(
             return Ok(Box::new(IndexView::new(indexes)));
         }
     }
-    Ok(Box::new(OverlayView::new(b.layers.lowers(parent)?)))
+    Ok(Box::new(OverlayView::new(b.layers.lowers(parent, clock)?)))
 }
 
 /// The indexes of `stack`, top-most first, each layer once; `None` when one has none here or

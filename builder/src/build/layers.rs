@@ -4,6 +4,7 @@
 
 use super::error::BuildError;
 use super::progress::Transfers;
+use super::timings::{Phase, StepClock};
 use crate::blob::BlobStore;
 use crate::error::IoAt;
 use crate::image::Layer;
@@ -13,6 +14,7 @@ use crate::transfer::{Counted, Transfer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A layer of a stage: its descriptor and where its bytes can be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +65,9 @@ impl Layers {
         self.downloaded.load(Ordering::Relaxed)
     }
 
-    /// Makes sure the blob of `l` is in the local store (downloading it if needed).
-    pub fn fetch(&self, l: &LayerRef) -> Result<(), BuildError> {
+    /// Makes sure the blob of `l` is in the local store (downloading it if needed, the time
+    /// counted on `clock`).
+    pub fn fetch(&self, l: &LayerRef, clock: &StepClock) -> Result<(), BuildError> {
         if self.store.has(&l.layer.digest, l.layer.size) {
             return Ok(());
         }
@@ -72,29 +75,31 @@ impl Layers {
             return Err(BuildError::LayerUnavailable(l.layer.digest.clone()));
         };
         let progress = self.pulls.blob(Some(l.layer.size));
-        let n = self
-            .runtime
-            .block_on(self.client.pull_blob_counted(
-                repo,
-                &l.layer.digest,
-                Some(l.layer.size),
-                &self.store,
-                Some(&progress),
-            ))
-            .map_err(|e| {
-                BuildError::failed(format!("pulling layer {} from {repo}", l.layer.digest), e)
-            })?;
+        let start = Instant::now();
+        let n = self.runtime.block_on(self.client.pull_blob_counted(
+            repo,
+            &l.layer.digest,
+            Some(l.layer.size),
+            &self.store,
+            Some(&progress),
+        ));
+        clock.since(Phase::Pull, start);
+        let n = n.map_err(|e| {
+            BuildError::failed(format!("pulling layer {} from {repo}", l.layer.digest), e)
+        })?;
         progress.finish();
         self.downloaded.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
-    /// The directory of `l` (an overlay lower), extracting it first if needed.
-    pub fn lower(&self, l: &LayerRef) -> Result<PathBuf, BuildError> {
+    /// The directory of `l` (an overlay lower), extracting it first if needed; the time
+    /// counted on `clock`.
+    pub fn lower(&self, l: &LayerRef, clock: &StepClock) -> Result<PathBuf, BuildError> {
         if let Some(dir) = self.cache.get(&l.layer.diff_id) {
             return Ok(dir);
         }
-        self.fetch(l)?;
+        self.fetch(l, clock)?;
+        let start = Instant::now();
         let path = self.store.path(&l.layer.digest);
         let file = std::fs::File::open(&path).at(&path)?;
         let counted = Counted::new(file, Some(self.extracts.blob(Some(l.layer.size))));
@@ -103,6 +108,13 @@ impl Layers {
             .cache
             .extract(&l.layer.diff_id, &l.layer.media_type, &mut reader)
             .map_err(|e| BuildError::failed(format!("extracting layer {}", l.layer.digest), e))?;
+        // Nothing read: another build or stage extracted the layer while this one waited.
+        let phase = if reader.get_ref().position() == 0 {
+            Phase::Wait
+        } else {
+            Phase::Extract
+        };
+        clock.since(phase, start);
         reader.into_inner().finish();
         Ok(dir)
     }
@@ -112,10 +124,14 @@ impl Layers {
     /// Two steps can make the same layer (a RUN that rewrites what an earlier step wrote), and
     /// overlay refuses a directory twice (ELOOP). Every path of a repeated layer resolves to its
     /// top-most copy, so dropping the lower copies changes nothing in the merged tree.
-    pub fn lowers(&self, stack: &[LayerRef]) -> Result<Vec<PathBuf>, BuildError> {
+    pub fn lowers(
+        &self,
+        stack: &[LayerRef],
+        clock: &StepClock,
+    ) -> Result<Vec<PathBuf>, BuildError> {
         let mut dirs = Vec::with_capacity(stack.len());
         for l in stack.iter().rev() {
-            let dir = self.lower(l)?;
+            let dir = self.lower(l, clock)?;
             if !dirs.contains(&dir) {
                 dirs.push(dir);
             }

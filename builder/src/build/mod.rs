@@ -6,6 +6,7 @@
 //! Nothing is downloaded before a step needs files: FROM reads the base's manifest and config
 //! only, and a push mounts or finds the base's layers in the registry.
 
+mod background;
 mod base;
 mod copy_step;
 pub mod error;
@@ -18,11 +19,13 @@ mod run_step;
 mod squash;
 mod stage;
 mod status;
+pub mod timings;
 
 pub use base::{BaseResolver, ResolvedBase};
 pub use error::BuildError;
 pub use layers::LayerRef;
 pub use progress::{Progress, ProgressMode};
+pub use timings::{Phase, Timings};
 
 use crate::cache::{LocalCache, RepoCache};
 use crate::error::IoAt;
@@ -128,6 +131,8 @@ pub struct BuildOutcome {
     /// Bytes of layer blobs downloaded (what the summary says): image configs, manifests and
     /// layer indexes are not counted.
     pub downloaded: u64,
+    /// Where the time went, step by step.
+    pub timings: Timings,
 }
 
 /// A build in progress: what every stage shares.
@@ -149,6 +154,10 @@ pub(crate) struct Build<'a> {
     pub counts: std::sync::Mutex<(usize, usize)>,
     /// Steps started so far, numbering progress lines.
     pub steps: std::sync::atomic::AtomicUsize,
+    /// Each step's phase times.
+    pub timings: Arc<timings::Recorder>,
+    /// Uploads and cache writes running alongside the steps.
+    pub background: background::Background,
 }
 
 /// Builds the image `opts` describe, printing progress to `progress`.
@@ -160,6 +169,7 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
 }
 
 fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
+    let recorder = timings::Recorder::new();
     let file = opts.dockerfile.display().to_string();
     if let Some(note) = crate::cache::make_private(&opts.cache_dir)? {
         progress.line(&note);
@@ -242,6 +252,21 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         runtime.clone(),
         progress.transfers(),
     );
+    // Pushing layers as they are made only pays when they are the image's own: a squashed
+    // image replaces them with one.
+    let early = if opts.push && !opts.single_snapshot {
+        opts.destinations.clone()
+    } else {
+        Vec::new()
+    };
+    let background = background::Background::new(
+        runtime.clone(),
+        client.clone(),
+        layers.store.clone(),
+        progress.clone(),
+        early,
+        &plan,
+    );
     let b = Build {
         opts,
         file,
@@ -258,10 +283,15 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         context,
         counts: std::sync::Mutex::new((0, 0)),
         steps: std::sync::atomic::AtomicUsize::new(0),
+        timings: recorder,
+        background,
     };
-    let done = stage::run_all(&b)?;
-    let outcome = output::finish(&b, done)?;
-    Ok(outcome)
+    let result = stage::run_all(&b).and_then(|done| output::finish(&b, done));
+    if result.is_err() {
+        let clock = b.timings.row(0, "output", "(build failed)");
+        b.background.abandon(&clock);
+    }
+    Ok(result?)
 }
 
 /// The isolation RUN steps get, decided before any step runs (a mode that cannot work here is

@@ -1,7 +1,9 @@
 //! The end of a build: the final image written, exported, pushed, and summarised.
 
+use super::background::push_error;
 use super::error::BuildError;
 use super::stage::StageDone;
+use super::timings::Phase;
 use super::{Build, BuildOutcome};
 use crate::image::export::{digest_file, docker_tar, oci_layout};
 use crate::registry::{BlobToPush, ImageToPush};
@@ -9,8 +11,10 @@ use crate::registry::{BlobToPush, ImageToPush};
 /// Writes the target image and sends it to every output asked for.
 pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcome, BuildError> {
     let opts = b.opts;
+    // The image's own work after the last step: its row in the timings.
+    let clock = b.timings.row(0, "output", "write, export, push");
     if opts.single_snapshot {
-        super::squash::squash(b, &mut target)?;
+        super::squash::squash(b, &mut target, &clock)?;
     }
     for (k, v) in &opts.labels {
         target
@@ -33,7 +37,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
     if opts.oci_layout_path.is_some() || opts.tar_path.is_some() {
         // Files leave the machine whole: every layer must be local, base layers included.
         for l in &target.layers {
-            b.layers.fetch(l)?;
+            b.layers.fetch(l, &clock)?;
         }
     }
     if let Some(dir) = &opts.oci_layout_path {
@@ -50,8 +54,14 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
     let push = if !opts.push || opts.destinations.is_empty() {
         None
     } else {
+        // Every blob must be in place before the manifest goes: the layers pushed while the
+        // build ran are waited for (a failed one fails the push here, before any tag).
+        let early = b.background.finish_uploads(&clock)?;
         let mut layers = Vec::new();
         for l in &target.layers {
+            if early.iter().any(|(_, d, _)| *d == l.layer.digest) {
+                continue;
+            }
             let local = store.has(&l.layer.digest, l.layer.size);
             let same_registry = l.source.as_ref().is_some_and(|s| {
                 opts.destinations
@@ -60,7 +70,7 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             });
             // A blob only another registry has must pass through here.
             if !local && !same_registry {
-                b.layers.fetch(l)?;
+                b.layers.fetch(l, &clock)?;
             }
             layers.push(BlobToPush {
                 digest: l.layer.digest.clone(),
@@ -83,15 +93,17 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             manifest: image.manifest.clone(),
             media_type: image.media_type.to_string(),
         };
-        let report = b
-            .runtime
-            .block_on(b.client.push_image_counted(
-                &opts.destinations,
-                &to_push,
-                store,
-                Some(&b.progress.transfers().push),
-            ))
-            .map_err(|e| BuildError::failed(format!("pushing to {}", names.join(", ")), e))?;
+        let mut report = clock
+            .time(Phase::Upload, || {
+                b.runtime.block_on(b.client.push_image_counted(
+                    &opts.destinations,
+                    &to_push,
+                    store,
+                    Some(&b.progress.transfers().push),
+                ))
+            })
+            .map_err(|e| push_error(&opts.destinations, e))?;
+        report.blobs.extend(early);
         // The summary replaces the status line.
         b.progress.settle();
         for d in &opts.destinations {
@@ -113,6 +125,8 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             },
         )?;
     }
+    // The cache repository is complete for the next build before this one says it is done.
+    b.background.finish_cache_writes(&clock);
     b.progress.settle();
     let (run, cached) = *b.counts.lock().expect("counts");
     let downloaded = b.layers.downloaded();
@@ -128,5 +142,6 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
         steps_run: run,
         steps_cached: cached,
         downloaded,
+        timings: b.timings.timings(),
     })
 }

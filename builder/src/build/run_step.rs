@@ -4,6 +4,7 @@
 use super::error::{BuildError, RunFailure};
 use super::layers::LayerRef;
 use super::stage::{At, Done};
+use super::timings::{Phase, StepClock};
 use super::{Build, SecretSource};
 use crate::dockerfile::instructions::{Command, Mount, MountType, Network as StepNetwork, Run};
 use crate::error::IoAt;
@@ -12,6 +13,9 @@ use crate::plan::Step;
 use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
 use crate::snapshot::{self, Whiteouts};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The environment a RUN step sees: build args in scope and proxies, then the image's ENV (an
 /// ENV wins over an ARG of the same name declared before it), then the ARGs declared after an
@@ -135,8 +139,9 @@ pub(crate) fn run(
     }
     let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
     let overlay = matches!(b.mode, snapshot::Mode::Overlay);
+    let clock = &at.clock;
     let (rootfs, before) = if overlay {
-        let lower = b.layers.lowers(parent)?;
+        let lower = b.layers.lowers(parent, clock)?;
         (
             RootFs::Overlay {
                 lower,
@@ -147,9 +152,13 @@ pub(crate) fn run(
         )
     } else {
         let root = scratch.path().join("rootfs");
-        let view = snapshot::OverlayView::new(b.layers.lowers(parent)?);
-        snapshot::materialise(&view, &root).map_err(|e| at.fail(e))?;
-        let before = snapshot::record(&root).map_err(|e| at.fail(e))?;
+        let view = snapshot::OverlayView::new(b.layers.lowers(parent, clock)?);
+        // Copying the parent's tree and recording it is this mode's extraction.
+        let before = clock.time(Phase::Extract, || {
+            snapshot::materialise(&view, &root)?;
+            snapshot::record(&root)
+        });
+        let before = before.map_err(|e| at.fail(e))?;
         (RootFs::Dir(root.clone()), Some((root, before)))
     };
     let spec = RunSpec {
@@ -173,7 +182,9 @@ pub(crate) fn run(
         pids_limit: b.opts.pids_limit,
     };
     let mut out = b.progress.command_output(format!("{} ", at.tag));
-    let outcome = sandbox::run(&spec, &mut out).map_err(|e| at.fail(e))?;
+    let outcome = clock
+        .time(Phase::Run, || sandbox::run(&spec, &mut out))
+        .map_err(|e| at.fail(e))?;
     let tail = out.finish();
     let status = match outcome.exit {
         ExitKind::Code(0) => None,
@@ -192,7 +203,8 @@ pub(crate) fn run(
     }
     let whiteouts = match &before {
         Some((root, before)) => {
-            snapshot::diff(before, root, &dirs.upper)
+            clock
+                .time(Phase::Diff, || snapshot::diff(before, root, &dirs.upper))
                 .map_err(|e| at.fail(e))?
                 .whiteouts
         }
@@ -209,9 +221,10 @@ pub(crate) fn commit(
     whiteouts: Whiteouts,
 ) -> Result<LayerRef, BuildError> {
     let b = at.b;
-    let opts = layer_options(b);
-    let info =
-        snapshot::commit_as(upper, whiteouts, &b.layers.store, &opts).map_err(|e| at.fail(e))?;
+    let info = write_timed(b, &at.clock, |opts| {
+        snapshot::commit_as(upper, whiteouts, &b.layers.store, opts)
+    })
+    .map_err(|e| at.fail(e))?;
     // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
     // repository publishes it; one that cannot be written costs an extraction later.
     let _ = b.layers.cache.put_index(&info.diff_id, &info.index);
@@ -223,6 +236,26 @@ pub(crate) fn commit(
         layer: info.into(),
         source: None,
     })
+}
+
+/// Runs `write` (a layer write with this build's [`layer_options`]), counting on `clock` the
+/// time its tar writer was blocked on the compressor as compress and the rest as diff.
+pub(crate) fn write_timed<T>(
+    b: &Build<'_>,
+    clock: &StepClock,
+    write: impl FnOnce(&crate::layer::LayerOptions) -> T,
+) -> T {
+    let mut opts = layer_options(b);
+    let compress = Arc::new(AtomicU64::new(0));
+    opts.compress_nanos = Some(compress.clone());
+    let start = Instant::now();
+    let out = write(&opts);
+    let end = Instant::now();
+    let whole = end - start;
+    let compress = Duration::from_nanos(compress.load(Ordering::Relaxed)).min(whole);
+    clock.add_within(Phase::Diff, whole - compress, start, end);
+    clock.add_within(Phase::Compress, compress, start, end);
+    out
 }
 
 /// How this build writes a layer: the user's compression and ignored paths, `--reproducible`

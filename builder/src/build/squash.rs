@@ -5,6 +5,7 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use super::stage::StageDone;
+use super::timings::StepClock;
 use super::Build;
 use crate::error::IoAt;
 use crate::fsview::{FsView, Kind};
@@ -15,7 +16,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Replaces the layers `target` added above its image base with their merge.
-pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildError> {
+pub(crate) fn squash(
+    b: &Build<'_>,
+    target: &mut StageDone,
+    clock: &StepClock,
+) -> Result<(), BuildError> {
     let n = target.builder.base_layer_count();
     let new = &target.layers[n.min(target.layers.len())..];
     let made = new.len();
@@ -26,7 +31,7 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
         // One layer is its own merge: only the history changes.
         new[0].clone()
     } else {
-        let uppers = b.layers.lowers(new)?;
+        let uppers = b.layers.lowers(new, clock)?;
         let base = &target.layers[..n];
         // The base is read (and so extracted) only when a deletion must be judged.
         let mut view: Option<OverlayView> = None;
@@ -35,7 +40,7 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
                 // An io::Error keeps the build error whole: its causes stay its sources.
                 let lowers = b
                     .layers
-                    .lowers(base)
+                    .lowers(base, clock)
                     .map_err(std::io::Error::other)
                     .at("image base")?;
                 view = Some(OverlayView::new(lowers));
@@ -48,9 +53,10 @@ pub(crate) fn squash(b: &Build<'_>, target: &mut StageDone) -> Result<(), BuildE
                 Some(_) => Below::Other,
             })
         };
-        let opts = super::run_step::layer_options(b);
-        let info = layer::write_merged_layer(&b.layers.store, &uppers, below, &opts)
-            .map_err(|e| BuildError::failed("--single-snapshot", e))?;
+        let info = super::run_step::write_timed(b, clock, |opts| {
+            layer::write_merged_layer(&b.layers.store, &uppers, below, opts)
+        })
+        .map_err(|e| BuildError::failed("--single-snapshot", e))?;
         LayerRef {
             layer: info.into(),
             source: None,

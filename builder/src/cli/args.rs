@@ -128,6 +128,9 @@ pub struct BuildArgs {
     /// running step and the layers moving, redrawn in place).
     #[arg(long, default_value = "auto")]
     pub progress: kiln::build::ProgressMode,
+    /// `--timings`.
+    #[command(flatten)]
+    pub timings: TimingsArg,
     /// Who runs the build, and where the Docker daemon is.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -282,6 +285,24 @@ pub fn plan_options(args: &BuildArgs) -> anyhow::Result<plan::Options> {
         opts.target_platform = p;
     }
     Ok(opts)
+}
+
+/// `--timings`, shared by `kiln build` and `kiln demo`.
+#[derive(Debug, Args)]
+pub struct TimingsArg {
+    /// At the end, print where the time went on standard error: per step, the seconds spent
+    /// pulling, extracting, running, diffing, compressing, uploading, writing the cache and
+    /// waiting, with totals and the wall time, as a table (`--timings`) or one line of JSON
+    /// (`--timings=json`).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "table",
+        value_name = "FORMAT",
+        value_parser = ["table", "json"]
+    )]
+    pub timings: Option<String>,
 }
 
 /// Refuses a `--context` that is not a directory (both backends need one).

@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// The shared cache directory (kiln's default when not given).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// `--timings`, as `kiln build` takes it.
+    #[command(flatten)]
+    pub timings: super::args::TimingsArg,
 }
 
 /// Writes the embedded context and builds it into an OCI layout and a `docker load` tarball.
@@ -66,6 +69,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     if args.dry_run {
         argv.push("--dry-run".into());
+    }
+    if let Some(t) = &args.timings.timings {
+        argv.push(format!("--timings={t}"));
     }
     #[derive(Parser)]
     struct Wrap {

@@ -46,6 +46,9 @@ pub struct LayerOptions {
     pub progress: Option<std::sync::Arc<crate::transfer::Transfer>>,
     /// How the tree's owners on the host become the layer's (mapped when kiln is not root).
     pub host_ids: HostIds,
+    /// Where the nanoseconds the tar writer spends blocked on the compressor are added up,
+    /// telling compression's share of the pass from the walk's and tar's.
+    pub compress_nanos: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A layer written to the blob store: what a manifest and an image config need.
@@ -85,11 +88,16 @@ fn store_layer(
     let blob = store.writer()?;
     let enc = Encoder::new(blob, opts.compression, opts.level, opts.threads)
         .map_err(LayerError::Stream)?;
-    let counted = Counted::new(enc, opts.progress.as_ref().map(|t| t.blob(None)));
+    let timed = Timed {
+        inner: enc,
+        nanos: opts.compress_nanos.clone(),
+    };
+    let counted = Counted::new(timed, opts.progress.as_ref().map(|t| t.blob(None)));
     // The encoder computes the diff_id itself: parallel gzip hashes off this thread.
     let (counted, index) = tar_items(items, opts, counted)?;
-    let enc = counted.finish();
-    let (diff_id, blob) = enc.finish().map_err(LayerError::Stream)?;
+    let timed = counted.finish();
+    let (diff_id, blob) =
+        add_time(&timed.nanos, || timed.inner.finish()).map_err(LayerError::Stream)?;
     let (digest, size) = blob.commit()?;
     Ok(LayerInfo {
         digest,
@@ -98,6 +106,36 @@ fn store_layer(
         media_type: opts.compression.media_type(),
         index,
     })
+}
+
+/// A writer whose calls' time is added to `nanos`.
+struct Timed<W> {
+    inner: W,
+    nanos: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// Runs `f`, adding its time to `nanos`.
+fn add_time<T>(
+    nanos: &Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    f: impl FnOnce() -> T,
+) -> T {
+    let start = std::time::Instant::now();
+    let out = f();
+    if let Some(n) = nanos {
+        let took = start.elapsed().as_nanos() as u64;
+        n.fetch_add(took, std::sync::atomic::Ordering::Relaxed);
+    }
+    out
+}
+
+impl<W: Write> Write for Timed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        add_time(&self.nanos, || self.inner.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        add_time(&self.nanos, || self.inner.flush())
+    }
 }
 
 /// Writes the tree at `dir` as an uncompressed tar into `out` (the compression options are

@@ -223,12 +223,7 @@ impl RegistryClient {
         store: &BlobStore,
         layers: Option<&Arc<Transfer>>,
     ) -> Result<PushReport, RegistryError> {
-        let mut repos: Vec<&Repository> = Vec::new();
-        for d in destinations {
-            if !repos.contains(&&d.repository) {
-                repos.push(&d.repository);
-            }
-        }
+        let repos = repositories(destinations);
         let digest = Digest::of(&image.manifest);
         let mut report = PushReport {
             digest: digest.clone(),
@@ -247,18 +242,11 @@ impl RegistryClient {
             .collect();
         for (i, repo) in repos.iter().enumerate() {
             let progress = std::mem::take(&mut counted[i]);
-            let earlier = repos[..i]
+            let layers: Vec<BlobToPush> = image
+                .layers
                 .iter()
-                .find(|r| r.registry == repo.registry)
-                .map(|r| (*r).clone());
-            let with_source = |b: &BlobToPush| {
-                let mut b = b.clone();
-                if let Some(e) = &earlier {
-                    b.mount_from = Some(e.clone());
-                }
-                b
-            };
-            let layers: Vec<BlobToPush> = image.layers.iter().map(with_source).collect();
+                .map(|b| with_source(&repos, i, b))
+                .collect();
             let outcomes: Vec<(Digest, BlobOutcome)> =
                 stream::iter(layers.into_iter().zip(progress))
                     .map(|(b, p)| async move {
@@ -270,7 +258,7 @@ impl RegistryClient {
                     .buffer_unordered(parallel)
                     .try_collect()
                     .await?;
-            let config = with_source(&image.config);
+            let config = with_source(&repos, i, &image.config);
             let co = self.ensure_blob(repo, &config, store).await?;
             report
                 .blobs
@@ -292,6 +280,54 @@ impl RegistryClient {
         }
         Ok(report)
     }
+
+    /// Makes `blob` present in every repository of `destinations` ahead of their image's push
+    /// (so a layer can be sent while the build goes on), as
+    /// [`RegistryClient::push_image_counted`] would: each repository once, one on the registry
+    /// of a repository done before mounting from it, each counted in `layers`.
+    pub async fn ensure_blob_everywhere(
+        &self,
+        destinations: &[Reference],
+        blob: &BlobToPush,
+        store: &BlobStore,
+        layers: Option<&Arc<Transfer>>,
+    ) -> Result<Vec<(Repository, BlobOutcome)>, RegistryError> {
+        let repos = repositories(destinations);
+        let counted: Vec<Option<Arc<BlobProgress>>> = repos
+            .iter()
+            .map(|_| layers.map(|t| Arc::new(t.blob(Some(blob.size)))))
+            .collect();
+        let mut out = Vec::with_capacity(repos.len());
+        for (i, (repo, p)) in repos.iter().zip(counted).enumerate() {
+            let b = with_source(&repos, i, blob);
+            let o = self
+                .ensure_blob_counted(repo, &b, store, p.as_ref())
+                .await?;
+            out.push(((*repo).clone(), o));
+        }
+        Ok(out)
+    }
+}
+
+/// The repositories of `destinations`, each once, in order.
+fn repositories(destinations: &[Reference]) -> Vec<&Repository> {
+    let mut repos: Vec<&Repository> = Vec::new();
+    for d in destinations {
+        if !repos.contains(&&d.repository) {
+            repos.push(&d.repository);
+        }
+    }
+    repos
+}
+
+/// `blob` as pushed to `repos[i]`: mounted from the first repository before it on the same
+/// registry, which has it by then.
+fn with_source(repos: &[&Repository], i: usize, blob: &BlobToPush) -> BlobToPush {
+    let mut b = blob.clone();
+    if let Some(e) = repos[..i].iter().find(|r| r.registry == repos[i].registry) {
+        b.mount_from = Some((*e).clone());
+    }
+    b
 }
 
 impl From<&crate::image::BuiltImage> for ImageToPush {
