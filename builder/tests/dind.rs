@@ -22,13 +22,7 @@ const USER: &str = "kiln";
 /// would read a garbled password, so a push with it proves the URL-safe encoding.
 const PASSWORD: &str = "pw??????>>>~~~";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use kiln_testkit::registry::free_port;
 
 /// One registry and one TLS daemon, shared by the tests that run at the same time and stopped
 /// when the last of them is done.

@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
-fn free_port() -> u16 {
+/// A TCP port on 127.0.0.1 free at the time of asking.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
