@@ -301,7 +301,8 @@ fn a_base_image_the_registry_lacks_exits_1_naming_its_from_line() {
         &["--no-push"],
     );
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    // A registry refusing the push is the environment's failure, not the build's (exit 2).
+    assert_eq!(o.status.code(), Some(2), "{err}");
     let last = err.lines().rfind(|l| l.starts_with("kiln: ")).unwrap_or("");
     assert!(
         last.contains(&format!(
@@ -1424,7 +1425,8 @@ async fn an_early_layer_upload_failure_fails_the_build_and_pushes_no_tag() {
     let extra = ["--destination", &dest, "--push-retry=0"];
     let o = build_off_thread(ctx.path(), &proxy.addr, &cache, &extra).await;
     let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    // A registry refusing the push is the environment's failure, not the build's (exit 2).
+    assert_eq!(o.status.code(), Some(2), "{err}");
     let last = err.lines().rfind(|l| l.starts_with("kiln: ")).unwrap_or("");
     assert!(
         last.contains(&proxy.addr) && last.contains("broken"),
