@@ -7,10 +7,21 @@ use super::error::BuildError;
 use super::layers::LayerRef;
 use super::timings::StepClock;
 use super::Build;
+use crate::blob::Digest;
 use crate::fsview::FsView;
 use crate::layer::LayerIndex;
 use crate::snapshot::{IndexView, OverlayView};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// What one build has learnt of layer indexes.
+#[derive(Default)]
+pub(crate) struct Seen {
+    /// Indexes read (or found missing) by diff_id.
+    read: Mutex<HashMap<Digest, Option<Arc<LayerIndex>>>>,
+    /// Indexes known to be in the cache repository.
+    published: Mutex<HashSet<Digest>>,
+}
 
 /// `KILN_LAYER_INDEX=off` makes every step extract its parent as before (for comparing the two
 /// paths; the index is still recorded and published).
@@ -51,7 +62,17 @@ fn indexes(b: &Build<'_>, stack: &[LayerRef]) -> Option<Vec<Arc<LayerIndex>>> {
             continue;
         }
         seen.push(d);
-        out.push(Arc::new(index_of(b, d)?));
+        let known = b.indexes.read.lock().expect("indexes").get(d).cloned();
+        let index = match known {
+            Some(i) => i,
+            None => {
+                let i = index_of(b, d).map(Arc::new);
+                let mut read = b.indexes.read.lock().expect("indexes");
+                read.insert(d.clone(), i.clone());
+                i
+            }
+        };
+        out.push(index?);
     }
     Some(out)
 }
@@ -96,6 +117,9 @@ pub(crate) fn publish(b: &Build<'_>, stack: &[LayerRef]) {
             continue;
         }
         seen.push(d);
+        if b.indexes.published.lock().expect("indexes").contains(d) {
+            continue;
+        }
         let path = b.layers.cache.index_path(d);
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
@@ -106,11 +130,20 @@ pub(crate) fn publish(b: &Build<'_>, stack: &[LayerRef]) {
             }
             Ok::<_, crate::cache::CacheError>(())
         };
-        if let Err(e) = b.runtime.block_on(put) {
-            b.progress.line(&format!(
-                "warning: could not publish the layer index of {d}: {}",
-                crate::error::chain_line(&e)
-            ));
+        match b.runtime.block_on(put) {
+            Ok(()) => {
+                b.indexes
+                    .published
+                    .lock()
+                    .expect("indexes")
+                    .insert(d.clone());
+            }
+            Err(e) => {
+                b.progress.line(&format!(
+                    "warning: could not publish the layer index of {d}: {}",
+                    crate::error::chain_line(&e)
+                ));
+            }
         }
     }
 }

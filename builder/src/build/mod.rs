@@ -152,6 +152,9 @@ pub(crate) struct Build<'a> {
     pub isolation: Isolation,
     pub context: crate::copy::ContextView,
     pub counts: std::sync::Mutex<(usize, usize)>,
+    /// Layer indexes this build has read or looked for (`None`: none to be had), and those
+    /// it has published: each COPY step and each stage would otherwise decode or ask again.
+    pub indexes: index::Seen,
     /// Steps started so far, numbering progress lines.
     pub steps: std::sync::atomic::AtomicUsize,
     /// Each step's phase times.
@@ -282,6 +285,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         isolation,
         context,
         counts: std::sync::Mutex::new((0, 0)),
+        indexes: index::Seen::default(),
         steps: std::sync::atomic::AtomicUsize::new(0),
         timings: recorder,
         background,
