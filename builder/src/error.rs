@@ -1,22 +1,9 @@
 //! The crate's error type: one variant per module's error.
 
 mod class;
-mod path_io;
 
-pub use path_io::{IoAt, PathIo};
-use std::path::PathBuf;
-
-/// A Dockerfile problem located in its file: displays as `Dockerfile:7: what is wrong`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {message}", file.display())]
-pub struct DockerfileError {
-    /// The Dockerfile as the user named it.
-    pub file: PathBuf,
-    /// Line (1-based).
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
+use crate::dockerfile::DockerfileError;
+use crate::path_io::PathIo;
 
 /// Every error kiln's library returns.
 #[derive(Debug, thiserror::Error)]
@@ -92,24 +79,12 @@ impl Class {
 /// `Result` with kiln's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error and its causes on one line, `: `-separated, as the CLI prints them. Every cause is
-/// printed, once: no error names its source in its own message.
-pub fn chain_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::build::error::{BuildError, StepAt};
     use crate::dind::DindError;
+    use crate::error_chain::chain_line;
     use crate::image::ImageError;
     use crate::layer::LayerError;
     use crate::registry::RegistryError;

@@ -12,13 +12,17 @@ pub mod copy;
 pub mod dind;
 pub mod dockerfile;
 pub mod error;
+pub mod error_chain;
 pub mod executor;
 pub mod fsview;
 pub mod image;
 pub mod layer;
+pub mod path_io;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+#[cfg(test)]
+mod rooms;
 pub mod sandbox;
 pub mod snapshot;
 pub mod transfer;

@@ -648,7 +648,7 @@ fn load_handles_missing_and_unreadable_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(".dockerignore")).unwrap();
     match DockerIgnore::load(dir.path()) {
-        Err(ContextError::Io(kiln::error::PathIo { path, .. })) => {
+        Err(ContextError::Io(kiln::path_io::PathIo { path, .. })) => {
             assert_eq!(path, dir.path().join(".dockerignore"))
         }
         other => panic!("expected an Io error, got {other:?}"),

@@ -3,7 +3,7 @@
 //! so a reader never sees half a blob.
 
 use super::digest::{Digest, DigestWriter};
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub enum BlobError {
     /// A file operation failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// The bytes do not have the digest they were announced with.
     #[error("blob digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -69,7 +69,7 @@ impl BlobStore {
         let p = self.path(d);
         File::open(&p).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => BlobError::Missing(d.clone()),
-            _ => crate::error::PathIo::new(&p, e).into(),
+            _ => crate::path_io::PathIo::new(&p, e).into(),
         })
     }
 

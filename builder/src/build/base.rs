@@ -5,10 +5,10 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use crate::blob::{BlobStore, Digest};
-use crate::error::IoAt;
 use crate::image::{
     parse_manifest, select_manifest, ImageConfig, ImageError, Layer, ParsedManifest,
 };
+use crate::path_io::IoAt;
 use crate::plan::{BaseConfig, BaseImages, Platform};
 use crate::registry::{Reference, RegistryClient, RegistryError};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! What can go wrong while executing a build plan.
 
 use crate::blob::Digest;
-use crate::error::PathIo;
+use crate::path_io::PathIo;
 use std::sync::Arc;
 
 /// Where in the Dockerfile a step is: displays as `Dockerfile:7: [build 2/5]`.

@@ -96,7 +96,7 @@ fn index_of(b: &Build<'_>, diff_id: &crate::blob::Digest) -> Option<LayerIndex> 
         Err(e) => {
             b.progress.line(&format!(
                 "warning: could not fetch the layer index of {diff_id}, extracting the layer: {}",
-                crate::error::chain_line(&e)
+                crate::error_chain::chain_line(&e)
             ));
             None
         }
@@ -141,7 +141,7 @@ pub(crate) fn publish(b: &Build<'_>, stack: &[LayerRef]) {
             Err(e) => {
                 b.progress.line(&format!(
                     "warning: could not publish the layer index of {d}: {}",
-                    crate::error::chain_line(&e)
+                    crate::error_chain::chain_line(&e)
                 ));
             }
         }

@@ -28,9 +28,9 @@ pub use progress::{Progress, ProgressMode};
 pub use timings::{Phase, Timings};
 
 use crate::cache::{LocalCache, RepoCache};
-use crate::error::IoAt;
 use crate::image::{BuiltImage, ImageFormat};
 use crate::layer::LayerOptions;
+use crate::path_io::IoAt;
 use crate::plan::{self, Plan};
 use crate::registry::{PushReport, Reference, RegistryClient, RegistryConfig, Repository};
 use crate::sandbox::{Isolation, Network};

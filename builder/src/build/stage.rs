@@ -309,7 +309,7 @@ fn lookup(b: &Build<'_>, key: &CacheKey, clock: &StepClock) -> Option<Option<Lay
         Err(e) => {
             b.progress.line(&format!(
                 "warning: cache repository lookup failed, building the step: {}",
-                crate::error::chain_line(&e)
+                crate::error_chain::chain_line(&e)
             ));
             None
         }
@@ -346,7 +346,7 @@ fn store(
             if let Err(e) = repo.put(&key, &cached, &store).await {
                 progress.line(&format!(
                     "warning: could not write to the cache repository: {}",
-                    crate::error::chain_line(&e)
+                    crate::error_chain::chain_line(&e)
                 ));
             }
         });

@@ -5,7 +5,7 @@
 pub enum CacheError {
     /// A file operation failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// The blob store failed.
     #[error(transparent)]
     Blob(#[from] crate::blob::BlobError),
@@ -20,7 +20,7 @@ pub enum CacheError {
     Reference(#[from] crate::registry::ReferenceError),
     /// A Dockerfile given to warm from is wrong.
     #[error(transparent)]
-    Dockerfile(#[from] crate::error::DockerfileError),
+    Dockerfile(#[from] crate::dockerfile::DockerfileError),
     /// A Dockerfile given to warm from cannot be planned.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),

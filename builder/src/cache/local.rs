@@ -8,7 +8,7 @@
 use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
 use crate::blob::Digest;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};

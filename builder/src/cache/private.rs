@@ -4,7 +4,7 @@
 //! whole tree, whatever the modes inside (which must stay the image's).
 
 use super::error::CacheError;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 

@@ -10,9 +10,9 @@
 use super::error::CacheError;
 use crate::blob::{BlobStore, Digest, DigestWriter};
 use crate::dockerfile;
-use crate::error::IoAt;
 use crate::image::platform_select::normalize;
 use crate::image::{parse_manifest, Descriptor, ImageConfig, ImageManifest, ParsedManifest};
+use crate::path_io::IoAt;
 use crate::plan::{self, Base, NoBaseImages, Options, Platform};
 use crate::registry::{Reference, RegistryClient};
 use futures_util::stream::{self, StreamExt, TryStreamExt};

@@ -4,7 +4,7 @@
 use super::Usage;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use kiln::error::IoAt;
+use kiln::path_io::IoAt;
 use kiln::plan::{self, Platform};
 use std::collections::BTreeMap;
 use std::io::Read as _;

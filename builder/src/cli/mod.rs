@@ -69,7 +69,7 @@ pub fn main() -> i32 {
             Err(e) => eprintln!(
                 "kiln: note: staying out of a user namespace of kiln's own ({}=0 skips it): {}",
                 kiln::sandbox::OWN_NAMESPACE_ENV,
-                kiln::error::chain_line(&e)
+                kiln::error_chain::chain_line(&e)
             ),
         }
     }
@@ -89,7 +89,7 @@ pub fn main() -> i32 {
 /// error ([`kiln::Error::exit_code`]: 1 the input, 2 kiln and its environment); 2 for usage
 /// and failures of the command line's own.
 fn report(e: &anyhow::Error) -> i32 {
-    eprintln!("kiln: {}", kiln::error::chain_line(e.as_ref()));
+    eprintln!("kiln: {}", kiln::error_chain::chain_line(e.as_ref()));
     e.chain()
         .find_map(|c| c.downcast_ref::<kiln::Error>())
         .map_or(2, kiln::Error::exit_code)

@@ -127,7 +127,7 @@ impl DockerIgnore {
                 Self::parse(&text, &path.display().to_string())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(crate::error::PathIo::new(&path, source).into()),
+            Err(source) => Err(crate::path_io::PathIo::new(&path, source).into()),
         }
     }
 
@@ -151,7 +151,7 @@ impl DockerIgnore {
                     return Self::parse(&text, &specific.display().to_string());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(crate::error::PathIo::new(&specific, source).into()),
+                Err(source) => return Err(crate::path_io::PathIo::new(&specific, source).into()),
             }
         }
         Self::load(context_dir)

@@ -22,7 +22,7 @@ pub enum ContextError {
     },
     /// A file or directory of the context could not be read.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// The Dockerfile in the context is a symlink: following it could read any file of the
     /// host (and echo it in a parse error), so it is refused as Docker refuses it.
     #[error("{}: the Dockerfile is a symbolic link; kiln reads a Dockerfile in the context only as a regular file (name the file it points to with --dockerfile)", path.display())]

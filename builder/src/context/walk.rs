@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::dockerignore::{clean, DockerIgnore};
 use super::ContextError;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 
 /// What a context entry is; symlinks are reported as such, never followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,8 +7,8 @@
 
 use super::target::{Meta, Target};
 use super::CopyError;
-use crate::error::IoAt;
 use crate::fsview::{FsView, Kind};
+use crate::path_io::IoAt;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStringExt;

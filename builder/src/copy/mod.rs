@@ -213,7 +213,7 @@ pub enum CopyError {
     },
     /// Reading the source or writing the upper directory failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// The build context could not be read.
     #[error(transparent)]
     Context(#[from] crate::context::ContextError),

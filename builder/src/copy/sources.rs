@@ -5,8 +5,8 @@
 use super::glob::{self, split_wildcards};
 use super::{CopyError, CopyRequest};
 use crate::context::dockerignore::DockerIgnore;
-use crate::error::IoAt;
 use crate::fsview::{resolve, Entry, FsView, Kind};
+use crate::path_io::IoAt;
 use std::path::{Path, PathBuf};
 
 /// One thing to copy.

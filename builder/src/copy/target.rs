@@ -8,9 +8,9 @@
 //! parent subtree.
 
 use super::{CopyError, CopyStats};
-use crate::error::IoAt;
 use crate::fsview::{resolve, DirView, Entry, FsView, Kind};
 use crate::layer::owners::{self, is_owner_xattr, recorded_owner, HostIds};
+use crate::path_io::IoAt;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, Read};

@@ -7,8 +7,8 @@ use super::sources::{self, Item};
 use super::target::{Meta, Target};
 use super::{archive, url, CopyError, CopyRequest, CopyStats};
 use crate::context::dockerignore::DockerIgnore;
-use crate::error::IoAt;
 use crate::fsview::{Entry, FsView, Kind};
+use crate::path_io::IoAt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -213,10 +213,9 @@ impl Copier<'_, '_> {
             let mut src_dir = PathBuf::from("/");
             src_dir.extend(&comps[..pivot + i + 1]);
             let src_dir = crate::fsview::resolve(self.source, &src_dir, true).at(&src_dir)?;
-            let e =
-                self.source.lstat(&src_dir).at(&src_dir)?.ok_or_else(|| {
-                    crate::error::PathIo::new(&src_dir, std::io::ErrorKind::NotFound)
-                })?;
+            let e = self.source.lstat(&src_dir).at(&src_dir)?.ok_or_else(|| {
+                crate::path_io::PathIo::new(&src_dir, std::io::ErrorKind::NotFound)
+            })?;
             if self.t.dir_for_copy(&target)? {
                 let x = self.source.xattrs(&src_dir).at(&src_dir)?;
                 let m = self.meta(&e, x);

@@ -307,7 +307,9 @@ async fn run_build(
         let err_tx = tx.clone();
         let result = context.write(ChannelWriter::new(tx));
         if let Err(e) = &result {
-            let _ = err_tx.blocking_send(Err(std::io::Error::other(crate::error::chain_line(e))));
+            let _ = err_tx.blocking_send(Err(std::io::Error::other(
+                crate::error_chain::chain_line(e),
+            )));
         }
         result
     });

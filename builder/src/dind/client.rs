@@ -265,7 +265,7 @@ impl DockerClient {
         }
         DindError::Protocol {
             host,
-            detail: crate::error::chain_line(e),
+            detail: crate::error_chain::chain_line(e),
         }
     }
 }

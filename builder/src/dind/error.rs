@@ -25,7 +25,7 @@ pub enum DindError {
     Certificate(String),
     /// A file could not be read or written.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// `DOCKER_HOST` (or `--docker-host`) is not an address kiln can use.
     #[error("docker host {host:?}: {reason}")]
     BadHost {
@@ -123,7 +123,7 @@ pub enum DindError {
     Unsupported(String),
     /// The Dockerfile is wrong.
     #[error(transparent)]
-    Dockerfile(#[from] crate::error::DockerfileError),
+    Dockerfile(#[from] crate::dockerfile::DockerfileError),
     /// The build plan cannot be made.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
@@ -169,7 +169,7 @@ impl From<kiln_dind_certs::CertError> for DindError {
         match e {
             kiln_dind_certs::CertError::Certificate(m) => DindError::Certificate(m),
             kiln_dind_certs::CertError::Io { path, source } => {
-                DindError::Io(crate::error::PathIo::new(path, source))
+                DindError::Io(crate::path_io::PathIo::new(path, source))
             }
         }
     }

@@ -77,7 +77,7 @@ mod tests {
             panic!("{e}")
         };
         assert!(matches!(**last, DindError::NothingListens { .. }), "{e}");
-        let text = crate::error::chain_line(&e);
+        let text = crate::error_chain::chain_line(&e);
         assert!(text.contains("was not ready within"), "{text}");
         assert!(text.contains("nothing listens at unix://"), "{text}");
     }

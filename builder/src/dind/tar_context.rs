@@ -6,7 +6,7 @@
 use super::DindError;
 use crate::context::dockerignore::DockerIgnore;
 use crate::context::walk::{BuildContext, EntryKind};
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use bytes::Bytes;
 use std::io::Write;
 use std::path::{Path, PathBuf};

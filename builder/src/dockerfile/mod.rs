@@ -1,10 +1,11 @@
 //! The Dockerfile front end: text → syntax tree → typed instructions, as exact as BuildKit's.
 
+mod error;
 pub mod expand;
 pub mod instructions;
 pub mod parser;
 
-use crate::error::DockerfileError;
+pub use error::DockerfileError;
 use instructions::Located;
 use std::path::Path;
 

@@ -218,7 +218,8 @@ impl DindError {
 mod tests {
     use super::*;
     use crate::build::error::{RunFailure, StepAt};
-    use crate::error::{DockerfileError, PathIo};
+    use crate::dockerfile::DockerfileError;
+    use crate::path_io::PathIo;
     use std::sync::Arc;
 
     fn io() -> std::io::Error {

@@ -12,7 +12,7 @@ pub enum ImageError {
     Blob(#[from] BlobError),
     /// A file operation failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// A JSON document could not be read or written.
     #[error("{what}")]
     Json {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum LayerError {
     /// A file operation on the tree failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// The layer stream (tar, gzip or zstd) could not be read or written.
     #[error("layer stream")]
     Stream(#[source] io::Error),

@@ -12,7 +12,7 @@
 use super::error::LayerError;
 use super::walk::{read_xattrs, Item};
 use super::whiteout::{has_opaque_marker, oci_whiteout_of, OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::Metadata;
@@ -50,7 +50,7 @@ fn lstat(p: &std::path::Path) -> Result<Option<Metadata>, LayerError> {
     match std::fs::symlink_metadata(p) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(crate::error::PathIo::new(p, e).into()),
+        Err(e) => Err(crate::path_io::PathIo::new(p, e).into()),
     }
 }
 

@@ -10,7 +10,7 @@
 //! inside the tree; refusing all of them is stricter and matches what a layer may contain.
 
 use super::error::LayerError;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -81,7 +81,7 @@ impl Root {
 
     /// An io error at a layer path.
     pub(crate) fn err(&self, rel: &[u8], e: impl Into<std::io::Error>) -> LayerError {
-        crate::error::PathIo::new(self.host(rel), e).into()
+        crate::path_io::PathIo::new(self.host(rel), e).into()
     }
 
     /// Opens the directory `comps` below the root without following any symlink. Missing

@@ -7,7 +7,7 @@ use super::error::LayerError;
 use super::whiteout::{
     is_opaque_xattr, keep_xattr, unsupported_overlay_xattr, OPAQUE_MARKER, WHITEOUT_PREFIX,
 };
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;

@@ -9,7 +9,7 @@ use super::owners::{is_owner_xattr, recorded_owner, HostIds};
 use super::tar_write::{EntryHeader, Kind, TarWriter};
 use super::walk::{Item, Walker};
 use crate::blob::{BlobStore, Digest, DigestWriter};
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use crate::transfer::Counted;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -313,7 +313,7 @@ fn copy_file<W: Write>(
     let mut src = Src(f, None);
     match tar.data(&mut src, size, buf) {
         Ok(_) => Ok(()),
-        Err(e) if src.1.is_some() => Err(crate::error::PathIo::new(abs, e).into()),
+        Err(e) if src.1.is_some() => Err(crate::path_io::PathIo::new(abs, e).into()),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(LayerError::Changed {
             path: abs.to_path_buf(),
             expected: size,

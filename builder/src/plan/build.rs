@@ -8,8 +8,8 @@ use super::{
     Base, BaseConfig, BaseImages, Options, Plan, PlanError, Platform, Stage, Step, Warning,
 };
 use crate::dockerfile::instructions::{self, Instruction, Located};
+use crate::dockerfile::DockerfileError;
 use crate::dockerfile::{parser, Dockerfile};
-use crate::error::DockerfileError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -13,7 +13,7 @@ pub use crate::image::Platform;
 pub use build::plan;
 
 use crate::dockerfile::instructions::Instruction;
-use crate::error::DockerfileError;
+use crate::dockerfile::DockerfileError;
 use std::collections::BTreeMap;
 
 /// What the plan needs to know besides the Dockerfile.

@@ -461,7 +461,7 @@ pub(crate) fn transport_error(
     operation: &str,
     e: reqwest::Error,
 ) -> RegistryError {
-    let message = crate::error::chain_line(&e.without_url());
+    let message = crate::error_chain::chain_line(&e.without_url());
     RegistryError::Transport {
         registry: repo.registry.clone(),
         repository: repo.name.clone(),
@@ -556,7 +556,7 @@ async fn file_body(
 ) -> Result<reqwest::Body, RegistryError> {
     use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let io = |source| RegistryError::from(crate::error::PathIo::new(path, source));
+    let io = |source| RegistryError::from(crate::path_io::PathIo::new(path, source));
     let mut f = tokio::fs::File::open(path).await.map_err(io)?;
     f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
     let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10);
@@ -647,7 +647,7 @@ mod tests {
             CredentialResolver::new(Environment::new()),
         )
         .unwrap_err();
-        let line = crate::error::chain_line(&e);
+        let line = crate::error_chain::chain_line(&e);
         assert!(line.starts_with("/nonexistent/ca.pem: "), "{line}");
     }
 }

@@ -156,7 +156,7 @@ pub enum RegistryError {
     Blob(#[from] BlobError),
     /// A local file could not be read.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
 }
 
 impl RegistryError {

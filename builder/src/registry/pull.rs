@@ -345,7 +345,7 @@ impl RegistryClient {
             (s, c) => s.or(c),
         };
         let io =
-            |source| RegistryError::from(crate::error::PathIo::new(store.path(digest), source));
+            |source| RegistryError::from(crate::path_io::PathIo::new(store.path(digest), source));
         loop {
             match resp.chunk().await {
                 Ok(Some(c)) => {

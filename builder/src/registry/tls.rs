@@ -3,7 +3,7 @@
 
 use super::config::RegistryConfig;
 use super::error::RegistryError;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 
 /// Builds the shared HTTP client for `config`; with `verify` false it accepts any server
 /// certificate (for the registries `--skip-tls-verify` names).

@@ -241,7 +241,7 @@ fn explain(mode: Mode, e: &SandboxError) -> Refusal {
             } else {
                 r(
                     "namespaces are refused here",
-                    format!("({}) {instead}", crate::error::chain_line(e)),
+                    format!("({}) {instead}", crate::error_chain::chain_line(e)),
                 )
             }
         }
@@ -255,7 +255,7 @@ fn explain(mode: Mode, e: &SandboxError) -> Refusal {
             format!(
                 "run with `procMount: Unmasked` (docker: `--security-opt \
                  systempaths=unconfined`) {instead} ({})",
-                crate::error::chain_line(e)
+                crate::error_chain::chain_line(e)
             ),
         ),
         (_, SandboxError::UserNamespace(detail), _)
@@ -275,7 +275,7 @@ fn explain(mode: Mode, e: &SandboxError) -> Refusal {
         }
         _ => r(
             &format!("{} namespaces cannot be set up here", name(mode)),
-            crate::error::chain_line(e),
+            crate::error_chain::chain_line(e),
         ),
     }
 }

@@ -190,7 +190,7 @@ pub enum SandboxError {
     UserNamespace(String),
     /// A file the sandbox reads or makes.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// Starting or waiting for the process failed.
     #[error("sandbox: {0}")]
     Spawn(std::io::Error),

@@ -14,8 +14,8 @@
 use super::dirs::Scratch;
 use super::error::SnapshotError;
 use crate::blob::Digest;
-use crate::error::IoAt;
 use crate::layer::{self, ExtractOptions, LayerIndex};
+use crate::path_io::IoAt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 
 use super::error::SnapshotError;
 use super::LayerCache;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

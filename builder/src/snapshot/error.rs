@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum SnapshotError {
     /// A file operation failed.
     #[error(transparent)]
-    Io(#[from] crate::error::PathIo),
+    Io(#[from] crate::path_io::PathIo),
     /// Writing or extracting the layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),

@@ -5,7 +5,6 @@
 //! decompress them.
 
 use crate::blob::BlobStore;
-use crate::error::IoAt;
 use crate::image::build::BuiltImage;
 use crate::image::descriptor::Descriptor;
 use crate::image::error::ImageError;
@@ -14,6 +13,7 @@ use crate::image::manifest::ImageIndex;
 use crate::image::media::{
     ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION,
 };
+use crate::path_io::IoAt;
 use crate::reference::Reference;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -46,7 +46,7 @@ pub fn write_docker_tar<W: Write>(
         .map(|t| Reference::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     let mut tar = tar::Builder::new(out);
-    let io_err = |e| ImageError::from(crate::error::PathIo::new("docker tarball", e));
+    let io_err = |e| ImageError::from(crate::path_io::PathIo::new("docker tarball", e));
 
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = header(tar::EntryType::Directory, 0o755, 0);

@@ -12,7 +12,7 @@ pub use docker_tar::{export_docker_tar, write_docker_tar};
 pub use oci_layout::export_oci_layout;
 
 use super::error::ImageError;
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, so a reader sees the

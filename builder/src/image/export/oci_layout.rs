@@ -3,12 +3,12 @@
 
 use super::write_atomic;
 use crate::blob::{BlobStore, Digest, DigestWriter};
-use crate::error::IoAt;
 use crate::image::build::BuiltImage;
 use crate::image::error::ImageError;
 use crate::image::json::to_canonical_vec;
 use crate::image::manifest::ImageIndex;
 use crate::image::media::{ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION};
+use crate::path_io::IoAt;
 use std::path::Path;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -52,7 +52,7 @@ pub fn export_oci_layout(
             })?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => ImageIndex::empty(Some(OCI_INDEX)),
-        Err(e) => return Err(crate::error::PathIo::new(&index_path, e).into()),
+        Err(e) => return Err(crate::path_io::PathIo::new(&index_path, e).into()),
     };
     let name_of = |d: &crate::image::Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
     if ref_names.is_empty() {
@@ -100,7 +100,7 @@ fn check_or_write_layout_file(dir: &Path) -> Result<(), ImageError> {
             };
             write_atomic(&path, &to_canonical_vec(&f, "oci-layout")?)
         }
-        Err(e) => Err(crate::error::PathIo::new(&path, e).into()),
+        Err(e) => Err(crate::path_io::PathIo::new(&path, e).into()),
     }
 }
 

@@ -4,9 +4,9 @@
 use super::copy::{Content, Copier, Node};
 use super::manifest::{hash_file, kind_of, record_of, Manifest, Record};
 use super::walk;
-use crate::error::IoAt;
 use crate::fsview::Kind;
 use crate::layer::WHITEOUT_PREFIX;
+use crate::path_io::IoAt;
 use crate::snapshot::error::SnapshotError;
 use crate::snapshot::Whiteouts;
 use rustix::fs::{FileType, Mode, CWD};
@@ -115,7 +115,7 @@ impl Writer<'_> {
                 Err(rustix::io::Errno::PERM) if self.whiteouts.is_none() => {
                     self.whiteouts = Some(Whiteouts::Oci);
                 }
-                Err(e) => return Err(crate::error::PathIo::new(&dst, e).into()),
+                Err(e) => return Err(crate::path_io::PathIo::new(&dst, e).into()),
             }
         }
         let mut name = WHITEOUT_PREFIX.as_bytes().to_vec();

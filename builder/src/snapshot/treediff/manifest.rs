@@ -2,8 +2,8 @@
 //! whose times cannot be trusted to show a later write.
 
 use super::walk;
-use crate::error::IoAt;
 use crate::fsview::Kind;
+use crate::path_io::IoAt;
 use crate::snapshot::error::SnapshotError;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;

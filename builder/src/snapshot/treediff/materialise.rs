@@ -1,8 +1,8 @@
 //! A merged view copied into a plain directory, the root a step runs in without overlay.
 
 use super::copy::{Content, Copier, Node};
-use crate::error::IoAt;
 use crate::fsview::{Entry, FsView, Kind};
+use crate::path_io::IoAt;
 use crate::snapshot::error::SnapshotError;
 use std::path::{Path, PathBuf};
 

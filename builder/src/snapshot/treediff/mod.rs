@@ -12,7 +12,7 @@ pub use diff::{diff, Diff};
 pub use manifest::{record, Manifest, Record};
 pub use materialise::{materialise, Materialised};
 
-use crate::error::IoAt;
+use crate::path_io::IoAt;
 use crate::snapshot::error::SnapshotError;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
@@ -48,7 +48,7 @@ fn walk(
                 Ok(m) => m,
                 // Removed since listed (a step's background process): it is simply not there.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(crate::error::PathIo::new(&abs, e).into()),
+                Err(e) => return Err(crate::path_io::PathIo::new(&abs, e).into()),
             };
             f(&r, &abs, &m)?;
             if m.is_dir() && m.dev() == dev {

@@ -1,5 +1,6 @@
 //! A file operation's error with the file it concerns: the one shape every module's I/O
-//! failures take, so the path is named once and the OS error is its cause.
+//! failures take, so the path is named once and the OS error is its cause. A leaf: every
+//! module uses it without depending on the crate's [`crate::Error`], which gathers them all.
 
 use std::io;
 use std::path::{Path, PathBuf};
