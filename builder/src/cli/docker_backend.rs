@@ -1,9 +1,9 @@
 //! `kiln build --backend docker`: the flags that pick the backend and find the daemon, and the
-//! hand-over of a parsed `kiln build` to [`kiln::dind::build`].
+//! hand-over of a parsed `kiln build` to [`kiln::dind::backend`].
 
 use super::args::{self, BuildArgs, DockerfileAt};
 use super::Usage;
-use kiln::dind::build::{DockerBuild, DockerfileSource};
+use kiln::dind::backend::{DockerBuild, DockerfileSource};
 use kiln::dind::EndpointFlags;
 use kiln::registry::Environment;
 use std::collections::BTreeMap;
@@ -63,7 +63,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         let _ = writeln!(o, "{line}");
     };
     let outcome = rt
-        .block_on(kiln::dind::build::build(
+        .block_on(kiln::dind::backend::build(
             &req,
             &Environment::from_process(),
             &mut print,

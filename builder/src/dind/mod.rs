@@ -8,7 +8,7 @@
 //! `docker:dind` entrypoint then uses the given certificates as they are ("user managing CA
 //! themselves") instead of regenerating them over a read-only mount.
 
-pub mod build;
+pub mod backend;
 mod client;
 pub mod endpoint;
 mod error;

@@ -2,15 +2,15 @@
 //! scope, and the graph of stages the target needs.
 
 pub mod args;
-mod build;
 pub mod display;
 pub mod expand_step;
 mod graph;
 mod validate;
+mod walk;
 
 /// Platforms are the image's notion; the planner picks one per stage.
 pub use crate::image::Platform;
-pub use build::plan;
+pub use walk::plan;
 
 use crate::dockerfile::instructions::Instruction;
 use crate::dockerfile::DockerfileError;

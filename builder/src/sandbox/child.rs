@@ -5,7 +5,7 @@
 //! before the clone; it only makes system calls, using raw ones where glibc would coordinate
 //! with threads that do not exist in the child (`setgroups`, `setresuid`).
 
-use super::plan::Step;
+use super::syscalls::Step;
 use super::{caps, seccomp};
 use crate::snapshot::mount_options;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

@@ -8,7 +8,7 @@
 //! namespace when the container's own `/proc` has masked paths, which Docker and Kubernetes
 //! add by default).
 
-use super::plan::{Mode, Step};
+use super::syscalls::{Mode, Step};
 use super::userns::IdMap;
 use super::{caps, spawn, Isolation, SandboxError};
 use std::ffi::CString;

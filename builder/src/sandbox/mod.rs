@@ -1,7 +1,7 @@
 //! Runs one Dockerfile `RUN` step's process in an isolated root.
 //!
 //! The parent reads the root first (users, the program, mount points; see `prepare.rs`), turns
-//! the run into a list of steps (`plan.rs`, checked by unit tests without root), and clones a
+//! the run into a list of steps (`syscalls.rs`, checked by unit tests without root), and clones a
 //! child into new mount, PID, IPC and UTS namespaces (plus network and user ones when asked).
 //! The child mounts the overlay, `/proc`, a small `/dev`, read-only `/sys` and the host's
 //! resolv.conf, hosts and a hostname file, pivots into the root, sets its ids and execs the
@@ -13,10 +13,10 @@ mod child;
 mod choose;
 mod own_namespace;
 mod pids;
-mod plan;
 mod prepare;
 mod seccomp;
 mod spawn;
+mod syscalls;
 mod userns;
 pub mod users;
 
@@ -27,8 +27,8 @@ pub use prepare::DEFAULT_PATH;
 pub use seccomp::SeccompError;
 pub use users::{resolve_group, resolve_user, Ids, UserError};
 
-use plan::Mode;
 use std::path::PathBuf;
+use syscalls::Mode;
 
 /// The root the process sees.
 #[derive(Debug, Clone)]
@@ -282,7 +282,7 @@ pub fn run(spec: &RunSpec, output: &mut dyn std::io::Write) -> Result<RunOutcome
         }
     }
     let prepared = prepare::prepare(spec, mode)?;
-    let steps = plan::build(&prepared.setup);
+    let steps = syscalls::build(&prepared.setup);
     let mut flags = 0u64;
     if mode != Mode::Unconfined {
         flags |= (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)

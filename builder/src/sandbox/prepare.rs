@@ -1,10 +1,10 @@
 //! The parent's work before the process starts: read the root (users, the program, mount
 //! points) without mounting it, make the mount points that are missing where they never reach
-//! the step's layer, and turn a [`RunSpec`] into a plan [`Setup`].
+//! the step's layer, and turn a [`RunSpec`] into the [`Setup`] its system calls are made from.
 
 use super::caps;
-use super::plan::{Bind, Mode, Root, Setup};
 use super::seccomp::Filter;
+use super::syscalls::{Bind, Mode, Root, Setup};
 use super::userns::IdMap;
 use super::{users, Network, RootFs, RunSpec, SandboxError};
 use crate::fsview::{read_small, resolve, DirView, FsView, Kind};

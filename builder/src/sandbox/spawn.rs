@@ -3,7 +3,7 @@
 
 use super::child::{self, Child, REPORT_HEADER};
 use super::pids::PidsCgroup;
-use super::plan::Step;
+use super::syscalls::Step;
 use super::userns::IdMap;
 use super::{ExitKind, RunOutcome, SandboxError};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -115,7 +115,7 @@ pub(crate) fn spawn(
 ) -> Result<RunOutcome, SandboxError> {
     let Some(Step::Exec { argv, env, .. }) = steps.last() else {
         return Err(SandboxError::Unsupported(
-            "a plan must end with exec".into(),
+            "a sequence must end with exec".into(),
         ));
     };
     let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -241,7 +241,7 @@ pub(crate) fn spawn(
 pub(crate) fn probe(steps: &[Step], flags: u64, idmap: Option<&IdMap>) -> Result<(), SandboxError> {
     if !matches!(steps.last(), Some(Step::Exit)) {
         return Err(SandboxError::Unsupported(
-            "a probe's plan must end with exit".into(),
+            "a probe's sequence must end with exit".into(),
         ));
     }
     let none: [*const c_char; 1] = [std::ptr::null()];
