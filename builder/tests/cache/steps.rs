@@ -51,6 +51,14 @@ fn local_cache_child_writer() {
     }
 }
 
+/// The writer test's name as the harness knows it: its module path without the binary's name.
+fn child_test_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::local_cache_child_writer")
+        .trim_start_matches("::")
+        .to_string()
+}
+
 #[test]
 fn local_cache_is_shared_by_processes_and_survives_concurrent_puts() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,7 +70,7 @@ fn local_cache_is_shared_by_processes_and_survives_concurrent_puts() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "local_cache_child_writer",
+                    &child_test_name(),
                     "--nocapture",
                     "--test-threads=1",
                 ])

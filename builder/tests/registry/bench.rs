@@ -1,5 +1,5 @@
 //! Upload throughput of a 200 MiB blob to a local `docker-registry`, monolithic vs chunk sizes.
-//! Ignored by default: `cargo test --release -p kiln-builder --test registry_bench -- --ignored --nocapture`.
+//! Ignored by default: `cargo test --release -p kiln-builder --test registry -- --ignored bench:: --nocapture`.
 
 use kiln_testkit::registry as registry_server;
 
