@@ -3,7 +3,7 @@
 //!
 //! The golden files are `tests/golden/kubernetes/<entry>.yaml`, compared byte for byte.
 //! After an intended change, regenerate them with
-//! `KILN_UPDATE_GOLDEN=1 cargo test -p kiln-runner --test pod_spec` and review the diff.
+//! `KILN_UPDATE_GOLDEN=1 cargo test -p kiln-runner --test kubernetes pod_spec::` and review the diff.
 
 use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kiln_runner::config::{Config, RunnerConfig};

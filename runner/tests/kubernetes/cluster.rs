@@ -1,5 +1,5 @@
 //! Both pod shapes end to end on a real cluster, when `KILN_TEST_KUBECONFIG` names one
-//! (`cargo test -p kiln-runner --test kubernetes_cluster -- --ignored`). The GitLab side is
+//! (`cargo test -p kiln-runner --test kubernetes -- --ignored cluster::`). The GitLab side is
 //! the in-process fake, so only the cluster is needed, plus:
 //! - `KILN_TEST_NAMESPACE` (default `kiln-test`), where the kubeconfig's user has the rights
 //!   of `API_RIGHTS`;
