@@ -29,7 +29,7 @@ pub enum Error {
     /// Executing the build failed.
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
-    /// The layer cache or warming it failed.
+    /// The step cache or warming the cache directory failed.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
     /// A COPY, ADD or WORKDIR step could not write its files.

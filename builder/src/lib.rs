@@ -7,6 +7,7 @@
 pub mod blob;
 pub mod build;
 pub mod cache;
+pub mod cache_dir;
 pub mod context;
 pub mod copy;
 pub mod dind;

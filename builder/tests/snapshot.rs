@@ -4,11 +4,12 @@
 //! tree-diff fallback on a 50,000-file tree.
 
 use kiln::blob::{BlobStore, Digest};
+use kiln::cache_dir::CacheDir;
 use kiln::fsview::{DirView, FsView, Kind};
 use kiln::layer::{self, Compression, LayerInfo, LayerOptions};
 use kiln::snapshot::{
-    commit, commit_as, diff, materialise, probe, record, step_dirs, LayerCache, Mode, OverlayView,
-    SnapshotError, Whiteouts,
+    commit, commit_as, diff, materialise, probe, record, step_dirs, ExtractedLayers, Mode,
+    OverlayView, SnapshotError, Whiteouts,
 };
 use std::collections::BTreeSet;
 use std::fs;
@@ -66,7 +67,7 @@ fn layer_of(store: &BlobStore, dir: &Path, c: Compression) -> LayerInfo {
     layer::write_layer(store, dir, &opts).unwrap()
 }
 
-fn extract(cache: &LayerCache, store: &BlobStore, l: &LayerInfo) -> PathBuf {
+fn extract(cache: &ExtractedLayers, store: &BlobStore, l: &LayerInfo) -> PathBuf {
     cache
         .extract(&l.diff_id, l.media_type, store.read(&l.digest).unwrap())
         .unwrap()
@@ -112,7 +113,8 @@ struct ThreeLayers {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     store: BlobStore,
-    cache: LayerCache,
+    dir: CacheDir,
+    cache: ExtractedLayers,
     /// Extracted, top-most first.
     lowers: Vec<PathBuf>,
 }
@@ -123,7 +125,8 @@ fn three_layers(compressions: [Compression; 3]) -> ThreeLayers {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let store = BlobStore::open(root.join("blobs")).unwrap();
-    let cache = LayerCache::open(&root.join("cache")).unwrap();
+    let dir = CacheDir::open(root.join("cache")).unwrap();
+    let cache = ExtractedLayers::open(&dir).unwrap();
     let (l1, l2, l3) = (root.join("src1"), root.join("src2"), root.join("src3"));
 
     write(&l1.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
@@ -172,6 +175,7 @@ fn three_layers(compressions: [Compression; 3]) -> ThreeLayers {
         _tmp: tmp,
         root,
         store,
+        dir,
         cache,
         lowers,
     }
@@ -182,7 +186,8 @@ fn gzip_and_zstd_layers_extract_into_the_cache_and_read_back_through_the_view() 
     need_root!();
     let tmp = tempfile::tempdir().unwrap();
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
-    let cache = LayerCache::open(&tmp.path().join("cache")).unwrap();
+    let cache_dir = CacheDir::open(tmp.path().join("cache")).unwrap();
+    let cache = ExtractedLayers::open(&cache_dir).unwrap();
     let src = tmp.path().join("src");
     write(&src.join("etc/os-release"), "ID=kiln\n");
     write(&src.join("usr/bin/tool"), "#!tool\n");
@@ -194,7 +199,7 @@ fn gzip_and_zstd_layers_extract_into_the_cache_and_read_back_through_the_view() 
         assert_eq!(cache.get(&info.diff_id).is_none(), c == Compression::Gzip);
         let dir = extract(&cache, &store, &info);
         assert_eq!(cache.get(&info.diff_id), Some(dir.clone()));
-        assert_eq!(dir, cache.layers_dir().join(info.diff_id.hex()));
+        assert_eq!(dir, cache_dir.extracted_layers().join(info.diff_id.hex()));
         let view = OverlayView::new(vec![dir]);
         // The root's own metadata is the cache's (0755, root); everything below is the layer's.
         assert_eq!(listing(&view)[1..], want[1..], "{c:?}");
@@ -206,7 +211,10 @@ fn gzip_and_zstd_layers_extract_into_the_cache_and_read_back_through_the_view() 
         );
     }
     // Same content, both formats: one diff_id, one directory.
-    assert_eq!(fs::read_dir(cache.layers_dir()).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(cache_dir.extracted_layers()).unwrap().count(),
+        1
+    );
 }
 
 #[test]
@@ -260,7 +268,8 @@ fn concurrent_extract_of_one_diff_id_extracts_once() {
         write(&src.join(format!("d{}/f{i}", i % 20)), &"x".repeat(i));
     }
     let info = layer_of(&store, &src, Compression::Gzip);
-    let cache = Arc::new(LayerCache::open(&tmp.path().join("cache")).unwrap());
+    let dir = CacheDir::open(tmp.path().join("cache")).unwrap();
+    let cache = Arc::new(ExtractedLayers::open(&dir).unwrap());
     let readers = Arc::new(AtomicUsize::new(0));
 
     /// Counts the extractions that read the blob at all.
@@ -306,7 +315,7 @@ fn concurrent_extract_of_one_diff_id_extracts_once() {
         listing(&DirView::new(&src))[1..]
     );
     // No leftovers from the waiting threads.
-    assert_eq!(fs::read_dir(cache.tmp_dir()).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(dir.scratch()).unwrap().count(), 0);
 }
 
 #[test]
@@ -314,7 +323,8 @@ fn a_blob_with_the_wrong_diff_id_leaves_nothing_in_layers() {
     need_root!();
     let tmp = tempfile::tempdir().unwrap();
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
-    let cache = LayerCache::open(&tmp.path().join("cache")).unwrap();
+    let dir = CacheDir::open(tmp.path().join("cache")).unwrap();
+    let cache = ExtractedLayers::open(&dir).unwrap();
     let src = tmp.path().join("src");
     write(&src.join("etc/hostname"), "kiln\n");
     let info = layer_of(&store, &src, Compression::Zstd);
@@ -339,8 +349,8 @@ fn a_blob_with_the_wrong_diff_id_leaves_nothing_in_layers() {
         .extract(&info.diff_id, info.media_type, &bytes[..])
         .is_err());
     assert!(cache.get(&claimed).is_none() && cache.get(&info.diff_id).is_none());
-    assert_eq!(fs::read_dir(cache.layers_dir()).unwrap().count(), 0);
-    assert_eq!(fs::read_dir(cache.tmp_dir()).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(dir.extracted_layers()).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(dir.scratch()).unwrap().count(), 0);
 }
 
 /// Names of the entries of a gzip layer blob, and the kind of each.
@@ -367,7 +377,7 @@ fn tar_entries(store: &BlobStore, info: &LayerInfo) -> BTreeSet<String> {
 fn commit_of_a_real_overlay_upper_then_adopt_and_get() {
     need_root!();
     let t = three_layers([Compression::Gzip; 3]);
-    let step = step_dirs(&t.cache).unwrap();
+    let step = step_dirs(&t.dir).unwrap();
     let merged = t.root.join("merged");
     let seen = {
         let _m = Mount::overlay(
@@ -423,8 +433,8 @@ fn commit_of_a_real_overlay_upper_then_adopt_and_get() {
 #[test]
 fn step_dirs_are_removed_on_drop() {
     let tmp = tempfile::tempdir().unwrap();
-    let cache = LayerCache::open(tmp.path()).unwrap();
-    let s = step_dirs(&cache).unwrap();
+    let dir = CacheDir::open(tmp.path()).unwrap();
+    let s = step_dirs(&dir).unwrap();
     write(&s.upper.join("x/y"), "y");
     fs::create_dir_all(s.work.join("work")).unwrap();
     fs::set_permissions(s.work.join("work"), fs::Permissions::from_mode(0o0)).unwrap();
@@ -438,11 +448,11 @@ fn step_dirs_are_removed_on_drop() {
 fn probe_says_overlay_here() {
     need_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let cache = LayerCache::open(tmp.path()).unwrap();
-    assert_eq!(probe(&cache), Mode::Overlay);
+    let dir = CacheDir::open(tmp.path()).unwrap();
+    assert_eq!(probe(&dir), Mode::Overlay);
     // Cached: the same answer without leftovers.
-    assert_eq!(probe(&cache), Mode::Overlay);
-    assert_eq!(fs::read_dir(cache.tmp_dir()).unwrap().count(), 0);
+    assert_eq!(probe(&dir), Mode::Overlay);
+    assert_eq!(fs::read_dir(dir.scratch()).unwrap().count(), 0);
 }
 
 /// `n` small files in directories of 100, with mtimes in the past (as extracted layers have).
@@ -664,7 +674,8 @@ fn bench_one_file_change_in_50000_file_lower() {
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     let tmp = tempfile::tempdir().unwrap();
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
-    let cache = LayerCache::open(&tmp.path().join("cache")).unwrap();
+    let dir = CacheDir::open(tmp.path().join("cache")).unwrap();
+    let cache = ExtractedLayers::open(&dir).unwrap();
     let lower = tmp.path().join("lower");
     big_tree(&lower, 50_000);
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -681,7 +692,7 @@ fn bench_one_file_change_in_50000_file_lower() {
     let mut lines = Vec::new();
     let mut info = None;
     for extra in ["", ",volatile"] {
-        let step = step_dirs(&cache).unwrap();
+        let step = step_dirs(&dir).unwrap();
         let merged = tmp.path().join("merged");
         let t = Instant::now();
         let m = Mount::overlay(

@@ -206,7 +206,7 @@ pub(crate) fn copy(
 ) -> Result<LayerRef, BuildError> {
     let b = at.b;
     let src = source_view(at, c.from.as_deref(), done)?;
-    let tmp = b.layers.cache.tmp_dir();
+    let tmp = b.cache_dir.scratch();
     let empty = tempfile::tempdir_in(&tmp).at(&tmp)?;
     // COPY --link does not look at the parent: its layer stands alone, so the base's layers
     // need not be downloaded. Names in --chown still need the parent's user database.
@@ -225,7 +225,7 @@ pub(crate) fn copy(
         }),
         None => None,
     };
-    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
+    let dirs = snapshot::step_dirs(&b.cache_dir).map_err(|e| at.fail(e))?;
     let req = request(c, cfg, chown, c.from.is_some());
     let target: &dyn FsView = if c.link {
         &DirView::new(empty.path())
@@ -263,7 +263,7 @@ pub(crate) fn workdir(
     } else {
         ids(at, user, view.as_ref())?
     };
-    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
+    let dirs = snapshot::step_dirs(&b.cache_dir).map_err(|e| at.fail(e))?;
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).

@@ -1,6 +1,6 @@
 //! Layers of the image being built: descriptors first, files only on demand. A layer becomes a
 //! directory (an overlay lower) the first time a step reads the filesystem under it, from the
-//! shared layer cache, the blob store, or its registry — in that order.
+//! machine's extracted layers, the blob store, or its registry — in that order.
 
 use super::error::BuildError;
 use super::progress::Transfers;
@@ -9,7 +9,7 @@ use crate::blob::BlobStore;
 use crate::image::Layer;
 use crate::path_io::IoAt;
 use crate::registry::{RegistryClient, Repository};
-use crate::snapshot::LayerCache;
+use crate::snapshot::ExtractedLayers;
 use crate::transfer::{Counted, Transfer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +29,7 @@ pub struct LayerRef {
 /// Turns layer descriptors into directories, counting what it had to download.
 pub struct Layers {
     /// Extracted layers shared between builds.
-    pub cache: LayerCache,
+    pub cache: ExtractedLayers,
     /// Blobs.
     pub store: BlobStore,
     client: RegistryClient,
@@ -43,7 +43,7 @@ impl Layers {
     /// Layers from `cache`, `store`, or through `client`, downloads and extractions counted
     /// in `transfers`.
     pub fn new(
-        cache: LayerCache,
+        cache: ExtractedLayers,
         store: BlobStore,
         client: RegistryClient,
         runtime: Arc<tokio::runtime::Runtime>,

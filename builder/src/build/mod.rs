@@ -1,7 +1,7 @@
 //! Executing a build plan: each stage's steps in order (stages of one wave at the same time),
 //! metadata steps applied to the config, RUN in the sandbox over an overlay of the parent's
 //! layers, COPY/ADD into an empty upper directory, each upper directory written as a layer, the
-//! layer cache consulted before any step runs, and the image exported or pushed at the end.
+//! step cache consulted before any step runs, and the image exported or pushed at the end.
 //!
 //! Nothing is downloaded before a step needs files: FROM reads the base's manifest and config
 //! only, and a push mounts or finds the base's layers in the registry.
@@ -28,13 +28,14 @@ pub use progress::{Progress, ProgressMode};
 pub use timings::{Phase, Timings};
 
 use crate::cache::{LocalCache, RepoCache};
+use crate::cache_dir::CacheDir;
 use crate::image::{BuiltImage, ImageFormat};
 use crate::layer::LayerOptions;
 use crate::path_io::IoAt;
 use crate::plan::{self, Plan};
 use crate::registry::{PushReport, Reference, RegistryClient, RegistryConfig, Repository};
 use crate::sandbox::{Isolation, Network};
-use crate::snapshot::{self, LayerCache};
+use crate::snapshot::{self, ExtractedLayers};
 use kiln_registry_auth::CredentialResolver;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,11 +78,11 @@ pub struct BuildOptions {
     pub push: bool,
     /// `--label` pairs added to the final image.
     pub labels: Vec<(String, String)>,
-    /// Whether to look steps up in the layer cache (`--cache`).
+    /// Whether to look steps up in the step cache (`--cache`).
     pub cache: bool,
     /// `--cache-repo`.
     pub cache_repo: Option<Repository>,
-    /// The shared cache directory (blobs, extracted layers, keys, RUN cache mounts).
+    /// `--cache-dir`: the cache directory shared by builds ([`crate::cache_dir`]).
     pub cache_dir: PathBuf,
     /// `--cache-ttl`.
     pub cache_ttl: Duration,
@@ -145,6 +146,8 @@ pub(crate) struct Build<'a> {
     pub client: RegistryClient,
     pub bases: BaseResolver,
     pub layers: layers::Layers,
+    /// `opts.cache_dir`, opened.
+    pub cache_dir: CacheDir,
     pub local: Option<LocalCache>,
     pub repo: Option<RepoCache>,
     pub mode: snapshot::Mode,
@@ -174,7 +177,8 @@ pub fn build(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, cr
 fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, crate::Error> {
     let recorder = timings::Recorder::new();
     let file = opts.dockerfile.display().to_string();
-    if let Some(note) = crate::cache::make_private(&opts.cache_dir)? {
+    let cache_dir = CacheDir::open(&opts.cache_dir)?;
+    if let Some(note) = cache_dir.tightened() {
         progress.line(&note);
     }
     let runtime = Arc::new(
@@ -186,7 +190,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
     );
     let client = RegistryClient::new(opts.registry.clone(), opts.credentials.clone())
         .map_err(|e| BuildError::failed("registry client", e))?;
-    let store = crate::cache::blob_store(&opts.cache_dir)?;
+    let store = cache_dir.blob_store()?;
     let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone())
         .with_insecure_pull(opts.insecure_pull);
     let plan = plan::plan(&opts.parsed, &opts.dockerfile, &opts.plan, &bases)?;
@@ -196,7 +200,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
             None => progress.line(&format!("warning: {}", w.message)),
         }
     }
-    let cache = LayerCache::open(&opts.cache_dir)
+    let cache = ExtractedLayers::open(&cache_dir)
         .map_err(|e| BuildError::failed("layer cache", e))?
         .with_max_layer_bytes(opts.max_layer_bytes);
     let chosen = choose_isolation(opts, &plan, &file, &progress)?;
@@ -219,7 +223,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
             reason: "isolation \"none\"".into(),
         }
     } else {
-        let mode = snapshot::probe(&cache);
+        let mode = snapshot::probe(&cache_dir);
         if let snapshot::Mode::TreeDiff { reason } = &mode {
             progress.line(&format!(
                 "overlay cannot be mounted here ({reason}): RUN steps are snapshotted by \
@@ -229,7 +233,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         mode
     };
     let local = if opts.cache {
-        Some(LocalCache::open(&opts.cache_dir).map_err(|e| BuildError::failed("local cache", e))?)
+        Some(LocalCache::open(&cache_dir).map_err(|e| BuildError::failed("local cache", e))?)
     } else {
         None
     };
@@ -279,6 +283,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         runtime,
         client,
         bases,
+        cache_dir,
         local,
         repo,
         mode,

@@ -64,7 +64,7 @@ impl ProgressMode {
 pub struct Transfers {
     /// Layers downloaded from registries.
     pub pull: Arc<Transfer>,
-    /// Layers unpacked into the layer cache (bytes of the blob read).
+    /// Layers extracted on the machine (bytes of the blob read).
     pub extract: Arc<Transfer>,
     /// Layers written (bytes of tar fed to the compressor).
     pub compress: Arc<Transfer>,

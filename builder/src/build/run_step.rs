@@ -115,7 +115,7 @@ pub(crate) fn run(
     if r.insecure {
         return Err(at.err("RUN --security=insecure is not allowed: kiln runs steps unprivileged"));
     }
-    let tmp = b.layers.cache.tmp_dir();
+    let tmp = b.cache_dir.scratch();
     let scratch = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&tmp)
@@ -137,7 +137,7 @@ pub(crate) fn run(
             mounts.push(bm);
         }
     }
-    let dirs = snapshot::step_dirs(&b.layers.cache).map_err(|e| at.fail(e))?;
+    let dirs = snapshot::step_dirs(&b.cache_dir).map_err(|e| at.fail(e))?;
     let overlay = matches!(b.mode, snapshot::Mode::Overlay);
     let clock = &at.clock;
     let (rootfs, before) = if overlay {
@@ -305,9 +305,8 @@ fn mount(
         MountType::Cache => {
             let id = m.id.clone().unwrap_or_else(|| m.target.clone());
             let dir = b
-                .opts
                 .cache_dir
-                .join("mounts")
+                .run_mounts()
                 .join(crate::blob::Digest::of(id.as_bytes()).hex());
             if !dir.exists() {
                 std::fs::create_dir_all(&dir).at(&dir)?;

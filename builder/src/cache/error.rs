@@ -1,6 +1,6 @@
 //! The cache module's one error type.
 
-/// Reading or writing a layer cache, or warming one, failed.
+/// Reading or writing the step cache, or warming the cache directory, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// A file operation failed.

@@ -1,5 +1,6 @@
-//! The local cache: one small JSON file per key under `<cache_dir>/keys/`, naming the layer blob
-//! (kept in the blob store at `<cache_dir>/blobs`) and the history text of the step.
+//! The local step cache: one small JSON file per key in the cache directory
+//! ([`crate::cache_dir`]), naming the layer blob (kept in its blob store) and the history text
+//! of the step.
 //!
 //! Files are written to a temporary name and renamed into place, so concurrent builds on the same
 //! directory each see a whole entry or none; two builds storing the same key store the same
@@ -8,10 +9,11 @@
 use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
 use crate::blob::Digest;
+use crate::cache_dir::CacheDir;
 use crate::path_io::IoAt;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// What a cached step produced.
@@ -51,9 +53,9 @@ pub struct LocalCache {
 }
 
 impl LocalCache {
-    /// Opens (creating) the cache of `cache_dir`.
-    pub fn open(cache_dir: impl AsRef<Path>) -> Result<LocalCache, CacheError> {
-        let keys = cache_dir.as_ref().join("keys");
+    /// Opens (creating) the step cache of `dir`.
+    pub fn open(dir: &CacheDir) -> Result<LocalCache, CacheError> {
+        let keys = dir.step_keys();
         std::fs::create_dir_all(&keys).at(&keys)?;
         Ok(LocalCache { keys, ttl: None })
     }

@@ -1,31 +1,25 @@
-//! The layer cache of build steps and `kiln warm`.
+//! The step cache of builds, and `kiln warm`.
 //!
 //! A step's [`CacheKey`] chains from its parent's, so a key stands for everything that made the
 //! step's filesystem. A hit costs a lookup, never a download: [`LocalCache`] is a JSON file per
-//! key under `<cache_dir>/keys/` naming a blob of the store at `<cache_dir>/blobs`; [`RepoCache`]
-//! is kaniko's `--cache-repo` shape (one image per step, tagged with the key's hex) read from the
-//! manifest alone. [`warm`] fills the blob store with base images and records what their
-//! references resolved to, so builds find their bases offline ([`lookup_base`]).
-//!
-//! Directory layout: `<cache_dir>/blobs/sha256/<hex>` (the [`crate::blob::BlobStore`]),
-//! `<cache_dir>/keys/<key hex>.json`, `<cache_dir>/images/<sha256 of the reference>.json`;
-//! the directory itself is private ([`make_private`]).
+//! key in the cache directory naming a blob of its store; [`RepoCache`] is kaniko's
+//! `--cache-repo` shape (one image per step, tagged with the key's hex) read from the manifest
+//! alone. [`warm()`] fills the blob store with base images and records what their references
+//! resolved to, so builds find their bases offline ([`lookup_base`]). Where each lives in the
+//! cache directory is [`crate::cache_dir`]'s.
 
 pub mod error;
 pub mod key;
 pub mod local;
-pub mod private;
 pub mod repo;
 pub mod warm;
 
 pub use error::CacheError;
 pub use key::{base_key, step_key, CacheKey, FORMAT_VERSION};
 pub use local::{CachedLayer, CachedStep, LocalCache};
-pub use private::make_private;
 pub use repo::{index_tag, RepoCache};
 pub use warm::{
-    blob_store, from_dockerfiles, lookup_base, read_manifest, warm, CachedBase, WarmOptions,
-    WarmedImage,
+    from_dockerfiles, lookup_base, read_manifest, warm, CachedBase, WarmOptions, WarmedImage,
 };
 
 use std::path::PathBuf;

@@ -1,14 +1,15 @@
 //! `kiln warm`: fills a cache directory with base images ahead of builds, so a build resolves
 //! and reads its bases without the registry.
 //!
-//! Every manifest, config and layer goes into the blob store at `<cache_dir>/blobs` (streamed,
+//! Every manifest, config and layer goes into the cache directory's blob store (streamed,
 //! digest checked, renamed into place: concurrent warmers and builds never see half a blob), and
-//! `<cache_dir>/images/<sha256 of the reference>.json` records what the reference resolved to,
-//! per platform. That file is updated under an exclusive lock and replaced by a rename, so
-//! warmers of different platforms of one image keep each other's entries.
+//! a file per reference in its warmed images ([`crate::cache_dir`]) records what the reference
+//! resolved to, per platform. That file is updated under an exclusive lock and replaced by a
+//! rename, so warmers of different platforms of one image keep each other's entries.
 
 use super::error::CacheError;
 use crate::blob::{BlobStore, Digest, DigestWriter};
+use crate::cache_dir::CacheDir;
 use crate::dockerfile;
 use crate::image::platform_select::normalize;
 use crate::image::{parse_manifest, Descriptor, ImageConfig, ImageManifest, ParsedManifest};
@@ -19,7 +20,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How to warm.
 #[derive(Debug, Clone)]
@@ -80,16 +81,11 @@ struct IndexFile {
     platforms: BTreeMap<String, CachedBase>,
 }
 
-/// The blob store of `cache_dir` (`<cache_dir>/blobs`).
-pub fn blob_store(cache_dir: &Path) -> Result<BlobStore, CacheError> {
-    Ok(BlobStore::open(cache_dir.join("blobs"))?)
-}
-
-fn index_path(cache_dir: &Path, reference: &Reference) -> PathBuf {
+/// `<sha256 of the reference>.json`: any reference, whatever its characters, makes one short
+/// file name.
+fn index_path(dir: &CacheDir, reference: &Reference) -> PathBuf {
     let name = Digest::of(reference.to_string().as_bytes());
-    cache_dir
-        .join("images")
-        .join(format!("{}.json", name.hex()))
+    dir.warmed_images().join(format!("{}.json", name.hex()))
 }
 
 fn platform_key(p: &Platform) -> String {
@@ -100,20 +96,20 @@ fn platform_key(p: &Platform) -> String {
 /// config are in the store: a build can then plan on the base with no registry at hand. Tags are
 /// not re-checked: the answer is as fresh as the last warm.
 pub fn lookup_base(
-    cache_dir: &Path,
+    dir: &CacheDir,
     reference: &Reference,
     platform: &Platform,
 ) -> Option<CachedBase> {
-    let bytes = std::fs::read(index_path(cache_dir, reference)).ok()?;
+    let bytes = std::fs::read(index_path(dir, reference)).ok()?;
     let idx: IndexFile = serde_json::from_slice(&bytes).ok()?;
     let base = idx.platforms.get(&platform_key(platform))?.clone();
-    let store = blob_store(cache_dir).ok()?;
+    let store = dir.blob_store().ok()?;
     (store.contains(&base.manifest) && store.contains(&base.config)).then_some(base)
 }
 
 /// Reads the image manifest of a base found with [`lookup_base`] from the store.
-pub fn read_manifest(cache_dir: &Path, base: &CachedBase) -> Result<ImageManifest, CacheError> {
-    let store = blob_store(cache_dir)?;
+pub fn read_manifest(dir: &CacheDir, base: &CachedBase) -> Result<ImageManifest, CacheError> {
+    let store = dir.blob_store()?;
     let path = store.path(&base.manifest);
     let bytes = std::fs::read(&path).at(&path)?;
     match parse_manifest(Some(&base.media_type), &bytes)? {
@@ -127,12 +123,12 @@ pub fn read_manifest(cache_dir: &Path, base: &CachedBase) -> Result<ImageManifes
 /// Records `base` for `reference` and `platform`, keeping other platforms' entries unless the
 /// reference now resolves to something else.
 fn record(
-    cache_dir: &Path,
+    cache_dir: &CacheDir,
     reference: &Reference,
     platform: &Platform,
     base: &CachedBase,
 ) -> Result<(), CacheError> {
-    let dir = cache_dir.join("images");
+    let dir = cache_dir.warmed_images();
     std::fs::create_dir_all(&dir).at(&dir)?;
     let path = index_path(cache_dir, reference);
     let lock_path = path.with_extension("lock");
@@ -178,10 +174,10 @@ pub async fn warm(
     images: &[Reference],
     platform: &Platform,
     client: &RegistryClient,
-    cache_dir: &Path,
+    cache_dir: &CacheDir,
     opts: &WarmOptions,
 ) -> Result<Vec<WarmedImage>, CacheError> {
-    let store = blob_store(cache_dir)?;
+    let store = cache_dir.blob_store()?;
     let mut out = Vec::with_capacity(images.len());
     for r in images {
         out.push(warm_one(r, platform, client, cache_dir, &store, opts).await?);
@@ -193,7 +189,7 @@ async fn warm_one(
     reference: &Reference,
     platform: &Platform,
     client: &RegistryClient,
-    cache_dir: &Path,
+    cache_dir: &CacheDir,
     store: &BlobStore,
     opts: &WarmOptions,
 ) -> Result<WarmedImage, CacheError> {
@@ -339,5 +335,19 @@ mod tests {
             from_dockerfiles(&[dir.path().join("missing")], &args, &amd64),
             Err(CacheError::Io(_))
         ));
+    }
+
+    #[test]
+    fn a_warmed_reference_is_recorded_under_the_sha256_of_its_name() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(t.path()).unwrap();
+        let r = Reference::parse("busybox").unwrap();
+        let name = Digest::of(b"docker.io/library/busybox:latest")
+            .hex()
+            .to_string();
+        assert_eq!(
+            index_path(&dir, &r),
+            t.path().join("images").join(format!("{name}.json"))
+        );
     }
 }

@@ -6,6 +6,7 @@ use super::Usage;
 use anyhow::Context as _;
 use clap::Args;
 use kiln::cache::{self, WarmOptions};
+use kiln::cache_dir::CacheDir;
 use kiln::plan::Platform;
 use kiln::registry::{CredentialResolver, Environment, Reference, RegistryClient, RegistryConfig};
 use std::path::PathBuf;
@@ -63,8 +64,9 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
     if images.is_empty() {
         return Err(Usage("nothing to warm: give --image or --dockerfile".into()).into());
     }
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(cache::default_dir);
-    if let Some(note) = cache::make_private(&cache_dir).map_err(kiln::Error::from)? {
+    let cache_dir = CacheDir::open(args.cache_dir.clone().unwrap_or_else(cache::default_dir))
+        .map_err(kiln::Error::from)?;
+    if let Some(note) = cache_dir.tightened() {
         eprintln!("{note}");
     }
     let mut insecure = args.insecure_registry.clone();
@@ -101,6 +103,6 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
             w.present
         );
     }
-    println!("cache directory {}", cache_dir.display());
+    println!("cache directory {}", cache_dir.path().display());
     Ok(())
 }

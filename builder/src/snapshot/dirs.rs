@@ -1,8 +1,9 @@
-//! Scratch directories under `<cache_dir>/tmp`: a step's upper and work directories, and
-//! extractions in progress. Same filesystem as `layers/`, so finishing is a rename.
+//! Scratch directories in the cache directory's scratch space ([`crate::cache_dir`]): a step's
+//! upper and work directories, and extractions in progress. Same filesystem as the extracted
+//! layers, so finishing is a rename.
 
 use super::error::SnapshotError;
-use super::LayerCache;
+use crate::cache_dir::CacheDir;
 use crate::path_io::IoAt;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -27,8 +28,8 @@ impl StepDirs {
 }
 
 /// Makes a fresh upper and work directory for a step.
-pub fn step_dirs(cache: &LayerCache) -> Result<StepDirs, SnapshotError> {
-    let base = Scratch::new(&cache.tmp_dir(), "step-")?;
+pub fn step_dirs(dir: &CacheDir) -> Result<StepDirs, SnapshotError> {
+    let base = Scratch::new(&dir.scratch(), "step-")?;
     // Short names: the overlay option string is limited to a page.
     let upper = base.0.join("u");
     let work = base.0.join("w");
@@ -46,10 +47,17 @@ pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
     pub(crate) fn new(parent: &Path, prefix: &str) -> Result<Scratch, SnapshotError> {
-        let d = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(parent)
-            .at(parent)?;
+        let make = || tempfile::Builder::new().prefix(prefix).tempdir_in(parent);
+        let d = match make() {
+            // Scratch space is made by its first user: a probe or a step may come before
+            // anything opens the extracted layers.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent).at(parent)?;
+                make()
+            }
+            made => made,
+        }
+        .at(parent)?;
         Ok(Scratch(d.keep()))
     }
 

@@ -3,7 +3,7 @@
 //! upper on overlayfs or on a filesystem without xattrs fails here as it would in a build).
 
 use super::dirs::Scratch;
-use super::LayerCache;
+use crate::cache_dir::CacheDir;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,23 +24,23 @@ pub enum Mode {
 /// Answers per cache directory, found once per process.
 static PROBED: Mutex<Option<HashMap<PathBuf, Mode>>> = Mutex::new(None);
 
-/// Whether overlay can be mounted for builds using `cache`, with the reason when not.
-pub fn probe(cache: &LayerCache) -> Mode {
-    let key = cache.layers_dir();
+/// Whether overlay can be mounted for builds using `dir`, with the reason when not.
+pub fn probe(dir: &CacheDir) -> Mode {
+    let key = dir.extracted_layers();
     let mut probed = PROBED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(m) = probed.get_or_insert_with(HashMap::new).get(&key) {
         return m.clone();
     }
-    let m = probe_now(cache);
+    let m = probe_now(dir);
     probed
         .get_or_insert_with(HashMap::new)
         .insert(key, m.clone());
     m
 }
 
-fn probe_now(cache: &LayerCache) -> Mode {
+fn probe_now(dir: &CacheDir) -> Mode {
     let tree_diff = |reason: String| Mode::TreeDiff { reason };
-    let scratch = match Scratch::new(&cache.tmp_dir(), "probe-") {
+    let scratch = match Scratch::new(&dir.scratch(), "probe-") {
         Ok(s) => s,
         Err(e) => return tree_diff(format!("cannot make a probe directory: {e}")),
     };
@@ -81,7 +81,7 @@ fn probe_now(cache: &LayerCache) -> Mode {
                 .filter(|l| !l.is_empty() && !l.contains("dmesg"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            let cause = if on_overlayfs(&cache.tmp_dir()) {
+            let cause = if on_overlayfs(&dir.scratch()) {
                 " (the cache directory is on overlayfs, which the kernel refuses as an upper \
                  directory: pass --cache-dir on another filesystem, such as a volume)"
             } else {

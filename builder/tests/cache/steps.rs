@@ -5,6 +5,7 @@ use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep, LocalCache, RepoCache};
+use kiln::cache_dir::CacheDir;
 use kiln::image::ImageConfig;
 use kiln::plan::Platform;
 use kiln::registry::{
@@ -43,7 +44,7 @@ fn local_cache_child_writer() {
         return;
     };
     let id: u64 = id.parse().unwrap();
-    let cache = LocalCache::open(&dir).unwrap();
+    let cache = LocalCache::open(&CacheDir::open(&dir).unwrap()).unwrap();
     for i in 0..200 {
         // Everyone writes the shared key; each also writes one of its own.
         cache.put(&key(0), &step(id, i)).unwrap();
@@ -62,7 +63,7 @@ fn child_test_name() -> String {
 #[test]
 fn local_cache_is_shared_by_processes_and_survives_concurrent_puts() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = LocalCache::open(dir.path()).unwrap();
+    let cache = LocalCache::open(&CacheDir::open(dir.path()).unwrap()).unwrap();
     assert_eq!(cache.get(&key(0)), None);
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (1..=4u64)
@@ -115,7 +116,7 @@ fn local_cache_is_shared_by_processes_and_survives_concurrent_puts() {
 #[test]
 fn local_cache_ttl_and_prune() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = LocalCache::open(dir.path()).unwrap();
+    let cache = LocalCache::open(&CacheDir::open(dir.path()).unwrap()).unwrap();
     cache.put(&key(1), &step(1, 1)).unwrap();
     let no_layer = CachedStep {
         layer: None,
@@ -124,11 +125,11 @@ fn local_cache_ttl_and_prune() {
     cache.put(&key(2), &no_layer).unwrap();
     assert_eq!(cache.get(&key(2)), Some(no_layer));
     std::thread::sleep(Duration::from_millis(1100));
-    let fresh = LocalCache::open(dir.path())
+    let fresh = LocalCache::open(&CacheDir::open(dir.path()).unwrap())
         .unwrap()
         .with_ttl(Duration::from_secs(3600));
     assert!(fresh.get(&key(1)).is_some());
-    let stale = LocalCache::open(dir.path())
+    let stale = LocalCache::open(&CacheDir::open(dir.path()).unwrap())
         .unwrap()
         .with_ttl(Duration::from_secs(1));
     assert_eq!(stale.get(&key(1)), None);
@@ -320,7 +321,9 @@ async fn repo_cache_publishes_and_fetches_layer_indexes() {
     b.append(&h, &b""[..]).unwrap();
     let tar = b.into_inner().unwrap();
     let diff_id = Digest::of(&tar);
-    let layers = kiln::snapshot::LayerCache::open(&dir.path().join("layers")).unwrap();
+    let layers =
+        kiln::snapshot::ExtractedLayers::open(&CacheDir::open(dir.path().join("layers")).unwrap())
+            .unwrap();
     layers
         .extract(&diff_id, kiln::layer::MEDIA_TYPE_TAR, &tar[..])
         .unwrap();

@@ -5,6 +5,7 @@ use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache::{from_dockerfiles, lookup_base, read_manifest};
+use kiln::cache_dir::CacheDir;
 use kiln::plan::Platform;
 use kiln::registry::{
     CredentialResolver, Environment, ImageToPush, Reference, RegistryClient, RegistryConfig,
@@ -198,22 +199,23 @@ async fn concurrent_warmers_leave_a_consistent_store_usable_offline() {
     // With the registry gone, builds still resolve both references for both platforms.
     drop(reg);
     let amd = platform("linux/amd64");
-    let base_a = lookup_base(&cache, &r(&a_ref), &amd).expect("a is known offline");
+    let warmed = CacheDir::open(&cache).unwrap();
+    let base_a = lookup_base(&warmed, &r(&a_ref), &amd).expect("a is known offline");
     assert_eq!(base_a.digest, Digest::of(&a.manifest));
     assert_eq!(base_a.manifest, Digest::of(&a.manifest));
     assert_eq!(base_a.config, a.config.digest);
-    let m = read_manifest(&cache, &base_a).unwrap();
+    let m = read_manifest(&warmed, &base_a).unwrap();
     assert_eq!(m.layers.len(), 3);
-    let base_b = lookup_base(&cache, &r(&b_ref), &amd).unwrap();
+    let base_b = lookup_base(&warmed, &r(&b_ref), &amd).unwrap();
     assert_eq!(base_b.digest, Digest::of(&index));
     assert_eq!(base_b.manifest, Digest::of(&b_amd.manifest));
-    let base_b_arm = lookup_base(&cache, &r(&b_ref), &platform("linux/arm64/v8")).unwrap();
+    let base_b_arm = lookup_base(&warmed, &r(&b_ref), &platform("linux/arm64/v8")).unwrap();
     assert_eq!(base_b_arm.manifest, Digest::of(&b_arm.manifest));
     assert_eq!(
-        lookup_base(&cache, &r(&a_ref), &platform("linux/arm64")),
+        lookup_base(&warmed, &r(&a_ref), &platform("linux/arm64")),
         None
     );
-    assert_eq!(lookup_base(&cache, &r(&format!("{a_ref}x")), &amd), None);
+    assert_eq!(lookup_base(&warmed, &r(&format!("{a_ref}x")), &amd), None);
 
     // A damaged blob is fetched again only with --force; here it cannot be (no registry), so
     // --force fails loudly instead of trusting it.
@@ -292,12 +294,13 @@ async fn warm_from_a_dockerfile_with_stages_and_args_in_from() {
     ));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(text.matches("warmed ").count(), 2, "{text}");
+    let warmed = CacheDir::open(&cache).unwrap();
     assert_eq!(
-        lookup_base(&cache, &a_ref, &amd).unwrap().manifest,
+        lookup_base(&warmed, &a_ref, &amd).unwrap().manifest,
         Digest::of(&a.manifest)
     );
     assert_eq!(
-        lookup_base(&cache, &b_ref, &amd).unwrap().manifest,
+        lookup_base(&warmed, &b_ref, &amd).unwrap().manifest,
         Digest::of(&b_amd.manifest)
     );
     assert_store_consistent(&cache);

@@ -7,9 +7,10 @@
 use kiln_testkit::need_root;
 
 use kiln::blob::{BlobStore, Digest};
+use kiln::cache_dir::CacheDir;
 use kiln::fsview::{FsView, Kind};
 use kiln::layer::{self, LayerOptions, MEDIA_TYPE_TAR};
-use kiln::snapshot::{IndexView, LayerCache, OverlayView};
+use kiln::snapshot::{ExtractedLayers, IndexView, OverlayView};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -197,7 +198,7 @@ fn comparable(e: Option<kiln::fsview::Entry>) -> Option<(Kind, u32, u32, u32, u6
 fn index_view_answers_as_the_overlay_view_of_the_extracted_layers() {
     need_root!();
     let t = tempfile::tempdir().unwrap();
-    let cache = LayerCache::open(t.path()).unwrap();
+    let cache = ExtractedLayers::open(&CacheDir::open(t.path()).unwrap()).unwrap();
     for stack in stacks() {
         let mut dirs = Vec::new();
         let mut indexes = Vec::new();
@@ -263,7 +264,7 @@ fn index_view_answers_as_the_overlay_view_of_the_extracted_layers() {
 fn a_written_layer_records_the_index_its_extraction_records() {
     need_root!();
     let t = tempfile::tempdir().unwrap();
-    let cache = LayerCache::open(&t.path().join("cache")).unwrap();
+    let cache = ExtractedLayers::open(&CacheDir::open(t.path().join("cache")).unwrap()).unwrap();
     let store = BlobStore::open(t.path().join("blobs")).unwrap();
     let tar = stacks().remove(0).remove(0);
     let diff_id = Digest::of(&tar);
@@ -271,7 +272,7 @@ fn a_written_layer_records_the_index_its_extraction_records() {
     let extracted = cache.index(&diff_id).unwrap();
     // Written again from the extracted tree: the same entries, so the same index.
     let info = layer::write_layer(&store, &dir, &LayerOptions::default()).unwrap();
-    let again = LayerCache::open(&t.path().join("again")).unwrap();
+    let again = ExtractedLayers::open(&CacheDir::open(t.path().join("again")).unwrap()).unwrap();
     let blob = std::fs::File::open(store.path(&info.digest)).unwrap();
     again
         .extract(

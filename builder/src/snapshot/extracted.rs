@@ -1,19 +1,17 @@
-//! The machine-wide cache of extracted layers: `<cache_dir>/layers/<diff_id hex>/`, each in
-//! overlay form so it can serve as an overlay lower directory as it is.
+//! The machine's extracted layers: each layer once, in overlay form so it serves as an overlay
+//! lower directory as it is, with its metadata index beside it ([`crate::layer::LayerIndex`]).
+//! Where they live, and how concurrent kiln processes share them, is [`crate::cache_dir`]'s.
 //!
-//! Concurrent builds (threads or processes) coordinate with one lock file per diff_id
-//! (`<cache_dir>/locks/<hex>`, `flock`): the first extracts into a scratch directory under
-//! `<cache_dir>/tmp` and renames it into place; the others wait and find it there. A directory
-//! under `layers/` is therefore always complete.
-//!
-//! Beside them, `<cache_dir>/index/<diff_id hex>.jsonl.gz` holds each layer's metadata index
-//! ([`crate::layer::LayerIndex`]), written whenever a layer is extracted or written here (or
+//! The first process to need a layer takes its lock, extracts into scratch space and renames
+//! the result into place; the others wait on the lock and find it there, so a layer directory
+//! is always complete. An index is written whenever a layer is extracted or written here (or
 //! fetched from a cache repository): a temporary file renamed into place, so a reader never
 //! sees half of one and two processes writing the same index both leave it whole.
 
 use super::dirs::Scratch;
 use super::error::SnapshotError;
 use crate::blob::Digest;
+use crate::cache_dir::CacheDir;
 use crate::layer::{self, ExtractOptions, LayerIndex};
 use crate::path_io::IoAt;
 use std::fs::File;
@@ -23,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 /// Extracted layers shared by all builds on the machine.
 #[derive(Debug, Clone)]
-pub struct LayerCache {
-    root: PathBuf,
+pub struct ExtractedLayers {
+    dir: CacheDir,
     /// The most bytes one layer may expand to when extracted (`--max-layer-size`).
     max_layer_bytes: u64,
 }
@@ -62,22 +60,21 @@ fn sniff(head: &[u8]) -> Packing {
     }
 }
 
-impl LayerCache {
-    /// Opens (creating) the cache under `cache_dir`.
-    pub fn open(cache_dir: &Path) -> Result<LayerCache, SnapshotError> {
-        let c = LayerCache {
-            root: cache_dir.to_path_buf(),
-            max_layer_bytes: layer::DEFAULT_MAX_LAYER_BYTES,
-        };
+impl ExtractedLayers {
+    /// Opens (creating their directories) the extracted layers of `dir`.
+    pub fn open(dir: &CacheDir) -> Result<ExtractedLayers, SnapshotError> {
         for d in [
-            c.layers_dir(),
-            c.tmp_dir(),
-            c.root.join("locks"),
-            c.index_dir(),
+            dir.extracted_layers(),
+            dir.scratch(),
+            dir.extraction_locks(),
+            dir.layer_indexes(),
         ] {
             std::fs::create_dir_all(&d).at(&d)?;
         }
-        Ok(c)
+        Ok(ExtractedLayers {
+            dir: dir.clone(),
+            max_layer_bytes: layer::DEFAULT_MAX_LAYER_BYTES,
+        })
     }
 
     /// Extracting a layer fails once it expands past `bytes` (its uncompressed stream, or
@@ -87,24 +84,11 @@ impl LayerCache {
         self
     }
 
-    /// `<cache_dir>/layers`: a sandbox that chdirs here can name lowers by hex alone and keep
-    /// the overlay option string (one page at most) short.
-    pub fn layers_dir(&self) -> PathBuf {
-        self.root.join("layers")
-    }
-
-    /// `<cache_dir>/tmp`: scratch space on the same filesystem as the layers.
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    fn index_dir(&self) -> PathBuf {
-        self.root.join("index")
-    }
-
     /// Where the index of `diff_id` lives.
     pub fn index_path(&self, diff_id: &Digest) -> PathBuf {
-        self.index_dir().join(format!("{}.jsonl.gz", diff_id.hex()))
+        self.dir
+            .layer_indexes()
+            .join(format!("{}.jsonl.gz", diff_id.hex()))
     }
 
     /// The index of `diff_id`, if the cache holds a readable one (a damaged one counts as
@@ -117,7 +101,7 @@ impl LayerCache {
     /// Records the index of `diff_id`.
     pub fn put_index(&self, diff_id: &Digest, index: &LayerIndex) -> Result<(), SnapshotError> {
         let dest = self.index_path(diff_id);
-        let dir = self.index_dir();
+        let dir = self.dir.layer_indexes();
         let tmp = tempfile::NamedTempFile::new_in(&dir).at(&dir)?;
         let tmp = index.encode(diff_id, tmp).at(&dest)?;
         tmp.persist(&dest).at(&dest)?;
@@ -125,7 +109,7 @@ impl LayerCache {
     }
 
     fn layer_path(&self, diff_id: &Digest) -> PathBuf {
-        self.layers_dir().join(diff_id.hex())
+        self.dir.extracted_layers().join(diff_id.hex())
     }
 
     /// The extracted layer `diff_id`, if the cache holds it.
@@ -136,7 +120,7 @@ impl LayerCache {
 
     /// Holds the per-diff_id lock until dropped (closing the file releases it).
     fn lock(&self, diff_id: &Digest) -> Result<File, SnapshotError> {
-        let p = self.root.join("locks").join(diff_id.hex());
+        let p = self.dir.extraction_locks().join(diff_id.hex());
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -172,7 +156,7 @@ impl LayerCache {
                 "{media_type}, but the blob is {got:?}"
             )));
         }
-        let tmp = Scratch::new(&self.tmp_dir(), "x-")?;
+        let tmp = Scratch::new(&self.dir.scratch(), "x-")?;
         let info = layer::extract(
             blob,
             &tmp.0,
@@ -247,7 +231,7 @@ mod tests {
     #[test]
     fn wrong_media_type_is_refused_before_reading() {
         let t = tempfile::tempdir().unwrap();
-        let c = LayerCache::open(t.path()).unwrap();
+        let c = ExtractedLayers::open(&CacheDir::open(t.path()).unwrap()).unwrap();
         let d = Digest::of(b"x");
         let e = c
             .extract(&d, "application/json", &b"whatever"[..])
@@ -258,5 +242,18 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, SnapshotError::MediaType(_)), "{e}");
         assert!(c.get(&d).is_none());
+    }
+
+    #[test]
+    fn layers_and_indexes_live_where_the_cache_directory_says() {
+        let t = tempfile::tempdir().unwrap();
+        let c = ExtractedLayers::open(&CacheDir::open(t.path()).unwrap()).unwrap();
+        let d = Digest::of(b"x");
+        assert_eq!(c.layer_path(&d), t.path().join("layers").join(d.hex()));
+        assert_eq!(
+            c.index_path(&d),
+            t.path().join(format!("index/{}.jsonl.gz", d.hex()))
+        );
+        assert!(t.path().join("locks").is_dir() && t.path().join("tmp").is_dir());
     }
 }
