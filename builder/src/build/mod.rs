@@ -147,7 +147,8 @@ pub(crate) struct Build<'a> {
     pub layers: layers::Layers,
     pub local: Option<LocalCache>,
     pub repo: Option<RepoCache>,
-    pub mode: snapshot::Mode,
+    /// Steps' writable roots and their commits, by the mode chosen for this build.
+    pub snapshotter: snapshot::Snapshotter,
     /// RUN steps' isolation as [`sandbox::choose`](crate::sandbox::choose) decided it.
     pub isolation: Isolation,
     pub context: crate::copy::ContextView,
@@ -248,6 +249,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         &opts.context,
         ignore,
     )?);
+    let snapshotter = snapshot::Snapshotter::new(mode, cache.clone(), store.clone());
     let layers = layers::Layers::new(
         cache,
         store,
@@ -281,7 +283,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         bases,
         local,
         repo,
-        mode,
+        snapshotter,
         isolation,
         context,
         counts: std::sync::Mutex::new((0, 0)),
