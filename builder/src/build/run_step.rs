@@ -1,5 +1,6 @@
-//! RUN: the command in the sandbox over the parent's layers; the overlay's upper directory (or,
-//! without overlay, the difference of the whole tree) becomes the step's layer.
+//! RUN: the command in the sandbox on the root the build's snapshotter prepares over the
+//! parent's layers; what it changed (an overlay's upper directory or, without overlay, the
+//! difference of the whole tree), committed by the snapshotter, becomes the step's layer.
 
 use super::error::{BuildError, RunFailure};
 use super::layers::LayerRef;
