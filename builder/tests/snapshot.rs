@@ -1,15 +1,16 @@
 //! Snapshots for real (as root): layers extracted into the shared cache and read back through
 //! the overlay view, the view against a real overlay mount of the same lowers, concurrent and
-//! corrupted extraction, a real overlay upper committed and adopted, the overlay probe, and the
-//! tree-diff fallback on a 50,000-file tree.
+//! corrupted extraction, a real overlay upper committed and adopted, the overlay probe, the
+//! tree-diff fallback on a 50,000-file tree, and the snapshotter's two modes giving one layer.
 
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache_dir::CacheDir;
 use kiln::fsview::{DirView, FsView, Kind};
 use kiln::layer::{self, Compression, LayerInfo, LayerOptions};
+use kiln::sandbox::RootFs;
 use kiln::snapshot::{
     commit, commit_as, diff, materialise, probe, record, step_dirs, ExtractedLayers, Mode,
-    OverlayView, SnapshotError, Whiteouts,
+    OverlayView, SnapshotError, Snapshotter, Timer, Whiteouts, Work,
 };
 use std::collections::BTreeSet;
 use std::fs;
@@ -453,6 +454,124 @@ fn probe_says_overlay_here() {
     // Cached: the same answer without leftovers.
     assert_eq!(probe(&dir), Mode::Overlay);
     assert_eq!(fs::read_dir(dir.scratch()).unwrap().count(), 0);
+}
+
+/// The work a snapshotter reported, in order.
+#[derive(Default)]
+struct Reported(std::sync::Mutex<Vec<Work>>);
+
+impl Timer for Reported {
+    fn add(&self, work: Work, _: std::time::Duration, _: Instant, _: Instant) {
+        self.0.lock().unwrap().push(work);
+    }
+}
+
+impl Reported {
+    fn take(&self) -> Vec<Work> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// One step's change, made in its root: a file created, one of the parent's modified, one
+/// deleted, a directory deleted and a directory replaced by a file.
+fn step_change(root: &Path) {
+    write(&root.join("new.txt"), "created\n");
+    let mut passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+    passwd.push_str("kiln:x:1000:1000::/home/kiln:/bin/sh\n");
+    fs::write(root.join("etc/passwd"), passwd).unwrap();
+    fs::remove_file(root.join("a/y")).unwrap();
+    fs::remove_dir_all(root.join("b")).unwrap();
+    fs::remove_dir_all(root.join("d")).unwrap();
+    write(&root.join("d"), "d is a file again\n");
+}
+
+#[test]
+fn snapshotter_commits_one_layer_for_one_change_in_either_mode() {
+    need_root!();
+    let t = three_layers([Compression::Gzip; 3]);
+    // Reproducible: the two roots' changes differ in their times, not in what they are.
+    let opts = LayerOptions {
+        reproducible_epoch: Some(0),
+        ..LayerOptions::default()
+    };
+    let want: BTreeSet<String> = [
+        ".wh.b file",
+        "a/ dir",
+        "a/.wh.y file",
+        "d file",
+        "etc/ dir",
+        "etc/passwd file",
+        "new.txt file",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let timer = Reported::default();
+
+    let overlay = Snapshotter::new(
+        Mode::Overlay,
+        t.dir.clone(),
+        t.cache.clone(),
+        t.store.clone(),
+    );
+    let scratch = tempfile::tempdir_in(t.dir.scratch()).unwrap();
+    let (rootfs, active) = overlay
+        .prepare(t.lowers.clone(), scratch.path(), &timer)
+        .unwrap();
+    let RootFs::Overlay { lower, upper, work } = rootfs else {
+        panic!("overlay mode gives an overlay root: {rootfs:?}");
+    };
+    assert_eq!(lower, t.lowers);
+    assert_eq!(upper, active.upper());
+    assert!(timer.take().is_empty(), "nothing to extract under overlay");
+    {
+        let merged = t.root.join("merged");
+        let _m = Mount::overlay(
+            &overlay_options(&lower, Some((&upper, &work)), ",index=off"),
+            &merged,
+        );
+        step_change(&merged);
+    }
+    let by_overlay = overlay.commit(active, &opts, &timer).unwrap();
+    assert_eq!(timer.take(), [Work::Diff, Work::Compress]);
+    assert_eq!(tar_entries(&t.store, &by_overlay), want);
+    // The upper is the new layer's extracted form.
+    assert_eq!(
+        t.cache.get(&by_overlay.diff_id),
+        Some(t.dir.extracted_layers().join(by_overlay.diff_id.hex()))
+    );
+    assert!(!upper.exists());
+
+    let tree = Snapshotter::new(
+        Mode::TreeDiff {
+            reason: "forced by the test".into(),
+        },
+        t.dir.clone(),
+        t.cache.clone(),
+        t.store.clone(),
+    );
+    let scratch = tempfile::tempdir_in(t.dir.scratch()).unwrap();
+    let (rootfs, active) = tree
+        .prepare(t.lowers.clone(), scratch.path(), &timer)
+        .unwrap();
+    let RootFs::Dir(root) = rootfs else {
+        panic!("tree-diff mode gives a directory root: {rootfs:?}");
+    };
+    assert_eq!(timer.take(), [Work::Extract]);
+    assert_eq!(
+        listing(&DirView::new(&root)),
+        listing(&OverlayView::new(t.lowers.clone())),
+        "the root is a copy of the parent"
+    );
+    step_change(&root);
+    let by_tree = tree.commit(active, &opts, &timer).unwrap();
+    assert_eq!(timer.take(), [Work::Diff, Work::Diff, Work::Compress]);
+    assert_eq!(
+        by_tree.diff_id, by_overlay.diff_id,
+        "both modes give the same layer"
+    );
+    assert_eq!(tar_entries(&t.store, &by_tree), want);
+    assert_eq!(by_tree.digest, by_overlay.digest);
 }
 
 /// `n` small files in directories of 100, with mtimes in the past (as extracted layers have).

@@ -13,7 +13,7 @@ use crate::executor::metadata::StageConfig;
 use crate::fsview::{read_small, DirView, FsView};
 use crate::path_io::IoAt;
 use crate::sandbox::users;
-use crate::snapshot::{self, OverlayView, Whiteouts};
+use crate::snapshot::OverlayView;
 use std::path::Path;
 
 /// What COPY reads from.
@@ -225,7 +225,9 @@ pub(crate) fn copy(
         }),
         None => None,
     };
-    let dirs = snapshot::step_dirs(&b.cache_dir).map_err(|e| at.fail(e))?;
+    // Nothing runs over the parent: COPY writes its changes into an empty upper itself, so it
+    // needs no root from the snapshotter, only the upper and the commit.
+    let active = b.snapshotter.prepare_upper().map_err(|e| at.fail(e))?;
     let req = request(c, cfg, chown, c.from.is_some());
     let target: &dyn FsView = if c.link {
         &DirView::new(empty.path())
@@ -235,10 +237,10 @@ pub(crate) fn copy(
     // Copying is COPY's own work, as the process is RUN's.
     at.clock
         .time(Phase::Run, || {
-            copy::copy(&req, src.view(), target, &dirs.upper)
+            copy::copy(&req, src.view(), target, active.upper())
         })
         .map_err(|e| at.fail(e))?;
-    commit(at, &dirs.upper, Whiteouts::Overlay)
+    commit(at, active)
 }
 
 /// WORKDIR: makes the directory when the parent lacks it (owned by USER, as BuildKit does);
@@ -263,16 +265,21 @@ pub(crate) fn workdir(
     } else {
         ids(at, user, view.as_ref())?
     };
-    let dirs = snapshot::step_dirs(&b.cache_dir).map_err(|e| at.fail(e))?;
+    let active = b.snapshotter.prepare_upper().map_err(|e| at.fail(e))?;
     // The directory and its missing parents are all USER's: BuildKit's Mkdir with parents
     // chowns every directory it creates (checked against docker's BuildKit by the corpus case
     // 24-workdir-user-owned; buildah makes the parents root's).
     at.clock
         .time(Phase::Run, || {
-            copy::mkdir_workdir(view.as_ref(), &dirs.upper, &cfg.config.working_dir, owner)
+            copy::mkdir_workdir(
+                view.as_ref(),
+                active.upper(),
+                &cfg.config.working_dir,
+                owner,
+            )
         })
         .map_err(|e| at.fail(e))?;
     // A layer even when the directory was there (then an empty one): BuildKit's WORKDIR is a
     // mkdir step whatever it finds, and its history entry says it made a layer.
-    commit(at, &dirs.upper, Whiteouts::Overlay).map(Some)
+    commit(at, active).map(Some)
 }

@@ -150,7 +150,8 @@ pub(crate) struct Build<'a> {
     pub cache_dir: CacheDir,
     pub local: Option<LocalCache>,
     pub repo: Option<RepoCache>,
-    pub mode: snapshot::Mode,
+    /// Steps' writable roots and their commits, by the mode chosen for this build.
+    pub snapshotter: snapshot::Snapshotter,
     /// RUN steps' isolation as [`sandbox::choose`](crate::sandbox::choose) decided it.
     pub isolation: Isolation,
     pub context: crate::copy::ContextView,
@@ -252,6 +253,8 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         &opts.context,
         ignore,
     )?);
+    let snapshotter =
+        snapshot::Snapshotter::new(mode, cache_dir.clone(), cache.clone(), store.clone());
     let layers = layers::Layers::new(
         cache,
         store,
@@ -286,7 +289,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         cache_dir,
         local,
         repo,
-        mode,
+        snapshotter,
         isolation,
         context,
         counts: std::sync::Mutex::new((0, 0)),

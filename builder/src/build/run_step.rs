@@ -1,5 +1,6 @@
-//! RUN: the command in the sandbox over the parent's layers; the overlay's upper directory (or,
-//! without overlay, the difference of the whole tree) becomes the step's layer.
+//! RUN: the command in the sandbox on the root the build's snapshotter prepares over the
+//! parent's layers; what it changed (an overlay's upper directory or, without overlay, the
+//! difference of the whole tree), committed by the snapshotter, becomes the step's layer.
 
 use super::error::{BuildError, RunFailure};
 use super::layers::LayerRef;
@@ -10,12 +11,9 @@ use crate::dockerfile::instructions::{Command, Mount, MountType, Network as Step
 use crate::executor::metadata::StageConfig;
 use crate::path_io::IoAt;
 use crate::plan::Step;
-use crate::sandbox::{self, BindMount, ExitKind, Network, RootFs, RunSpec};
-use crate::snapshot::{self, Whiteouts};
+use crate::sandbox::{self, BindMount, ExitKind, Network, RunSpec};
+use crate::snapshot;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The environment a RUN step sees: build args in scope and proxies, then the image's ENV (an
 /// ENV wins over an ARG of the same name declared before it), then the ARGs declared after an
@@ -137,30 +135,12 @@ pub(crate) fn run(
             mounts.push(bm);
         }
     }
-    let dirs = snapshot::step_dirs(&b.cache_dir).map_err(|e| at.fail(e))?;
-    let overlay = matches!(b.mode, snapshot::Mode::Overlay);
     let clock = &at.clock;
-    let (rootfs, before) = if overlay {
-        let lower = b.layers.lowers(parent, clock)?;
-        (
-            RootFs::Overlay {
-                lower,
-                upper: dirs.upper.clone(),
-                work: dirs.work.clone(),
-            },
-            None,
-        )
-    } else {
-        let root = scratch.path().join("rootfs");
-        let view = snapshot::OverlayView::new(b.layers.lowers(parent, clock)?);
-        // Copying the parent's tree and recording it is this mode's extraction.
-        let before = clock.time(Phase::Extract, || {
-            snapshot::materialise(&view, &root)?;
-            snapshot::record(&root)
-        });
-        let before = before.map_err(|e| at.fail(e))?;
-        (RootFs::Dir(root.clone()), Some((root, before)))
-    };
+    let lowers = b.layers.lowers(parent, clock)?;
+    let (rootfs, active) = b
+        .snapshotter
+        .prepare(lowers, scratch.path(), clock)
+        .map_err(|e| at.fail(e))?;
     let spec = RunSpec {
         rootfs,
         argv,
@@ -201,37 +181,17 @@ pub(crate) fn run(
             tail,
         })));
     }
-    let whiteouts = match &before {
-        Some((root, before)) => {
-            clock
-                .time(Phase::Diff, || snapshot::diff(before, root, &dirs.upper))
-                .map_err(|e| at.fail(e))?
-                .whiteouts
-        }
-        None => Whiteouts::Overlay,
-    };
-    commit(at, &dirs.upper, whiteouts)
+    commit(at, active)
 }
 
-/// Writes an upper directory as the step's layer; an overlay upper is kept as the layer's
-/// extracted form so later steps need not unpack it.
-pub(crate) fn commit(
-    at: &At<'_>,
-    upper: &Path,
-    whiteouts: Whiteouts,
-) -> Result<LayerRef, BuildError> {
+/// Writes what the step of `active` changed as the step's layer (see
+/// [`snapshot::Snapshotter::commit`]).
+pub(crate) fn commit(at: &At<'_>, active: snapshot::Active) -> Result<LayerRef, BuildError> {
     let b = at.b;
-    let info = write_timed(b, &at.clock, |opts| {
-        snapshot::commit_as(upper, whiteouts, &b.layers.store, opts)
-    })
-    .map_err(|e| at.fail(e))?;
-    // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
-    // repository publishes it; one that cannot be written costs an extraction later.
-    let _ = b.layers.cache.put_index(&info.diff_id, &info.index);
-    if whiteouts == Whiteouts::Overlay {
-        // Another build may have adopted the same diff_id first: either copy serves.
-        let _ = b.layers.cache.adopt(&info.diff_id, upper);
-    }
+    let info = b
+        .snapshotter
+        .commit(active, &layer_options(b), &at.clock)
+        .map_err(|e| at.fail(e))?;
     Ok(LayerRef {
         layer: info.into(),
         source: None,
@@ -245,17 +205,7 @@ pub(crate) fn write_timed<T>(
     clock: &StepClock,
     write: impl FnOnce(&crate::layer::LayerOptions) -> T,
 ) -> T {
-    let mut opts = layer_options(b);
-    let compress = Arc::new(AtomicU64::new(0));
-    opts.compress_nanos = Some(compress.clone());
-    let start = Instant::now();
-    let out = write(&opts);
-    let end = Instant::now();
-    let whole = end - start;
-    let compress = Duration::from_nanos(compress.load(Ordering::Relaxed)).min(whole);
-    clock.add_within(Phase::Diff, whole - compress, start, end);
-    clock.add_within(Phase::Compress, compress, start, end);
-    out
+    snapshot::write_timed(&layer_options(b), clock, write)
 }
 
 /// How this build writes a layer: the user's compression and ignored paths, `--reproducible`

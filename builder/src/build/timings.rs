@@ -355,6 +355,20 @@ impl StepClock {
     }
 }
 
+/// A snapshotter's work is the step's: copying the parent is its extraction, finding and
+/// writing the changes its diff and compress.
+impl crate::snapshot::Timer for StepClock {
+    fn add(&self, work: crate::snapshot::Work, took: Duration, start: Instant, end: Instant) {
+        use crate::snapshot::Work;
+        let phase = match work {
+            Work::Extract => Phase::Extract,
+            Work::Diff => Phase::Diff,
+            Work::Compress => Phase::Compress,
+        };
+        self.add_within(phase, took, start, end);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
