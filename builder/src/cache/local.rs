@@ -125,3 +125,52 @@ impl LocalCache {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step entry exactly as kiln-cache-v2 files hold it: the layer's fields in this order,
+    /// the media type as the registry spells it.
+    const ENTRY: &str = concat!(
+        r#"{"format":"kiln-cache-v2","layer":{"#,
+        r#""digest":"sha256:fa2c8cc4f28176bbeed4b736df569a34c79cd3723e9ec42f9674b4d46ac6b8b8","#,
+        r#""size":42,"#,
+        r#""diff_id":"sha256:90aebae315675cbf04612de4f7d5874850f48e0b8dd82becbeaa47ca93f5ebfb","#,
+        r#""media_type":"application/vnd.oci.image.layer.v1.tar+gzip"},"#,
+        r#""created_by":"RUN true"}"#
+    );
+
+    fn key() -> CacheKey {
+        crate::cache::base_key(None, &crate::plan::Platform::host())
+    }
+
+    fn step() -> CachedStep {
+        CachedStep {
+            layer: Some(CachedLayer {
+                digest: Digest::of(b"blob"),
+                size: 42,
+                diff_id: Digest::of(b"tar"),
+                media_type: crate::layer::MEDIA_TYPE_TAR_GZIP.to_string(),
+            }),
+            created_by: "RUN true".to_string(),
+        }
+    }
+
+    #[test]
+    fn an_entry_is_written_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        cache.put(&key(), &step()).unwrap();
+        let written = std::fs::read_to_string(cache.path(&key())).unwrap();
+        assert_eq!(written, ENTRY);
+    }
+
+    #[test]
+    fn an_entry_written_before_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        std::fs::write(cache.path(&key()), ENTRY).unwrap();
+        assert_eq!(cache.get(&key()), Some(step()));
+    }
+}
