@@ -6,9 +6,7 @@ use super::error::BuildError;
 use super::layers::LayerRef;
 use crate::blob::{BlobStore, Digest};
 use crate::error::IoAt;
-use crate::image::{
-    parse_manifest, select_manifest, ImageConfig, ImageError, Layer, ParsedManifest,
-};
+use crate::image::{parse_manifest, select_manifest, ImageConfig, ImageError, ParsedManifest};
 use crate::plan::{BaseConfig, BaseImages, Platform};
 use crate::registry::{Reference, RegistryClient, RegistryError};
 use std::collections::HashMap;
@@ -122,12 +120,7 @@ impl BaseResolver {
                 .iter()
                 .zip(&config.rootfs.diff_ids)
                 .map(|(d, diff_id)| LayerRef {
-                    layer: Layer {
-                        digest: d.digest.clone(),
-                        size: d.size,
-                        diff_id: diff_id.clone(),
-                        media_type: d.media_type.clone(),
-                    },
+                    layer: d.layer(diff_id.clone()),
                     source: Some(repo.clone()),
                 })
                 .collect();

@@ -7,7 +7,7 @@ use super::progress::Transfers;
 use super::timings::{Phase, StepClock};
 use crate::blob::BlobStore;
 use crate::error::IoAt;
-use crate::image::Layer;
+use crate::layer::Layer;
 use crate::registry::{RegistryClient, Repository};
 use crate::snapshot::LayerCache;
 use crate::transfer::{Counted, Transfer};

@@ -227,13 +227,13 @@ pub(crate) fn commit(
     .map_err(|e| at.fail(e))?;
     // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
     // repository publishes it; one that cannot be written costs an extraction later.
-    let _ = b.layers.cache.put_index(&info.diff_id, &info.index);
+    let _ = b.layers.cache.put_index(&info.layer.diff_id, &info.index);
     if whiteouts == Whiteouts::Overlay {
         // Another build may have adopted the same diff_id first: either copy serves.
-        let _ = b.layers.cache.adopt(&info.diff_id, upper);
+        let _ = b.layers.cache.adopt(&info.layer.diff_id, upper);
     }
     Ok(LayerRef {
-        layer: info.into(),
+        layer: info.layer,
         source: None,
     })
 }

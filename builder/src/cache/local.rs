@@ -7,8 +7,8 @@
 
 use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
-use crate::blob::Digest;
 use crate::error::IoAt;
+use crate::layer::Layer;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,22 +18,9 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedStep {
     /// Its layer; `None` for a step that made none (`WORKDIR /`).
-    pub layer: Option<CachedLayer>,
+    pub layer: Option<Layer>,
     /// The history entry's `created_by`.
     pub created_by: String,
-}
-
-/// A cached step's layer blob, as an image manifest and config name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedLayer {
-    /// Digest of the (compressed) blob.
-    pub digest: Digest,
-    /// Size of the blob.
-    pub size: u64,
-    /// Digest of the uncompressed tar.
-    pub diff_id: Digest,
-    /// The blob's media type.
-    pub media_type: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,6 +116,7 @@ impl LocalCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::Digest;
 
     /// A step entry exactly as kiln-cache-v2 files hold it: the layer's fields in this order,
     /// the media type as the registry spells it.
@@ -147,7 +135,7 @@ mod tests {
 
     fn step() -> CachedStep {
         CachedStep {
-            layer: Some(CachedLayer {
+            layer: Some(Layer {
                 digest: Digest::of(b"blob"),
                 size: 42,
                 diff_id: Digest::of(b"tar"),
