@@ -7,7 +7,7 @@
 
 use anyhow::Context as _;
 use kiln::blob::BlobStore;
-use kiln::image::{History, ImageBuilder, Layer};
+use kiln::image::{History, ImageBuilder};
 use kiln::layer::{write_layer, LayerOptions};
 use kiln::plan::Platform;
 use kiln::registry::{
@@ -44,15 +44,8 @@ async fn main() -> anyhow::Result<()> {
     .await??;
     let layer_secs = started.elapsed().as_secs_f64();
     let mut b = ImageBuilder::scratch(&Platform::parse("linux/amd64").map_err(anyhow::Error::msg)?);
-    b.created(0).add_layer(
-        Layer {
-            digest: info.digest.clone(),
-            size: info.size,
-            diff_id: info.diff_id.clone(),
-            media_type: info.media_type.to_string(),
-        },
-        History::default(),
-    );
+    b.created(0)
+        .add_layer(info.layer.clone(), History::default());
     let image = b.write(&store)?;
 
     let cfg = RegistryConfig {
@@ -73,10 +66,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let push_secs = pushed.elapsed().as_secs_f64();
-    let mib = info.size as f64 / (1 << 20) as f64;
+    let mib = info.layer.size as f64 / (1 << 20) as f64;
     println!(
         "layer {} ({mib:.0} MiB gzip) written in {layer_secs:.2}s; pushed in {push_secs:.2}s ({:.0} MiB/s); manifest {}",
-        info.digest,
+        info.layer.digest,
         mib / push_secs,
         report.digest
     );

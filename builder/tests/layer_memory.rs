@@ -58,7 +58,7 @@ fn a_big_file_streams_through_in_bounded_memory() {
         let dst = tmp.path().join(format!("dst-{c:?}"));
         let base = reset_peak();
         let x = layer::extract(
-            store.read(&info.digest).unwrap(),
+            store.read(&info.layer.digest).unwrap(),
             &dst,
             &ExtractOptions::default(),
         )
@@ -69,7 +69,7 @@ fn a_big_file_streams_through_in_bounded_memory() {
             grew < LIMIT_KIB,
             "{c:?}: peak RSS grew {grew} KiB extracting"
         );
-        assert_eq!(x.diff_id, info.diff_id);
+        assert_eq!(x.diff_id, info.layer.diff_id);
         assert_eq!(fs::metadata(dst.join("big.img")).unwrap().len(), BIG);
         fs::remove_dir_all(&dst).unwrap();
     }

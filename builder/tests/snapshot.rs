@@ -70,7 +70,11 @@ fn layer_of(store: &BlobStore, dir: &Path, c: Compression) -> LayerInfo {
 
 fn extract(cache: &ExtractedLayers, store: &BlobStore, l: &LayerInfo) -> PathBuf {
     cache
-        .extract(&l.diff_id, l.media_type, store.read(&l.digest).unwrap())
+        .extract(
+            &l.layer.diff_id,
+            &l.layer.media_type,
+            store.read(&l.layer.digest).unwrap(),
+        )
         .unwrap()
 }
 
@@ -197,10 +201,16 @@ fn gzip_and_zstd_layers_extract_into_the_cache_and_read_back_through_the_view() 
     let want = listing(&DirView::new(&src));
     for c in [Compression::Gzip, Compression::Zstd] {
         let info = layer_of(&store, &src, c);
-        assert_eq!(cache.get(&info.diff_id).is_none(), c == Compression::Gzip);
+        assert_eq!(
+            cache.get(&info.layer.diff_id).is_none(),
+            c == Compression::Gzip
+        );
         let dir = extract(&cache, &store, &info);
-        assert_eq!(cache.get(&info.diff_id), Some(dir.clone()));
-        assert_eq!(dir, cache_dir.extracted_layers().join(info.diff_id.hex()));
+        assert_eq!(cache.get(&info.layer.diff_id), Some(dir.clone()));
+        assert_eq!(
+            dir,
+            cache_dir.extracted_layers().join(info.layer.diff_id.hex())
+        );
         let view = OverlayView::new(vec![dir]);
         // The root's own metadata is the cache's (0755, root); everything below is the layer's.
         assert_eq!(listing(&view)[1..], want[1..], "{c:?}");
@@ -297,8 +307,10 @@ fn concurrent_extract_of_one_diff_id_extracts_once() {
             );
             std::thread::spawn(move || {
                 barrier.wait();
-                let blob = Counted(store.read(&info.digest).unwrap(), readers, false);
-                cache.extract(&info.diff_id, info.media_type, blob).unwrap()
+                let blob = Counted(store.read(&info.layer.digest).unwrap(), readers, false);
+                cache
+                    .extract(&info.layer.diff_id, &info.layer.media_type, blob)
+                    .unwrap()
             })
         })
         .collect::<Vec<_>>()
@@ -331,32 +343,36 @@ fn a_blob_with_the_wrong_diff_id_leaves_nothing_in_layers() {
     let info = layer_of(&store, &src, Compression::Zstd);
     let claimed = Digest::of(b"something else");
     let e = cache
-        .extract(&claimed, info.media_type, store.read(&info.digest).unwrap())
+        .extract(
+            &claimed,
+            &info.layer.media_type,
+            store.read(&info.layer.digest).unwrap(),
+        )
         .unwrap_err();
     assert!(
         matches!(&e, SnapshotError::DiffIdMismatch { expected, actual }
-            if *expected == claimed && *actual == info.diff_id),
+            if *expected == claimed && *actual == info.layer.diff_id),
         "{e}"
     );
     // A truncated blob fails too.
     let mut bytes = Vec::new();
     store
-        .read(&info.digest)
+        .read(&info.layer.digest)
         .unwrap()
         .read_to_end(&mut bytes)
         .unwrap();
     bytes.truncate(bytes.len() / 2);
     assert!(cache
-        .extract(&info.diff_id, info.media_type, &bytes[..])
+        .extract(&info.layer.diff_id, &info.layer.media_type, &bytes[..])
         .is_err());
-    assert!(cache.get(&claimed).is_none() && cache.get(&info.diff_id).is_none());
+    assert!(cache.get(&claimed).is_none() && cache.get(&info.layer.diff_id).is_none());
     assert_eq!(fs::read_dir(dir.extracted_layers()).unwrap().count(), 0);
     assert_eq!(fs::read_dir(dir.scratch()).unwrap().count(), 0);
 }
 
 /// Names of the entries of a gzip layer blob, and the kind of each.
 fn tar_entries(store: &BlobStore, info: &LayerInfo) -> BTreeSet<String> {
-    let blob = store.read(&info.digest).unwrap();
+    let blob = store.read(&info.layer.digest).unwrap();
     let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
     ar.entries()
         .unwrap()
@@ -413,8 +429,8 @@ fn commit_of_a_real_overlay_upper_then_adopt_and_get() {
     assert_eq!(tar_entries(&t.store, &info), want);
 
     let upper = step.upper.clone();
-    let adopted = t.cache.adopt(&info.diff_id, &upper).unwrap();
-    assert_eq!(t.cache.get(&info.diff_id), Some(adopted.clone()));
+    let adopted = t.cache.adopt(&info.layer.diff_id, &upper).unwrap();
+    assert_eq!(t.cache.get(&info.layer.diff_id), Some(adopted.clone()));
     assert!(!upper.exists(), "the upper was moved, not copied");
     // The adopted upper is a lower like any other: with the parent's layers it reads as the
     // mount did.
@@ -427,7 +443,7 @@ fn commit_of_a_real_overlay_upper_then_adopt_and_get() {
     // Re-extracting the same layer finds it adopted.
     assert_eq!(
         extract(&t.cache, &t.store, &info),
-        t.cache.get(&info.diff_id).unwrap()
+        t.cache.get(&info.layer.diff_id).unwrap()
     );
 }
 
@@ -537,8 +553,12 @@ fn snapshotter_commits_one_layer_for_one_change_in_either_mode() {
     assert_eq!(tar_entries(&t.store, &by_overlay), want);
     // The upper is the new layer's extracted form.
     assert_eq!(
-        t.cache.get(&by_overlay.diff_id),
-        Some(t.dir.extracted_layers().join(by_overlay.diff_id.hex()))
+        t.cache.get(&by_overlay.layer.diff_id),
+        Some(
+            t.dir
+                .extracted_layers()
+                .join(by_overlay.layer.diff_id.hex())
+        )
     );
     assert!(!upper.exists());
 
@@ -567,11 +587,11 @@ fn snapshotter_commits_one_layer_for_one_change_in_either_mode() {
     let by_tree = tree.commit(active, &opts, &timer).unwrap();
     assert_eq!(timer.take(), [Work::Diff, Work::Diff, Work::Compress]);
     assert_eq!(
-        by_tree.diff_id, by_overlay.diff_id,
+        by_tree.layer.diff_id, by_overlay.layer.diff_id,
         "both modes give the same layer"
     );
     assert_eq!(tar_entries(&t.store, &by_tree), want);
-    assert_eq!(by_tree.digest, by_overlay.digest);
+    assert_eq!(by_tree.layer.digest, by_overlay.layer.digest);
 }
 
 /// `n` small files in directories of 100, with mtimes in the past (as extracted layers have).
@@ -698,7 +718,7 @@ fn tree_diff_writes_changes_and_whiteouts_that_commit_as_a_layer() {
     write(&base.join("was-file"), "f\n");
     write(&base.join("was-dir/c"), "c\n");
     layer::extract(
-        store.read(&info.digest).unwrap(),
+        store.read(&info.layer.digest).unwrap(),
         &base,
         &Default::default(),
     )
@@ -831,7 +851,7 @@ fn bench_one_file_change_in_50000_file_lower() {
         let i = commit(&step.upper, &store, &opts).unwrap();
         let commit_ms = ms(t);
         let t = Instant::now();
-        cache.adopt(&i.diff_id, &step.upper).unwrap();
+        cache.adopt(&i.layer.diff_id, &step.upper).unwrap();
         let adopt_ms = ms(t);
         lines.push(format!(
             "  overlay{extra}: commit {commit_ms:.1} ms (mount {mount_ms:.1} ms, umount \
@@ -858,7 +878,10 @@ fn bench_one_file_change_in_50000_file_lower() {
     let t = Instant::now();
     let td = commit_as(&upper, d.whiteouts, &store, &opts).unwrap();
     let td_commit_ms = ms(t);
-    assert_eq!(td.diff_id, info.diff_id, "both ways give the same layer");
+    assert_eq!(
+        td.layer.diff_id, info.layer.diff_id,
+        "both ways give the same layer"
+    );
 
     println!("one changed file in a 50,000-file lower (gzip, default level):");
     for l in lines {

@@ -88,11 +88,7 @@ impl Background {
         if uploads.iter().any(|u| u.digest == layer.layer.digest) {
             return;
         }
-        let blob = BlobToPush {
-            digest: layer.layer.digest.clone(),
-            size: layer.layer.size,
-            mount_from: None,
-        };
+        let blob = BlobToPush::from(layer);
         let (client, store, clock) = (self.client.clone(), self.store.clone(), clock.clone());
         let (destinations, failed) = (self.destinations.clone(), self.failed.clone());
         let counter = self.progress.transfers().push.clone();

@@ -5,9 +5,7 @@
 use super::error::BuildError;
 use super::layers::LayerRef;
 use crate::blob::{BlobStore, Digest};
-use crate::image::{
-    parse_manifest, select_manifest, ImageConfig, ImageError, Layer, ParsedManifest,
-};
+use crate::image::{parse_manifest, select_manifest, ImageConfig, ImageError, ParsedManifest};
 use crate::path_io::IoAt;
 use crate::plan::{BaseConfig, BaseImages, Platform};
 use crate::registry::{Reference, RegistryClient, RegistryError};
@@ -122,12 +120,7 @@ impl BaseResolver {
                 .iter()
                 .zip(&config.rootfs.diff_ids)
                 .map(|(d, diff_id)| LayerRef {
-                    layer: Layer {
-                        digest: d.digest.clone(),
-                        size: d.size,
-                        diff_id: diff_id.clone(),
-                        media_type: d.media_type.clone(),
-                    },
+                    layer: d.layer(diff_id.clone()),
                     source: Some(repo.clone()),
                 })
                 .collect();

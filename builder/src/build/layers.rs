@@ -6,9 +6,9 @@ use super::error::BuildError;
 use super::progress::Transfers;
 use super::timings::{Phase, StepClock};
 use crate::blob::BlobStore;
-use crate::image::Layer;
+use crate::layer::Layer;
 use crate::path_io::IoAt;
-use crate::registry::{RegistryClient, Repository};
+use crate::registry::{BlobToPush, RegistryClient, Repository};
 use crate::snapshot::ExtractedLayers;
 use crate::transfer::{Counted, Transfer};
 use std::path::PathBuf;
@@ -24,6 +24,18 @@ pub struct LayerRef {
     /// The repository holding the blob when it is not in the local store (a base image's, or
     /// the cache repository): pulled from there when needed, mounted from there when pushing.
     pub source: Option<Repository>,
+}
+
+/// The registry's view of a layer: only the blob, mountable from where it is held. (The
+/// registry pushes blobs and knows nothing of layers, so the executor converts at its door.)
+impl From<&LayerRef> for BlobToPush {
+    fn from(l: &LayerRef) -> BlobToPush {
+        BlobToPush {
+            digest: l.layer.digest.clone(),
+            size: l.layer.size,
+            mount_from: l.source.clone(),
+        }
+    }
 }
 
 /// Turns layer descriptors into directories, counting what it had to download.

@@ -72,24 +72,16 @@ pub(crate) fn finish(b: &Build<'_>, mut target: StageDone) -> Result<BuildOutcom
             if !local && !same_registry {
                 b.layers.fetch(l, &clock)?;
             }
-            layers.push(BlobToPush {
-                digest: l.layer.digest.clone(),
-                size: l.layer.size,
+            let mut blob = BlobToPush::from(l);
+            if !same_registry {
                 // Only a repository of the destination's registry can be mounted from.
-                mount_from: if same_registry {
-                    l.source.clone()
-                } else {
-                    None
-                },
-            });
+                blob.mount_from = None;
+            }
+            layers.push(blob);
         }
         let to_push = ImageToPush {
             layers,
-            config: BlobToPush {
-                digest: image.config.digest.clone(),
-                size: image.config.size,
-                mount_from: None,
-            },
+            config: BlobToPush::from(&image.config),
             manifest: image.manifest.clone(),
             media_type: image.media_type.to_string(),
         };

@@ -193,7 +193,7 @@ pub(crate) fn commit(at: &At<'_>, active: snapshot::Active) -> Result<LayerRef, 
         .commit(active, &layer_options(b), &at.clock)
         .map_err(|e| at.fail(e))?;
     Ok(LayerRef {
-        layer: info.into(),
+        layer: info.layer,
         source: None,
     })
 }

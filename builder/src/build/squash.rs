@@ -58,7 +58,7 @@ pub(crate) fn squash(
         })
         .map_err(|e| BuildError::failed("--single-snapshot", e))?;
         LayerRef {
-            layer: info.into(),
+            layer: info.layer,
             source: None,
         }
     };

@@ -4,11 +4,12 @@ use super::error::{BuildError, StepAt};
 use super::layers::LayerRef;
 use super::timings::{Phase, StepClock};
 use super::{copy_step, run_step, Build};
-use crate::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep};
+use crate::cache::{base_key, step_key, CacheKey, CachedStep};
 use crate::dockerfile::instructions::Instruction;
 use crate::executor::history;
 use crate::executor::metadata::StageConfig;
-use crate::image::{ImageBuilder, Layer};
+use crate::image::{Descriptor, ImageBuilder};
+use crate::layer::Layer;
 use crate::plan::{Base, Platform, Stage, Step};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -84,7 +85,11 @@ fn start(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, BuildEr
         Base::Image(name) => {
             let base_err = |e| BuildError::base(&b.file, stage.line, name, e);
             let r = b.bases.resolve(name, &platform).map_err(base_err)?;
-            let descs = r.layers.iter().map(|l| descriptor(&l.layer)).collect();
+            let descs = r
+                .layers
+                .iter()
+                .map(|l| Descriptor::from(&l.layer))
+                .collect();
             let builder = ImageBuilder::from_base(r.config.clone(), descs)
                 .map_err(|e| base_err(std::sync::Arc::new(e.into())))?;
             StageDone {
@@ -100,10 +105,6 @@ fn start(b: &Build<'_>, stage: &Stage, done: &Done) -> Result<StageDone, BuildEr
             .cloned()
             .expect("a stage's base stage was built in an earlier wave"),
     })
-}
-
-fn descriptor(l: &Layer) -> crate::image::Descriptor {
-    crate::image::Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size)
 }
 
 /// Where a step is, for messages.
@@ -280,17 +281,7 @@ fn done_line(b: &Build<'_>, tag: &str, started: std::time::Instant, clock: &Step
 /// A step's result from the local cache (blob in the store) or the cache repository: its
 /// layer, or `None` when it made none (`WORKDIR /`).
 fn lookup(b: &Build<'_>, key: &CacheKey, clock: &StepClock) -> Option<Option<LayerRef>> {
-    let from = |c: CachedStep, source| {
-        c.layer.map(|l| LayerRef {
-            layer: Layer {
-                digest: l.digest,
-                size: l.size,
-                diff_id: l.diff_id,
-                media_type: l.media_type,
-            },
-            source,
-        })
-    };
+    let from = |c: CachedStep, source| c.layer.map(|layer| LayerRef { layer, source });
     if let Some(local) = &b.local {
         if let Some(c) = local.get(key) {
             let present = c
@@ -326,12 +317,7 @@ fn store(
     clock: &StepClock,
 ) {
     let cached = CachedStep {
-        layer: layer.map(|l| CachedLayer {
-            digest: l.digest.clone(),
-            size: l.size,
-            diff_id: l.diff_id.clone(),
-            media_type: l.media_type.clone(),
-        }),
+        layer: layer.cloned(),
         created_by: created_by.to_string(),
     };
     if let Some(local) = &b.local {

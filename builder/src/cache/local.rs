@@ -8,8 +8,8 @@
 
 use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
-use crate::blob::Digest;
 use crate::cache_dir::CacheDir;
+use crate::layer::Layer;
 use crate::path_io::IoAt;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -20,22 +20,9 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedStep {
     /// Its layer; `None` for a step that made none (`WORKDIR /`).
-    pub layer: Option<CachedLayer>,
+    pub layer: Option<Layer>,
     /// The history entry's `created_by`.
     pub created_by: String,
-}
-
-/// A cached step's layer blob, as an image manifest and config name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedLayer {
-    /// Digest of the (compressed) blob.
-    pub digest: Digest,
-    /// Size of the blob.
-    pub size: u64,
-    /// Digest of the uncompressed tar.
-    pub diff_id: Digest,
-    /// The blob's media type.
-    pub media_type: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,5 +112,55 @@ impl LocalCache {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::Digest;
+
+    /// A step entry exactly as kiln-cache-v2 files hold it: the layer's fields in this order,
+    /// the media type as the registry spells it.
+    const ENTRY: &str = concat!(
+        r#"{"format":"kiln-cache-v2","layer":{"#,
+        r#""digest":"sha256:fa2c8cc4f28176bbeed4b736df569a34c79cd3723e9ec42f9674b4d46ac6b8b8","#,
+        r#""size":42,"#,
+        r#""diff_id":"sha256:90aebae315675cbf04612de4f7d5874850f48e0b8dd82becbeaa47ca93f5ebfb","#,
+        r#""media_type":"application/vnd.oci.image.layer.v1.tar+gzip"},"#,
+        r#""created_by":"RUN true"}"#
+    );
+
+    fn key() -> CacheKey {
+        crate::cache::base_key(None, &crate::plan::Platform::host())
+    }
+
+    fn step() -> CachedStep {
+        CachedStep {
+            layer: Some(Layer {
+                digest: Digest::of(b"blob"),
+                size: 42,
+                diff_id: Digest::of(b"tar"),
+                media_type: crate::layer::MEDIA_TYPE_TAR_GZIP.to_string(),
+            }),
+            created_by: "RUN true".to_string(),
+        }
+    }
+
+    #[test]
+    fn an_entry_is_written_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(&CacheDir::open(dir.path()).unwrap()).unwrap();
+        cache.put(&key(), &step()).unwrap();
+        let written = std::fs::read_to_string(cache.path(&key())).unwrap();
+        assert_eq!(written, ENTRY);
+    }
+
+    #[test]
+    fn an_entry_written_before_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(&CacheDir::open(dir.path()).unwrap()).unwrap();
+        std::fs::write(cache.path(&key()), ENTRY).unwrap();
+        assert_eq!(cache.get(&key()), Some(step()));
     }
 }

@@ -16,7 +16,7 @@ pub mod warm;
 
 pub use error::CacheError;
 pub use key::{base_key, step_key, CacheKey, FORMAT_VERSION};
-pub use local::{CachedLayer, CachedStep, LocalCache};
+pub use local::{CachedStep, LocalCache};
 pub use repo::{index_tag, RepoCache};
 pub use warm::{
     from_dockerfiles, lookup_base, read_manifest, warm, CachedBase, WarmOptions, WarmedImage,

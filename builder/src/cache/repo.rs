@@ -9,10 +9,10 @@
 
 use super::error::CacheError;
 use super::key::{CacheKey, FORMAT_VERSION};
-use super::local::{CachedLayer, CachedStep};
+use super::local::CachedStep;
 use crate::blob::{BlobStore, Digest};
 use crate::image::time::{now_unix, rfc3339};
-use crate::image::{parse_manifest, History, ImageBuilder, Layer, ParsedManifest};
+use crate::image::{parse_manifest, History, ImageBuilder, ParsedManifest};
 use crate::path_io::IoAt;
 use crate::plan::Platform;
 use crate::registry::{ImageToPush, Reference, RegistryClient, RegistryError, Repository};
@@ -98,12 +98,7 @@ impl RepoCache {
                 let Ok(diff_id) = diff_id.parse() else {
                     return Ok(None);
                 };
-                Some(CachedLayer {
-                    digest: l.digest.clone(),
-                    size: l.size,
-                    diff_id,
-                    media_type: l.media_type.clone(),
-                })
+                Some(l.layer(diff_id))
             }
             _ => return Ok(None),
         };
@@ -132,15 +127,7 @@ impl RepoCache {
         match &step.layer {
             Some(l) => {
                 b.annotation(ANNOTATION_DIFF_ID, l.diff_id.to_string());
-                b.add_layer(
-                    Layer {
-                        digest: l.digest.clone(),
-                        size: l.size,
-                        diff_id: l.diff_id.clone(),
-                        media_type: l.media_type.clone(),
-                    },
-                    history,
-                );
+                b.add_layer(l.clone(), history);
             }
             None => {
                 b.add_history(history);

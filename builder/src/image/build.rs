@@ -10,31 +10,8 @@ use super::media::ImageFormat;
 use super::time::{now_unix, rfc3339};
 use super::Platform;
 use crate::blob::{BlobStore, Digest};
+use crate::layer::Layer;
 use std::collections::BTreeMap;
-
-/// A layer blob the build stored, as the image will name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
-    /// Digest of the (compressed) blob.
-    pub digest: Digest,
-    /// Size of the blob.
-    pub size: u64,
-    /// Digest of the uncompressed tar.
-    pub diff_id: Digest,
-    /// The blob's media type (OCI or Docker; translated to the image's format).
-    pub media_type: String,
-}
-
-impl From<crate::layer::LayerInfo> for Layer {
-    fn from(info: crate::layer::LayerInfo) -> Self {
-        Layer {
-            digest: info.digest,
-            size: info.size,
-            diff_id: info.diff_id,
-            media_type: info.media_type.to_string(),
-        }
-    }
-}
 
 /// Collects an image's config and layers, then writes config and manifest blobs.
 #[derive(Debug, Clone)]
@@ -183,7 +160,7 @@ impl ImageBuilder {
     }
 
     fn push_layer(&mut self, layer: Layer, mut history: History, stored: bool) -> &mut Self {
-        let desc = Descriptor::new(layer.media_type, layer.digest, layer.size);
+        let desc = Descriptor::from(&layer);
         self.config.rootfs.diff_ids.push(layer.diff_id);
         self.layers.push(desc.clone());
         if stored {

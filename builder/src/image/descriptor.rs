@@ -3,6 +3,7 @@
 use super::json::null_default;
 use super::Platform;
 use crate::blob::Digest;
+use crate::layer::Layer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -58,6 +59,24 @@ impl Descriptor {
             artifact_type: None,
             data: None,
         }
+    }
+
+    /// The layer a manifest's layer descriptor names, with `diff_id` from the image config
+    /// (or wherever the manifest's owner recorded it).
+    pub fn layer(&self, diff_id: Digest) -> Layer {
+        Layer {
+            digest: self.digest.clone(),
+            size: self.size,
+            diff_id,
+            media_type: self.media_type.clone(),
+        }
+    }
+}
+
+/// A manifest names a layer by this descriptor; its diff_id goes in the config instead.
+impl From<&Layer> for Descriptor {
+    fn from(l: &Layer) -> Descriptor {
+        Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size)
     }
 }
 

@@ -17,7 +17,7 @@ pub mod platform;
 pub mod platform_select;
 pub mod time;
 
-pub use build::{BuiltImage, ImageBuilder, Layer};
+pub use build::{BuiltImage, ImageBuilder};
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use descriptor::{Descriptor, ImagePlatform};
 pub use error::ImageError;

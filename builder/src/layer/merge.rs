@@ -330,7 +330,7 @@ mod tests {
             ..LayerOptions::default()
         };
         let info = write_merged_layer(&store, &top_first, below, &opts).unwrap();
-        let f = std::fs::File::open(store.path(&info.digest)).unwrap();
+        let f = std::fs::File::open(store.path(&info.layer.digest)).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
         let mut out = Vec::new();
         for e in ar.entries().unwrap() {
@@ -470,10 +470,10 @@ mod tests {
         let (one, two) = (t.path().join("one-by-one"), t.path().join("merged"));
         for d in [&one, &two] {
             std::fs::create_dir(d).unwrap();
-            apply(d, &base_layer.digest);
+            apply(d, &base_layer.layer.digest);
         }
         for l in [&l1, &l2, &l3] {
-            apply(&one, &write_layer(&store, l, &upper).unwrap().digest);
+            apply(&one, &write_layer(&store, l, &upper).unwrap().layer.digest);
         }
         let view = crate::snapshot::OverlayView::new(vec![base.clone()]);
         let below = |rel: &[u8]| {
@@ -487,7 +487,7 @@ mod tests {
         };
         let m = write_merged_layer(&store, &[l3.clone(), l2.clone(), l1.clone()], below, &opts)
             .unwrap();
-        apply(&two, &m.digest);
+        apply(&two, &m.layer.digest);
         let listing = |root: &Path| {
             let mut out = Vec::new();
             let mut stack = vec![root.to_path_buf()];

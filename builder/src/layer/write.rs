@@ -6,6 +6,7 @@ use super::error::LayerError;
 use super::index::{IndexBuilder, IndexEntry, IndexKind, LayerIndex};
 use super::merge::{Below, MergeWalker};
 use super::owners::{is_owner_xattr, recorded_owner, HostIds};
+use super::record::Layer;
 use super::tar_write::{EntryHeader, Kind, TarWriter};
 use super::walk::{Item, Walker};
 use crate::blob::{BlobStore, Digest, DigestWriter};
@@ -51,17 +52,11 @@ pub struct LayerOptions {
     pub compress_nanos: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
-/// A layer written to the blob store: what a manifest and an image config need.
+/// A layer just written to the blob store: its record and what only the writer saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// Digest of the blob as stored (compressed).
-    pub digest: Digest,
-    /// Size of the blob in bytes.
-    pub size: u64,
-    /// Digest of the uncompressed tar (the image config's `rootfs.diff_ids`).
-    pub diff_id: Digest,
-    /// OCI media type of the blob.
-    pub media_type: &'static str,
+    /// The blob, as a manifest and an image config name it.
+    pub layer: Layer,
     /// The layer's metadata, collected from the headers as they were written.
     pub index: LayerIndex,
 }
@@ -100,10 +95,12 @@ fn store_layer(
         add_time(&timed.nanos, || timed.inner.finish()).map_err(LayerError::Stream)?;
     let (digest, size) = blob.commit()?;
     Ok(LayerInfo {
-        digest,
-        size,
-        diff_id,
-        media_type: opts.compression.media_type(),
+        layer: Layer {
+            digest,
+            size,
+            diff_id,
+            media_type: opts.compression.media_type().to_string(),
+        },
         index,
     })
 }

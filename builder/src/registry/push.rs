@@ -330,17 +330,23 @@ fn with_source(repos: &[&Repository], i: usize, blob: &BlobToPush) -> BlobToPush
     b
 }
 
-impl From<&crate::image::BuiltImage> for ImageToPush {
-    /// The image as written to the blob store, ready to push (no mount sources).
-    fn from(image: &crate::image::BuiltImage) -> ImageToPush {
-        let blob = |d: &crate::image::Descriptor| BlobToPush {
+impl From<&crate::image::Descriptor> for BlobToPush {
+    /// The blob a descriptor names, as the local store holds it (no mount source).
+    fn from(d: &crate::image::Descriptor) -> BlobToPush {
+        BlobToPush {
             digest: d.digest.clone(),
             size: d.size,
             mount_from: None,
-        };
+        }
+    }
+}
+
+impl From<&crate::image::BuiltImage> for ImageToPush {
+    /// The image as written to the blob store, ready to push (no mount sources).
+    fn from(image: &crate::image::BuiltImage) -> ImageToPush {
         ImageToPush {
-            layers: image.layers.iter().map(blob).collect(),
-            config: blob(&image.config),
+            layers: image.layers.iter().map(BlobToPush::from).collect(),
+            config: BlobToPush::from(&image.config),
             manifest: image.manifest.clone(),
             media_type: image.media_type.to_string(),
         }

@@ -4,9 +4,10 @@
 use kiln_testkit::registry as registry_server;
 
 use kiln::blob::{BlobStore, Digest};
-use kiln::cache::{base_key, step_key, CacheKey, CachedLayer, CachedStep, LocalCache, RepoCache};
+use kiln::cache::{base_key, step_key, CacheKey, CachedStep, LocalCache, RepoCache};
 use kiln::cache_dir::CacheDir;
 use kiln::image::ImageConfig;
+use kiln::layer::Layer;
 use kiln::plan::Platform;
 use kiln::registry::{
     CredentialResolver, Environment, Reference, RegistryClient, RegistryConfig, Repository,
@@ -25,7 +26,7 @@ fn key(n: u64) -> CacheKey {
 
 fn step(writer: u64, i: u64) -> CachedStep {
     CachedStep {
-        layer: Some(CachedLayer {
+        layer: Some(Layer {
             digest: Digest::of(format!("layer {writer} {i}").as_bytes()),
             size: 1000 + i,
             diff_id: Digest::of(format!("diff {writer} {i}").as_bytes()),
@@ -186,7 +187,7 @@ async fn repo_cache_hit_reads_the_manifest_only() {
         &amd64(),
     );
     let with_layer = CachedStep {
-        layer: Some(CachedLayer {
+        layer: Some(Layer {
             digest: layer.digest.clone(),
             size: layer.size,
             diff_id: Digest::of(b"the uncompressed tar"),

@@ -6,8 +6,9 @@ use kiln::image::export::{
 };
 use kiln::image::{
     media, parse_manifest, Descriptor, History, ImageBuilder, ImageConfig, ImageError, ImageFormat,
-    Layer, ParsedManifest,
+    ParsedManifest,
 };
+use kiln::layer::Layer;
 use kiln::plan::Platform;
 
 fn store() -> (tempfile::TempDir, BlobStore) {

@@ -8,9 +8,9 @@ use kiln::blob::{BlobStore, Digest};
 use kiln::image::export::{export_docker_tar, export_oci_layout};
 use kiln::image::media;
 use kiln::image::{
-    parse_manifest, BuiltImage, History, ImageBuilder, ImageConfig, ImageFormat, Layer,
-    ParsedManifest,
+    parse_manifest, BuiltImage, History, ImageBuilder, ImageConfig, ImageFormat, ParsedManifest,
 };
+use kiln::layer::Layer;
 use kiln::plan::Platform;
 use std::io::Write;
 use std::net::TcpListener;

@@ -70,14 +70,14 @@ fn gzip_layers_pass_gzip_t_and_gnu_tar_and_match_the_plain_tar() {
     let par = layer::write_layer(&store, &src, &opts(Compression::Gzip, 4)).unwrap();
     let one = layer::write_layer(&store, &src, &opts(Compression::Gzip, 1)).unwrap();
     assert_eq!(par, one, "parallel and single-threaded gzip differ");
-    assert_eq!(par.diff_id, diff_id);
+    assert_eq!(par.layer.diff_id, diff_id);
     assert!(
-        par.size < plain.len() as u64 / 2,
+        par.layer.size < plain.len() as u64 / 2,
         "{} vs {}",
-        par.size,
+        par.layer.size,
         plain.len()
     );
-    let blob = store.path(&par.digest);
+    let blob = store.path(&par.layer.digest);
     run(Command::new("gzip").arg("-t").arg(&blob));
     let unzipped = Command::new("gzip")
         .arg("-dc")
@@ -105,12 +105,12 @@ fn gzip_layers_pass_gzip_t_and_gnu_tar_and_match_the_plain_tar() {
     )
     .unwrap();
     assert!(
-        best.size < par.size,
+        best.layer.size < par.layer.size,
         "level 9 {} >= level 1 {}",
-        best.size,
-        par.size
+        best.layer.size,
+        par.layer.size
     );
-    assert_eq!(best.diff_id, diff_id);
+    assert_eq!(best.layer.diff_id, diff_id);
 }
 
 #[test]
@@ -121,19 +121,19 @@ fn zstd_layers_pass_zstd_t_and_gnu_tar() {
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
     let info = layer::write_layer(&store, &src, &opts(Compression::Zstd, 0)).unwrap();
     assert_eq!(
-        info.media_type,
+        info.layer.media_type,
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
     let (diff_id, plain) = layer::write_tar(&src, &LayerOptions::default(), Vec::new()).unwrap();
-    assert_eq!(info.diff_id, diff_id);
+    assert_eq!(info.layer.diff_id, diff_id);
     let mut back = Vec::new();
-    zstd::stream::read::Decoder::new(store.read(&info.digest).unwrap())
+    zstd::stream::read::Decoder::new(store.read(&info.layer.digest).unwrap())
         .unwrap()
         .read_to_end(&mut back)
         .unwrap();
     assert!(back == plain);
     if have("zstd") {
-        let blob = store.path(&info.digest);
+        let blob = store.path(&info.layer.digest);
         run(Command::new("zstd").arg("-q").arg("-t").arg(&blob));
         let out = tmp.path().join("gnu");
         fs::create_dir(&out).unwrap();
@@ -240,7 +240,7 @@ fn throughput() {
                 threads.to_string()
             },
             mib / secs,
-            info.size as f64 / (1 << 20) as f64
+            info.layer.size as f64 / (1 << 20) as f64
         );
     }
 }

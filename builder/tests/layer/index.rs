@@ -273,15 +273,15 @@ fn a_written_layer_records_the_index_its_extraction_records() {
     // Written again from the extracted tree: the same entries, so the same index.
     let info = layer::write_layer(&store, &dir, &LayerOptions::default()).unwrap();
     let again = ExtractedLayers::open(&CacheDir::open(t.path().join("again")).unwrap()).unwrap();
-    let blob = std::fs::File::open(store.path(&info.digest)).unwrap();
+    let blob = std::fs::File::open(store.path(&info.layer.digest)).unwrap();
     again
         .extract(
-            &info.diff_id,
-            info.media_type,
+            &info.layer.diff_id,
+            &info.layer.media_type,
             std::io::BufReader::new(blob),
         )
         .unwrap();
-    assert_eq!(again.index(&info.diff_id).unwrap(), info.index);
+    assert_eq!(again.index(&info.layer.diff_id).unwrap(), info.index);
     let names = |i: &layer::LayerIndex| {
         i.entries()
             .iter()

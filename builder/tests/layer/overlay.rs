@@ -186,10 +186,10 @@ fn upper_dir_becomes_a_layer_with_oci_whiteouts_read_by_tar_crate_and_gnu_tar() 
     // And the gzip blob is the same archive to GNU tar.
     let store = BlobStore::open(f.root.join("blobs")).unwrap();
     let info = layer::write_layer(&store, &f.upper, &overlay_opts(Compression::Gzip)).unwrap();
-    assert_eq!(info.diff_id, diff_id);
+    assert_eq!(info.layer.diff_id, diff_id);
     let out = Command::new("tar")
         .args(["--numeric-owner", "-tzvf"])
-        .arg(store.path(&info.digest))
+        .arg(store.path(&info.layer.digest))
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -205,9 +205,9 @@ fn lower_plus_layer_extracted_reproduces_the_merged_view() {
 
     let applied = f.root.join("applied");
     let x = ExtractOptions::default();
-    layer::extract(store.read(&base.digest).unwrap(), &applied, &x).unwrap();
-    let info = layer::extract(store.read(&step.digest).unwrap(), &applied, &x).unwrap();
-    assert_eq!(info.diff_id, step.diff_id);
+    layer::extract(store.read(&base.layer.digest).unwrap(), &applied, &x).unwrap();
+    let info = layer::extract(store.read(&step.layer.digest).unwrap(), &applied, &x).unwrap();
+    assert_eq!(info.diff_id, step.layer.diff_id);
     assert_eq!(tree::listing(&applied, false), f.merged_listing);
     assert!(!applied.join("gone.txt").exists());
     assert!(!applied.join("data/a").exists() && !applied.join("data/sub").exists());
@@ -220,7 +220,7 @@ fn a_layer_extracted_with_overlay_whiteouts_serves_as_an_overlay_lower() {
     let step = layer::write_layer(&store, &f.upper, &overlay_opts(Compression::Gzip)).unwrap();
     let as_lower = f.root.join("step-lower");
     layer::extract(
-        store.read(&step.digest).unwrap(),
+        store.read(&step.layer.digest).unwrap(),
         &as_lower,
         &ExtractOptions {
             overlay_whiteouts: true,
@@ -347,5 +347,5 @@ fn an_oci_spelled_upper_gives_the_overlay_upper_s_layer() {
         },
     )
     .unwrap();
-    assert_eq!(from_oci.diff_id, from_overlay.diff_id);
+    assert_eq!(from_oci.layer.diff_id, from_overlay.layer.diff_id);
 }

@@ -178,16 +178,16 @@ fn every_kind_of_entry_survives_write_then_extract() {
     let store = BlobStore::open(tmp.path().join("blobs")).unwrap();
     for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
         let info = layer::write_layer(&store, &src, &opts(c)).unwrap();
-        assert_eq!(info.media_type, c.media_type());
-        assert_eq!(store.size(&info.digest), Some(info.size));
+        assert_eq!(info.layer.media_type, c.media_type());
+        assert_eq!(store.size(&info.layer.digest), Some(info.layer.size));
         let dst = tmp.path().join(format!("dst-{c:?}"));
         let got = layer::extract(
-            store.read(&info.digest).unwrap(),
+            store.read(&info.layer.digest).unwrap(),
             &dst,
             &ExtractOptions::default(),
         )
         .unwrap();
-        assert_eq!(got.diff_id, info.diff_id, "{c:?}");
+        assert_eq!(got.diff_id, info.layer.diff_id, "{c:?}");
         assert_eq!(tree::listing(&dst, true), want, "{c:?}");
     }
     // A real peer agrees about the file capability.

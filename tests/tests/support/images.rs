@@ -4,12 +4,11 @@
 #![allow(dead_code)]
 
 use kiln::blob::BlobStore;
-use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, Layer, ParsedManifest};
+use kiln::image::{parse_manifest, History, ImageBuilder, ImageConfig, ParsedManifest};
 use kiln::layer::{extract, write_layer, ExtractOptions, LayerOptions};
 use kiln::plan::Platform;
 use kiln::registry::{
-    BlobToPush, CredentialResolver, Environment, ImageToPush, Reference, RegistryClient,
-    RegistryConfig,
+    CredentialResolver, Environment, ImageToPush, Reference, RegistryClient, RegistryConfig,
 };
 use kiln_registry_auth::Credential;
 use std::path::Path;
@@ -63,32 +62,11 @@ pub async fn push_rootfs(
     let store = BlobStore::open(dir.path().join("store")).unwrap();
     let info = write_layer(&store, root, &LayerOptions::default()).unwrap();
     let mut b = ImageBuilder::scratch(&Platform::parse("linux/amd64").unwrap());
-    b.add_layer(
-        Layer {
-            digest: info.digest.clone(),
-            size: info.size,
-            diff_id: info.diff_id,
-            media_type: info.media_type.to_string(),
-        },
-        History::created_by(base.created_by),
-    );
+    b.add_layer(info.layer, History::created_by(base.created_by));
     b.config_mut().env = vec![format!("PATH={}", base.path)];
     b.config_mut().cmd = Some(vec![base.cmd.into()]);
     let built = b.write(&store).unwrap();
-    let image = ImageToPush {
-        layers: vec![BlobToPush {
-            digest: info.digest,
-            size: info.size,
-            mount_from: None,
-        }],
-        config: BlobToPush {
-            digest: built.config.digest.clone(),
-            size: built.config.size,
-            mount_from: None,
-        },
-        manifest: built.manifest.clone(),
-        media_type: built.media_type.to_string(),
-    };
+    let image = ImageToPush::from(&built);
     client
         .push_image(std::slice::from_ref(reference), &image, &store)
         .await
