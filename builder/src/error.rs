@@ -28,7 +28,7 @@ pub enum Error {
     Layer(#[from] crate::layer::LayerError),
     /// Executing the build failed.
     #[error(transparent)]
-    Build(#[from] crate::build::BuildError),
+    Build(#[from] crate::executor::BuildError),
     /// The step cache or warming the cache directory failed.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
@@ -82,9 +82,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::error::{BuildError, StepAt};
     use crate::dind::DindError;
     use crate::error_chain::chain_line;
+    use crate::executor::error::{BuildError, StepAt};
     use crate::image::ImageError;
     use crate::layer::LayerError;
     use crate::registry::RegistryError;

@@ -1164,7 +1164,7 @@ fn without_overlay_the_tree_diff_builds_the_same_image() {
 }
 
 /// The one end-to-end progress test. What a terminal shows while a build runs is a pure function
-/// of the build's events (unit-tested on recorded sequences in `build/render.rs`); which events a
+/// of the build's events (unit-tested on recorded sequences in `executor/render.rs`); which events a
 /// 100 ms redraw catches depends on the machine, so this asserts only what cannot race: the last
 /// status before the summary counts exactly the pushed manifest's layers and bytes, plain output
 /// holds no escape codes, and `--progress=auto` picks tty on a terminal (a pty from util-linux's

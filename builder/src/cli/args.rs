@@ -127,7 +127,7 @@ pub struct BuildArgs {
     /// (one line per event, timestamped when not on a terminal) or tty (a status line with the
     /// running step and the layers moving, redrawn in place).
     #[arg(long, default_value = "auto")]
-    pub progress: kiln::build::ProgressMode,
+    pub progress: kiln::executor::ProgressMode,
     /// `--timings`.
     #[command(flatten)]
     pub timings: TimingsArg,

@@ -45,8 +45,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let opts = super::build_options::options(args, source.name, parsed, plan_opts)?;
-    let progress = kiln::build::Progress::for_stderr(args.progress);
-    let outcome = kiln::build::build(&opts, progress)?;
+    let progress = kiln::executor::Progress::for_stderr(args.progress);
+    let outcome = kiln::executor::build(&opts, progress)?;
     match args.timings.timings.as_deref() {
         Some("json") => eprintln!("{}", outcome.timings.json()),
         Some(_) => eprint!("{}", outcome.timings.table()),

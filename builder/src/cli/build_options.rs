@@ -2,9 +2,9 @@
 
 use super::args::{self, BuildArgs};
 use super::Usage;
-use kiln::build::{BuildOptions, Secret, SecretSource};
 use kiln::dockerfile::instructions::duration::parse_duration;
 use kiln::dockerfile::Dockerfile;
+use kiln::executor::{BuildOptions, Secret, SecretSource};
 use kiln::image::ImageFormat;
 use kiln::layer::{Compression, LayerOptions};
 use kiln::plan;

@@ -1,6 +1,6 @@
 //! Docker-in-Docker over TLS without races: per-job certificates ([`certs`]), a readiness check
 //! that tells apart the ways a daemon can be unreachable ([`ready`]), and `kiln build
-//! --backend docker` ([`build`]), which builds through a Docker daemon's HTTP API.
+//! --backend docker` ([`backend`]), which builds through a Docker daemon's HTTP API.
 //!
 //! The certificates are a pure function of the job: the runner makes them before the pod
 //! exists and hands them to both containers through a Secret, so neither waits on files the

@@ -3,10 +3,10 @@
 
 use super::{Class, Error};
 use crate::blob::BlobError;
-use crate::build::BuildError;
 use crate::cache::CacheError;
 use crate::copy::CopyError;
 use crate::dind::DindError;
+use crate::executor::BuildError;
 use crate::image::ImageError;
 use crate::layer::LayerError;
 use crate::registry::RegistryError;
@@ -217,8 +217,8 @@ impl DindError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::error::{RunFailure, StepAt};
     use crate::dockerfile::DockerfileError;
+    use crate::executor::error::{RunFailure, StepAt};
     use crate::path_io::PathIo;
     use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! Every blob goes through the [`crate::blob::BlobStore`]: layers are already there when an image
 //! is built, and exporters stream them out of it.
 
-pub mod build;
+pub mod assemble;
 pub mod config;
 pub mod descriptor;
 pub mod error;
@@ -17,7 +17,7 @@ pub mod platform;
 pub mod platform_select;
 pub mod time;
 
-pub use build::{BuiltImage, ImageBuilder};
+pub use assemble::{BuiltImage, ImageBuilder};
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use descriptor::{Descriptor, ImagePlatform};
 pub use error::ImageError;

@@ -127,7 +127,7 @@ pub struct ExtractInfo {
 }
 
 /// Extracts the layer read from `layer` (gzip, zstd or plain tar) onto `target`. The stream
-/// is decompressed and hashed on a second thread ([`super::decode`]).
+/// is decompressed and hashed on a second thread (`decode.rs`).
 pub fn extract<R: Read + Send>(
     layer: R,
     target: &Path,

@@ -129,10 +129,10 @@ pub enum SandboxError {
         /// More from the kernel, if any.
         detail: String,
     },
-    /// argv[0] is not an executable file in the image.
+    /// `argv[0]` is not an executable file in the image.
     #[error("{program}: executable file not found in the image ({searched})")]
     ProgramNotFound {
-        /// argv[0].
+        /// `argv[0]`.
         program: String,
         /// The path or PATH searched.
         searched: String,

@@ -5,7 +5,7 @@
 //! decompress them.
 
 use crate::blob::BlobStore;
-use crate::image::build::BuiltImage;
+use crate::image::assemble::BuiltImage;
 use crate::image::descriptor::Descriptor;
 use crate::image::error::ImageError;
 use crate::image::json::to_canonical_vec;

@@ -3,7 +3,7 @@
 
 use super::write_atomic;
 use crate::blob::{BlobStore, Digest, DigestWriter};
-use crate::image::build::BuiltImage;
+use crate::image::assemble::BuiltImage;
 use crate::image::error::ImageError;
 use crate::image::json::to_canonical_vec;
 use crate::image::manifest::ImageIndex;

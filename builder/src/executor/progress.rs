@@ -1,8 +1,8 @@
 //! What a build prints: one line per step, RUN output indented under its step, a summary at the
 //! end. In CI (output not a terminal) each line starts with the time since the build began, so a
 //! job log shows where the time went. On a terminal (`--progress=tty`) the lines scroll above a
-//! status line that shows the running step and the layers moving (see [`super::status`]). What
-//! is written for each event is [`super::render`]'s pure function; this module feeds it the
+//! status line that shows the running step and the layers moving (see `status.rs`). What
+//! is written for each event is `render.rs`'s pure function; this module feeds it the
 //! build's events, a redraw clock and the counters.
 
 use super::render::{Event, Renderer};

@@ -41,7 +41,7 @@ impl From<&LayerRef> for BlobToPush {
 /// Turns layer descriptors into directories, counting what it had to download.
 pub struct Layers {
     /// Extracted layers shared between builds.
-    pub cache: ExtractedLayers,
+    pub extracted: ExtractedLayers,
     /// Blobs.
     pub store: BlobStore,
     client: RegistryClient,
@@ -52,17 +52,17 @@ pub struct Layers {
 }
 
 impl Layers {
-    /// Layers from `cache`, `store`, or through `client`, downloads and extractions counted
+    /// Layers from `extracted`, `store`, or through `client`, downloads and extractions counted
     /// in `transfers`.
     pub fn new(
-        cache: ExtractedLayers,
+        extracted: ExtractedLayers,
         store: BlobStore,
         client: RegistryClient,
         runtime: Arc<tokio::runtime::Runtime>,
         transfers: &Transfers,
     ) -> Self {
         Layers {
-            cache,
+            extracted,
             store,
             client,
             runtime,
@@ -107,7 +107,7 @@ impl Layers {
     /// The directory of `l` (an overlay lower), extracting it first if needed; the time
     /// counted on `clock`.
     pub fn lower(&self, l: &LayerRef, clock: &StepClock) -> Result<PathBuf, BuildError> {
-        if let Some(dir) = self.cache.get(&l.layer.diff_id) {
+        if let Some(dir) = self.extracted.get(&l.layer.diff_id) {
             return Ok(dir);
         }
         self.fetch(l, clock)?;
@@ -117,7 +117,7 @@ impl Layers {
         let counted = Counted::new(file, Some(self.extracts.blob(Some(l.layer.size))));
         let mut reader = std::io::BufReader::new(counted);
         let dir = self
-            .cache
+            .extracted
             .extract(&l.layer.diff_id, &l.layer.media_type, &mut reader)
             .map_err(|e| BuildError::failed(format!("extracting layer {}", l.layer.digest), e))?;
         // Nothing read: another build or stage extracted the layer while this one waited.

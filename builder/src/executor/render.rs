@@ -138,7 +138,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::build::status::{snap, CLEAR as ERASE};
+    use crate::executor::status::{snap, CLEAR as ERASE};
 
     const MIB: u64 = 1 << 20;
 

@@ -8,7 +8,7 @@ use super::stage::{At, Done};
 use super::timings::{Phase, StepClock};
 use super::{Build, SecretSource};
 use crate::dockerfile::instructions::{Command, Mount, MountType, Network as StepNetwork, Run};
-use crate::executor::metadata::StageConfig;
+use crate::executor::config_step::StageConfig;
 use crate::path_io::IoAt;
 use crate::plan::Step;
 use crate::sandbox::{self, BindMount, ExitKind, Network, RunSpec};

@@ -42,7 +42,7 @@ pub(crate) fn parent_view(
 ) -> Result<Box<dyn FsView>, BuildError> {
     let extracted = parent
         .iter()
-        .all(|l| b.layers.cache.get(&l.layer.diff_id).is_some());
+        .all(|l| b.layers.extracted.get(&l.layer.diff_id).is_some());
     if !needs_content && !extracted && enabled() && crate::layer::owners::settable() {
         if let Some(indexes) = indexes(b, parent) {
             return Ok(Box::new(IndexView::new(indexes)));
@@ -80,7 +80,7 @@ fn indexes(b: &Build<'_>, stack: &[LayerRef]) -> Option<Vec<Arc<LayerIndex>>> {
 /// The index of `diff_id` from the local cache, else fetched from the cache repository (and
 /// kept locally). Not a layer download: the summary's byte count leaves it out.
 fn index_of(b: &Build<'_>, diff_id: &crate::blob::Digest) -> Option<LayerIndex> {
-    if let Some(i) = b.layers.cache.index(diff_id) {
+    if let Some(i) = b.layers.extracted.index(diff_id) {
         return Some(i);
     }
     let repo = b.repo.as_ref()?;
@@ -89,7 +89,7 @@ fn index_of(b: &Build<'_>, diff_id: &crate::blob::Digest) -> Option<LayerIndex> 
             let index = LayerIndex::decode(&bytes[..], diff_id).ok()?;
             // Kept locally so later steps and builds need not ask again; not kept, it is
             // asked for again, which is all that is lost.
-            let _ = b.layers.cache.put_index(diff_id, &index);
+            let _ = b.layers.extracted.put_index(diff_id, &index);
             Some(index)
         }
         Ok(None) => None,
@@ -120,7 +120,7 @@ pub(crate) fn publish(b: &Build<'_>, stack: &[LayerRef]) {
         if b.indexes.published.lock().expect("indexes").contains(d) {
             continue;
         }
-        let path = b.layers.cache.index_path(d);
+        let path = b.layers.extracted.index_path(d);
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };

@@ -9,7 +9,7 @@ use super::timings::Phase;
 use crate::blob::Digest;
 use crate::copy::{self, ContextView, CopyRequest};
 use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
-use crate::executor::metadata::StageConfig;
+use crate::executor::config_step::StageConfig;
 use crate::fsview::{read_small, DirView, FsView};
 use crate::path_io::IoAt;
 use crate::sandbox::users;
