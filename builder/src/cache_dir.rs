@@ -131,6 +131,19 @@ impl CacheDir {
     }
 }
 
+/// Opens (creating) the lock file `path` and holds an exclusive `flock` on it until the file is
+/// dropped: how two kiln processes on one cache directory take turns on one part of it.
+pub fn lock(path: &Path) -> Result<std::fs::File, PathIo> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at(path)?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).at(path)?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,11 +6,11 @@
 use kiln::blob::{BlobStore, Digest};
 use kiln::cache_dir::CacheDir;
 use kiln::fsview::{DirView, FsView, Kind};
-use kiln::layer::{self, Compression, LayerInfo, LayerOptions};
+use kiln::layer::{self, Compression, LayerInfo, LayerOptions, OverlayView};
 use kiln::sandbox::RootFs;
 use kiln::snapshot::{
     commit, commit_as, diff, materialise, probe, record, step_dirs, ExtractedLayers, Mode,
-    OverlayView, SnapshotError, Snapshotter, Timer, Whiteouts, Work,
+    SnapshotError, Snapshotter, Timer, Whiteouts, Work,
 };
 use std::collections::BTreeSet;
 use std::fs;

@@ -132,13 +132,7 @@ fn record(
     std::fs::create_dir_all(&dir).at(&dir)?;
     let path = index_path(cache_dir, reference);
     let lock_path = path.with_extension("lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .at(&lock_path)?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).at(&lock_path)?;
+    let lock = crate::cache_dir::lock(&lock_path)?;
     let mut idx: IndexFile = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

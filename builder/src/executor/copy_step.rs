@@ -11,9 +11,9 @@ use crate::copy::{self, ContextView, CopyRequest};
 use crate::dockerfile::instructions::{Copy, Mount, MountType, Source};
 use crate::executor::config_step::StageConfig;
 use crate::fsview::{read_small, DirView, FsView};
+use crate::layer::OverlayView;
 use crate::path_io::IoAt;
 use crate::sandbox::users;
-use crate::snapshot::OverlayView;
 use std::path::Path;
 
 /// What COPY reads from.

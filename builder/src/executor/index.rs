@@ -10,7 +10,7 @@ use super::Build;
 use crate::blob::Digest;
 use crate::fsview::FsView;
 use crate::layer::LayerIndex;
-use crate::snapshot::{IndexView, OverlayView};
+use crate::layer::{IndexView, OverlayView};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 

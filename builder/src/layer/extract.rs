@@ -582,7 +582,7 @@ impl Extractor<'_> {
             ) {
                 // Where whiteout devices are refused (inside an overlay mount, where kiln
                 // runs without overlay anyway), the OCI spelling stays: readers of extracted
-                // layers ([`crate::snapshot::OverlayView`]) know both.
+                // layers ([`super::OverlayView`]) know both.
                 Err(rustix::io::Errno::PERM) => {
                     rustix::fs::openat(
                         dir,

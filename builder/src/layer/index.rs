@@ -1,7 +1,7 @@
 //! A layer's metadata index: every entry's path, kind, mode, owner, size, mtime, device number,
 //! link target and xattrs, with no content. It is collected from the tar headers as a layer is
 //! extracted or written, and lets a step that only needs the parent's metadata (COPY, WORKDIR)
-//! see the parent without downloading it (see [`crate::snapshot::IndexView`]).
+//! see the parent without downloading it (see [`IndexView`](super::IndexView)).
 //!
 //! Encoding: gzip'd JSON lines, a header line then one entry per line sorted by path bytes, so
 //! the same layer always gives the same bytes whether it was extracted or written. Paths, link

@@ -475,7 +475,7 @@ mod tests {
         for l in [&l1, &l2, &l3] {
             apply(&one, &write_layer(&store, l, &upper).unwrap().layer.digest);
         }
-        let view = crate::snapshot::OverlayView::new(vec![base.clone()]);
+        let view = crate::layer::OverlayView::new(vec![base.clone()]);
         let below = |rel: &[u8]| {
             use crate::fsview::{FsView, Kind};
             let p = Path::new("/").join(OsStr::from_bytes(rel));

@@ -3,14 +3,17 @@
 //!
 //! Writing is one streaming pass (walk → tar → diff_id → compressor → digest → blob store);
 //! see [`write_layer`]. Extraction ([`extract`]) applies OCI whiteouts and never writes outside
-//! its target.
+//! its target. Stacked layers read as one tree without mounting anything: [`OverlayView`] over
+//! extracted layers, [`IndexView`] over their metadata indexes.
 
 mod compress;
 mod decode;
 mod error;
 mod extract;
 pub mod index;
+mod index_view;
 mod merge;
+mod overlay_view;
 pub mod owners;
 mod record;
 mod safe_fs;
@@ -27,7 +30,9 @@ pub use compress::{
 pub use error::LayerError;
 pub use extract::{extract, ExtractInfo, ExtractOptions, DEFAULT_MAX_LAYER_BYTES};
 pub use index::{IndexEntry, IndexKind, LayerIndex};
+pub use index_view::IndexView;
 pub use merge::Below;
+pub use overlay_view::OverlayView;
 pub use record::Layer;
 pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 pub use write::{write_layer, write_merged_layer, write_tar, LayerInfo, LayerOptions};

@@ -121,14 +121,7 @@ impl ExtractedLayers {
     /// Holds the per-diff_id lock until dropped (closing the file releases it).
     fn lock(&self, diff_id: &Digest) -> Result<File, SnapshotError> {
         let p = self.dir.extraction_locks().join(diff_id.hex());
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .at(&p)?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).at(&p)?;
-        Ok(f)
+        Ok(crate::cache_dir::lock(&p)?)
     }
 
     /// Extracts a compressed layer blob (the media type tells gzip, zstd or none), checking

@@ -22,32 +22,28 @@
 //! into an upper directory that [`commit_as`] turns into a layer (adopted too when the
 //! whiteouts are overlay's).
 //!
-//! [`OverlayView`] reads merged layers without mounting anything (COPY sources and parents,
-//! user name lookups).
+//! Reading the merged layers without mounting anything (COPY sources and parents, user name
+//! lookups) is [`crate::layer::OverlayView`]'s, a view of layers rather than a snapshot.
 
 mod commit;
 mod dirs;
 mod error;
 mod extracted;
-mod index_view;
 pub(crate) mod mount_options;
 mod probe;
 mod rootfs;
 mod snapshotter;
 mod treediff;
-mod view;
 
 pub use commit::{commit, commit_as};
 pub use dirs::{step_dirs, StepDirs};
 pub use error::SnapshotError;
 pub use extracted::ExtractedLayers;
-pub use index_view::IndexView;
 pub use probe::{probe, Mode};
 pub use rootfs::RootFs;
 pub(crate) use snapshotter::write_timed;
 pub use snapshotter::{Active, Snapshotter, Timer, Work};
 pub use treediff::{diff, materialise, record, Diff, Manifest, Materialised, Record};
-pub use view::OverlayView;
 
 /// How an upper directory spells deletions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,10 @@
 use super::dirs::{step_dirs, StepDirs};
 use super::error::SnapshotError;
 use super::treediff::{diff, materialise, record, Manifest};
-use super::{commit_as, ExtractedLayers, Mode, OverlayView, RootFs, Whiteouts};
+use super::{commit_as, ExtractedLayers, Mode, RootFs, Whiteouts};
 use crate::blob::BlobStore;
 use crate::cache_dir::CacheDir;
+use crate::layer::OverlayView;
 use crate::layer::{LayerInfo, LayerOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
