@@ -12,8 +12,8 @@ use crate::registry::{BlobToPush, RegistryClient, Repository};
 use crate::snapshot::ExtractedLayers;
 use crate::transfer::{Counted, Transfer};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A layer of a stage: its descriptor and where its bytes can be had.
@@ -141,6 +141,7 @@ impl Layers {
         stack: &[LayerRef],
         clock: &StepClock,
     ) -> Result<Vec<PathBuf>, BuildError> {
+        self.prepare_all(stack, clock)?;
         let mut dirs = Vec::with_capacity(stack.len());
         for l in stack.iter().rev() {
             let dir = self.lower(l, clock)?;
@@ -150,4 +151,45 @@ impl Layers {
         }
         Ok(dirs)
     }
+
+    /// Fetches and extracts the layers of `stack` not yet extracted, several at once: until
+    /// overlay stacks them the layers are independent, and one extraction leaves the machine
+    /// half idle (a download, then a decompressing thread feeding a writer that waits on the
+    /// filesystem). The time each took is counted on `clock`, so a step's extract phase is
+    /// the sum over its layers and can exceed its wall time.
+    fn prepare_all(&self, stack: &[LayerRef], clock: &StepClock) -> Result<(), BuildError> {
+        let mut missing: Vec<&LayerRef> = Vec::new();
+        for l in stack {
+            let seen = missing.iter().any(|m| m.layer.diff_id == l.layer.diff_id);
+            if !seen && self.extracted.get(&l.layer.diff_id).is_none() {
+                missing.push(l);
+            }
+        }
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let workers = missing.len().min(PARALLEL_LAYERS);
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<BuildError>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    while let Some(l) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Err(e) = self.lower(l, clock) {
+                            failed.lock().unwrap().get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        match failed.into_inner().unwrap() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
+
+/// Layers fetched and extracted at once: enough to keep the network, a decompressor and the
+/// filesystem busy together; more only contend for the same disk.
+const PARALLEL_LAYERS: usize = 3;
