@@ -21,7 +21,7 @@ http:
 EOC
 docker-registry serve "$work/reg.yml" > "$work/reg.log" 2>&1 &
 reg=$!
-trap 'kill -9 $reg 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill -9 $reg 2>/dev/null; wait $reg 2>/dev/null; rm -rf "$work"' EXIT
 sleep 1
 sh "$repo/tests/corpus/make-base.sh" 127.0.0.1:$port bench/busybox:1 >/dev/null
 ctx=$work/ctx
@@ -29,7 +29,7 @@ mkdir -p "$ctx"
 cp -a /usr/include "$ctx/l1"; cp -a /usr/lib/python3.11 "$ctx/l2"
 cp -a /usr/lib/gcc "$ctx/l3"; cp -a /usr/share/doc "$ctx/l4"
 printf 'FROM 127.0.0.1:%s/bench/busybox:1\nCOPY l1/ /l1/\nCOPY l2/ /l2/\nCOPY l3/ /l3/\nCOPY l4/ /l4/\n' $port > "$ctx/Dockerfile"
-"$after" build --insecure --insecure-pull --cache-dir "$work/c0" -d 127.0.0.1:$port/bench/multi:1 -c "$ctx" >/dev/null
+"$after" build --insecure --insecure-pull --cache-dir "$work/c0" -d 127.0.0.1:$port/bench/multi:1 -c "$ctx" >/dev/null 2>&1
 rm -rf "$work/c0"
 printf 'FROM 127.0.0.1:%s/bench/multi:1\nRUN ["/bin/busybox","true"]\n' $port > "$work/Dockerfile.run"
 declare -A times
@@ -38,7 +38,7 @@ for i in $(seq "$runs"); do
     bin=$before; [ $k = after ] && bin=$after
     rm -rf "$work/c"; sync; sleep 1
     s=$(date +%s.%N)
-    "$bin" build --insecure --insecure-pull --no-push --cache-dir "$work/c" -f "$work/Dockerfile.run" -c "$ctx" >/dev/null
+    "$bin" build --insecure --insecure-pull --no-push --cache-dir "$work/c" -f "$work/Dockerfile.run" -c "$ctx" >/dev/null 2>&1
     e=$(date +%s.%N)
     times[$k]="${times[$k]:-} $(echo "$e - $s" | bc)"
   done
