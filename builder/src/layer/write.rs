@@ -116,12 +116,16 @@ fn add_time<T>(
     nanos: &Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     f: impl FnOnce() -> T,
 ) -> T {
+    // Called for every write of the tar stream: an untimed write reads no clock.
+    let Some(n) = nanos else {
+        return f();
+    };
     let start = std::time::Instant::now();
     let out = f();
-    if let Some(n) = nanos {
-        let took = start.elapsed().as_nanos() as u64;
-        n.fetch_add(took, std::sync::atomic::Ordering::Relaxed);
-    }
+    n.fetch_add(
+        start.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     out
 }
 
