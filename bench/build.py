@@ -13,6 +13,7 @@ One script, one machine, one run; contenders alternate (see harness.py). Scenari
   copy-index  `copy-big` on fresh state with a changed context, the base's layer index published
             by an earlier build in kiln's cache repository: kiln with the index, kiln extracting
             (KILN_LAYER_INDEX=off), buildah, BuildKit; time and bytes downloaded
+  cold-multi  `cold` for the two-stage build of `cached-multi`
   cached-multi  `cached` for a two-stage build (WORKDIR, USER, `COPY --from` of the first
             stage), and then each contender's blob bytes downloaded by one such rebuild
   cold-debian   build + push of WORKDIR, USER and three RUN steps writing 60-90 MB each on a
@@ -26,7 +27,7 @@ Needs root and: apt-get install -y buildah docker.io docker-registry busybox-sta
 kiln is `$KILN_BIN` or target/release/kiln (cargo build --release -p kiln-builder); a kiln that
 cannot build the image stops the benchmark.
 
-Usage: sudo bench/build.py [--runs N] [--only cold,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian]
+Usage: sudo bench/build.py [--runs N] [--only cold,cold-multi,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian]
 """
 
 import argparse
@@ -337,7 +338,7 @@ def kiln_works(registry, small, app, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="cold,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian")
+    ap.add_argument("--only", default="cold,cold-multi,cached,copy-big,copy-link,copy-index,cached-multi,cold-debian")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     if os.geteuid() != 0:
@@ -395,6 +396,9 @@ def main():
         if "cold" in only:
             cs = field(kiln(app, small)) + [bah(app, small), bk(app, small)]
             compare("cold build + push", cs, runs=opts.runs, setup=fresh)
+        if "cold-multi" in only:
+            cs = field(kiln(multi, small)) + [bah(multi, small), bk(multi, small)]
+            compare("cold build + push, two-stage (WORKDIR, USER, COPY --from)", cs, runs=opts.runs, setup=fresh)
 
         def cached(title, ctx, name, downloads=False):
             kc = kiln(ctx, small, "--cache=true", f"--cache-repo={reg}/bench/{name}-kiln-cache")

@@ -5,8 +5,9 @@
 //! key in the cache directory naming a blob of its store; [`RepoCache`] is kaniko's
 //! `--cache-repo` shape (one image per step, tagged with the key's hex) read from the manifest
 //! alone. [`warm()`] fills the blob store with base images and records what their references
-//! resolved to, so builds find their bases offline ([`lookup_base`]). Where each lives in the
-//! cache directory is [`crate::cache_dir`]'s.
+//! resolved to ([`lookup_base`]): a build reads a digest-pinned base from the store without asking
+//! the registry, and falls back on the recorded answer for a tag when the registry cannot answer.
+//! Where each lives in the cache directory is [`crate::cache_dir`]'s.
 
 pub mod error;
 pub mod key;
@@ -19,7 +20,7 @@ pub use key::{base_key, step_key, CacheKey, FORMAT_VERSION};
 pub use local::{CachedStep, LocalCache};
 pub use repo::{index_tag, RepoCache};
 pub use warm::{
-    from_dockerfiles, lookup_base, read_manifest, warm, CachedBase, WarmOptions, WarmedImage,
+    from_dockerfiles, lookup_base, read_manifest, remember_base, warm, CachedBase, WarmOptions, WarmedImage,
 };
 
 use std::path::PathBuf;

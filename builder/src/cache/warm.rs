@@ -1,5 +1,6 @@
-//! `kiln warm`: fills a cache directory with base images ahead of builds, so a build resolves
-//! and reads its bases without the registry.
+//! `kiln warm`: fills a cache directory with base images ahead of builds, so a build reads their
+//! layers without downloading, a base pinned by digest without asking the registry at all, and a
+//! tag's recorded answer when the registry cannot answer (no connection, rate limited).
 //!
 //! Every manifest, config and layer goes into the cache directory's blob store (streamed,
 //! digest checked, renamed into place: concurrent warmers and builds never see half a blob), and
@@ -120,9 +121,10 @@ pub fn read_manifest(dir: &CacheDir, base: &CachedBase) -> Result<ImageManifest,
     }
 }
 
-/// Records `base` for `reference` and `platform`, keeping other platforms' entries unless the
-/// reference now resolves to something else.
-fn record(
+/// Records `base` for `reference` and `platform` (as `kiln warm` does, and builds for the tags
+/// they resolve), keeping other platforms' entries unless the reference now resolves to
+/// something else.
+pub fn remember_base(
     cache_dir: &CacheDir,
     reference: &Reference,
     platform: &Platform,
@@ -245,7 +247,7 @@ async fn warm_one(
         media_type: manifest.media_type.clone(),
         config: image.config.digest.clone(),
     };
-    record(cache_dir, reference, platform, &base)?;
+    remember_base(cache_dir, reference, platform, &base)?;
     Ok(WarmedImage {
         reference: reference.to_string(),
         base,

@@ -1,11 +1,24 @@
 //! Base images named in FROM (and `COPY --from=image`): their manifest and config, fetched once
 //! per build. Only the manifest and the config are read here; layers stay in the registry until a
 //! step needs the files.
+//!
+//! The cache directory answers when it can. A reference pinned by digest is read from the blob
+//! store when its manifest is there (content-addressed, so never stale), with no request at all.
+//! A tag is always asked of the registry, since tags move; what it resolved to is recorded for
+//! [`crate::cache::lookup_base`], as `kiln warm` records it. When the registry cannot answer (no
+//! connection, rate limited, a server error) and such a record exists, the build uses it and says
+//! so: a Docker Hub rate limit does not fail a build whose base was warmed. A registry's real
+//! answer (not found, denied) is never overridden.
 
 use super::error::BuildError;
 use super::layers::LayerRef;
+use super::progress::Progress;
 use crate::blob::{BlobStore, Digest};
-use crate::image::{parse_manifest, select_manifest, ImageConfig, ImageError, ParsedManifest};
+use crate::cache::{lookup_base, read_manifest, remember_base, CachedBase};
+use crate::cache_dir::CacheDir;
+use crate::image::{
+    parse_manifest, select_manifest, ImageConfig, ImageError, ImageManifest, ParsedManifest,
+};
 use crate::path_io::IoAt;
 use crate::plan::{BaseConfig, BaseImages, Platform};
 use crate::registry::{Reference, RegistryClient, RegistryError};
@@ -27,6 +40,16 @@ pub struct ResolvedBase {
 
 type Resolved = Result<Arc<ResolvedBase>, Arc<crate::Error>>;
 
+/// The platform's image manifest a reference led to.
+struct Found {
+    /// What the reference itself resolved to: an index, or the image manifest.
+    top: Digest,
+    /// The image manifest's digest and media type.
+    digest: Digest,
+    media_type: String,
+    manifest: ImageManifest,
+}
+
 /// Resolves references through a registry client, remembering each answer (and each failure,
 /// reported when a stage needs that base, at the line naming it).
 pub struct BaseResolver {
@@ -35,10 +58,12 @@ pub struct BaseResolver {
     store: BlobStore,
     seen: Mutex<HashMap<(String, String), Resolved>>,
     insecure_pull: bool,
+    cache_dir: Option<CacheDir>,
+    progress: Option<Progress>,
 }
 
 impl BaseResolver {
-    /// A resolver fetching with `client` on `runtime`, keeping configs in `store`.
+    /// A resolver fetching with `client` on `runtime`, keeping manifests and configs in `store`.
     pub fn new(
         client: RegistryClient,
         runtime: Arc<tokio::runtime::Runtime>,
@@ -50,6 +75,8 @@ impl BaseResolver {
             store,
             seen: Mutex::new(HashMap::new()),
             insecure_pull: false,
+            cache_dir: None,
+            progress: None,
         }
     }
 
@@ -57,6 +84,14 @@ impl BaseResolver {
     /// those images' registries that way.
     pub fn with_insecure_pull(mut self, on: bool) -> Self {
         self.insecure_pull = on;
+        self
+    }
+
+    /// Records what tags resolved to in `dir`, and falls back on those records (and `kiln
+    /// warm`'s) when the registry cannot answer, saying so on `progress`.
+    pub fn with_cache_dir(mut self, dir: CacheDir, progress: Progress) -> Self {
+        self.cache_dir = Some(dir);
+        self.progress = Some(progress);
         self
     }
 
@@ -79,61 +114,178 @@ impl BaseResolver {
         if self.insecure_pull {
             self.client.allow_plain_http(&reference.repository.registry);
         }
-        self.runtime.block_on(async {
-            let mut m = self.client.get_manifest(&reference).await?;
-            let mut parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
-            if let ParsedManifest::Index(index) = &parsed {
-                let chosen = select_manifest(index, platform)
-                    .ok_or_else(|| BuildError::NoPlatform(platform.to_string()))?;
-                let by_digest = Reference {
-                    repository: reference.repository.clone(),
-                    tag: None,
-                    digest: Some(chosen.digest.clone()),
-                };
-                m = self.client.get_manifest(&by_digest).await?;
-                parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
+        if let Some(found) = self.pinned_in_store(&reference, platform) {
+            return self.resolved(&reference, found);
+        }
+        let found = match self.runtime.block_on(self.ask_registry(&reference, platform)) {
+            Ok(found) => {
+                self.remember(&reference, platform, &found);
+                found
             }
-            let ParsedManifest::Image(manifest) = parsed else {
-                return Err(BuildError::NestedIndex.into());
+            Err(e) => match self.recorded(&reference, platform, &e) {
+                Some(found) => found,
+                None => return Err(e),
+            },
+        };
+        self.resolved(&reference, found)
+    }
+
+    /// A digest-pinned reference whose manifest (and, for an index, the platform's manifest)
+    /// the store holds.
+    fn pinned_in_store(&self, reference: &Reference, platform: &Platform) -> Option<Found> {
+        let top = reference.digest.clone()?;
+        let read = |d: &Digest| -> Option<ParsedManifest> {
+            let bytes = std::fs::read(self.store.path(d)).ok()?;
+            parse_manifest(None, &bytes).ok()
+        };
+        let (digest, parsed) = match read(&top)? {
+            ParsedManifest::Index(index) => {
+                let chosen = select_manifest(&index, platform)?;
+                (chosen.digest.clone(), read(&chosen.digest)?)
+            }
+            image => (top.clone(), image),
+        };
+        let ParsedManifest::Image(manifest) = parsed else {
+            return None;
+        };
+        Some(Found {
+            top,
+            digest,
+            media_type: manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| crate::image::media::OCI_MANIFEST.to_string()),
+            manifest: *manifest,
+        })
+    }
+
+    async fn ask_registry(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Found, crate::Error> {
+        let top = self.client.get_manifest(reference).await?;
+        // Kept so that a later build pinned to this digest asks nothing.
+        self.store.put(&top.bytes)?;
+        let mut m = top.clone();
+        let mut parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
+        if let ParsedManifest::Index(index) = &parsed {
+            let chosen = select_manifest(index, platform)
+                .ok_or_else(|| BuildError::NoPlatform(platform.to_string()))?;
+            let by_digest = Reference {
+                repository: reference.repository.clone(),
+                tag: None,
+                digest: Some(chosen.digest.clone()),
             };
-            let repo = &reference.repository;
-            self.client
-                .pull_blob(
-                    repo,
-                    &manifest.config.digest,
-                    Some(manifest.config.size),
-                    &self.store,
-                )
-                .await?;
-            let config_path = self.store.path(&manifest.config.digest);
-            let bytes = std::fs::read(&config_path).at(&config_path)?;
-            let config = ImageConfig::parse(&bytes)?;
-            if config.rootfs.diff_ids.len() != manifest.layers.len() {
-                return Err(ImageError::LayerCountMismatch {
-                    layers: manifest.layers.len(),
-                    diff_ids: config.rootfs.diff_ids.len(),
-                }
-                .into());
+            m = self.client.get_manifest(&by_digest).await?;
+            self.store.put(&m.bytes)?;
+            parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
+        }
+        let ParsedManifest::Image(manifest) = parsed else {
+            return Err(BuildError::NestedIndex.into());
+        };
+        Ok(Found {
+            top: top.digest,
+            digest: m.digest,
+            media_type: m.media_type,
+            manifest: *manifest,
+        })
+    }
+
+    /// Records a tag's answer for builds that find the registry unavailable. Best effort: a
+    /// record that cannot be written costs only that fallback, never this build.
+    fn remember(&self, reference: &Reference, platform: &Platform, found: &Found) {
+        let Some(dir) = &self.cache_dir else { return };
+        if reference.digest.is_some() {
+            return;
+        }
+        let base = CachedBase {
+            digest: found.top.clone(),
+            manifest: found.digest.clone(),
+            media_type: found.media_type.clone(),
+            config: found.manifest.config.digest.clone(),
+        };
+        let _ = remember_base(dir, reference, platform, &base);
+    }
+
+    /// The recorded answer for `reference`, when `error` says the registry could not answer.
+    fn recorded(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        error: &crate::Error,
+    ) -> Option<Found> {
+        let crate::Error::Registry(e) = error else {
+            return None;
+        };
+        if !unavailable(e) {
+            return None;
+        }
+        let dir = self.cache_dir.as_ref()?;
+        let base = lookup_base(dir, reference, platform)?;
+        let manifest = read_manifest(dir, &base).ok()?;
+        if let Some(p) = &self.progress {
+            p.line(&format!(
+                "warning: {e}; using {reference} as last resolved here ({}, recorded by kiln warm or an earlier build)",
+                base.manifest
+            ));
+        }
+        Some(Found {
+            top: base.digest,
+            digest: base.manifest,
+            media_type: base.media_type,
+            manifest,
+        })
+    }
+
+    /// The base from its image manifest: its config read (from the store when there), its
+    /// layers left where they are.
+    fn resolved(&self, reference: &Reference, found: Found) -> Result<ResolvedBase, crate::Error> {
+        let repo = &reference.repository;
+        let manifest = &found.manifest;
+        self.runtime.block_on(self.client.pull_blob(
+            repo,
+            &manifest.config.digest,
+            Some(manifest.config.size),
+            &self.store,
+        ))?;
+        let config_path = self.store.path(&manifest.config.digest);
+        let bytes = std::fs::read(&config_path).at(&config_path)?;
+        let config = ImageConfig::parse(&bytes)?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::LayerCountMismatch {
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
             }
-            let layers = manifest
-                .layers
-                .iter()
-                .zip(&config.rootfs.diff_ids)
-                .map(|(d, diff_id)| LayerRef {
-                    layer: d.layer(diff_id.clone()),
-                    source: Some(repo.clone()),
-                })
-                .collect();
-            Ok(ResolvedBase {
-                manifest_digest: m.digest.clone(),
-                reference: reference.clone(),
-                config,
-                layers,
+            .into());
+        }
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(d, diff_id)| LayerRef {
+                layer: d.layer(diff_id.clone()),
+                source: Some(repo.clone()),
             })
+            .collect();
+        Ok(ResolvedBase {
+            manifest_digest: found.digest,
+            reference: reference.clone(),
+            config,
+            layers,
         })
     }
 }
 
+/// Whether `e` means the registry could not answer at all, as opposed to answering no: a
+/// connection that failed, a rate limit, a server error (each after the client's retries).
+fn unavailable(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Transport { .. } => true,
+        RegistryError::Status { status, .. } => *status == 429 || *status >= 500,
+        _ => false,
+    }
+}
 impl BaseImages for BaseResolver {
     fn config(&self, reference: &str, platform: &Platform) -> Option<BaseConfig> {
         let base = self.resolve(reference, platform).ok()?;

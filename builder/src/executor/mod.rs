@@ -195,7 +195,8 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         .map_err(|e| BuildError::failed("registry client", e))?;
     let store = cache_dir.blob_store()?;
     let bases = BaseResolver::new(client.clone(), runtime.clone(), store.clone())
-        .with_insecure_pull(opts.insecure_pull);
+        .with_insecure_pull(opts.insecure_pull)
+        .with_cache_dir(cache_dir.clone(), progress.clone());
     let plan = plan::plan(&opts.parsed, &opts.dockerfile, &opts.plan, &bases)?;
     for w in &plan.warnings {
         match w.line {

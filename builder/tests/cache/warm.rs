@@ -1,5 +1,6 @@
 //! `kiln warm` against a real `docker-registry`: concurrent warmers leave a consistent store,
-//! and builds then find their bases with the registry gone.
+//! and builds then find their bases with the registry gone: a base pinned by digest without
+//! asking it, a tag from its recorded answer when the registry cannot answer.
 
 use kiln_testkit::registry as registry_server;
 
@@ -10,7 +11,7 @@ use kiln::plan::Platform;
 use kiln::registry::{
     CredentialResolver, Environment, ImageToPush, Reference, RegistryClient, RegistryConfig,
 };
-use registry_server::{make_image, Registry};
+use registry_server::{make_image, Fault, Proxy, Registry};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -316,4 +317,93 @@ async fn warm_from_a_dockerfile_with_stages_and_args_in_from() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// `kiln build --no-push --reproducible` of `dockerfile` (a FROM and an ENV: nothing reads the
+/// base's layers), through `registry`, on the cache directory `cache`; the image's digest is
+/// written to `<cache>.digest`.
+fn kiln_build_on(cache: &Path, registry: &str, dockerfile: &str) -> Output {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("build")
+        .arg("--context")
+        .arg(ctx.path())
+        .args(["--insecure-registry", registry, "--no-push", "--reproducible"])
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--digest-file")
+        .arg(cache.with_extension("digest"))
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn built_digest(cache: &Path, o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "kiln build failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read_to_string(cache.with_extension("digest")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_read_pinned_bases_from_the_store_and_recorded_tags_when_the_registry_cannot_answer()
+{
+    let reg = Registry::plain();
+    let proxy = Proxy::start(&reg.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = BlobStore::open(dir.path().join("src")).unwrap();
+    let (a, _, _, _) = push_images(&reg.addr, &src).await;
+    let at = &proxy.addr.clone();
+    let by_tag = format!("FROM {at}/team/a:1\nENV X=1\n");
+    let pinned = format!("FROM {at}/team/a@{}\nENV X=1\n", Digest::of(&a.manifest));
+    let manifests = "/v2/team/a/manifests/";
+    let cache = dir.path().join("cache");
+
+    // Online: the tag is asked of the registry, and its answer recorded.
+    let online = kiln_build_on(&cache, at, &by_tag);
+    let image = built_digest(&cache, &online);
+    assert!(proxy.count("GET", manifests) >= 1, "{:?}", proxy.requests());
+
+    // Pinned by digest: the manifest the first build kept answers; the registry is not asked.
+    proxy.clear();
+    let o = kiln_build_on(&cache, at, &pinned);
+    assert_eq!(built_digest(&cache, &o), image);
+    assert_eq!(proxy.count("GET", manifests), 0, "{:?}", proxy.requests());
+    assert_eq!(proxy.count("HEAD", manifests), 0, "{:?}", proxy.requests());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"));
+
+    // Rate limited: the recorded answer builds the same image, and the build says why.
+    let limited = Fault::Respond(429, vec![("Retry-After".into(), "0".into())]);
+    proxy.add_rule("GET", manifests, 0, usize::MAX, limited.clone());
+    let o = kiln_build_on(&cache, at, &by_tag);
+    assert_eq!(built_digest(&cache, &o), image);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("warning: ") && err.contains("429"), "{err}");
+    assert!(
+        err.contains(&format!("as last resolved here ({},", Digest::of(&a.manifest))),
+        "{err}"
+    );
+
+    // A cache directory with no record of the tag fails, naming the registry's answer.
+    let fresh = dir.path().join("fresh");
+    let o = kiln_build_on(&fresh, at, &by_tag);
+    assert_eq!(o.status.code(), Some(2), "an unavailable registry is the environment's fault");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("429") && err.contains(at.as_str()), "{err}");
+
+    // A registry that answers no (the tag is gone) is believed, record or not.
+    proxy.rules.lock().unwrap().clear();
+    proxy.add_rule("GET", manifests, 0, usize::MAX, Fault::Respond(404, vec![]));
+    let o = kiln_build_on(&cache, at, &by_tag);
+    assert!(!o.status.success(), "a 404 must not fall back");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("not found") && !err.contains("as last resolved here"), "{err}");
+
+    // The registry gone altogether (connection refused): the record still answers.
+    drop(proxy);
+    let o = kiln_build_on(&cache, at, &by_tag);
+    assert_eq!(built_digest(&cache, &o), image);
 }
