@@ -1,6 +1,7 @@
-//! Memory stays bounded: a 300 MiB file (96 MiB in debug builds) goes through the writer (and back through extraction)
-//! without the process's peak RSS growing by more than 64 MiB. Alone in its test binary so no
-//! other test's allocations count.
+//! Memory stays bounded: a 300 MiB file (96 MiB in debug builds), and a layer of 150,000 files,
+//! go through the writer (and back through extraction) without the process's peak RSS growing by
+//! more than 64 MiB. Alone in its test binary so no other test's allocations count; the
+//! many-files phases each measure in a child process.
 
 use kiln::blob::BlobStore;
 use kiln::layer::{self, Compression, ExtractOptions, LayerOptions};
@@ -73,4 +74,94 @@ fn a_big_file_streams_through_in_bounded_memory() {
         assert_eq!(fs::metadata(dst.join("big.img")).unwrap().len(), BIG);
         fs::remove_dir_all(&dst).unwrap();
     }
+}
+
+/// Where a child measures one phase: the env var names the work directory, the other the phase.
+const CHILD_DIR: &str = "KILN_MEMORY_CHILD_DIR";
+const CHILD_PHASE: &str = "KILN_MEMORY_CHILD_PHASE";
+
+/// One phase of the many-files test in a process of its own, so that what an earlier phase
+/// freed (and the allocator kept) cannot hide what this one needs. Does nothing unless spawned
+/// by that test.
+#[test]
+fn many_files_child_phase() {
+    let (Ok(dir), Ok(phase)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_PHASE)) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let store = BlobStore::open(dir.join("blobs")).unwrap();
+    let base = reset_peak();
+    let outcome = match phase.as_str() {
+        "write" => {
+            let info =
+                layer::write_layer(&store, &dir.join("src"), &LayerOptions::default()).unwrap();
+            fs::write(dir.join("layer"), info.layer.digest.to_string()).unwrap();
+            format!("indexed {}", info.index.is_some())
+        }
+        _ => {
+            let digest: kiln::blob::Digest = fs::read_to_string(dir.join("layer"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let x = layer::extract(
+                store.read(&digest).unwrap(),
+                &dir.join("dst"),
+                &ExtractOptions::default(),
+            )
+            .unwrap();
+            format!("entries {} indexed {}", x.entries, x.index.is_some())
+        }
+    };
+    let grew = status_kib("VmHWM:").saturating_sub(base);
+    println!("phase {phase}: grew {grew} KiB, {outcome}");
+}
+
+/// 150,000 paths: a layer index held whole took 70 MiB writing them, more than the limit; past
+/// [`layer::MAX_INDEX_ENTRIES`] a layer gets none.
+#[test]
+fn a_layer_of_many_files_streams_through_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    for d in 0..150 {
+        let dir = tmp.path().join(format!(
+            "src/node_modules/package-{d:03}/lib/some/deeper/path"
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..1000 {
+            fs::File::create(dir.join(format!("module-file-{f:04}.js"))).unwrap();
+        }
+    }
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let child = format!("{module}::many_files_child_phase")
+        .trim_start_matches("::")
+        .to_string();
+    for phase in ["write", "extract"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &child, "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, tmp.path())
+            .env(CHILD_PHASE, phase)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mark = format!("phase {phase}: ");
+        let line = text
+            .lines()
+            .find_map(|l| l.find(&mark).map(|at| &l[at..]))
+            .unwrap_or_else(|| panic!("no measurement in {text}"));
+        eprintln!("{line}");
+        let grew: u64 = line.split(' ').nth(3).unwrap().parse().unwrap();
+        assert!(grew < LIMIT_KIB, "{line}");
+        assert!(
+            line.ends_with("indexed false"),
+            "more paths than an index holds: {line}"
+        );
+    }
+    assert!(tmp
+        .path()
+        .join("dst/node_modules/package-149/lib/some/deeper/path/module-file-0999.js")
+        .is_file());
 }

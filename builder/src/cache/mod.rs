@@ -20,7 +20,8 @@ pub use key::{base_key, step_key, CacheKey, FORMAT_VERSION};
 pub use local::{CachedStep, LocalCache};
 pub use repo::{index_tag, RepoCache};
 pub use warm::{
-    from_dockerfiles, lookup_base, read_manifest, remember_base, warm, CachedBase, WarmOptions, WarmedImage,
+    from_dockerfiles, lookup_base, read_manifest, remember_base, warm, CachedBase, WarmOptions,
+    WarmedImage,
 };
 
 use std::path::PathBuf;

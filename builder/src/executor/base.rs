@@ -117,7 +117,10 @@ impl BaseResolver {
         if let Some(found) = self.pinned_in_store(&reference, platform) {
             return self.resolved(&reference, found);
         }
-        let found = match self.runtime.block_on(self.ask_registry(&reference, platform)) {
+        let found = match self
+            .runtime
+            .block_on(self.ask_registry(&reference, platform))
+        {
             Ok(found) => {
                 self.remember(&reference, platform, &found);
                 found

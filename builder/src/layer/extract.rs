@@ -11,7 +11,6 @@ use crate::blob::Digest;
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::process::{Gid, Uid};
-use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
@@ -115,6 +114,33 @@ impl super::sparse::SparseOut for LimitedFile<'_> {
     }
 }
 
+/// The paths a layer wrote, as 128-bit fingerprints: 16 bytes an entry however long its path,
+/// so a layer of a million files keeps this set in tens of MiB, not hundreds. Two entries of one
+/// layer sharing a fingerprint (odds about 2^-90 for a million) would only spare a lower path
+/// from that layer's own whiteout.
+#[derive(Default)]
+struct Touched(std::collections::HashSet<u128>);
+
+impl Touched {
+    fn fingerprint(path: &[u8]) -> u128 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut a = DefaultHasher::new();
+        path.hash(&mut a);
+        let mut b = DefaultHasher::new();
+        b.write_u8(0x5a);
+        path.hash(&mut b);
+        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    }
+
+    fn insert(&mut self, path: &[u8]) {
+        self.0.insert(Self::fingerprint(path));
+    }
+
+    fn contains(&self, path: &[u8]) -> bool {
+        self.0.contains(&Self::fingerprint(path))
+    }
+}
+
 /// What an extraction read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtractInfo {
@@ -122,8 +148,9 @@ pub struct ExtractInfo {
     pub diff_id: Digest,
     /// Entries in the tar stream (whiteouts included).
     pub entries: u64,
-    /// The layer's metadata, read off the headers on the way.
-    pub index: LayerIndex,
+    /// The layer's metadata, read off the headers on the way; `None` for a layer of more than
+    /// [`super::MAX_INDEX_ENTRIES`] entries.
+    pub index: Option<LayerIndex>,
 }
 
 /// Extracts the layer read from `layer` (gzip, zstd or plain tar) onto `target`. The stream
@@ -161,7 +188,7 @@ fn fill(
     opts: &ExtractOptions,
     decoded: super::decode::Decoded,
     err: &impl Fn(io::Error) -> LayerError,
-) -> Result<(u64, LayerIndex), LayerError> {
+) -> Result<(u64, Option<LayerIndex>), LayerError> {
     let mut ar = tar::Archive::new(decoded);
     let mut x = Extractor {
         root,
@@ -174,7 +201,7 @@ fn fill(
             )
         }),
         opts,
-        touched: HashSet::new(),
+        touched: Touched::default(),
         dir_fixups: Vec::new(),
         entries: 0,
         index: IndexBuilder::default(),
@@ -236,7 +263,7 @@ struct Extractor<'a> {
     new_file_owner: Option<(u32, u32)>,
     opts: &'a ExtractOptions,
     /// Paths this layer wrote (and their ancestors): whiteouts only remove lower content.
-    touched: HashSet<Vec<u8>>,
+    touched: Touched,
     /// Directories' (path, mode, mtime), applied after every entry.
     dir_fixups: Vec<(Vec<Vec<u8>>, u32, i64)>,
     entries: u64,
@@ -327,7 +354,7 @@ impl Extractor<'_> {
         }
         let dir = self.parent_dir(parent, &name)?;
         for i in 1..comps.len() {
-            self.touched.insert(rel(&comps[..i]));
+            self.touched.insert(&rel(&comps[..i]));
         }
         let path = rel(&comps);
         let m = meta_of(e, &name)?;
@@ -444,7 +471,7 @@ impl Extractor<'_> {
                 ))
             }
         }
-        self.touched.insert(path);
+        self.touched.insert(&path);
         Ok(())
     }
 

@@ -104,11 +104,21 @@ pub struct LayerIndex {
     entries: Vec<IndexEntry>,
 }
 
+/// Paths an index holds at most. While a layer is written or extracted its index is in memory,
+/// about 350 bytes an entry measured (and again when a COPY reads it): past this many a layer
+/// gets no index, so memory stays bounded (about 23 MiB here) whatever the layer, and builds on
+/// it extract it as they would without indexes. Base images' layers hold a few thousand to some
+/// tens of thousands of paths; a `node_modules` layer can hold hundreds of thousands.
+pub const MAX_INDEX_ENTRIES: usize = 65_536;
+
 /// Collects entries in layer order, as extraction applies them: a later entry for the same
 /// path replaces the earlier one, and a non-directory replaces what was below it.
 #[derive(Debug, Default)]
 pub(crate) struct IndexBuilder {
+    /// By path; each entry's own `path` is left empty here (the key holds it once).
     entries: BTreeMap<Vec<u8>, IndexEntry>,
+    /// More than [`MAX_INDEX_ENTRIES`] paths came: there is no index.
+    overflowed: bool,
 }
 
 fn is_whiteout_name(path: &[u8]) -> bool {
@@ -119,6 +129,9 @@ fn is_whiteout_name(path: &[u8]) -> bool {
 impl IndexBuilder {
     /// Adds the next entry of the layer.
     pub(crate) fn push(&mut self, mut e: IndexEntry) {
+        if self.overflowed {
+            return;
+        }
         if e.path.is_empty() {
             // The root: its metadata is the target's, never the layer's.
             return;
@@ -152,14 +165,26 @@ impl IndexBuilder {
                 self.entries.remove(&p);
             }
         }
-        self.entries.insert(e.path.clone(), e);
+        let path = std::mem::take(&mut e.path);
+        if self.entries.len() >= MAX_INDEX_ENTRIES && !self.entries.contains_key(&path) {
+            self.entries = BTreeMap::new();
+            self.overflowed = true;
+            return;
+        }
+        self.entries.insert(path, e);
     }
 
-    /// The index.
-    pub(crate) fn finish(self) -> LayerIndex {
-        LayerIndex {
-            entries: self.entries.into_values().collect(),
+    /// The index, unless the layer had too many paths for one.
+    pub(crate) fn finish(self) -> Option<LayerIndex> {
+        if self.overflowed {
+            return None;
         }
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|(path, e)| IndexEntry { path, ..e })
+            .collect();
+        Some(LayerIndex { entries })
     }
 }
 
@@ -380,7 +405,7 @@ mod tests {
         let mut wh = entry("c/.wh.d", IndexKind::File);
         wh.xattrs = vec![(b"user.x".to_vec(), b"1".to_vec())];
         b.push(wh);
-        let idx = b.finish();
+        let idx = b.finish().unwrap();
         let paths: Vec<&[u8]> = idx.entries().iter().map(|e| &e.path[..]).collect();
         assert_eq!(paths, [&b"a"[..], b"a-b", b"c/.wh.d"]);
         assert_eq!(idx.get(b"a").unwrap().kind, IndexKind::File);
@@ -404,12 +429,37 @@ mod tests {
         f.path = b"b64:odd\xfe".to_vec();
         f.xattrs = vec![(b"security.capability".to_vec(), vec![0, 1, 2, 255])];
         b.push(f);
-        let idx = b.finish();
+        let idx = b.finish().unwrap();
         let d = Digest::of(b"layer");
         let bytes = idx.to_bytes(&d);
         assert_eq!(bytes, idx.to_bytes(&d), "deterministic");
         assert_eq!(LayerIndex::decode(&bytes[..], &d).unwrap(), idx);
         let e = LayerIndex::decode(&bytes[..], &Digest::of(b"other")).unwrap_err();
         assert!(e.to_string().contains("not of"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_of_too_many_paths_has_no_index_but_replacements_do_not_count() {
+        let mut b = IndexBuilder::default();
+        b.push(entry("d", IndexKind::Dir));
+        for i in 0..MAX_INDEX_ENTRIES - 1 {
+            b.push(entry(&format!("d/f{i}"), IndexKind::File));
+        }
+        // The same paths again replace their entries: still within the limit.
+        b.push(entry("d/f0", IndexKind::File));
+        b.push(entry("d/f1", IndexKind::Symlink));
+        b.push(entry("d", IndexKind::Dir));
+        let idx = b.finish().expect("at the limit, an index");
+        assert_eq!(idx.entries().len(), MAX_INDEX_ENTRIES);
+        assert_eq!(idx.get(b"d/f1").unwrap().kind, IndexKind::Symlink);
+        assert_eq!(idx.get(b"d/f2").unwrap().path, b"d/f2");
+
+        let mut over = IndexBuilder::default();
+        for i in 0..=MAX_INDEX_ENTRIES {
+            over.push(entry(&format!("f{i}"), IndexKind::File));
+        }
+        assert!(over.entries.is_empty(), "the entries are dropped at once");
+        over.push(entry("late", IndexKind::File));
+        assert_eq!(over.finish(), None);
     }
 }

@@ -29,7 +29,7 @@ pub use compress::{
 };
 pub use error::LayerError;
 pub use extract::{extract, ExtractInfo, ExtractOptions, DEFAULT_MAX_LAYER_BYTES};
-pub use index::{IndexEntry, IndexKind, LayerIndex};
+pub use index::{IndexEntry, IndexKind, LayerIndex, MAX_INDEX_ENTRIES};
 pub use index_view::IndexView;
 pub use merge::Below;
 pub use overlay_view::OverlayView;

@@ -57,8 +57,9 @@ pub struct LayerOptions {
 pub struct LayerInfo {
     /// The blob, as a manifest and an image config name it.
     pub layer: Layer,
-    /// The layer's metadata, collected from the headers as they were written.
-    pub index: LayerIndex,
+    /// The layer's metadata, collected from the headers as they were written; `None` for a
+    /// layer of more than [`super::MAX_INDEX_ENTRIES`] entries.
+    pub index: Option<LayerIndex>,
 }
 
 /// Bytes read from a file per read: big enough to keep syscalls cheap, small enough not to
@@ -181,7 +182,7 @@ fn tar_items<W: Write>(
     items: impl Iterator<Item = Result<Item, LayerError>>,
     opts: &LayerOptions,
     out: W,
-) -> Result<(W, LayerIndex), LayerError> {
+) -> Result<(W, Option<LayerIndex>), LayerError> {
     let mut tar = IndexedTar {
         tar: TarWriter::new(out),
         index: IndexBuilder::default(),

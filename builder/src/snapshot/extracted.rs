@@ -173,8 +173,11 @@ impl ExtractedLayers {
                 actual: info.diff_id,
             });
         }
-        // An index that cannot be written only means a later build extracts this layer.
-        let _ = self.put_index(diff_id, &info.index);
+        // An index that cannot be written (or a layer too big for one) only means a later
+        // build extracts this layer.
+        if let Some(index) = &info.index {
+            let _ = self.put_index(diff_id, index);
+        }
         // The scratch directory was made private; a layer's root is an ordinary directory.
         std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).at(&tmp.0)?;
         self.install(tmp.keep(), diff_id)

@@ -180,7 +180,9 @@ impl Snapshotter {
         })?;
         // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
         // repository publishes it; one that cannot be written costs an extraction later.
-        let _ = self.extracted.put_index(&info.layer.diff_id, &info.index);
+        if let Some(index) = &info.index {
+            let _ = self.extracted.put_index(&info.layer.diff_id, index);
+        }
         if whiteouts == Whiteouts::Overlay {
             // Another build may have adopted the same diff_id first: either copy serves.
             let _ = self.extracted.adopt(&info.layer.diff_id, upper);

@@ -329,7 +329,12 @@ fn kiln_build_on(cache: &Path, registry: &str, dockerfile: &str) -> Output {
         .arg("build")
         .arg("--context")
         .arg(ctx.path())
-        .args(["--insecure-registry", registry, "--no-push", "--reproducible"])
+        .args([
+            "--insecure-registry",
+            registry,
+            "--no-push",
+            "--reproducible",
+        ])
         .arg("--cache-dir")
         .arg(cache)
         .arg("--digest-file")
@@ -383,14 +388,21 @@ async fn builds_read_pinned_bases_from_the_store_and_recorded_tags_when_the_regi
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("warning: ") && err.contains("429"), "{err}");
     assert!(
-        err.contains(&format!("as last resolved here ({},", Digest::of(&a.manifest))),
+        err.contains(&format!(
+            "as last resolved here ({},",
+            Digest::of(&a.manifest)
+        )),
         "{err}"
     );
 
     // A cache directory with no record of the tag fails, naming the registry's answer.
     let fresh = dir.path().join("fresh");
     let o = kiln_build_on(&fresh, at, &by_tag);
-    assert_eq!(o.status.code(), Some(2), "an unavailable registry is the environment's fault");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unavailable registry is the environment's fault"
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("429") && err.contains(at.as_str()), "{err}");
 
@@ -400,7 +412,10 @@ async fn builds_read_pinned_bases_from_the_store_and_recorded_tags_when_the_regi
     let o = kiln_build_on(&cache, at, &by_tag);
     assert!(!o.status.success(), "a 404 must not fall back");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(err.contains("not found") && !err.contains("as last resolved here"), "{err}");
+    assert!(
+        err.contains("not found") && !err.contains("as last resolved here"),
+        "{err}"
+    );
 
     // The registry gone altogether (connection refused): the record still answers.
     drop(proxy);
