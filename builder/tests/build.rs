@@ -10,6 +10,9 @@ use kiln_testkit::privilege;
 use kiln_testkit::registry as support;
 use kiln_testkit::tree;
 
+use kiln::blob::Digest;
+use kiln::cache_dir::CacheDir;
+use kiln::snapshot::ExtractedLayers;
 use kiln_output::{ok, text};
 use layout::unpack_layout;
 use std::path::{Path, PathBuf};
@@ -1015,6 +1018,20 @@ fn single_snapshot_appends_one_layer_with_the_same_filesystem() {
         "named after the last instruction, as kaniko does: {last}"
     );
     assert!(last.get("empty_layer").is_none(), "{last}");
+    // The merged layer has its index, as every layer kiln writes, read off its own headers.
+    let merged: Digest = cfg["rootfs"]["diff_ids"].as_array().unwrap()[base_layers]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let indexes = ExtractedLayers::open(&CacheDir::open(&fresh).unwrap()).unwrap();
+    let index = indexes.index(&merged).expect("the merged layer's index");
+    assert_eq!(index.get(b"app/over").unwrap().size, 3);
+    assert_eq!(index.get(b"app/link").unwrap().link, b"/app/over");
+    assert_eq!(
+        index.get(b"etc/.wh.doomed").map(|e| e.kind),
+        Some(kiln::layer::IndexKind::File)
+    );
     assert_eq!(
         cfg["config"]["Env"],
         serde_json::json!([

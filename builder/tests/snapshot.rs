@@ -489,7 +489,8 @@ impl Reported {
 }
 
 /// One step's change, made in its root: a file created, one of the parent's modified, one
-/// deleted, a directory deleted and a directory replaced by a file.
+/// deleted, a directory deleted, a directory replaced by a file, a file replaced by a
+/// directory, and a directory removed and made again (overlay makes it opaque).
 fn step_change(root: &Path) {
     write(&root.join("new.txt"), "created\n");
     let mut passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
@@ -499,6 +500,10 @@ fn step_change(root: &Path) {
     fs::remove_dir_all(root.join("b")).unwrap();
     fs::remove_dir_all(root.join("d")).unwrap();
     write(&root.join("d"), "d is a file again\n");
+    fs::remove_file(root.join("a/x")).unwrap();
+    write(&root.join("a/x/inside"), "a/x is a directory now\n");
+    fs::remove_dir_all(root.join("c")).unwrap();
+    write(&root.join("c/sub/z"), "c made again\n");
 }
 
 #[test]
@@ -514,6 +519,14 @@ fn snapshotter_commits_one_layer_for_one_change_in_either_mode() {
         ".wh.b file",
         "a/ dir",
         "a/.wh.y file",
+        "a/x/ dir",
+        "a/x/inside file",
+        // Overlay's opaque c, spelled as the tree diff spells it: what it hid, one by one.
+        "c/ dir",
+        "c/.wh.new file",
+        "c/sub/ dir",
+        "c/sub/.wh.x file",
+        "c/sub/z file",
         "d file",
         "etc/ dir",
         "etc/passwd file",

@@ -35,7 +35,8 @@ pub struct BuildArgs {
     /// Print the stages and steps the build would run, and stop.
     #[arg(long)]
     pub dry_run: bool,
-    /// Use the layer cache.
+    /// Look steps up in the step cache (`--cache-dir`, `--cache-repo`) and record them there:
+    /// kaniko's layer cache.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub cache: Option<bool>,
     /// Registry repository holding cached layers.

@@ -1,4 +1,4 @@
-//! The content digest of what a COPY/ADD reads, for the layer cache key: each match's name
+//! The content digest of what a COPY/ADD reads, for the step's cache key: each match's name
 //! (and kept path with `--parents`), then every entry below it in name order with its path
 //! relative to the match, type, mode, owner (only for `--from` sources: context files become
 //! 0:0 anyway), size and content hash, link target or device number, and xattrs. Mtimes are

@@ -205,7 +205,7 @@ fn build_with(opts: &BuildOptions, progress: Progress) -> Result<BuildOutcome, c
         }
     }
     let cache = ExtractedLayers::open(&cache_dir)
-        .map_err(|e| BuildError::failed("layer cache", e))?
+        .map_err(|e| BuildError::failed("extracted layers", e))?
         .with_max_layer_bytes(opts.max_layer_bytes);
     let chosen = choose_isolation(opts, &plan, &file, &progress)?;
     let isolation = chosen.unwrap_or(opts.isolation);

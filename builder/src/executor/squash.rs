@@ -57,10 +57,17 @@ pub(crate) fn squash(
             layer::write_merged_layer(&b.layers.store, &uppers, below, opts)
         })
         .map_err(|e| BuildError::failed("--single-snapshot", e))?;
-        LayerRef {
+        // As for a step's layer: a COPY onto this image later reads its metadata from the
+        // index, here or in the cache repository, instead of downloading it.
+        if let Some(index) = &info.index {
+            let _ = b.layers.extracted.put_index(&info.layer.diff_id, index);
+        }
+        let merged = LayerRef {
             layer: info.layer,
             source: None,
-        }
+        };
+        super::index::publish(b, std::slice::from_ref(&merged));
+        merged
     };
     target
         .builder

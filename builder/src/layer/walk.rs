@@ -4,11 +4,13 @@
 //! same tree gives the same tar on any filesystem.
 
 use super::error::LayerError;
+use super::overlay_view::OverlayView;
 use super::whiteout::{
     is_opaque_xattr, keep_xattr, unsupported_overlay_xattr, OPAQUE_MARKER, WHITEOUT_PREFIX,
 };
+use crate::fsview::{FsView, Kind};
 use crate::path_io::IoAt;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -26,7 +28,8 @@ pub(crate) enum Item {
         meta: Metadata,
         xattrs: Xattrs,
     },
-    /// An overlay whiteout (`rel` is already `.wh.<name>`); `meta` is the device's.
+    /// An overlay whiteout (`rel` is already `.wh.<name>`); `meta` is the device's, or the
+    /// opaque directory's for a lower entry it hides.
     Whiteout { rel: Vec<u8>, meta: Metadata },
     /// The opaque marker `rel` = `<dir>/.wh..wh..opq`; `meta` is the directory's.
     Opaque { rel: Vec<u8>, meta: Metadata },
@@ -35,6 +38,8 @@ pub(crate) enum Item {
 enum Pending {
     Real(OsString),
     Whiteout(OsString),
+    /// A lower entry this opaque directory hides, written as its whiteout.
+    Hidden,
     Opaque,
 }
 
@@ -42,6 +47,9 @@ struct Frame {
     rel: Vec<u8>,
     abs: PathBuf,
     meta: Option<Metadata>,
+    /// The directory hides what the lower layers hold at its path: it is opaque, or inside
+    /// one (overlay gives a directory made there no lower of its own).
+    hides: bool,
     /// Sorted in reverse, so `pop` yields the next one.
     entries: Vec<(Vec<u8>, Pending)>,
 }
@@ -53,6 +61,9 @@ pub(crate) struct Walker {
     /// The tree's `.wh.` files are its whiteouts already (an upper in OCI form).
     oci_whiteouts: bool,
     exclude: Vec<Vec<u8>>,
+    /// The layers under an overlay upper: where an opaque directory hides something, the
+    /// layer gets a whiteout per hidden entry instead of an opaque marker.
+    lower: Option<OverlayView>,
 }
 
 fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
@@ -101,12 +112,16 @@ pub(crate) fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
 impl Walker {
     /// Walks `root` (not emitted itself). With `overlay`, char devices 0:0 and opaque
     /// directories are turned into OCI whiteouts. `exclude` paths are relative to `root`.
-    /// With `oci_whiteouts`, `.wh.` names are emitted as they are instead of refused.
+    /// With `oci_whiteouts`, `.wh.` names are emitted as they are instead of refused. With
+    /// `lowers` (an overlay upper's layers, top first), an opaque directory becomes whiteouts of
+    /// the lower entries it hides, as a tree diff (and BuildKit) writes the same change, so both
+    /// snapshot modes give one layer; a directory that replaced a file hides nothing.
     pub(crate) fn new(
         root: &Path,
         overlay: bool,
         oci_whiteouts: bool,
         exclude: &[PathBuf],
+        lowers: &[PathBuf],
     ) -> Result<Self, LayerError> {
         let exclude = exclude
             .iter()
@@ -123,6 +138,7 @@ impl Walker {
             overlay,
             oci_whiteouts,
             exclude,
+            lower: (overlay && !lowers.is_empty()).then(|| OverlayView::new(lowers.to_vec())),
         };
         let meta = std::fs::symlink_metadata(root).at(root)?;
         if !meta.is_dir() {
@@ -131,7 +147,7 @@ impl Walker {
                 reason: "not a directory".into(),
             });
         }
-        w.push_dir(Vec::new(), root.to_path_buf(), None, false)?;
+        w.push_dir(Vec::new(), root.to_path_buf(), None, false, false)?;
         Ok(w)
     }
 
@@ -141,11 +157,19 @@ impl Walker {
         abs: PathBuf,
         meta: Option<Metadata>,
         opaque: bool,
+        inside_hiding: bool,
     ) -> Result<(), LayerError> {
+        let hides = (opaque || inside_hiding) && self.lower.is_some();
         let mut entries = Vec::new();
+        // Every name the upper holds here, whiteouts and excluded paths included: a hidden
+        // lower entry is one of none of them.
+        let mut upper_names: Vec<OsString> = Vec::new();
         for e in std::fs::read_dir(&abs).at(&abs)? {
             let e = e.at(&abs)?;
             let name = e.file_name();
+            if hides {
+                upper_names.push(name.clone());
+            }
             let child_rel = join(&rel, name.as_bytes());
             if self.exclude.contains(&child_rel) {
                 continue;
@@ -181,21 +205,51 @@ impl Walker {
             }
             entries.push((name.as_bytes().to_vec(), Pending::Real(name)));
         }
-        if opaque {
+        if hides {
+            for name in self.hidden(&rel, &upper_names)? {
+                let mut out = WHITEOUT_PREFIX.as_bytes().to_vec();
+                out.extend_from_slice(name.as_bytes());
+                entries.push((out, Pending::Hidden));
+            }
+        } else if opaque {
             entries.push((OPAQUE_MARKER.as_bytes().to_vec(), Pending::Opaque));
         }
         // Whiteouts first (the OCI spec asks for them before their siblings, so a reader that
         // applies an opaque marker as it meets it cannot delete this layer's own entries),
         // then everything else; each group by name bytes. Reversed, for `pop`.
-        let key = |e: &(Vec<u8>, Pending)| !matches!(e.1, Pending::Whiteout(_) | Pending::Opaque);
+        let key = |e: &(Vec<u8>, Pending)| {
+            !matches!(
+                e.1,
+                Pending::Whiteout(_) | Pending::Hidden | Pending::Opaque
+            )
+        };
         entries.sort_by(|a, b| (key(b), &b.0).cmp(&(key(a), &a.0)));
         self.stack.push(Frame {
             rel,
             abs,
             meta,
+            hides,
             entries,
         });
         Ok(())
+    }
+
+    /// The names the lower layers hold in directory `rel` that the upper does not, sorted;
+    /// none when the lower has no directory there.
+    fn hidden(&self, rel: &[u8], upper: &[OsString]) -> Result<Vec<OsString>, LayerError> {
+        let Some(lower) = &self.lower else {
+            return Ok(Vec::new());
+        };
+        let p = Path::new("/").join(OsStr::from_bytes(rel));
+        match lower.lstat(&p).at(&p)? {
+            Some(e) if e.kind == Kind::Dir => {}
+            _ => return Ok(Vec::new()),
+        }
+        let mut upper = upper.to_vec();
+        upper.sort();
+        let mut names = lower.read_dir(&p).at(&p)?;
+        names.retain(|n| upper.binary_search(n).is_err());
+        Ok(names)
     }
 
     fn next_item(&mut self) -> Result<Option<Item>, LayerError> {
@@ -208,13 +262,19 @@ impl Walker {
                 continue;
             };
             let rel = join(&frame.rel, &out_name);
+            let hides = frame.hides;
             match pending {
-                Pending::Opaque => {
+                Pending::Opaque | Pending::Hidden => {
+                    let opaque = matches!(pending, Pending::Opaque);
                     let meta = match &frame.meta {
                         Some(m) => m.clone(),
                         None => std::fs::symlink_metadata(&frame.abs).at(&frame.abs)?,
                     };
-                    return Ok(Some(Item::Opaque { rel, meta }));
+                    return Ok(Some(if opaque {
+                        Item::Opaque { rel, meta }
+                    } else {
+                        Item::Whiteout { rel, meta }
+                    }));
                 }
                 Pending::Whiteout(name) => {
                     let abs = frame.abs.join(&name);
@@ -227,7 +287,7 @@ impl Walker {
                     let (xattrs, opaque) = read_xattrs(&abs)?;
                     if meta.is_dir() {
                         let opaque = opaque && self.overlay;
-                        self.push_dir(rel.clone(), abs.clone(), Some(meta.clone()), opaque)?;
+                        self.push_dir(rel.clone(), abs.clone(), Some(meta.clone()), opaque, hides)?;
                     }
                     return Ok(Some(Item::File {
                         rel,

@@ -43,6 +43,10 @@ pub struct LayerOptions {
     /// Paths (relative to the tree) left out with everything under them, such as the mount
     /// points the sandbox added.
     pub exclude: Vec<PathBuf>,
+    /// With `overlay_whiteouts`: the lower directories under the upper, top first. An opaque
+    /// directory is then written as whiteouts of what it hides below (a tree diff's and
+    /// BuildKit's spelling) instead of an opaque marker; without them, as the marker.
+    pub overlay_lowers: Vec<PathBuf>,
     /// Where the bytes of the tar stream going into the compressor are counted.
     pub progress: Option<std::sync::Arc<crate::transfer::Transfer>>,
     /// How the tree's owners on the host become the layer's (mapped when kiln is not root).
@@ -173,6 +177,7 @@ fn walk(dir: &Path, opts: &LayerOptions) -> Result<Walker, LayerError> {
         opts.overlay_whiteouts,
         opts.oci_whiteouts,
         &opts.exclude,
+        &opts.overlay_lowers,
     )
 }
 
@@ -195,6 +200,10 @@ fn tar_items<W: Write>(
                 let mut h = base_header(rel, &meta, None, opts);
                 h.kind = Kind::Regular;
                 h.mode = 0o644;
+                // A whiteout's owner means nothing; root's, whoever deleted (overlay's device
+                // or a directory's owner otherwise), so both snapshot modes write the same.
+                h.uid = 0;
+                h.gid = 0;
                 tar.header(&h).map_err(LayerError::Stream)?;
             }
             Item::File {

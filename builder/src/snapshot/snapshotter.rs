@@ -84,6 +84,8 @@ pub struct Active {
     dirs: StepDirs,
     /// Without overlay: the materialised root and what it held before the step.
     tree: Option<(PathBuf, Manifest)>,
+    /// Under overlay: the parent's layers, top first (what an opaque directory hides).
+    lowers: Vec<PathBuf>,
 }
 
 impl Active {
@@ -126,11 +128,16 @@ impl Snapshotter {
         match self.mode {
             Mode::Overlay => {
                 let rootfs = RootFs::Overlay {
-                    lower: lowers,
+                    lower: lowers.clone(),
                     upper: dirs.upper.clone(),
                     work: dirs.work.clone(),
                 };
-                Ok((rootfs, Active { dirs, tree: None }))
+                let active = Active {
+                    dirs,
+                    tree: None,
+                    lowers,
+                };
+                Ok((rootfs, active))
             }
             Mode::TreeDiff { .. } => {
                 let root = scratch.join("rootfs");
@@ -142,6 +149,7 @@ impl Snapshotter {
                 let active = Active {
                     dirs,
                     tree: Some((root.clone(), before)),
+                    lowers: Vec::new(),
                 };
                 Ok((RootFs::Dir(root), active))
             }
@@ -155,6 +163,7 @@ impl Snapshotter {
         Ok(Active {
             dirs: step_dirs(&self.dir)?,
             tree: None,
+            lowers: Vec::new(),
         })
     }
 
@@ -175,7 +184,11 @@ impl Snapshotter {
             }
             None => Whiteouts::Overlay,
         };
-        let info = write_timed(opts, timer, |opts| {
+        let mut opts = opts.clone();
+        // The adopted upper keeps overlay's opaque xattr: over these same lowers it hides
+        // exactly what the layer's whiteouts do.
+        opts.overlay_lowers = active.lowers.clone();
+        let info = write_timed(&opts, timer, |opts| {
             commit_as(upper, whiteouts, &self.store, opts)
         })?;
         // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
