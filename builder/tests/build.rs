@@ -845,6 +845,38 @@ async fn a_plain_copy_on_fresh_state_reads_the_base_from_its_published_index() {
     assert!(root.join("bin/c.txt").is_file() && root.join("bin/busybox").is_file());
     assert!(root.join("home/app/d/d.txt").is_file());
 
+    // A warmed cache directory: `kiln warm` records the base layers' indexes as it fetches
+    // them, so the same build there (no cache repository) extracts none of the base's layers.
+    let warmed = work.path().join("cache5");
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["warm", "--insecure-registry", &proxy.addr, "--image", &base])
+        .arg("--cache-dir")
+        .arg(&warmed)
+        .output()
+        .unwrap();
+    ok(&o);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("fetched 6 blobs")
+            && out.contains("0 already cached; 5 layer indexes recorded"),
+        "{out}"
+    );
+    let (o5, dest5) = run(&ctx2, 5, false, true).await;
+    ok(&o5);
+    assert_eq!(
+        layer_digests(&dest5),
+        l3,
+        "the warmed and extraction builds differ"
+    );
+    let extracted = ExtractedLayers::open(&CacheDir::open(&warmed).unwrap()).unwrap();
+    for d in raw_json(&base, true)["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+    {
+        let d: Digest = d.as_str().unwrap().parse().unwrap();
+        assert_eq!(extracted.get(&d), None, "base layer {d} was extracted");
+    }
+
     // Steps that read the base's files (a WORKDIR under a USER named, --chown by name: both
     // look in /etc/passwd) extract it even where its index is published.
     let named = context(

@@ -14,9 +14,11 @@ use crate::cache_dir::CacheDir;
 use crate::dockerfile;
 use crate::image::platform_select::normalize;
 use crate::image::{parse_manifest, Descriptor, ImageConfig, ImageManifest, ParsedManifest};
+use crate::layer;
 use crate::path_io::IoAt;
 use crate::plan::{self, Base, NoBaseImages, Options, Platform};
 use crate::registry::{Reference, RegistryClient};
+use crate::snapshot::ExtractedLayers;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -59,6 +61,8 @@ pub struct WarmedImage {
     pub fetched_bytes: u64,
     /// Blobs already in the store.
     pub present: usize,
+    /// Layers whose index this warm recorded (read off the layer, nothing extracted).
+    pub indexed: usize,
 }
 
 /// A base image as the cache directory knows it: enough to build on it offline.
@@ -241,6 +245,7 @@ async fn warm_one(
     let config_path = store.path(&image.config.digest);
     let config_bytes = std::fs::read(&config_path).at(&config_path)?;
     let config = ImageConfig::parse(&config_bytes)?;
+    let indexed = index_layers(cache_dir, store, &image.layers, &config.rootfs.diff_ids);
     let base = CachedBase {
         digest: top.digest.clone(),
         manifest: manifest.digest.clone(),
@@ -256,7 +261,42 @@ async fn warm_one(
         fetched: results.iter().filter(|(f, _)| *f).count(),
         fetched_bytes: results.iter().map(|(_, n)| n).sum(),
         present: results.iter().filter(|(f, _)| !*f).count(),
+        indexed,
     })
+}
+
+/// Records the index of each layer that has none yet, read off its headers: a COPY, ADD or
+/// WORKDIR onto the warmed base then reads the base's metadata from them instead of extracting
+/// it. Best effort: a layer whose index cannot be read or kept (a damaged blob, more paths than
+/// an index holds) is extracted by the build that needs it, which reports what is wrong.
+fn index_layers(
+    cache_dir: &CacheDir,
+    store: &BlobStore,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+) -> usize {
+    let Ok(extracted) = ExtractedLayers::open(cache_dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for (l, diff_id) in layers.iter().zip(diff_ids) {
+        if extracted.index_path(diff_id).exists() {
+            continue;
+        }
+        let Ok(blob) = store.read(&l.digest) else {
+            continue;
+        };
+        let read = layer::read_index(
+            std::io::BufReader::new(blob),
+            Some(layer::DEFAULT_MAX_LAYER_BYTES),
+        );
+        if let Ok((read_id, Some(index))) = read {
+            if read_id == *diff_id && extracted.put_index(diff_id, &index).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// The images the Dockerfiles at `paths` build on or copy from, in order and once each: every

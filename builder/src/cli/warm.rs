@@ -93,14 +93,15 @@ pub fn run(args: &WarmArgs) -> anyhow::Result<()> {
         .map_err(kiln::Error::from)?;
     for w in &warmed {
         println!(
-            "warmed {} for {platform}: manifest {}, config {}, {} layers; fetched {} blobs ({} bytes), {} already cached",
+            "warmed {} for {platform}: manifest {}, config {}, {} layers; fetched {} blobs ({} bytes), {} already cached; {} layer indexes recorded",
             w.reference,
             w.base.manifest,
             w.base.config,
             w.layers.len(),
             w.fetched,
             w.fetched_bytes,
-            w.present
+            w.present,
+            w.indexed
         );
     }
     println!("cache directory {}", cache_dir.path().display());

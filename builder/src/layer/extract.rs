@@ -181,6 +181,64 @@ pub fn extract<R: Read + Send>(
     })
 }
 
+/// Reads the index of `layer` (gzip, zstd or plain tar) off its headers, extracting nothing:
+/// the entries as [`extract`] records them, and the diff_id. `kiln warm` records it for the
+/// layers it fetches, so a COPY onto a warmed base neither downloads nor extracts the base.
+///
+/// # Errors
+/// A malformed or unsafe entry (as extraction refuses it), a stream past `max_bytes`.
+pub fn read_index<R: Read + Send>(
+    layer: R,
+    max_bytes: Option<u64>,
+) -> Result<(Digest, Option<LayerIndex>), LayerError> {
+    let err = stream_err(max_bytes);
+    let mut budget = Budget::new("uncompressed stream", max_bytes);
+    let (index, sha) = std::thread::scope(|s| {
+        let (decoded, hashed) = super::decode::spawn(s, layer, move |n| budget.spend(n));
+        let index = index_entries(decoded, &err);
+        (index, hashed.join())
+    });
+    let index = index?;
+    let diff_id = sha
+        .ok()
+        .flatten()
+        .ok_or_else(|| LayerError::Stream(io::Error::other("the layer stream ended early")))?;
+    Ok((diff_id, index))
+}
+
+/// The index of the tar stream `decoded`, each entry classified as [`Extractor::entry`]
+/// classifies it (a test holds the two equal).
+fn index_entries(
+    decoded: super::decode::Decoded,
+    err: &impl Fn(io::Error) -> LayerError,
+) -> Result<Option<LayerIndex>, LayerError> {
+    let mut ar = tar::Archive::new(decoded);
+    let mut index = IndexBuilder::default();
+    for entry in ar.entries().map_err(err)? {
+        let mut e = entry.map_err(err)?;
+        let raw = e.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let kind = e.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader) {
+            continue;
+        }
+        let comps = clean(&name, &raw)?;
+        let Some((base, _)) = comps.split_last() else {
+            continue;
+        };
+        if base.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            index.push(IndexEntry::named(rel(&comps), IndexKind::File));
+            continue;
+        }
+        let m = meta_of(&mut e, &name)?;
+        if let Some(entry) = index_entry(&e, kind, &rel(&comps), &m) {
+            index.push(entry);
+        }
+    }
+    io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(err)?;
+    Ok(index.finish())
+}
+
 /// Writes the entries of the tar stream `decoded` under `root`; the number of entries and the
 /// layer's index.
 fn fill(
@@ -326,6 +384,45 @@ fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Layer
     Ok(m)
 }
 
+/// The index entry of `e` (at `path`, with PAX-applied `m`) as extraction leaves it; `None`
+/// for a kind the index does not record.
+fn index_entry<R: Read>(
+    e: &tar::Entry<'_, R>,
+    kind: EntryType,
+    path: &[u8],
+    m: &Meta,
+) -> Option<IndexEntry> {
+    let k = IndexKind::of_tar(kind)?;
+    let link = match k {
+        IndexKind::Symlink => e.link_name_bytes().unwrap_or_default().into_owned(),
+        // As the path it names in the layer, the way the writer records it.
+        IndexKind::HardLink => {
+            let raw = e.link_name_bytes().unwrap_or_default();
+            rel(&clean(&String::from_utf8_lossy(path), &raw).unwrap_or_default())
+        }
+        _ => Vec::new(),
+    };
+    let rdev = match k {
+        IndexKind::Char | IndexKind::Block => rustix::fs::makedev(
+            e.header().device_major().ok().flatten().unwrap_or(0),
+            e.header().device_minor().ok().flatten().unwrap_or(0),
+        ),
+        _ => 0,
+    };
+    Some(IndexEntry {
+        path: path.to_vec(),
+        kind: k,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        size: e.header().size().unwrap_or(0),
+        mtime: m.mtime,
+        rdev,
+        link,
+        xattrs: m.xattrs.clone(),
+    })
+}
+
 impl Extractor<'_> {
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
         let raw = e.path_bytes().into_owned();
@@ -358,7 +455,9 @@ impl Extractor<'_> {
         }
         let path = rel(&comps);
         let m = meta_of(e, &name)?;
-        self.index_entry(e, kind, &path, &m);
+        if let Some(entry) = index_entry(e, kind, &path, &m) {
+            self.index.push(entry);
+        }
         let existing = kind_at(&dir, base).map_err(|er| self.root.err(&path, er))?;
         if existing.is_some()
             && !(kind == EntryType::Directory && existing == Some(FileType::Directory))
@@ -473,47 +572,6 @@ impl Extractor<'_> {
         }
         self.touched.insert(&path);
         Ok(())
-    }
-
-    /// Records the entry in the index as extraction will leave it.
-    fn index_entry<R: Read>(
-        &mut self,
-        e: &tar::Entry<'_, R>,
-        kind: EntryType,
-        path: &[u8],
-        m: &Meta,
-    ) {
-        let Some(k) = IndexKind::of_tar(kind) else {
-            return;
-        };
-        let link = match k {
-            IndexKind::Symlink => e.link_name_bytes().unwrap_or_default().into_owned(),
-            // As the path it names in the layer, the way the writer records it.
-            IndexKind::HardLink => {
-                let raw = e.link_name_bytes().unwrap_or_default();
-                rel(&clean(&String::from_utf8_lossy(path), &raw).unwrap_or_default())
-            }
-            _ => Vec::new(),
-        };
-        let rdev = match k {
-            IndexKind::Char | IndexKind::Block => rustix::fs::makedev(
-                e.header().device_major().ok().flatten().unwrap_or(0),
-                e.header().device_minor().ok().flatten().unwrap_or(0),
-            ),
-            _ => 0,
-        };
-        self.index.push(IndexEntry {
-            path: path.to_vec(),
-            kind: k,
-            mode: m.mode,
-            uid: m.uid,
-            gid: m.gid,
-            size: e.header().size().unwrap_or(0),
-            mtime: m.mtime,
-            rdev,
-            link,
-            xattrs: m.xattrs.clone(),
-        });
     }
 
     /// The directory `comps` (made if missing), from [`Self::last_dir`] when it is that one

@@ -28,7 +28,7 @@ pub use compress::{
     MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
 };
 pub use error::LayerError;
-pub use extract::{extract, ExtractInfo, ExtractOptions, DEFAULT_MAX_LAYER_BYTES};
+pub use extract::{extract, read_index, ExtractInfo, ExtractOptions, DEFAULT_MAX_LAYER_BYTES};
 pub use index::{IndexEntry, IndexKind, LayerIndex, MAX_INDEX_ENTRIES};
 pub use index_view::IndexView;
 pub use merge::Below;

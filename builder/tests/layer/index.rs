@@ -195,6 +195,31 @@ fn comparable(e: Option<kiln::fsview::Entry>) -> Option<(Kind, u32, u32, u32, u6
     })
 }
 
+/// The index read off a layer's headers (what `kiln warm` records) is the one its extraction
+/// records, for every layer of the stacks (whiteouts, opaque markers, hard links, xattrs,
+/// setuid files, devices), gzip'd or not.
+#[test]
+fn a_layers_index_read_without_extracting_is_its_extractions() {
+    need_root!();
+    let t = tempfile::tempdir().unwrap();
+    let cache = ExtractedLayers::open(&CacheDir::open(t.path()).unwrap()).unwrap();
+    let mut n = 0;
+    for tar in stacks().into_iter().flatten() {
+        let diff_id = Digest::of(&tar);
+        cache.extract(&diff_id, MEDIA_TYPE_TAR, &tar[..]).unwrap();
+        let extracted = cache.index(&diff_id).expect("extraction records the index");
+        let (read_id, read) = layer::read_index(&tar[..], None).unwrap();
+        assert_eq!(read_id, diff_id);
+        assert_eq!(read.as_ref(), Some(&extracted));
+        let (_, gz) =
+            layer::compress_stream(&tar[..], Vec::new(), layer::Compression::Gzip, None, 2)
+                .unwrap();
+        assert_eq!(layer::read_index(&gz[..], None).unwrap(), (diff_id, read));
+        n += extracted.entries().len();
+    }
+    assert!(n > 40, "{n}");
+}
+
 #[test]
 fn index_view_answers_as_the_overlay_view_of_the_extracted_layers() {
     need_root!();
