@@ -725,6 +725,124 @@ fn layer_digests(image: &str) -> Vec<String> {
         .collect()
 }
 
+/// A plain COPY and WORKDIR on a zstd:chunked base (as skopeo writes one) on fresh state, with
+/// no cache repository: the base's metadata comes from the tables of contents its layers carry
+/// (one range request each), no base layer is downloaded or extracted, and the layers are the
+/// ones the same build makes by extracting the base.
+#[test]
+fn a_plain_copy_on_a_zstd_chunked_base_reads_its_tables_of_contents() {
+    need_tools();
+    let Fixture {
+        reg,
+        work,
+        cache,
+        base,
+    } = fixture();
+    let from = context(
+        &format!("FROM {base}\nRUN mkdir -p /srv/data && echo kept > /srv/data/kept && rm /etc/doomed\n"),
+        &[],
+    );
+    let plain = format!("{}/zc:gzip", reg.addr);
+    ok(&build(
+        from.path(),
+        &reg.addr,
+        &cache,
+        &["--destination", &plain],
+    ));
+    let layout = work.path().join("zc-layout");
+    let chunked = format!("{}/zc:chunked", reg.addr);
+    for (src, dst, flags) in [
+        (
+            format!("docker://{plain}"),
+            format!("oci:{}:x", layout.display()),
+            vec![
+                "--src-tls-verify=false",
+                "--dest-compress-format",
+                "zstd:chunked",
+            ],
+        ),
+        (
+            format!("oci:{}:x", layout.display()),
+            format!("docker://{chunked}"),
+            vec!["--dest-tls-verify=false"],
+        ),
+    ] {
+        let o = Command::new("skopeo")
+            .args(["copy", "-q"])
+            .args(flags)
+            .args([&src, &dst])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo: {}", text(&o.stderr));
+    }
+    let m = raw_json(&chunked, false);
+    let layers = m["layers"].as_array().unwrap();
+    assert!(layers.len() >= 2, "{m}");
+    for l in layers {
+        assert_eq!(l["mediaType"], kiln::layer::MEDIA_TYPE_TAR_ZSTD, "{m}");
+        assert!(
+            l["annotations"][kiln::layer::toc::POSITION_ANNOTATION].is_string(),
+            "{m}"
+        );
+    }
+    let diff_ids: Vec<Digest> = raw_json(&chunked, true)["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().parse().unwrap())
+        .collect();
+
+    // Directories the steps create are clamped to this time; the base's, copied up, keep their
+    // own older mtimes, so a wrong mtime from a table of contents would change the layers.
+    let epoch = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    let ctx = context(
+        &format!(
+            "FROM {chunked}\nCOPY a.txt /srv/data/a.txt\nWORKDIR /srv/data/w\nCOPY b.txt sub/\n"
+        ),
+        &[("a.txt", b"A\n"), ("b.txt", b"B\n")],
+    );
+    let mut made = Vec::new();
+    for (n, index) in [(1, "on"), (2, "off")] {
+        let fresh = work.path().join(format!("zc-cache{n}"));
+        let dest = format!("{}/zc-app:{n}", reg.addr);
+        let env = [
+            ("SOURCE_DATE_EPOCH", epoch.as_str()),
+            ("KILN_LAYER_INDEX", index),
+        ];
+        let o = build_env(
+            ctx.path(),
+            &reg.addr,
+            &fresh,
+            &["--destination", &dest],
+            &env,
+        );
+        ok(&o);
+        let err = text(&o.stderr);
+        let extracted = ExtractedLayers::open(&CacheDir::open(&fresh).unwrap()).unwrap();
+        if index == "on" {
+            assert!(err.contains("0 B downloaded"), "{err}");
+            for d in &diff_ids {
+                assert_eq!(extracted.get(d), None, "base layer {d} was extracted");
+            }
+        } else {
+            // Extraction reads the zstd:chunked layers as plain zstd.
+            assert!(!err.contains(" 0 B downloaded"), "{err}");
+            assert!(extracted.get(&diff_ids[0]).is_some());
+        }
+        made.push(layer_digests(&dest));
+    }
+    assert_eq!(
+        made[0], made[1],
+        "the table-of-contents and extraction builds differ"
+    );
+}
+
 /// Issue 13: a plain COPY on a base it has not extracted reads the base's metadata from the
 /// layer indexes the first build published in the cache repository. The second build, on an
 /// empty cache directory and with a changed context file (so the steps run), downloads no

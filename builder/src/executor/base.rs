@@ -19,9 +19,11 @@ use crate::cache_dir::CacheDir;
 use crate::image::{
     parse_manifest, select_manifest, ImageConfig, ImageError, ImageManifest, ParsedManifest,
 };
+use crate::layer::toc::{index_from_toc, TocPosition};
+use crate::layer::LayerIndex;
 use crate::path_io::IoAt;
 use crate::plan::{BaseConfig, BaseImages, Platform};
-use crate::registry::{Reference, RegistryClient, RegistryError};
+use crate::registry::{Reference, RegistryClient, RegistryError, Repository};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +62,9 @@ pub struct BaseResolver {
     insecure_pull: bool,
     cache_dir: Option<CacheDir>,
     progress: Option<Progress>,
+    /// Layers of resolved bases that carry a table of contents (zstd:chunked), by diff_id:
+    /// where the layer is and where in it the table is.
+    tocs: Mutex<HashMap<Digest, (Repository, Digest, TocPosition)>>,
 }
 
 impl BaseResolver {
@@ -77,6 +82,7 @@ impl BaseResolver {
             insecure_pull: false,
             cache_dir: None,
             progress: None,
+            tocs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -262,6 +268,13 @@ impl BaseResolver {
             }
             .into());
         }
+        let mut tocs = self.tocs.lock().expect("tocs");
+        for (d, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            if let Some(pos) = TocPosition::from_annotations(&d.annotations) {
+                tocs.insert(diff_id.clone(), (repo.clone(), d.digest.clone(), pos));
+            }
+        }
+        drop(tocs);
         let layers = manifest
             .layers
             .iter()
@@ -276,6 +289,23 @@ impl BaseResolver {
             reference: reference.clone(),
             config,
             layers,
+        })
+    }
+}
+
+impl BaseResolver {
+    /// The index of base layer `diff_id` read from the table of contents it carries, with one
+    /// range request to its registry; `None` when it carries none. The inner `None`: more paths
+    /// than an index holds.
+    pub fn toc_index(&self, diff_id: &Digest) -> Option<Result<Option<LayerIndex>, crate::Error>> {
+        let (repo, blob, pos) = self.tocs.lock().expect("tocs").get(diff_id).cloned()?;
+        let got = self.runtime.block_on(
+            self.client
+                .get_blob_range(&repo, &blob, pos.offset, pos.length),
+        );
+        Some(match got {
+            Ok(bytes) => index_from_toc(&bytes, &pos).map_err(Into::into),
+            Err(e) => Err(e.into()),
         })
     }
 }

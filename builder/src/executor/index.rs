@@ -77,11 +77,23 @@ fn indexes(b: &Build<'_>, stack: &[LayerRef]) -> Option<Vec<Arc<LayerIndex>>> {
     Some(out)
 }
 
-/// The index of `diff_id` from the local cache, else fetched from the cache repository (and
-/// kept locally). Not a layer download: the summary's byte count leaves it out.
+/// The index of `diff_id` from the local cache, else read from the table of contents a
+/// zstd:chunked base layer carries, else fetched from the cache repository (either kept
+/// locally). Not a layer download: the summary's byte count leaves it out.
 fn index_of(b: &Build<'_>, diff_id: &crate::blob::Digest) -> Option<LayerIndex> {
     if let Some(i) = b.layers.extracted.index(diff_id) {
         return Some(i);
+    }
+    match b.bases.toc_index(diff_id) {
+        Some(Ok(Some(index))) => {
+            let _ = b.layers.extracted.put_index(diff_id, &index);
+            return Some(index);
+        }
+        Some(Err(e)) => b.progress.line(&format!(
+            "warning: could not read the table of contents of layer {diff_id}: {}",
+            crate::error_chain::chain_line(&e)
+        )),
+        Some(Ok(None)) | None => {}
     }
     let repo = b.repo.as_ref()?;
     match b.runtime.block_on(repo.get_index(diff_id, &b.layers.store)) {

@@ -298,6 +298,16 @@ fn times(mtime: i64) -> Timestamps {
     }
 }
 
+/// Whether a layer's xattr `name` is applied. Overlay's own attributes would change how overlay
+/// reads a directory as a lower (redirects, metacopy), and kiln's owner record would change the
+/// owner a later layer gets: never from a layer.
+pub(super) fn kept_xattr(name: &[u8]) -> bool {
+    !name.starts_with(b"trusted.overlay.")
+        && !name.starts_with(b"user.overlay.")
+        && !super::owners::is_owner_xattr(name)
+        && !name.is_empty()
+}
+
 /// Metadata of an entry with its PAX overrides applied.
 struct Meta {
     mode: u32,
@@ -366,14 +376,7 @@ fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Layer
                 b"mtime" => m.mtime = num()?,
                 _ => {
                     if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
-                        // Overlay's own attributes would change how overlay reads this
-                        // directory as a lower (redirects, metacopy), and kiln's owner
-                        // record would change the owner a later layer gets: never from a layer.
-                        if !x.starts_with(b"trusted.overlay.")
-                            && !x.starts_with(b"user.overlay.")
-                            && !super::owners::is_owner_xattr(x)
-                            && !x.is_empty()
-                        {
+                        if kept_xattr(x) {
                             m.xattrs.push((x.to_vec(), value.to_vec()));
                         }
                     }

@@ -19,6 +19,7 @@ mod record;
 mod safe_fs;
 pub(crate) mod sparse;
 mod tar_write;
+pub mod toc;
 mod walk;
 pub(crate) mod whiteout;
 mod write;

@@ -283,6 +283,71 @@ impl RegistryClient {
         .await
     }
 
+    /// `length` bytes of blob `digest` from byte `offset`, in one `Range` request: a layer's
+    /// table of contents without the layer. A registry that answers with the whole blob is
+    /// refused rather than read, since the caller has a way that costs no more (extraction).
+    pub async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        self.on_pull_endpoints(&repo.registry, |ep| async move {
+            let scopes = pull_scopes(repo);
+            let url = self.url(&ep, repo, &format!("blobs/{digest}"))?;
+            let op = format!("get bytes {offset}-{} of blob {digest}", offset + length);
+            let range = format!("bytes={offset}-{}", (offset + length).saturating_sub(1));
+            let req = Req::new(Method::GET, url, &ep, repo, &scopes, Action::Pull, &op)
+                .header(reqwest::header::RANGE, &range);
+            let mut resp = self.send(req).await?;
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT => {}
+                StatusCode::NOT_FOUND => {
+                    return Err(RegistryError::NotFound {
+                        registry: repo.registry.clone(),
+                        repository: repo.name.clone(),
+                        what: format!("blob {digest}"),
+                    })
+                }
+                StatusCode::OK => {
+                    return Err(protocol_error(repo, &op, "the registry ignored the range"))
+                }
+                _ => return Err(status_error(repo, &op, resp).await),
+            }
+            let start = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(content_range_start);
+            if start != Some(offset) {
+                return Err(protocol_error(
+                    repo,
+                    &op,
+                    &format!("asked for bytes from {offset}, got a range starting at {start:?}"),
+                ));
+            }
+            let mut bytes = Vec::new();
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        bytes.extend_from_slice(&c);
+                        if bytes.len() as u64 > length {
+                            return Err(protocol_error(repo, &op, "more bytes than asked for"));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(transport_error(repo, &op, e)),
+                }
+            }
+            if bytes.len() as u64 != length {
+                return Err(protocol_error(repo, &op, "fewer bytes than asked for"));
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+
     /// One GET of the blob into the sink, from where its writer stands (a `Range` request when
     /// it holds bytes already; a registry that answers with the whole blob makes it start over).
     async fn pull_blob_at(

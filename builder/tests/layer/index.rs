@@ -220,6 +220,98 @@ fn a_layers_index_read_without_extracting_is_its_extractions() {
     assert!(n > 40, "{n}");
 }
 
+/// `tar` as a one-layer OCI layout at `dir`, tagged `x`.
+fn oci_layout(dir: &Path, tar: &[u8]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = Digest::of(bytes);
+        std::fs::write(blobs.join(d.hex()), bytes).unwrap();
+        serde_json::json!({"digest": d.to_string(), "size": bytes.len()})
+    };
+    let layer = put(tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    }))
+    .unwrap();
+    let config = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config["digest"], "size": config["size"]},
+        "layers": [{"mediaType": MEDIA_TYPE_TAR, "digest": layer["digest"], "size": layer["size"]}],
+    }))
+    .unwrap();
+    let manifest = put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest["digest"], "size": manifest["size"],
+        "annotations": {"org.opencontainers.image.ref.name": "x"},
+    }]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// The one layer of the OCI layout at `dir`: its descriptor and its bytes.
+fn layout_layer(dir: &Path) -> (serde_json::Value, Vec<u8>) {
+    let blob = |d: &serde_json::Value| {
+        let d: Digest = d.as_str().unwrap().parse().unwrap();
+        std::fs::read(dir.join("blobs/sha256").join(d.hex())).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
+    let layer = manifest["layers"][0].clone();
+    let bytes = blob(&layer["digest"]);
+    (layer, bytes)
+}
+
+/// The table of contents skopeo writes into a zstd:chunked layer gives the index extraction
+/// records for the same layer, for every layer of the stacks (whiteouts, an opaque marker,
+/// hard links, xattrs, setuid files, a device, a fifo, owners), read from the bytes the
+/// annotations point at.
+#[test]
+fn a_zstd_chunked_layers_table_of_contents_gives_its_extractions_index() {
+    need_root!();
+    let t = tempfile::tempdir().unwrap();
+    let cache = ExtractedLayers::open(&CacheDir::open(t.path().join("cache")).unwrap()).unwrap();
+    let mut n = 0;
+    for (i, tar) in stacks().pop().unwrap().into_iter().enumerate() {
+        let diff_id = Digest::of(&tar);
+        cache.extract(&diff_id, MEDIA_TYPE_TAR, &tar[..]).unwrap();
+        let extracted = cache.index(&diff_id).expect("extraction records the index");
+        let (src, dst) = (
+            t.path().join(format!("src{i}")),
+            t.path().join(format!("dst{i}")),
+        );
+        oci_layout(&src, &tar);
+        let o = std::process::Command::new("skopeo")
+            .args(["copy", "-q", "--dest-compress-format", "zstd:chunked"])
+            .arg(format!("oci:{}:x", src.display()))
+            .arg(format!("oci:{}:x", dst.display()))
+            .output()
+            .expect("skopeo (apt-get install skopeo)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (desc, blob) = layout_layer(&dst);
+        assert_eq!(desc["mediaType"], layer::MEDIA_TYPE_TAR_ZSTD, "{desc}");
+        let annotations = serde_json::from_value(desc["annotations"].clone()).unwrap();
+        let pos = layer::toc::TocPosition::from_annotations(&annotations).expect("a table");
+        let at = usize::try_from(pos.offset).unwrap();
+        let stored = &blob[at..at + usize::try_from(pos.length).unwrap()];
+        let from_toc = layer::toc::index_from_toc(stored, &pos).unwrap();
+        assert_eq!(from_toc.as_ref(), Some(&extracted), "layer {i}");
+        // A table whose bytes are not the annotated ones is refused.
+        let mut damaged = stored.to_vec();
+        damaged[0] ^= 1;
+        assert!(layer::toc::index_from_toc(&damaged, &pos).is_err());
+        n += extracted.entries().len();
+    }
+    assert!(n > 30, "{n}");
+}
+
 #[test]
 fn index_view_answers_as_the_overlay_view_of_the_extracted_layers() {
     need_root!();
