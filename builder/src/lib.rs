@@ -41,6 +41,7 @@ pub mod path_io;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod rfc3339;
 #[cfg(test)]
 mod rooms;
 pub mod sandbox;

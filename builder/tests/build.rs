@@ -739,7 +739,9 @@ fn a_plain_copy_on_a_zstd_chunked_base_reads_its_tables_of_contents() {
         base,
     } = fixture();
     let from = context(
-        &format!("FROM {base}\nRUN mkdir -p /srv/data && echo kept > /srv/data/kept && rm /etc/doomed\n"),
+        &format!(
+            "FROM {base}\nRUN mkdir -p /srv/data && echo kept > /srv/data/kept && rm /etc/doomed\n"
+        ),
         &[],
     );
     let plain = format!("{}/zc:gzip", reg.addr);

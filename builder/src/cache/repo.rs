@@ -82,7 +82,10 @@ impl RepoCache {
         if ann.get(ANNOTATION_FORMAT).map(String::as_str) != Some(FORMAT_VERSION) {
             return Ok(None);
         }
-        let Some(created) = ann.get(ANNOTATION_CREATED).and_then(|c| parse_rfc3339(c)) else {
+        let Some(created) = ann
+            .get(ANNOTATION_CREATED)
+            .and_then(|c| crate::rfc3339::parse(c))
+        else {
             return Ok(None);
         };
         let age = now_unix().saturating_sub(created);
@@ -257,71 +260,5 @@ impl RepoCache {
         let path = store.path(&digest);
         let bytes = std::fs::read(&path).at(&path)?;
         Ok(Some(bytes))
-    }
-}
-
-/// Seconds since the epoch of an RFC 3339 time in UTC (`2024-05-01T10:00:00Z`, fractions of a
-/// second ignored); `None` for anything else.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let rest = s.get(19..)?;
-    let rest = match rest.strip_prefix('.') {
-        Some(frac) => frac.trim_start_matches(|c: char| c.is_ascii_digit()),
-        None => rest,
-    };
-    if !matches!(rest, "Z" | "z") || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec)
-}
-
-/// (year, month, day) → days since 1970-01-01, Howard Hinnant's algorithm.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_round_trips_what_kiln_writes() {
-        for t in [
-            0,
-            1,
-            86_399,
-            951_782_400,
-            1_700_000_000,
-            4_102_444_800,
-            -86_400,
-        ] {
-            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{}", rfc3339(t));
-        }
-        assert_eq!(
-            parse_rfc3339("2023-11-14T22:13:20.123Z"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+01:00"), None);
-        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -166,7 +166,9 @@ fn entry_of(e: TocEntry) -> Result<Option<IndexEntry>, LayerError> {
         _ => 0,
     };
     let mtime = match &e.modtime {
-        Some(t) => unix_seconds(t).ok_or_else(|| bad(format!("{}: modtime {t:?}", e.name)))?,
+        Some(t) => {
+            crate::rfc3339::parse(t).ok_or_else(|| bad(format!("{}: modtime {t:?}", e.name)))?
+        }
         None => 0,
     };
     let mut xattrs = Vec::new();
@@ -193,71 +195,9 @@ fn entry_of(e: TocEntry) -> Result<Option<IndexEntry>, LayerError> {
     }))
 }
 
-/// Seconds since the epoch of an RFC 3339 time (`2026-12-03T10:28:51Z`, a fraction and an
-/// offset allowed); the fraction is dropped, as extraction drops a PAX mtime's.
-fn unix_seconds(t: &str) -> Option<i64> {
-    let (date, rest) = t.split_once(['T', 't'])?;
-    let mut d = date.splitn(3, '-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let zone_at = rest.find(['Z', 'z', '+', '-'])?;
-    let (clock, zone) = rest.split_at(zone_at);
-    let clock = clock.split('.').next()?;
-    let mut c = clock.splitn(3, ':');
-    let (h, min, s): (i64, i64, i64) = (
-        c.next()?.parse().ok()?,
-        c.next()?.parse().ok()?,
-        c.next()?.parse().ok()?,
-    );
-    let offset = match zone {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (oh, om) = zone[1..].split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
-        }
-    };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s - offset)
-}
-
-/// (year, month, day) → days since 1970-01-01, Howard Hinnant's algorithm.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_times_in_any_offset_are_seconds_since_the_epoch() {
-        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(unix_seconds("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(
-            unix_seconds("2023-11-14T22:13:20.999999999Z"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(
-            unix_seconds("2023-11-14T23:13:20+01:00"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(unix_seconds("1969-12-31T23:59:59Z"), Some(-1));
-        assert_eq!(unix_seconds("0001-01-01T00:00:00Z"), Some(-62_135_596_800));
-        assert_eq!(unix_seconds("2023-13-01T00:00:00Z"), None);
-        assert_eq!(unix_seconds("yesterday"), None);
-    }
 
     #[test]
     fn positions_are_read_only_from_both_annotations_and_type_1() {

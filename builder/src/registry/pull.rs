@@ -315,18 +315,7 @@ impl RegistryClient {
                 }
                 _ => return Err(status_error(repo, &op, resp).await),
             }
-            let start = resp
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(content_range_start);
-            if start != Some(offset) {
-                return Err(protocol_error(
-                    repo,
-                    &op,
-                    &format!("asked for bytes from {offset}, got a range starting at {start:?}"),
-                ));
-            }
+            range_starts_at(&resp, offset, repo, &op)?;
             let mut bytes = Vec::new();
             loop {
                 match resp.chunk().await {
@@ -383,18 +372,7 @@ impl RegistryClient {
                 resp.content_length()
             }
             StatusCode::PARTIAL_CONTENT if from > 0 => {
-                let start = resp
-                    .headers()
-                    .get(reqwest::header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range_start);
-                if start != Some(from) {
-                    return Err(protocol_error(
-                        repo,
-                        &op,
-                        &format!("asked for bytes from {from}, got a range starting at {start:?}"),
-                    ));
-                }
+                range_starts_at(&resp, from, repo, &op)?;
                 resp.content_length()
             }
             _ => return Err(status_error(repo, &op, resp).await),
@@ -434,6 +412,28 @@ struct Sink<'a> {
     store: &'a BlobStore,
     w: BlobWriter,
     progress: Option<&'a BlobProgress>,
+}
+
+/// Checks that a 206 answer's `Content-Range` starts at `from`, the byte asked for.
+fn range_starts_at(
+    resp: &reqwest::Response,
+    from: u64,
+    repo: &Repository,
+    op: &str,
+) -> Result<(), RegistryError> {
+    let start = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(content_range_start);
+    if start == Some(from) {
+        return Ok(());
+    }
+    Err(protocol_error(
+        repo,
+        op,
+        &format!("asked for bytes from {from}, got a range starting at {start:?}"),
+    ))
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` value.
