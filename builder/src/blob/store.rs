@@ -83,8 +83,13 @@ impl BlobStore {
         })
     }
 
-    /// Stores `bytes` (configs, manifests: small by nature).
+    /// Stores `bytes` (configs, manifests: small by nature). Bytes already stored are not
+    /// written (nor synced) again: builds keep every manifest they resolve.
     pub fn put(&self, bytes: &[u8]) -> Result<(Digest, u64), BlobError> {
+        let d = Digest::of(bytes);
+        if self.contains(&d) {
+            return Ok((d, bytes.len() as u64));
+        }
         let mut w = self.writer()?;
         w.write_all(bytes).at(&self.root)?;
         w.commit()

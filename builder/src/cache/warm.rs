@@ -17,7 +17,7 @@ use crate::image::{parse_manifest, Descriptor, ImageConfig, ImageManifest, Parse
 use crate::layer;
 use crate::path_io::IoAt;
 use crate::plan::{self, Base, NoBaseImages, Options, Platform};
-use crate::registry::{Reference, RegistryClient};
+use crate::registry::{Manifest, Reference, RegistryClient};
 use crate::snapshot::ExtractedLayers;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -185,14 +185,25 @@ pub async fn warm(
     Ok(out)
 }
 
-async fn warm_one(
+/// The image manifest `reference` names for `platform`, as the registry gives it.
+pub(crate) struct PlatformManifest {
+    /// What the reference itself resolved to: an index, or the image manifest.
+    pub top: Digest,
+    /// The platform's image manifest as fetched.
+    pub manifest: Manifest,
+    /// It, parsed.
+    pub image: ImageManifest,
+}
+
+/// Fetches the image manifest `reference` names for `platform`, through its index when it names
+/// one, keeping each manifest in `store` (so a reference pinned by its digest later needs no
+/// request): what `kiln warm` stores and what a build resolves its bases with.
+pub(crate) async fn platform_manifest(
+    client: &RegistryClient,
+    store: &BlobStore,
     reference: &Reference,
     platform: &Platform,
-    client: &RegistryClient,
-    cache_dir: &CacheDir,
-    store: &BlobStore,
-    opts: &WarmOptions,
-) -> Result<WarmedImage, CacheError> {
+) -> Result<PlatformManifest, CacheError> {
     let top = client.get_manifest(reference).await?;
     store.put(&top.bytes)?;
     let (manifest, image) = match parse_manifest(Some(&top.media_type), &top.bytes)? {
@@ -219,6 +230,26 @@ async fn warm_one(
             }
         }
     };
+    Ok(PlatformManifest {
+        top: top.digest,
+        manifest,
+        image,
+    })
+}
+
+async fn warm_one(
+    reference: &Reference,
+    platform: &Platform,
+    client: &RegistryClient,
+    cache_dir: &CacheDir,
+    store: &BlobStore,
+    opts: &WarmOptions,
+) -> Result<WarmedImage, CacheError> {
+    let PlatformManifest {
+        top,
+        manifest,
+        image,
+    } = platform_manifest(client, store, reference, platform).await?;
     let blobs: Vec<&Descriptor> = std::iter::once(&image.config)
         .chain(&image.layers)
         .collect();
@@ -247,7 +278,7 @@ async fn warm_one(
     let config = ImageConfig::parse(&config_bytes)?;
     let indexed = index_layers(cache_dir, store, &image.layers, &config.rootfs.diff_ids);
     let base = CachedBase {
-        digest: top.digest.clone(),
+        digest: top,
         manifest: manifest.digest.clone(),
         media_type: manifest.media_type.clone(),
         config: image.config.digest.clone(),

@@ -48,8 +48,6 @@ impl BuildError {
                 source.class()
             }
             BuildError::Base { source, .. } => source.class(),
-            // The base image named has no image to build on.
-            BuildError::NoPlatform(_) | BuildError::NestedIndex => Input,
             BuildError::Io(_) | BuildError::LayerUnavailable(_) => Environment,
         }
     }

@@ -10,10 +10,10 @@
 //! so: a Docker Hub rate limit does not fail a build whose base was warmed. A registry's real
 //! answer (not found, denied) is never overridden.
 
-use super::error::BuildError;
 use super::layers::LayerRef;
 use super::progress::Progress;
 use crate::blob::{BlobStore, Digest};
+use crate::cache::warm::platform_manifest;
 use crate::cache::{lookup_base, read_manifest, remember_base, CachedBase};
 use crate::cache_dir::CacheDir;
 use crate::image::{
@@ -173,31 +173,12 @@ impl BaseResolver {
         reference: &Reference,
         platform: &Platform,
     ) -> Result<Found, crate::Error> {
-        let top = self.client.get_manifest(reference).await?;
-        // Kept so that a later build pinned to this digest asks nothing.
-        self.store.put(&top.bytes)?;
-        let mut m = top.clone();
-        let mut parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
-        if let ParsedManifest::Index(index) = &parsed {
-            let chosen = select_manifest(index, platform)
-                .ok_or_else(|| BuildError::NoPlatform(platform.to_string()))?;
-            let by_digest = Reference {
-                repository: reference.repository.clone(),
-                tag: None,
-                digest: Some(chosen.digest.clone()),
-            };
-            m = self.client.get_manifest(&by_digest).await?;
-            self.store.put(&m.bytes)?;
-            parsed = parse_manifest(Some(&m.media_type), &m.bytes)?;
-        }
-        let ParsedManifest::Image(manifest) = parsed else {
-            return Err(BuildError::NestedIndex.into());
-        };
+        let m = platform_manifest(&self.client, &self.store, reference, platform).await?;
         Ok(Found {
-            top: top.digest,
-            digest: m.digest,
-            media_type: m.media_type,
-            manifest: *manifest,
+            top: m.top,
+            digest: m.manifest.digest,
+            media_type: m.manifest.media_type,
+            manifest: m.image,
         })
     }
 
@@ -224,8 +205,10 @@ impl BaseResolver {
         platform: &Platform,
         error: &crate::Error,
     ) -> Option<Found> {
-        let crate::Error::Registry(e) = error else {
-            return None;
+        let e = match error {
+            crate::Error::Registry(e)
+            | crate::Error::Cache(crate::cache::CacheError::Registry(e)) => e,
+            _ => return None,
         };
         if !unavailable(e) {
             return None;
@@ -291,9 +274,7 @@ impl BaseResolver {
             layers,
         })
     }
-}
 
-impl BaseResolver {
     /// The index of base layer `diff_id` read from the table of contents it carries, with one
     /// range request to its registry; `None` when it carries none. The inner `None`: more paths
     /// than an index holds.

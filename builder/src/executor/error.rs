@@ -58,12 +58,6 @@ pub enum BuildError {
         #[source]
         source: Arc<crate::Error>,
     },
-    /// A base image's index has no image for the platform built for.
-    #[error("no image for platform {0} in its index")]
-    NoPlatform(String),
-    /// A base image's index names another index for the platform.
-    #[error("its platform entry is an index again")]
-    NestedIndex,
     /// Local state (cache directory, scratch space) failed.
     #[error(transparent)]
     Io(#[from] PathIo),

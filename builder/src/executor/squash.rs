@@ -59,9 +59,9 @@ pub(crate) fn squash(
         .map_err(|e| BuildError::failed("--single-snapshot", e))?;
         // As for a step's layer: a COPY onto this image later reads its metadata from the
         // index, here or in the cache repository, instead of downloading it.
-        if let Some(index) = &info.index {
-            let _ = b.layers.extracted.put_index(&info.layer.diff_id, index);
-        }
+        b.layers
+            .extracted
+            .keep_index(&info.layer.diff_id, info.index.as_ref());
         let merged = LayerRef {
             layer: info.layer,
             source: None,

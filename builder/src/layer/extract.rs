@@ -260,6 +260,7 @@ fn fill(
         }),
         opts,
         touched: Touched::default(),
+        touched_parent: Vec::new(),
         dir_fixups: Vec::new(),
         entries: 0,
         index: IndexBuilder::default(),
@@ -309,12 +310,14 @@ pub(super) fn kept_xattr(name: &[u8]) -> bool {
 }
 
 /// Metadata of an entry with its PAX overrides applied.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+pub(super) struct Meta {
+    /// Permission bits, setuid, setgid and sticky (`& 0o7777`).
+    pub(super) mode: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) mtime: i64,
+    /// Those a layer may set ([`kept_xattr`]).
+    pub(super) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 struct Extractor<'a> {
@@ -332,6 +335,8 @@ struct Extractor<'a> {
     opts: &'a ExtractOptions,
     /// Paths this layer wrote (and their ancestors): whiteouts only remove lower content.
     touched: Touched,
+    /// The parent directory whose ancestors were last added to [`Self::touched`].
+    touched_parent: Vec<Vec<u8>>,
     /// Directories' (path, mode, mtime), applied after every entry.
     dir_fixups: Vec<(Vec<Vec<u8>>, u32, i64)>,
     entries: u64,
@@ -387,8 +392,8 @@ fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Layer
     Ok(m)
 }
 
-/// The index entry of `e` (at `path`, with PAX-applied `m`) as extraction leaves it; `None`
-/// for a kind the index does not record.
+/// The index entry of tar entry `e` (at `path`, with PAX-applied `m`); `None` for a kind the
+/// index does not record.
 fn index_entry<R: Read>(
     e: &tar::Entry<'_, R>,
     kind: EntryType,
@@ -396,34 +401,57 @@ fn index_entry<R: Read>(
     m: &Meta,
 ) -> Option<IndexEntry> {
     let k = IndexKind::of_tar(kind)?;
-    let link = match k {
-        IndexKind::Symlink => e.link_name_bytes().unwrap_or_default().into_owned(),
+    let h = e.header();
+    let dev = (
+        h.device_major().ok().flatten().unwrap_or(0),
+        h.device_minor().ok().flatten().unwrap_or(0),
+    );
+    let link = e.link_name_bytes().unwrap_or_default();
+    Some(entry_as_extracted(
+        k,
+        path,
+        m,
+        h.size().unwrap_or(0),
+        &link,
+        dev,
+    ))
+}
+
+/// The index entry of a layer entry as extraction leaves it, whether a tar header or a
+/// zstd:chunked table of contents ([`super::toc`]) describes it: `link` as the layer spells
+/// it, `dev` its device numbers.
+pub(super) fn entry_as_extracted(
+    kind: IndexKind,
+    path: &[u8],
+    m: &Meta,
+    size: u64,
+    link: &[u8],
+    dev: (u32, u32),
+) -> IndexEntry {
+    let link = match kind {
+        IndexKind::Symlink => link.to_vec(),
         // As the path it names in the layer, the way the writer records it.
         IndexKind::HardLink => {
-            let raw = e.link_name_bytes().unwrap_or_default();
-            rel(&clean(&String::from_utf8_lossy(path), &raw).unwrap_or_default())
+            rel(&clean(&String::from_utf8_lossy(path), link).unwrap_or_default())
         }
         _ => Vec::new(),
     };
-    let rdev = match k {
-        IndexKind::Char | IndexKind::Block => rustix::fs::makedev(
-            e.header().device_major().ok().flatten().unwrap_or(0),
-            e.header().device_minor().ok().flatten().unwrap_or(0),
-        ),
+    let rdev = match kind {
+        IndexKind::Char | IndexKind::Block => rustix::fs::makedev(dev.0, dev.1),
         _ => 0,
     };
-    Some(IndexEntry {
+    IndexEntry {
         path: path.to_vec(),
-        kind: k,
+        kind,
         mode: m.mode,
         uid: m.uid,
         gid: m.gid,
-        size: e.header().size().unwrap_or(0),
+        size,
         mtime: m.mtime,
         rdev,
         link,
         xattrs: m.xattrs.clone(),
-    })
+    }
 }
 
 impl Extractor<'_> {
@@ -453,8 +481,13 @@ impl Extractor<'_> {
             };
         }
         let dir = self.parent_dir(parent, &name)?;
-        for i in 1..comps.len() {
-            self.touched.insert(&rel(&comps[..i]));
+        // A layer lists a directory's entries together: the ancestors are those of the last
+        // entry most of the time, already in.
+        if parent != &self.touched_parent[..] {
+            for i in 1..comps.len() {
+                self.touched.insert(&rel(&comps[..i]));
+            }
+            self.touched_parent = parent.to_vec();
         }
         let path = rel(&comps);
         let m = meta_of(e, &name)?;

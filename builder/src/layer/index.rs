@@ -106,9 +106,8 @@ pub struct LayerIndex {
 
 /// Paths an index holds at most. While a layer is written or extracted its index is in memory,
 /// about 350 bytes an entry measured (and again when a COPY reads it): past this many a layer
-/// gets no index, so memory stays bounded (about 23 MiB here) whatever the layer, and builds on
-/// it extract it as they would without indexes. Base images' layers hold a few thousand to some
-/// tens of thousands of paths; a `node_modules` layer can hold hundreds of thousands.
+/// gets no index, so memory stays bounded (about 23 MiB at that rate) whatever the layer, and
+/// builds on it extract it as they would without indexes.
 pub const MAX_INDEX_ENTRIES: usize = 65_536;
 
 /// Collects entries in layer order, as extraction applies them: a later entry for the same

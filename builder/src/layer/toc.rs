@@ -1,5 +1,5 @@
 //! The table of contents a zstd:chunked layer carries (containers/storage's format, which
-//! `skopeo copy --dest-compress-format zstd:chunked`, buildah and podman write): every entry's
+//! `skopeo copy --dest-compress-format zstd:chunked` writes): every entry's
 //! metadata, at a position the layer's descriptor annotates. Fetched with one range request, it
 //! gives the layer's index without downloading the layer.
 //!
@@ -7,7 +7,7 @@
 //! two equal over layers skopeo converted): the table's file chunks and access times are not.
 
 use super::error::LayerError;
-use super::extract::kept_xattr;
+use super::extract::{entry_as_extracted, kept_xattr, Meta};
 use super::index::{IndexBuilder, IndexEntry, IndexKind, LayerIndex};
 use super::safe_fs::{clean, rel};
 use super::WHITEOUT_PREFIX;
@@ -156,15 +156,10 @@ fn entry_of(e: TocEntry) -> Result<Option<IndexEntry>, LayerError> {
     if base.starts_with(WHITEOUT_PREFIX.as_bytes()) {
         return Ok(Some(IndexEntry::named(path, IndexKind::File)));
     }
-    let link = match kind {
-        IndexKind::Symlink => e.link_name.into_bytes(),
-        IndexKind::HardLink => rel(&clean(&e.name, e.link_name.as_bytes())?),
-        _ => Vec::new(),
-    };
-    let rdev = match kind {
-        IndexKind::Char | IndexKind::Block => rustix::fs::makedev(e.dev_major, e.dev_minor),
-        _ => 0,
-    };
+    if kind == IndexKind::HardLink {
+        // Refused here as extraction refuses it (a `..` target), not recorded empty.
+        clean(&e.name, e.link_name.as_bytes())?;
+    }
     let mtime = match &e.modtime {
         Some(t) => {
             crate::rfc3339::parse(t).ok_or_else(|| bad(format!("{}: modtime {t:?}", e.name)))?
@@ -181,18 +176,21 @@ fn entry_of(e: TocEntry) -> Result<Option<IndexEntry>, LayerError> {
             .map_err(|_| bad(format!("{}: xattr {name} is not base64", e.name)))?;
         xattrs.push((name.into_bytes(), value));
     }
-    Ok(Some(IndexEntry {
-        path,
-        kind,
+    let m = Meta {
         mode: e.mode & 0o7777,
         uid: e.uid,
         gid: e.gid,
-        size: e.size,
         mtime,
-        rdev,
-        link,
         xattrs,
-    }))
+    };
+    Ok(Some(entry_as_extracted(
+        kind,
+        &path,
+        &m,
+        e.size,
+        e.link_name.as_bytes(),
+        (e.dev_major, e.dev_minor),
+    )))
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ impl Walker {
     /// directories are turned into OCI whiteouts. `exclude` paths are relative to `root`.
     /// With `oci_whiteouts`, `.wh.` names are emitted as they are instead of refused. With
     /// `lowers` (an overlay upper's layers, top first), an opaque directory becomes whiteouts of
-    /// the lower entries it hides, as a tree diff (and BuildKit) writes the same change, so both
+    /// the lower entries it hides, as a tree diff writes the same change, so both
     /// snapshot modes give one layer; a directory that replaced a file hides nothing.
     pub(crate) fn new(
         root: &Path,
@@ -206,7 +206,7 @@ impl Walker {
             entries.push((name.as_bytes().to_vec(), Pending::Real(name)));
         }
         if hides {
-            for name in self.hidden(&rel, &upper_names)? {
+            for name in self.hidden(&rel, upper_names)? {
                 let mut out = WHITEOUT_PREFIX.as_bytes().to_vec();
                 out.extend_from_slice(name.as_bytes());
                 entries.push((out, Pending::Hidden));
@@ -236,7 +236,7 @@ impl Walker {
 
     /// The names the lower layers hold in directory `rel` that the upper does not, sorted;
     /// none when the lower has no directory there.
-    fn hidden(&self, rel: &[u8], upper: &[OsString]) -> Result<Vec<OsString>, LayerError> {
+    fn hidden(&self, rel: &[u8], mut upper: Vec<OsString>) -> Result<Vec<OsString>, LayerError> {
         let Some(lower) = &self.lower else {
             return Ok(Vec::new());
         };
@@ -245,7 +245,6 @@ impl Walker {
             Some(e) if e.kind == Kind::Dir => {}
             _ => return Ok(Vec::new()),
         }
-        let mut upper = upper.to_vec();
         upper.sort();
         let mut names = lower.read_dir(&p).at(&p)?;
         names.retain(|n| upper.binary_search(n).is_err());

@@ -44,8 +44,8 @@ pub struct LayerOptions {
     /// points the sandbox added.
     pub exclude: Vec<PathBuf>,
     /// With `overlay_whiteouts`: the lower directories under the upper, top first. An opaque
-    /// directory is then written as whiteouts of what it hides below (a tree diff's and
-    /// BuildKit's spelling) instead of an opaque marker; without them, as the marker.
+    /// directory is then written as whiteouts of what it hides below (a tree diff's spelling)
+    /// instead of an opaque marker; without them, as the marker.
     pub overlay_lowers: Vec<PathBuf>,
     /// Where the bytes of the tar stream going into the compressor are counted.
     pub progress: Option<std::sync::Arc<crate::transfer::Transfer>>,

@@ -98,6 +98,15 @@ impl ExtractedLayers {
         LayerIndex::decode(BufReader::new(f), diff_id).ok()
     }
 
+    /// Records the index of `diff_id` when there is one, as a convenience: a layer with none
+    /// (more paths than an index holds) or one that cannot be written only means a later step
+    /// or build extracts the layer, so the write is best effort.
+    pub fn keep_index(&self, diff_id: &Digest, index: Option<&LayerIndex>) {
+        if let Some(index) = index {
+            let _ = self.put_index(diff_id, index);
+        }
+    }
+
     /// Records the index of `diff_id`.
     pub fn put_index(&self, diff_id: &Digest, index: &LayerIndex) -> Result<(), SnapshotError> {
         let dest = self.index_path(diff_id);
@@ -173,11 +182,7 @@ impl ExtractedLayers {
                 actual: info.diff_id,
             });
         }
-        // An index that cannot be written (or a layer too big for one) only means a later
-        // build extracts this layer.
-        if let Some(index) = &info.index {
-            let _ = self.put_index(diff_id, index);
-        }
+        self.keep_index(diff_id, info.index.as_ref());
         // The scratch directory was made private; a layer's root is an ordinary directory.
         std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).at(&tmp.0)?;
         self.install(tmp.keep(), diff_id)

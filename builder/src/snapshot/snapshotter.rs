@@ -173,10 +173,14 @@ impl Snapshotter {
     /// spelling is adopted as the layer's extracted form, so later steps need not unpack it.
     pub fn commit(
         &self,
-        active: Active,
+        mut active: Active,
         opts: &LayerOptions,
         timer: &dyn Timer,
     ) -> Result<LayerInfo, SnapshotError> {
+        let mut opts = opts.clone();
+        // The adopted upper keeps overlay's opaque xattr: over these same lowers it hides
+        // exactly what the layer's whiteouts do.
+        opts.overlay_lowers = std::mem::take(&mut active.lowers);
         let upper = &active.dirs.upper;
         let whiteouts = match &active.tree {
             Some((root, before)) => {
@@ -184,18 +188,13 @@ impl Snapshotter {
             }
             None => Whiteouts::Overlay,
         };
-        let mut opts = opts.clone();
-        // The adopted upper keeps overlay's opaque xattr: over these same lowers it hides
-        // exactly what the layer's whiteouts do.
-        opts.overlay_lowers = active.lowers.clone();
         let info = write_timed(&opts, timer, |opts| {
             commit_as(upper, whiteouts, &self.store, opts)
         })?;
         // A later COPY or WORKDIR reads this layer's metadata from its index, and the cache
         // repository publishes it; one that cannot be written costs an extraction later.
-        if let Some(index) = &info.index {
-            let _ = self.extracted.put_index(&info.layer.diff_id, index);
-        }
+        self.extracted
+            .keep_index(&info.layer.diff_id, info.index.as_ref());
         if whiteouts == Whiteouts::Overlay {
             // Another build may have adopted the same diff_id first: either copy serves.
             let _ = self.extracted.adopt(&info.layer.diff_id, upper);
